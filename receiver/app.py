@@ -1,0 +1,48 @@
+"""create_app(): the web process's wiring — routes, lifespan state, error handlers.
+
+The web process stores and reads; it never calls Alegra. Each feature module contributes
+`routes` (and optionally `lifespan(app)`, an async context manager for its own state, and
+`OPENAPI_PATHS` for the spec). Shared state lives on `app.state`: `settings`, `db`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from types import ModuleType
+
+from starlette.applications import Starlette
+
+from receiver import errors, inspect, ops, receipts, webhooks
+from sync.logs import configure_logging, register_secrets
+from sync.settings import Settings, load_settings
+from sync.store.db import Database
+
+COMPONENTS: tuple[ModuleType, ...] = (receipts, webhooks, inspect, ops)
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    """Build the ASGI app. Reads settings from the environment unless given (tests give them)."""
+    settings = settings or load_settings()
+    configure_logging(settings.log_format, settings.log_level)
+    register_secrets(str(k) for k in settings.secret_keys)
+    if settings.alegra_token is not None:
+        register_secrets([str(settings.alegra_token)])
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        app.state.settings = settings
+        app.state.db = await Database.open(settings.database_path)
+        async with AsyncExitStack() as stack:
+            for component in COMPONENTS:
+                hook = getattr(component, "lifespan", None)
+                if hook is not None:
+                    await stack.enter_async_context(hook(app))
+            try:
+                yield
+            finally:
+                await stack.aclose()
+                await app.state.db.close()
+
+    routes = [route for component in COMPONENTS for route in component.routes]
+    return Starlette(routes=routes, lifespan=lifespan, exception_handlers=errors.HANDLERS)

@@ -1,0 +1,87 @@
+"""Errors become HTTP in one place.
+
+Endpoints raise `ApiError` (or let Starlette raise `HTTPException`); `HANDLERS` turns each into
+the one error body shape every endpoint shares:
+
+    {"error": {"code": "invalid_field", "message": "...", "field": "supplier.tax_id"}}
+
+`field` is the JSON path of the offending input, present only where it applies. A 500 never
+carries the exception's text: that could hold a secret; it is logged (redacted) instead.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from sync.logs import get_logger
+
+
+class ApiError(Exception):
+    """An error response: HTTP status, a machine code, a message, and the field if one is at fault."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        field: str | None = None,
+        extra: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.field = field
+        self.extra = extra or {}
+        self.headers = headers
+
+
+def error_body(code: str, message: str, field: str | None = None, **extra: Any) -> dict[str, Any]:
+    error: dict[str, Any] = {"code": code, "message": message}
+    if field is not None:
+        error["field"] = field
+    error.update(extra)
+    return {"error": error}
+
+
+async def _api_error(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    body = error_body(exc.code, exc.message, exc.field, **exc.extra)
+    return JSONResponse(body, status_code=exc.status, headers=exc.headers)
+
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "too_large",
+    415: "unsupported_media_type",
+}
+
+
+async def _http_exception(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    return JSONResponse(
+        error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers
+    )
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    get_logger(path=request.url.path).error("http.unhandled", exc_info=exc)
+    return JSONResponse(error_body("internal", "internal error"), status_code=500)
+
+
+HANDLERS: dict[Any, Any] = {
+    ApiError: _api_error,
+    HTTPException: _http_exception,
+    Exception: _unexpected,
+}

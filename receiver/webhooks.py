@@ -1,0 +1,5 @@
+"""webhooks routes (being built)."""
+
+from starlette.routing import BaseRoute
+
+routes: list[BaseRoute] = []

@@ -1,0 +1,42 @@
+"""`alegra-sync …`: the operator's command line.
+
+Each command group lives in its own module under `sync/commands/` (or the simulator's package)
+and exposes `add_parser(subparsers)`, which registers its sub-command with a `handler(args) -> int`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from sync.settings import SettingsError
+
+COMMAND_MODULES = (
+    "sync.commands.run",          # run: web + worker (+ simulator without credentials)
+    "sync.commands.partners",     # partners add/list/revoke
+    "sync.commands.webhooks",     # webhooks register/list/remove
+    "sync.commands.jobs",         # backfill, reconcile
+    "sync.simulator.cli",         # simulator
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="alegra-sync", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except SettingsError as exc:
+        print(f"alegra-sync: configuration error: {exc}", file=sys.stderr)  # noqa: T201
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

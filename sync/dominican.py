@@ -1,0 +1,104 @@
+"""Dominican identifiers — RNC, cédula, NCF — validated by python-stdnum (whitelists included).
+
+Pure functions. `normalize_tax_id` is strict (partner input); `loose_tax_id` is forgiving
+(records typed by hand in Alegra may carry dashes, spaces or fail the check digit, and must still
+be matched against a partner's valid number).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from stdnum.do import cedula, ncf, rnc
+from stdnum.exceptions import ValidationError
+
+TaxKind = Literal["RNC", "CEDULA"]
+
+_NCF_SEPARATORS = re.compile(r"[\s\-.]")
+
+
+class InvalidTaxId(ValueError):
+    """Not a valid RNC (9 digits) or cédula (11 digits). `reason` says why, for the API error."""
+
+    def __init__(self, value: str, reason: str) -> None:
+        super().__init__(reason)
+        self.value = value
+        self.reason = reason
+
+
+class InvalidNcf(ValueError):
+    """Not a valid NCF / e-CF number. `reason` says why."""
+
+    def __init__(self, value: str, reason: str) -> None:
+        super().__init__(reason)
+        self.value = value
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class TaxId:
+    number: str  # digits only
+    kind: TaxKind
+
+    @property
+    def formatted(self) -> str:
+        return rnc.format(self.number) if self.kind == "RNC" else cedula.format(self.number)
+
+
+@dataclass(frozen=True)
+class Ncf:
+    number: str  # compact, upper case: B0100000001, E310000000001
+    type_code: str  # B01, E31, ... (for the legacy 19-char form, the type inside it)
+
+    @property
+    def gives_itbis_credit(self) -> bool:
+        return self.type_code in {"B01", "E31"}
+
+
+def digits(value: str) -> str:
+    return "".join(ch for ch in value if ch.isdigit())
+
+
+def normalize_tax_id(raw: str) -> TaxId:
+    """Validate an RNC or cédula, dashes and spaces allowed. Raises InvalidTaxId."""
+    number = digits(raw)
+    if re.search(r"[^\d\s\-.]", raw):
+        raise InvalidTaxId(raw, "only digits, spaces, dots and dashes are allowed")
+    if len(number) == 9:
+        if not rnc.is_valid(number):
+            raise InvalidTaxId(raw, "not a valid RNC (check digit does not match)")
+        return TaxId(number, "RNC")
+    if len(number) == 11:
+        if not cedula.is_valid(number):
+            raise InvalidTaxId(raw, "not a valid cédula (check digit does not match)")
+        return TaxId(number, "CEDULA")
+    raise InvalidTaxId(raw, f"an RNC has 9 digits and a cédula 11; got {len(number)}")
+
+
+def loose_tax_id(raw: str | None) -> str | None:
+    """Digits of an identification as Alegra stores it, if it has the length of an RNC/cédula."""
+    if not raw:
+        return None
+    number = digits(str(raw))
+    return number if len(number) in (9, 11) else None
+
+
+def normalize_ncf(raw: str) -> Ncf:
+    """Validate an NCF (B + 2 + 8), e-CF (E + 2 + 10) or legacy 19-char NCF. Raises InvalidNcf."""
+    number = _NCF_SEPARATORS.sub("", raw).upper()
+    try:
+        number = ncf.validate(number)
+    except ValidationError as exc:
+        raise InvalidNcf(raw, _ncf_reason(number, exc)) from exc
+    type_code = number[:3] if len(number) in (11, 13) else "B" + number[9:11]
+    return Ncf(number, type_code)
+
+
+def _ncf_reason(number: str, exc: ValidationError) -> str:
+    if len(number) not in (11, 13, 19):
+        return "an NCF has 11 characters (B0100000001), an e-CF 13 (E310000000001)"
+    if number[:1] not in ("B", "E", "A", "P") or not number[1:].isdigit():
+        return "an NCF starts with B (or E for an e-CF) followed by digits"
+    return f"unknown NCF document type {number[:3]}: {exc.message}"

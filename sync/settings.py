@@ -1,0 +1,157 @@
+"""Configuration, read once from the environment (and `.env`) into one frozen object.
+
+A missing or malformed setting raises `SettingsError` naming the variable and the fix; the
+entry points print it and exit, so a misconfigured service never half-starts.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from starlette.config import Config
+from starlette.datastructures import Secret
+
+PRODUCTION_BASE_URL = "https://api.alegra.com/api/v1"
+DEFAULT_DATABASE_URL = "sqlite:///./data/alegra-sync.db"
+
+
+class SettingsError(Exception):
+    """A setting is missing or malformed; the message names it and says how to fix it."""
+
+    def __init__(self, name: str, problem: str) -> None:
+        super().__init__(f"{name}: {problem}")
+        self.name = name
+        self.problem = problem
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the web process, the worker and the CLI need to know at start-up."""
+
+    alegra_email: str | None
+    alegra_token: Secret | None
+    alegra_base_url: str
+    database_path: Path
+    secret_keys: tuple[Secret, ...]
+    public_url: str
+    port: int
+    expense_parent_account_id: str | None
+    rate_limit: int = 150
+    rate_window_s: float = 60.0
+    receipt_concurrency: int = 4
+    max_attachment_bytes: int = 10 * 1024 * 1024
+    max_webhook_body_bytes: int = 256 * 1024
+    accounts_poll_s: float = 900.0
+    reconcile_s: float = 6 * 3600.0
+    subscriptions_check_s: float = 600.0
+    bill_backfill_days: int = 90
+    strict_duplicate_check: bool = False
+    log_format: str = "auto"
+    log_level: str = "info"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def simulated(self) -> bool:
+        """True when no Alegra credentials are configured: `make run` then starts the simulator."""
+        return self.alegra_email is None or self.alegra_token is None
+
+    def __repr__(self) -> str:  # secrets never reach a repr, a log line or a traceback
+        return (
+            f"Settings(alegra_base_url={self.alegra_base_url!r}, "
+            f"database_path={str(self.database_path)!r}, public_url={self.public_url!r})"
+        )
+
+
+def database_path_from_url(url: str) -> Path:
+    """`sqlite:///./data/x.db` → `./data/x.db`; `sqlite:////abs/x.db` → `/abs/x.db`.
+
+    Raises SettingsError for anything but a sqlite URL: SQLite is the only store this build has.
+    """
+    prefix = "sqlite:///"
+    if not url.startswith(prefix) or len(url) == len(prefix):
+        raise SettingsError(
+            "DATABASE_URL", f"expected sqlite:///path/to/file.db, got {url!r}"
+        )
+    return Path(url[len(prefix) :])
+
+
+def _secret_keys(raw: str | None) -> tuple[Secret, ...]:
+    if not raw or not raw.strip():
+        raise SettingsError(
+            "SECRET_KEY",
+            "not set. Generate one with `python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+            " (several keys may be given comma-separated, newest first, to rotate)",
+        )
+    keys = tuple(Secret(k.strip()) for k in raw.split(",") if k.strip())
+    if any(len(str(k)) < 16 for k in keys):
+        raise SettingsError("SECRET_KEY", "each key must be at least 16 characters long")
+    return keys
+
+
+def _number(config: Config, name: str, cast: type[int] | type[float], default: float) -> Any:
+    try:
+        value = config(name, cast=cast, default=default)
+    except ValueError as exc:
+        raise SettingsError(name, f"expected a number: {exc}") from exc
+    if value <= 0:
+        raise SettingsError(name, "must be greater than zero")
+    return value
+
+
+def _flag(config: Config, name: str, default: bool) -> bool:
+    try:
+        return bool(config(name, cast=bool, default=default))
+    except ValueError as exc:
+        raise SettingsError(name, "expected true/false/1/0") from exc
+
+
+def load_settings(env_file: str | Path | None = ".env", environ: dict[str, str] | None = None) -> Settings:
+    """Read and validate every setting. Raises SettingsError naming the first bad one."""
+    env_path = Path(env_file) if env_file and Path(env_file).is_file() else None
+    config = Config(env_path, environ=environ if environ is not None else os.environ)
+    email = config("ALEGRA_EMAIL", default=None) or None
+    token = config("ALEGRA_TOKEN", cast=Secret, default=None)
+    if (email is None) != (token is None or not str(token)):
+        raise SettingsError(
+            "ALEGRA_TOKEN" if email else "ALEGRA_EMAIL",
+            "set both ALEGRA_EMAIL and ALEGRA_TOKEN, or neither (to use the simulator)",
+        )
+    port = int(_number(config, "PORT", int, 8000))
+    base_url = str(config("ALEGRA_BASE_URL", default=PRODUCTION_BASE_URL)).rstrip("/")
+    if not base_url.startswith(("http://", "https://")):
+        raise SettingsError("ALEGRA_BASE_URL", f"expected an http(s) URL, got {base_url!r}")
+    public_url = str(config("PUBLIC_URL", default=f"http://127.0.0.1:{port}")).rstrip("/")
+    if not public_url.startswith(("http://", "https://")):
+        raise SettingsError("PUBLIC_URL", f"expected an http(s) URL, got {public_url!r}")
+    return Settings(
+        alegra_email=email,
+        alegra_token=token if email else None,
+        alegra_base_url=base_url,
+        database_path=database_path_from_url(config("DATABASE_URL", default=DEFAULT_DATABASE_URL)),
+        secret_keys=_secret_keys(config("SECRET_KEY", default=None)),
+        public_url=public_url,
+        port=port,
+        expense_parent_account_id=config("EXPENSE_PARENT_ACCOUNT_ID", default=None) or None,
+        rate_limit=int(_number(config, "ALEGRA_RATE_LIMIT", int, 150)),
+        rate_window_s=float(_number(config, "ALEGRA_RATE_WINDOW_S", float, 60.0)),
+        receipt_concurrency=int(_number(config, "RECEIPT_CONCURRENCY", int, 4)),
+        max_attachment_bytes=int(_number(config, "MAX_ATTACHMENT_BYTES", int, 10 * 1024 * 1024)),
+        max_webhook_body_bytes=int(_number(config, "MAX_WEBHOOK_BODY_BYTES", int, 256 * 1024)),
+        accounts_poll_s=float(_number(config, "ACCOUNTS_POLL_S", float, 900.0)),
+        reconcile_s=float(_number(config, "RECONCILE_S", float, 6 * 3600.0)),
+        subscriptions_check_s=float(_number(config, "SUBSCRIPTIONS_CHECK_S", float, 600.0)),
+        bill_backfill_days=int(_number(config, "BILL_BACKFILL_DAYS", int, 90)),
+        strict_duplicate_check=_flag(config, "STRICT_DUPLICATE_CHECK", False),
+        log_format=_choice(config, "LOG_FORMAT", ("auto", "json", "console"), "auto"),
+        log_level=_choice(config, "LOG_LEVEL", ("debug", "info", "warning", "error"), "info"),
+    )
+
+
+def _choice(config: Config, name: str, allowed: tuple[str, ...], default: str) -> str:
+    value = str(config(name, default=default)).lower()
+    if value not in allowed:
+        raise SettingsError(name, f"expected one of {', '.join(allowed)}, got {value!r}")
+    return value

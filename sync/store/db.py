@@ -1,0 +1,148 @@
+"""The SQLite connection: WAL, busy timeout, migrations at start-up, short transactions.
+
+The web process and the worker each open their own `Database` on the same file. Inside a process,
+one aiosqlite connection is shared and guarded by an asyncio lock, so one coroutine's transaction
+never interleaves with another's statements. Never hold `transaction()` across an HTTP call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+BUSY_TIMEOUT_MS = 10_000
+Row = sqlite3.Row
+
+
+def utcnow() -> str:
+    """The one timestamp format of the store: ISO 8601, UTC, microseconds, sortable as text."""
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def _migration_files() -> list[tuple[int, str, str]]:
+    folder = resources.files("sync.store") / "migrations"
+    found = []
+    for entry in folder.iterdir():
+        if entry.name.endswith(".sql"):
+            version = int(entry.name.split("_", 1)[0])
+            found.append((version, entry.name, entry.read_text(encoding="utf-8")))
+    return sorted(found)
+
+
+class Database:
+    """One process's connection to the store. Open with `await Database.open(path)`."""
+
+    def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
+        self.conn = conn
+        self.path = path
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: Path | str, *, migrate: bool = True) -> Database:
+        """Connect, set the pragmas, and apply pending migrations (idempotent, concurrent-safe)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = await aiosqlite.connect(str(path), isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        db = cls(conn, path)
+        await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        await conn.execute("PRAGMA journal_mode = WAL")
+        # FULL: a committed row survives power loss too, not only a killed process. Group commit
+        # (see store/inbox.py) is what keeps this affordable on the hot webhook path.
+        await conn.execute("PRAGMA synchronous = FULL")
+        await conn.execute("PRAGMA foreign_keys = ON")
+        if migrate:
+            await db.migrate()
+        return db
+
+    async def close(self) -> None:
+        await self.conn.close()
+
+    async def migrate(self) -> list[int]:
+        """Apply every migration not yet recorded; returns the versions applied now."""
+        applied_now: list[int] = []
+        async with self.transaction() as conn:
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+            )
+            cursor = await conn.execute("SELECT version FROM schema_migrations")
+            done = {row[0] for row in await cursor.fetchall()}
+            for version, name, sql in _migration_files():
+                if version in done:
+                    continue
+                for statement in _split_sql(sql):
+                    await conn.execute(statement)
+                await conn.execute(
+                    "INSERT INTO schema_migrations(version, name, applied_at) VALUES (?, ?, ?)",
+                    (version, name, utcnow()),
+                )
+                applied_now.append(version)
+        return applied_now
+
+    async def pending_migrations(self) -> list[int]:
+        """Versions shipped with the code but not applied to this file (for /readyz)."""
+        rows = await self.fetchall("SELECT version FROM schema_migrations")
+        done = {row[0] for row in rows}
+        return [v for v, _, _ in _migration_files() if v not in done]
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """BEGIN IMMEDIATE … COMMIT (ROLLBACK on error), exclusive within this process."""
+        async with self._lock:
+            await self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+            except BaseException:
+                await self.conn.execute("ROLLBACK")
+                raise
+            await self.conn.execute("COMMIT")
+
+    async def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> int:
+        """Run one write statement in its own transaction; returns the number of rows changed."""
+        async with self.transaction() as conn:
+            cursor = await conn.execute(sql, params)
+            return cursor.rowcount
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        async with self.transaction() as conn:
+            await conn.executemany(sql, rows)
+
+    async def fetchone(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Row | None:
+        async with self._lock:
+            cursor = await self.conn.execute(sql, params)
+            row: Row | None = await cursor.fetchone()
+            return row
+
+    async def fetchall(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Row]:
+        async with self._lock:
+            cursor = await self.conn.execute(sql, params)
+            return list(await cursor.fetchall())
+
+    async def scalar(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Any:
+        row = await self.fetchone(sql, params)
+        return None if row is None else row[0]
+
+
+def _split_sql(script: str) -> list[str]:
+    """Split a migration on `;` at line ends (our migrations hold no triggers or string `;`)."""
+    statements, current = [], []
+    for line in script.splitlines():
+        if line.strip().startswith("--"):
+            continue
+        current.append(line)
+        if line.rstrip().endswith(";"):
+            statements.append("\n".join(current).strip())
+            current = []
+    tail = "\n".join(current).strip()
+    if tail:
+        statements.append(tail)
+    return [s for s in statements if s.strip(" ;\n")]
