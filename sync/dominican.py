@@ -101,4 +101,4 @@ def _ncf_reason(number: str, exc: ValidationError) -> str:
         return "an NCF has 11 characters (B0100000001), an e-CF 13 (E310000000001)"
     if number[:1] not in ("B", "E", "A", "P") or not number[1:].isdigit():
         return "an NCF starts with B (or E for an e-CF) followed by digits"
-    return f"unknown NCF document type {number[:3]}: {exc.message}"
+    return f"unknown NCF document type {number[:3]}: {exc}"

@@ -1,7 +1,8 @@
 """Name normalisation for matching suppliers without a tax id, and expense accounts by name.
 
-`name_key("Ferretería Ochoa, S.R.L.")` == `name_key("FERRETERIA OCHOA SRL")` == "ferreteria ochoa srl".
-Case, accents, spacing and punctuation are folded; company suffixes are folded to one spelling.
+`name_key("Ferretería Ochoa, S.R.L.")` == `name_key("FERRETERIA OCHOA SRL")`
+== "ferreteria ochoa srl". Case, accents, spacing and punctuation are folded; company
+suffixes are folded to one spelling.
 """
 
 from __future__ import annotations

@@ -1,0 +1,81 @@
+"""The mechanics every cached Alegra table shares: newer-wins upserts and soft deletion.
+
+Each row carries `confirmed_at`, the moment Alegra's answer was received. A write only lands if
+it is at least as new as what the row holds, so a slow fetch that finishes after a newer one
+(webhook confirmation racing a reconciliation) can never put an older state back.
+Table and column names come from the calling module's constants, never from input.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import aiosqlite
+
+from sync.store.db import Database, utcnow
+
+
+def _upsert_sql(table: str, columns: Sequence[str]) -> str:
+    names = [*columns, "raw", "source", "deleted", "confirmed_at", "updated_at"]
+    updates = ", ".join(f"{c} = excluded.{c}" for c in names if c != "alegra_id")
+    return (
+        f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join('?' for _ in names)})"  # noqa: S608
+        f" ON CONFLICT(alegra_id) DO UPDATE SET {updates}"
+        f" WHERE excluded.confirmed_at >= {table}.confirmed_at"
+    )
+
+
+async def upsert(
+    conn: aiosqlite.Connection,
+    table: str,
+    columns: Sequence[str],
+    rows: Iterable[Mapping[str, Any]],
+    *,
+    source: str,
+    confirmed_at: str | None = None,
+) -> int:
+    """Insert or refresh rows (inside the caller's transaction); returns how many were given."""
+    at = confirmed_at or utcnow()
+    params = [
+        (*(row[c] for c in columns), json.dumps(row["raw"], ensure_ascii=False), source, 0, at, at)
+        for row in rows
+    ]
+    if params:
+        await conn.executemany(_upsert_sql(table, columns), params)
+    return len(params)
+
+
+async def mark_deleted(
+    db: Database, table: str, alegra_id: str, *, source: str, confirmed_at: str | None = None
+) -> bool:
+    """Soft-delete one row if the news of its deletion is newer than the row. True if changed."""
+    at = confirmed_at or utcnow()
+    changed = await db.execute(
+        f"UPDATE {table} SET deleted = 1, source = ?, confirmed_at = ?, updated_at = ?"  # noqa: S608
+        " WHERE alegra_id = ? AND deleted = 0 AND confirmed_at <= ?",
+        (source, at, at, alegra_id, at),
+    )
+    return changed > 0
+
+
+async def mark_missing_deleted(
+    db: Database, table: str, seen_ids: set[str], *, source: str, scan_started_at: str
+) -> list[str]:
+    """After a COMPLETE scan: soft-delete rows Alegra no longer lists. Returns the ids deleted.
+
+    Rows confirmed after the scan started (a webhook or a receipt created them meanwhile) are kept.
+    """
+    async with db.transaction() as conn:
+        cursor = await conn.execute(
+            f"SELECT alegra_id FROM {table} WHERE deleted = 0 AND confirmed_at < ?",  # noqa: S608
+            (scan_started_at,),
+        )
+        gone = [row[0] for row in await cursor.fetchall() if row[0] not in seen_ids]
+        at = utcnow()
+        await conn.executemany(
+            f"UPDATE {table} SET deleted = 1, source = ?, updated_at = ? WHERE alegra_id = ?",  # noqa: S608
+            [(source, at, alegra_id) for alegra_id in gone],
+        )
+    return gone

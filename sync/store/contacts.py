@@ -1,0 +1,92 @@
+"""The contact cache: suppliers and clients as Alegra last confirmed them."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from sync.alegra.records import ContactRecord
+from sync.store import cache
+from sync.store.db import Database, Row
+
+TABLE = "contacts"
+COLUMNS = (
+    "alegra_id", "name", "name_key", "tax_id", "id_type", "types", "status", "email", "phone",
+)
+
+
+def _row(record: ContactRecord) -> dict[str, Any]:
+    return {**record.__dict__, "types": json.dumps(list(record.types))}
+
+
+def record_from_row(row: Row) -> ContactRecord:
+    return ContactRecord(
+        alegra_id=row["alegra_id"],
+        name=row["name"],
+        name_key=row["name_key"],
+        tax_id=row["tax_id"],
+        id_type=row["id_type"],
+        types=tuple(json.loads(row["types"])),
+        status=row["status"],
+        email=row["email"],
+        phone=row["phone"],
+        raw=json.loads(row["raw"]),
+    )
+
+
+async def upsert_contacts(
+    db: Database, records: Iterable[ContactRecord], *, source: str, confirmed_at: str | None = None
+) -> int:
+    """Write contacts as Alegra returned them (newer-wins; un-deletes a restored contact)."""
+    async with db.transaction() as conn:
+        return await cache.upsert(
+            conn, TABLE, COLUMNS, map(_row, records), source=source, confirmed_at=confirmed_at
+        )
+
+
+async def mark_contact_deleted(
+    db: Database, alegra_id: str, *, source: str, confirmed_at: str | None = None
+) -> bool:
+    return await cache.mark_deleted(db, TABLE, alegra_id, source=source, confirmed_at=confirmed_at)
+
+
+async def mark_missing_contacts_deleted(
+    db: Database, seen_ids: set[str], *, source: str, scan_started_at: str
+) -> list[str]:
+    return await cache.mark_missing_deleted(
+        db, TABLE, seen_ids, source=source, scan_started_at=scan_started_at
+    )
+
+
+
+
+async def find_supplier_by_tax_id(db: Database, tax_id: str) -> ContactRecord | None:
+    """The live contact with this tax id, preferring active suppliers over clients."""
+    row = await db.fetchone(
+        "SELECT * FROM contacts WHERE tax_id = ? AND deleted = 0"
+        " ORDER BY (status = 'inactive'), (types NOT LIKE '%provider%'), confirmed_at DESC"
+        " LIMIT 1",
+        (tax_id,),
+    )
+    return record_from_row(row) if row else None
+
+
+async def find_contacts_by_name_key(db: Database, key: str) -> list[ContactRecord]:
+    """Live contacts whose normalised name equals `key`, best candidate first."""
+    rows = await db.fetchall(
+        "SELECT * FROM contacts WHERE name_key = ? AND deleted = 0"
+        " ORDER BY (status = 'inactive'), (types NOT LIKE '%provider%'), confirmed_at DESC",
+        (key,),
+    )
+    return [record_from_row(r) for r in rows]
+
+
+async def get_cached_contact(db: Database, alegra_id: str) -> Row | None:
+    """The whole cached row (with source, confirmed_at, deleted) for inspection and tests."""
+    return await db.fetchone("SELECT * FROM contacts WHERE alegra_id = ?", (alegra_id,))
+
+
+async def live_contacts(db: Database) -> list[ContactRecord]:
+    rows = await db.fetchall("SELECT * FROM contacts WHERE deleted = 0 ORDER BY alegra_id")
+    return [record_from_row(r) for r in rows]
