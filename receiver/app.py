@@ -13,12 +13,14 @@ from types import ModuleType
 
 from starlette.applications import Starlette
 
-from receiver import errors, inspect, ops, receipts, webhooks
+from receiver import admin, errors, inspect, openapi, ops, prometheus, receipts, webhooks
 from sync.logs import configure_logging, register_secrets
 from sync.settings import Settings, load_settings
 from sync.store.db import Database
 
-COMPONENTS: tuple[ModuleType, ...] = (receipts, webhooks, inspect, ops)
+COMPONENTS: tuple[ModuleType, ...] = (
+    receipts, webhooks, inspect, admin, ops, prometheus, openapi
+)
 
 
 def create_app(settings: Settings | None = None) -> Starlette:

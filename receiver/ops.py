@@ -1,10 +1,26 @@
-"""Operational endpoints: liveness, the OpenAPI document."""
+"""Liveness and readiness: GET /healthz and GET /readyz (no key: load balancers call them).
+
+`/healthz` says the process serves requests, nothing more. `/readyz` says whether this instance
+should get traffic: the database answers, every migration shipped with the code is applied, and
+the worker's heartbeat is recent (`status.WORKER_STALE_S`). Otherwise 503 with the reasons.
+"""
 
 from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
+
+from receiver.admin_spec import OPS_PATHS
+from receiver.status import WORKER_STALE_S, worker_summary
+from sync.store import ops_queries
+from sync.store.db import Database
+
+OPENAPI_PATHS = OPS_PATHS
 
 
 async def healthz(_: Request) -> JSONResponse:
@@ -12,4 +28,34 @@ async def healthz(_: Request) -> JSONResponse:
     return JSONResponse({"status": "ok"})
 
 
-routes: list[BaseRoute] = [Route("/healthz", healthz, methods=["GET"])]
+async def readiness(db: Database, now: datetime) -> tuple[list[str], dict[str, Any]]:
+    """(reasons not to be ready, the checks' figures). No reasons: ready."""
+    try:
+        await ops_queries.ping(db)
+        pending = await db.pending_migrations()
+        worker = await worker_summary(db, now)
+    except (sqlite3.Error, ValueError) as exc:
+        return [f"database unreachable: {type(exc).__name__}"], {"database": False}
+    reasons = []
+    if pending:
+        reasons.append(f"migrations not applied: {', '.join(map(str, pending))}")
+    age = worker["heartbeat_age_s"]
+    if age is None:
+        reasons.append("the worker has never sent a heartbeat")
+    elif age > WORKER_STALE_S:
+        reasons.append(f"worker heartbeat is {age:.0f} s old (limit {WORKER_STALE_S:.0f} s)")
+    checks = {"database": True, "pending_migrations": pending, "worker_heartbeat_age_s": age}
+    return reasons, checks
+
+
+async def readyz(request: Request) -> JSONResponse:
+    """200 when ready for traffic, else 503 with the reasons."""
+    reasons, checks = await readiness(request.app.state.db, datetime.now(UTC))
+    body = {"status": "not_ready" if reasons else "ready", "reasons": reasons, "checks": checks}
+    return JSONResponse(body, status_code=503 if reasons else 200)
+
+
+routes: list[BaseRoute] = [
+    Route("/healthz", healthz, methods=["GET"]),
+    Route("/readyz", readyz, methods=["GET"]),
+]

@@ -1,5 +1,150 @@
-"""webhooks routes (being built)."""
+"""`POST /webhooks/alegra/{token}`: check the URL token, store the delivery, answer.
 
-from starlette.routing import BaseRoute
+Nothing else happens in the request: no Alegra call, no cache write. A delivery is committed to
+the inbox (group commit, see `store/inbox.py`) before the 2xx; a body that is not JSON or not a
+shape we know is stored as such and still answered 2xx, because every non-2xx counts toward
+Alegra deleting the subscription. The only non-2xx answers: 404 for a bad token (nothing stored),
+413 past the body bound, and 503 if the store could not commit in time (Alegra retries).
+The token is a secret: it is never logged (only `fingerprint()`), and uvicorn runs without
+access logs (Procfile) so the path never reaches a log line either.
+"""
 
-routes: list[BaseRoute] = []
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute, Route
+
+from receiver.errors import ApiError
+from sync.events.parse import parse_delivery
+from sync.logs import get_logger, register_secrets
+from sync.store.inbox import InboxWriter, NewDelivery, NewHandshake
+from sync.webhook_tokens import all_tokens, fingerprint, verify_token
+
+STORE_DEADLINE_S = 3.0  # far inside Alegra's 5 s; past it we answer 503 and Alegra delivers again
+HANDSHAKE_WAIT_S = 1.0  # the handshake's note is best-effort; the 2xx is what Alegra needs
+
+
+@asynccontextmanager
+async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    """Start the inbox's group-commit writer; at shutdown, commit what is queued."""
+    register_secrets(all_tokens(app.state.settings.secret_keys))
+    writer = InboxWriter(app.state.db)
+    writer.start()
+    app.state.inbox_writer = writer
+    try:
+        yield
+    finally:
+        await writer.close()
+
+
+async def receive(request: Request) -> JSONResponse:
+    """Store one delivery (or note a handshake) and acknowledge it."""
+    settings = request.app.state.settings
+    token = request.path_params["token"]
+    key_index = verify_token(token, settings.secret_keys)
+    if key_index is None:
+        get_logger(token_fp=fingerprint(token)).warning("webhook.bad_token")
+        raise HTTPException(404, "Not Found")  # the same answer as for any unknown path
+    body = await read_bounded(request, settings.max_webhook_body_bytes)
+    writer: InboxWriter = request.app.state.inbox_writer
+    if not body.strip():
+        return await _handshake(writer, key_index)
+    parsed = parse_delivery(body)
+    delivery = NewDelivery(
+        body, parsed.shape, parsed.subject, parsed.resource, parsed.resource_id, key_index
+    )
+    inbox_id = await _store(writer, delivery)
+    get_logger(inbox_id=inbox_id).info(
+        "webhook.stored", subject=parsed.subject, resource=parsed.resource,
+        resource_id=parsed.resource_id, shape=parsed.shape, key_index=key_index,
+    )
+    return JSONResponse({"status": "stored", "id": inbox_id})
+
+
+async def read_bounded(request: Request, limit: int) -> bytes:
+    """The body, read as it streams in; ApiError 413 as soon as it passes `limit` bytes."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(limit: int) -> ApiError:
+    return ApiError(413, "too_large", f"webhook body larger than {limit} bytes")
+
+
+async def _store(writer: InboxWriter, delivery: NewDelivery) -> int:
+    """Wait for the row's commit. ApiError 503 if it fails or takes too long."""
+    try:
+        return await asyncio.wait_for(writer.submit(delivery), STORE_DEADLINE_S)
+    except Exception as exc:
+        get_logger().error("webhook.store_failed", error=type(exc).__name__)
+        raise ApiError(
+            503, "unavailable", "delivery not stored; deliver again",
+            headers={"Retry-After": "1"},
+        ) from exc
+
+
+async def _handshake(writer: InboxWriter, key_index: int) -> JSONResponse:
+    """Alegra's empty-body check before it creates a subscription: 200, and a note of it."""
+    try:
+        await asyncio.wait_for(writer.submit(NewHandshake(key_index)), HANDSHAKE_WAIT_S)
+    except Exception as exc:
+        get_logger().warning("webhook.handshake_not_recorded", error=type(exc).__name__)
+    get_logger().info("webhook.handshake", key_index=key_index)
+    return JSONResponse({"status": "ok"})
+
+
+routes: list[BaseRoute] = [Route("/webhooks/alegra/{token}", receive, methods=["POST"])]
+
+_ERROR = {"type": "object", "properties": {"error": {"type": "object", "properties": {
+    "code": {"type": "string"}, "message": {"type": "string"}}}}}
+OPENAPI_PATHS: dict[str, Any] = {
+    "/webhooks/alegra/{token}": {
+        "post": {
+            "summary": "Receive an Alegra webhook delivery",
+            "description": (
+                "Alegra's deliveries and its empty-body subscription handshake. The token in "
+                "the path is the secret (`alegra-sync webhooks register` makes it). A delivery "
+                "is committed before the 2xx; malformed bodies are stored and answered 2xx."
+            ),
+            "parameters": [{
+                "name": "token", "in": "path", "required": True, "schema": {"type": "string"},
+            }],
+            "requestBody": {"required": False, "content": {"application/json": {
+                "schema": {"type": "object", "properties": {
+                    "subject": {"type": "string", "example": "edit-client"},
+                    "message": {"type": "object"},
+                }},
+            }}},
+            "responses": {
+                "200": {"description": "Stored (or handshake noted)", "content": {
+                    "application/json": {"schema": {"type": "object", "properties": {
+                        "status": {"type": "string", "enum": ["stored", "ok"]},
+                        "id": {"type": "integer"},
+                    }}},
+                }},
+                "404": {"description": "Unknown token", "content": {
+                    "application/json": {"schema": _ERROR}}},
+                "413": {"description": "Body too large", "content": {
+                    "application/json": {"schema": _ERROR}}},
+                "503": {"description": "Could not store in time; deliver again", "content": {
+                    "application/json": {"schema": _ERROR}}},
+            },
+        },
+    },
+}

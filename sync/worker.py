@@ -15,6 +15,7 @@ import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from sync import metrics
 from sync.alegra.budget import RateBudget
 from sync.alegra.client import AlegraClient, build_client
 from sync.logs import get_logger
@@ -69,8 +70,17 @@ async def heartbeat(ctx: WorkerContext) -> None:
             " budget=excluded.budget",
             (os.getpid(), utcnow(), json.dumps(ctx.budget.snapshot())),
         )
+        await flush_metrics(ctx.db)
         if await ctx.sleep(HEARTBEAT_S):
             return
+
+
+async def flush_metrics(db: Database) -> None:
+    """Store the counters gathered since the last beat (sync/metrics.py); kept for later on error."""
+    try:
+        await metrics.flush(db)
+    except Exception:
+        get_logger(lane="heartbeat").exception("metrics.flush_failed")
 
 
 async def run_worker(settings: Settings) -> None:
@@ -78,7 +88,7 @@ async def run_worker(settings: Settings) -> None:
     log = get_logger(process="worker")
     db = await Database.open(settings.database_path)
     budget = RateBudget(limit=settings.rate_limit, window_s=settings.rate_window_s)
-    alegra = build_client(settings, budget)
+    alegra = build_client(settings, budget, on_response=metrics.observe_alegra_call)
     ctx = WorkerContext(settings, db, alegra, budget, asyncio.Event())
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -90,6 +100,7 @@ async def run_worker(settings: Settings) -> None:
                 group.create_task(_guarded(name, lane, ctx), name=name)
     finally:
         await alegra.aclose()
+        await flush_metrics(db)
         await db.close()
         log.info("worker.stopped")
 

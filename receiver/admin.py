@@ -1,0 +1,146 @@
+"""The operators' repairs: inbox events (list, replay) and every partner's receipts (list, retry).
+
+Admin keys only. A replay or a retry only hands the row back to the worker, which does the work
+through the same idempotent paths as the first attempt: applying an event fetches the record's
+current state from Alegra, and a receipt resumes from its recorded steps (a step already `done`
+is never repeated), so neither can create a second contact, account or bill.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute, Route
+
+from receiver import query
+from receiver.admin_spec import OPENAPI_PATHS, OPENAPI_SCHEMAS
+from receiver.auth import require_admin
+from receiver.errors import ApiError
+from sync.logs import get_logger
+from sync.store import ops_queries
+from sync.store.db import Database, Row
+from sync.store.inbox import get_row
+from sync.store.receipts import get_receipt, get_steps, list_receipts, receipt_resource
+from sync.webhook_tokens import all_tokens
+
+__all__ = ["OPENAPI_PATHS", "OPENAPI_SCHEMAS", "routes"]
+
+EVENT_STATES = ("received", "applied", "skipped", "failed", "parked")
+RECEIPT_STATUSES = ("queued", "processing", "completed", "failed", "duplicate")
+MAX_BODY_TEXT = 4096
+MAX_ROW_ID = 2**63 - 1
+
+
+def event_view(row: Row, tokens: list[str]) -> dict[str, Any]:
+    """An inbox row with its body parsed; any webhook URL token in it is masked."""
+    text = bytes(row["body"]).decode("utf-8", errors="replace")
+    for token in tokens:
+        text = text.replace(token, "***")
+    try:
+        body, body_text = json.loads(text), None
+    except ValueError:
+        body, body_text = None, text[:MAX_BODY_TEXT]
+    return {
+        "id": row["id"], "received_at": row["received_at"], "subject": row["subject"],
+        "resource": row["resource"], "resource_id": row["resource_id"], "shape": row["shape"],
+        "state": row["state"], "attempts": row["attempts"],
+        "next_attempt_at": row["next_attempt_at"], "last_error": row["last_error"],
+        "applied_at": row["applied_at"], "body": body, "body_text": body_text,
+    }
+
+
+def _event_id(request: Request) -> int:
+    raw = request.path_params["event_id"]
+    if not raw.isdigit() or int(raw) > MAX_ROW_ID:
+        raise ApiError(404, "not_found", "no inbox event with this id")
+    return int(raw)
+
+
+async def list_events(request: Request) -> JSONResponse:
+    """GET /v1/events: inbox rows, newest first, filtered, cursor-paged."""
+    await require_admin(request)
+    params = request.query_params
+    limit = query.limit(params)
+    after = query.cursor(params, (int,))
+    rows = await ops_queries.events_page(
+        request.app.state.db,
+        state=query.choice(params, "state", EVENT_STATES),
+        subject=query.text(params, "subject"),
+        resource=query.text(params, "resource"),
+        resource_id=query.text(params, "resource_id"),
+        before_id=after[0] if after else None,
+        limit=limit + 1,
+    )
+    page = rows[:limit]
+    tokens = all_tokens(request.app.state.settings.secret_keys)
+    next_cursor = query.encode_cursor([page[-1]["id"]]) if len(rows) > limit else None
+    return JSONResponse({"data": [event_view(r, tokens) for r in page], "next_cursor": next_cursor})
+
+
+async def replay_event(request: Request) -> JSONResponse:
+    """POST /v1/events/{event_id}/replay: back to `received`; the worker applies it again."""
+    admin = await require_admin(request)
+    event_id = _event_id(request)
+    db: Database = request.app.state.db
+    if not await ops_queries.replay_event(db, event_id):
+        raise ApiError(404, "not_found", "no inbox event with this id")
+    get_logger(event_id=event_id, admin=admin.name).info("event.replay_requested")
+    row = await get_row(db, event_id)
+    assert row is not None  # inbox rows are not deleted by this process
+    return JSONResponse(event_view(row, all_tokens(request.app.state.settings.secret_keys)))
+
+
+async def _receipt_view(db: Database, row: Row) -> dict[str, Any]:
+    steps = await get_steps(db, row["id"])
+    return {**receipt_resource(row, steps), "partner_id": row["partner_id"]}
+
+
+async def list_all_receipts(request: Request) -> JSONResponse:
+    """GET /v1/receipts: every partner's receipts, newest first, filtered, cursor-paged."""
+    await require_admin(request)
+    params = request.query_params
+    db: Database = request.app.state.db
+    partner = query.text(params, "partner")
+    partner_id = await ops_queries.partner_id_for(db, partner) if partner else None
+    if partner and partner_id is None:
+        return JSONResponse({"data": [], "next_cursor": None})
+    try:
+        rows, next_cursor = await list_receipts(
+            db, partner_id=partner_id, status=query.choice(params, "status", RECEIPT_STATUSES),
+            date_from=query.day(params, "date_from"), date_to=query.day(params, "date_to"),
+            limit=query.limit(params), cursor=query.text(params, "cursor", max_length=1000),
+        )
+    except ValueError as exc:
+        raise query.invalid("cursor", "cursor: pass back a next_cursor this API returned") from exc
+    data = [await _receipt_view(db, row) for row in rows]
+    return JSONResponse({"data": data, "next_cursor": next_cursor})
+
+
+async def retry_receipt(request: Request) -> JSONResponse:
+    """POST /v1/receipts/{receipt_id}/retry: a failed receipt back to `queued`, due now."""
+    admin = await require_admin(request)
+    receipt_id = request.path_params["receipt_id"]
+    db: Database = request.app.state.db
+    if not await ops_queries.retry_failed_receipt(db, receipt_id):
+        row = await get_receipt(db, receipt_id, None)
+        if row is None:
+            raise ApiError(404, "not_found", "no such receipt")
+        raise ApiError(409, "not_failed",
+                       f"only a failed receipt can be retried; this one is {row['status']}",
+                       extra={"status": row["status"]})
+    get_logger(receipt_id=receipt_id, admin=admin.name).info("receipt.retry_requested")
+    row = await get_receipt(db, receipt_id, None)
+    assert row is not None  # receipts are never deleted
+    return JSONResponse(await _receipt_view(db, row), status_code=202,
+                        headers={"Location": f"/v1/receipts/{receipt_id}"})
+
+
+routes: list[BaseRoute] = [
+    Route("/v1/events", list_events, methods=["GET"]),
+    Route("/v1/events/{event_id}/replay", replay_event, methods=["POST"]),
+    Route("/v1/receipts", list_all_receipts, methods=["GET"]),
+    Route("/v1/receipts/{receipt_id}/retry", retry_receipt, methods=["POST"]),
+]

@@ -1,0 +1,200 @@
+"""The cache inspection API's part of /openapi.json: /v1/cache/* and their schemas.
+
+Data only; `receiver.openapi` merges it with the other components'. The rules stated here are the
+ones `receiver.inspect` and `receiver.status` enforce; change both together.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from receiver import status
+
+_REF = "#/components/schemas/"
+_TEXT = {"type": "string", "nullable": True}
+_TIME = {"type": "string", "format": "date-time"}
+_NULL_TIME = {**_TIME, "nullable": True}
+_NULL_NUMBER = {"type": "number", "nullable": True}
+_COUNTS = {"type": "object", "additionalProperties": {"type": "integer"}}
+
+
+def ref(name: str) -> dict[str, str]:
+    return {"$ref": _REF + name}
+
+
+def error(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": ref("Error")}}}
+
+
+def ok(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def page_of(item: str) -> dict[str, Any]:
+    return {"type": "object", "required": ["data", "next_cursor"], "properties": {
+        "data": {"type": "array", "items": ref(item)},
+        "next_cursor": {**_TEXT, "description": "Pass as `cursor` for the next page; null on "
+                        "the last page."},
+    }}
+
+
+def param(name: str, description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "description": description,
+            "schema": schema or {"type": "string", "maxLength": 200}}
+
+
+ADMIN_ONLY = {
+    "security": [{"partnerKey": []}],
+    "x-admin-only": True,
+}
+AUTH_ERRORS = {
+    "401": error("Missing, unknown or revoked key"),
+    "403": error("A partner key: this endpoint needs an admin key (`partners add NAME --admin`)"),
+}
+BAD_QUERY = {"400": error("A query parameter is malformed (`field` names it)")}
+LIMIT = param("limit", "Rows per page (default 50).",
+              {"type": "integer", "minimum": 1, "maximum": 200, "default": 50})
+CURSOR = param("cursor", "The `next_cursor` of the previous page (opaque).",
+               {"type": "string", "maxLength": 1000})
+INCLUDE_DELETED = param("include_deleted", "Also rows deleted in Alegra (soft-deleted here).",
+                        {"type": "boolean", "default": False})
+
+PROVENANCE = {
+    "source": {"type": "string", "enum": ["backfill", "webhook", "reconcile", "receipt", "poll"],
+               "description": "What last wrote the row: the first full copy, a webhook "
+               "confirmation, a reconciliation, the bill flow (created or found for a receipt), "
+               "or the chart-of-accounts poll."},
+    "confirmed_at": {**_TIME, "description": "When Alegra last confirmed this state."},
+    "updated_at": _TIME,
+    "deleted": {"type": "boolean", "description": "Gone from Alegra (kept here for history)."},
+    "alegra": {"type": "object", "additionalProperties": True,
+               "description": "The record as Alegra's API returned it."},
+}
+CONTACT = {"type": "object", "properties": {
+    "id": {"type": "string", "description": "Alegra's id (a string; may be a UUID)."},
+    "name": {"type": "string"},
+    "tax_id": {**_TEXT, "description": "RNC or cédula, digits only."},
+    "id_type": _TEXT,
+    "type": {"type": "array", "items": {"type": "string"}, "example": ["provider"]},
+    "status": _TEXT, "email": _TEXT, "phone": _TEXT, **PROVENANCE,
+}}
+_ACCOUNT_FIELDS = {
+    "id": {"type": "string"}, "parent_id": _TEXT, "name": {"type": "string"}, "code": _TEXT,
+    "type": {**_TEXT, "example": "expense"}, "nature": _TEXT, "status": _TEXT,
+    "read_only": {"type": "boolean"},
+    "is_leaf": {"type": "boolean", "description": "Documents post to leaf accounts only."},
+    **PROVENANCE,
+}
+ACCOUNT = {"type": "object", "properties": _ACCOUNT_FIELDS}
+ACCOUNT_NODE = {"type": "object", "properties": {
+    **_ACCOUNT_FIELDS, "children": {"type": "array", "items": ref("CachedAccountNode")}}}
+TAX = {"type": "object", "properties": {
+    "id": {"type": "string"}, "name": {"type": "string"},
+    "percentage": {**_TEXT, "example": "18.00"}, "type": _TEXT, "status": _TEXT, **PROVENANCE,
+}}
+_REASON = {"type": "object", "required": ["code", "message"], "properties": {
+    "code": {"type": "string", "enum": [
+        "worker_down", "backfill_incomplete", "full_scan_stale", "reconcile_incomplete",
+        "accounts_stale", "subscriptions_missing", "subscriptions_unchecked",
+        "inbox_backlog_old", "events_parked"]},
+    "message": {"type": "string"},
+}}
+_JOB = {"type": "object", "properties": {
+    "name": {"type": "string", "example": "reconcile"}, "last_started_at": _NULL_TIME,
+    "last_finished_at": _NULL_TIME, "last_success_at": _NULL_TIME,
+    "last_outcome": {"type": "string", "nullable": True,
+                     "enum": ["success", "incomplete", "failed", None]},
+    "last_duration_s": _NULL_NUMBER, "last_error": _TEXT, "next_run_at": _NULL_TIME,
+    "running": {"type": "boolean"},
+    "checkpoint": {"type": "object", "nullable": True, "additionalProperties": True},
+}}
+_SUBSCRIPTION = {"type": "object", "properties": {
+    "event": {"type": "string", "example": "edit-client"}, "alegra_id": _TEXT,
+    "present": {"type": "boolean"}, "created_at": _NULL_TIME, "last_checked_at": _NULL_TIME,
+    "recreated_count": {"type": "integer"}, "missing_since": _NULL_TIME,
+}}
+STATUS = {"type": "object", "required": ["trustworthy", "reasons"], "properties": {
+    "trustworthy": {"type": "boolean", "description": "No rule below fires."},
+    "reasons": {"type": "array", "items": _REASON},
+    "checked_at": _TIME,
+    "counts": {"type": "object", "additionalProperties": {
+        "type": "object", "properties": {"live": {"type": "integer"},
+                                         "deleted": {"type": "integer"}}}},
+    "jobs": {"type": "array", "items": _JOB},
+    "webhooks": {"type": "object", "properties": {
+        "last_handshake_at": _NULL_TIME,
+        "by_subject": {"type": "array", "items": {"type": "object", "properties": {
+            "subject": {"type": "string"}, "last_received_at": _TIME,
+            "deliveries": {"type": "integer"}}}}}},
+    "subscriptions": {"type": "object", "properties": {
+        "present": {"type": "integer"}, "missing": {"type": "integer"},
+        "rows": {"type": "array", "items": _SUBSCRIPTION}}},
+    "inbox": {"type": "object", "properties": {
+        "by_state": _COUNTS, "pending": {"type": "integer"}, "oldest_pending_at": _NULL_TIME,
+        "oldest_pending_age_s": _NULL_NUMBER, "parked_since_last_scan": {"type": "integer"}}},
+    "receipts": {"type": "object", "properties": {
+        "by_status": _COUNTS, "oldest_waiting_at": _NULL_TIME,
+        "oldest_waiting_age_s": _NULL_NUMBER,
+        "recent_failed": {"type": "array", "items": {"type": "object", "properties": {
+            "id": {"type": "string"}, "partner_id": {"type": "string"},
+            "error": {"type": "object", "nullable": True, "additionalProperties": True},
+            "updated_at": _TIME}}}}},
+    "worker": {"type": "object", "properties": {
+        "pid": {"type": "integer", "nullable": True}, "heartbeat_at": _NULL_TIME,
+        "heartbeat_age_s": _NULL_NUMBER,
+        "budget": {"type": "object", "nullable": True, "additionalProperties": True,
+                   "description": "The rate budget at the last heartbeat: limit, remaining, "
+                   "reset_in_s, in_flight, waiting by priority."}}},
+    "drift": {"type": "object", "nullable": True, "properties": {
+        "id": {"type": "integer"}, "created_at": _TIME, "complete": {"type": "boolean"},
+        "missing": {"type": "integer"}, "extra": {"type": "integer"},
+        "different": {"type": "integer"}}},
+}}
+
+
+def _get(op_id: str, summary: str, parameters: list[dict[str, Any]], responses: dict[str, Any],
+         description: str = "") -> dict[str, Any]:
+    return {"get": {"operationId": op_id, "summary": summary, "description": description,
+                    **ADMIN_ONLY, "parameters": parameters, "responses": {**responses,
+                                                                          **AUTH_ERRORS}}}
+
+
+OPENAPI_PATHS: dict[str, Any] = {
+    "/v1/cache/contacts": _get("listCachedContacts", "Cached contacts, by normalised name", [
+        param("tax_id", "RNC or cédula in any formatting (dashes, spaces); exact match."),
+        param("q", "Name search: normalised (case, accents, punctuation, company suffix), "
+                   "matches anywhere in the name."),
+        param("type", "Contact type.", {"type": "string", "enum": ["client", "provider"]}),
+        param("status", "Contact status.", {"type": "string", "enum": ["active", "inactive"]}),
+        INCLUDE_DELETED, LIMIT, CURSOR,
+    ], {"200": ok("A page of contacts", page_of("CachedContact")), **BAD_QUERY}),
+    "/v1/cache/contacts/{contact_id}": _get("getCachedContact", "One cached contact", [
+        {"name": "contact_id", "in": "path", "required": True, "schema": {"type": "string"}},
+    ], {"200": ok("The contact (deleted ones too)", ref("CachedContact")),
+        "404": error("Not in the cache")}),
+    "/v1/cache/accounts": _get("listCachedAccounts", "The cached chart of accounts", [
+        param("name", "Name search, normalised like `q` for contacts."),
+        param("type", "Account type, e.g. expense.", {"type": "string", "maxLength": 40}),
+        param("view", "`flat` (by code) or `tree` (nested `children`; filters keep the matching "
+              "accounts and their ancestors).", {"type": "string", "enum": ["flat", "tree"],
+                                                 "default": "flat"}),
+        INCLUDE_DELETED,
+    ], {"200": ok("The accounts", {"type": "object", "properties": {"data": {
+        "type": "array", "items": {"anyOf": [ref("CachedAccount"), ref("CachedAccountNode")]}}}}),
+        **BAD_QUERY}),
+    "/v1/cache/taxes": _get("listCachedTaxes", "The cached taxes", [INCLUDE_DELETED], {
+        "200": ok("The taxes", {"type": "object", "properties": {
+            "data": {"type": "array", "items": ref("CachedTax")}}}), **BAD_QUERY}),
+    "/v1/cache/status": _get(
+        "getCacheStatus", "Can the cache be trusted right now?", [],
+        {"200": ok("The verdict and the figures behind it", ref("CacheStatus"))},
+        description=(status.__doc__ or "").split("\n\n", 1)[-1],
+    ),
+}
+OPENAPI_SCHEMAS: dict[str, Any] = {
+    "CachedContact": CONTACT,
+    "CachedAccount": ACCOUNT,
+    "CachedAccountNode": ACCOUNT_NODE,
+    "CachedTax": TAX,
+    "CacheStatus": STATUS,
+}

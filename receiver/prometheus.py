@@ -1,0 +1,217 @@
+"""GET /metrics: the Prometheus text format (0.0.4), rendered with prometheus-client.
+
+Two sources, read at scrape time:
+- the worker's counters and histograms (Alegra calls by endpoint and status, 429s, receipts by
+  outcome, step latency), which the worker adds to `metric_counters` on every heartbeat
+  (see `sync.metrics`): they lag by at most one heartbeat;
+- gauges computed from the tables: receipts by status, inbox depth and oldest pending age,
+  webhook-to-cache lag, rate budget, worker heartbeat age, subscriptions, drift, jobs, cache rows.
+
+No key is needed, so a stock Prometheus scrape config works: the output holds counts, ages and
+bounded labels (statuses, step kinds, endpoint templates, event and job names), never an id, a
+name, a key or a token. Restrict who may reach /metrics at the network edge if counts are private.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector, CollectorRegistry
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from receiver.admin_spec import METRICS_PATHS
+from receiver.status import worker_summary
+from sync.metrics import FAMILIES
+from sync.store import jobs, ops_queries
+from sync.store.db import Database
+from sync.store.inbox import state_counts
+
+OPENAPI_PATHS = METRICS_PATHS
+LAG_QUANTILES = (0.5, 0.99, 1.0)
+P = "alegra_sync_"
+
+
+def worker_families(rows: list[Any]) -> list[Metric]:
+    """The worker's stored series, grouped back into their families (pure)."""
+    series: dict[str, list[tuple[dict[str, str], float]]] = defaultdict(list)
+    for row in rows:
+        series[row["name"]].append((json.loads(row["labels"]), float(row["value"])))
+    out: list[Metric] = []
+    for spec in FAMILIES.values():
+        if spec.kind == "counter":
+            counter = CounterMetricFamily(spec.name, spec.help, labels=spec.labels)
+            for labels, value in series.get(f"{spec.name}_total", []):
+                counter.add_metric([labels.get(n, "") for n in spec.labels], value)
+            out.append(counter)
+        else:
+            out.append(_histogram(spec.name, spec.help, spec.labels, series))
+    return out
+
+
+def _histogram(
+    name: str, doc: str, label_names: tuple[str, ...],
+    series: dict[str, list[tuple[dict[str, str], float]]],
+) -> HistogramMetricFamily:
+    buckets: dict[tuple[str, ...], list[tuple[str, float]]] = defaultdict(list)
+    for labels, value in series.get(f"{name}_bucket", []):
+        buckets[tuple(labels.get(n, "") for n in label_names)].append((labels["le"], value))
+    sums = {tuple(labels.get(n, "") for n in label_names): value
+            for labels, value in series.get(f"{name}_sum", [])}
+    family = HistogramMetricFamily(name, doc, labels=label_names)
+    for key, pairs in sorted(buckets.items()):
+        pairs.sort(key=lambda pair: float(pair[0]))
+        if pairs and pairs[-1][0] == "+Inf":
+            family.add_metric(list(key), pairs, sums.get(key, 0.0))
+    return family
+
+
+def gauge(name: str, doc: str, values: Mapping[Any, float],
+          labels: tuple[str, ...] = ()) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(P + name, doc, labels=labels)
+    for key, value in sorted(values.items()):
+        family.add_metric(list(key), value)
+    return family
+
+
+def _epoch(stamp: str | None) -> float | None:
+    return None if stamp is None else datetime.fromisoformat(stamp).timestamp()
+
+
+def _quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
+
+
+async def table_families(db: Database, now: datetime) -> list[Metric]:
+    """Gauges (and table-kept counters) read from the store at scrape time."""
+    receipts = await ops_queries.receipt_counts(db)
+    inbox = await state_counts(db)
+    oldest = _epoch(await ops_queries.oldest_pending_event_at(db))
+    lags = await ops_queries.recent_webhook_lags(db)
+    deliveries = CounterMetricFamily(P + "webhook_deliveries", "Webhook deliveries stored.")
+    deliveries.add_metric([], await ops_queries.deliveries_stored(db))
+    return [
+        gauge("receipts", "Receipts stored, by current status.",
+              {(k,): v for k, v in receipts.items()}, ("status",)),
+        gauge("inbox_events", "Inbox rows (webhook deliveries), by state.",
+              {(k,): v for k, v in inbox.items()}, ("state",)),
+        gauge("inbox_oldest_pending_age_seconds",
+              "Age of the oldest delivery waiting to be applied (0: none waiting).",
+              {(): 0.0 if oldest is None else max(0.0, now.timestamp() - oldest)}),
+        gauge("webhook_cache_lag_seconds", "Seconds from a delivery's arrival to its change in "
+              "the cache, over the latest 500 deliveries applied.",
+              {(str(q),): _quantile(lags, q) for q in LAG_QUANTILES} if lags else {},
+              ("quantile",)),
+        deliveries,
+        *await _worker_gauges(db, now),
+        *await _subscription_families(db),
+        *await _drift_families(db),
+        *await _job_families(db),
+        *await _cache_families(db),
+    ]
+
+
+async def _worker_gauges(db: Database, now: datetime) -> list[Metric]:
+    worker = await worker_summary(db, now)
+    budget = worker["budget"] or {}
+    age = worker["heartbeat_age_s"]
+    numbers = {k: float(budget[k]) for k in ("limit", "remaining", "in_flight", "reset_in_s")
+               if isinstance(budget.get(k), int | float)}
+    waiting = budget.get("waiting")
+    waiting = waiting if isinstance(waiting, dict) else {}
+    return [
+        gauge("worker_heartbeat_age_seconds", "Seconds since the worker's last heartbeat.",
+              {} if age is None else {(): max(0.0, age)}),
+        *(gauge(f"rate_budget_{k}", f"Alegra rate budget `{k}` at the last heartbeat.", {(): v})
+          for k, v in numbers.items()),
+        gauge("rate_budget_waiting", "Requests waiting for the rate budget, by priority.",
+              {(str(p),): float(n) for p, n in waiting.items()}, ("priority",)),
+    ]
+
+
+async def _subscription_families(db: Database) -> list[Metric]:
+    rows = await ops_queries.subscription_rows(db)
+    recreated = CounterMetricFamily(P + "subscription_recreated", "Webhook subscriptions "
+                                    "found missing in Alegra and re-created.", labels=("event",))
+    for row in rows:
+        recreated.add_metric([row["event"]], float(row["recreated_count"]))
+    present = {(r["event"],): float(r["present"]) for r in rows}
+    return [gauge("subscription_present", "1 when Alegra has the webhook subscription.",
+                  present, ("event",)), recreated]
+
+
+async def _drift_families(db: Database) -> list[Metric]:
+    totals = await ops_queries.drift_totals(db)
+    found = CounterMetricFamily(P + "drift_found", "Drift found by complete reconciliations.",
+                                labels=("kind",))
+    for kind, value in totals.items():
+        found.add_metric([kind], float(value))
+    last = await jobs.last_drift_report(db) or {}
+    latest = {(k,): float(last[k]) for k in totals if isinstance(last.get(k), int)}
+    return [found, gauge("drift_last", "Drift in the latest reconciliation report, by kind.",
+                         latest, ("kind",))]
+
+
+async def _job_families(db: Database) -> list[Metric]:
+    states = await jobs.job_states(db)
+    successes = await ops_queries.last_successes(db)
+    duration = {(j["name"],): float(j["last_duration_s"]) for j in states
+                if j["last_duration_s"] is not None}
+    outcome = {(j["name"], j["last_outcome"]): 1.0 for j in states if j["last_outcome"]}
+    success = {(name,): _epoch(at) or 0.0 for name, at in successes.items()}
+    next_run = {(j["name"],): _epoch(j["next_run_at"]) or 0.0 for j in states if j["next_run_at"]}
+    return [
+        gauge("job_last_duration_seconds", "Duration of each job's latest run.", duration,
+              ("job",)),
+        gauge("job_last_outcome", "1 for the outcome of each job's latest run.", outcome,
+              ("job", "outcome")),
+        gauge("job_last_success_timestamp_seconds", "When each job last succeeded.", success,
+              ("job",)),
+        gauge("job_next_run_timestamp_seconds", "When each job runs next.", next_run, ("job",)),
+    ]
+
+
+async def _cache_families(db: Database) -> list[Metric]:
+    counts = await ops_queries.cache_counts(db)
+    values = {(table, state): float(n) for table, by in counts.items() for state, n in by.items()}
+    return [gauge("cache_rows", "Cached Alegra rows, live or deleted.", values,
+                  ("table", "state"))]
+
+
+class _Families(Collector):
+    def __init__(self, families: list[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self.families)
+
+
+def render(families: list[Metric]) -> bytes:
+    """The text exposition of these families (pure)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Families(families))
+    return generate_latest(registry)
+
+
+async def metrics(request: Request) -> Response:
+    """GET /metrics."""
+    db: Database = request.app.state.db
+    rows = await ops_queries.metric_counter_rows(db)
+    families = worker_families(rows) + await table_families(db, datetime.now(UTC))
+    return Response(render(families), media_type=CONTENT_TYPE_PLAIN_0_0_4)
+
+
+routes: list[BaseRoute] = [Route("/metrics", metrics, methods=["GET"])]

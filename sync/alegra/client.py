@@ -1,0 +1,337 @@
+"""The one HTTP client for Alegra: auth, timeouts, the shared rate budget, retries, errors.
+
+Every attempt waits for the `RateBudget`, feeds the answer's `X-Rate-Limit-*` headers back to
+it, and only the exceptions of `errors.py` leave this module. Reads (GET, and DELETE, which is
+idempotent) are retried with capped exponential backoff and full jitter. A write (POST, PUT) is
+repeated only when it provably never left (connection refused, pool timeout); once it may have
+reached Alegra, a missing or 5xx answer raises `OutcomeUnknown`. A 429 was not processed, so
+any method waits out the window and is repeated, a bounded number of times.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import time
+from collections.abc import AsyncGenerator, Callable
+from contextlib import suppress
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from sync.alegra.budget import Priority, RateBudget
+from sync.alegra.errors import (
+    AlegraError,
+    AuthFailed,
+    NotFound,
+    OutcomeUnknown,
+    RateLimited,
+    Rejected,
+    Retryable,
+    TransportFailed,
+    Unavailable,
+)
+from sync.alegra.pages import UnexpectedListBody, next_start, page_limit, parse_list_body
+from sync.logs import get_logger
+from sync.settings import Settings
+
+IDEMPOTENT = frozenset({"GET", "DELETE"})
+NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=30.0, write=30.0, pool=5.0)
+MAX_RATE_LIMIT_WAITS = 20
+ALEGRA_WINDOW_S = 60.0  # what a 429 without a reset header is taken to mean: wait out the minute
+# Credentials sent to the built-in simulator when none are configured (settings.simulated).
+SIMULATOR_EMAIL = "simulator@localhost"
+SIMULATOR_TOKEN = "simulated"  # noqa: S105 - not a secret: only the local simulator accepts it
+
+OnResponse = Callable[[str, str, int | None, float], None]
+
+
+@dataclass(frozen=True)
+class Page:
+    start: int
+    rows: list[dict[str, Any]]
+    total: int | None
+
+
+class AlegraClient:
+    """One long-lived connection pool per Alegra account; see the module docstring."""
+
+    def __init__(
+        self,
+        base_url: str,
+        email: str,
+        token: str,
+        budget: RateBudget,
+        *,
+        timeout: httpx.Timeout | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        max_attempts: int = 5,
+        backoff_base_s: float = 0.5,
+        backoff_cap_s: float = 30.0,
+        on_response: OnResponse | None = None,
+    ) -> None:
+        self._http = httpx.AsyncClient(
+            base_url=base_url.rstrip("/"),
+            auth=httpx.BasicAuth(email, token),
+            timeout=timeout or DEFAULT_TIMEOUT,
+            transport=transport,
+            headers={"Accept": "application/json"},
+        )
+        self._budget = budget
+        self._max_attempts = max(1, max_attempts)
+        self._backoff = (backoff_base_s, backoff_cap_s)
+        self._on_response = on_response
+        self._log = get_logger(component="alegra")
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def get(
+        self, path: str, *, priority: Priority, params: dict[str, Any] | None = None
+    ) -> Any:
+        return await self._request("GET", path, priority, {"params": params})
+
+    async def post(
+        self,
+        path: str,
+        *,
+        priority: Priority,
+        json: Any = None,
+        files: dict[str, tuple[str, bytes, str]] | None = None,
+    ) -> Any:
+        return await self._request("POST", path, priority, {"json": json, "files": files})
+
+    async def put(self, path: str, *, priority: Priority, json: Any) -> Any:
+        return await self._request("PUT", path, priority, {"json": json})
+
+    async def delete(self, path: str, *, priority: Priority) -> Any:
+        return await self._request("DELETE", path, priority, {})
+
+    async def iter_pages(
+        self,
+        path: str,
+        *,
+        priority: Priority,
+        params: dict[str, Any] | None = None,
+        start: int = 0,
+        page_size: int = 30,
+    ) -> AsyncGenerator[Page, None]:
+        """Yield each page of a list from offset `start`. Raises Unavailable on a non-list body."""
+        limit = page_limit(page_size)
+        following: int | None = start
+        while following is not None:
+            query = {**(params or {}), "start": following, "limit": limit}
+            body = await self.get(path, priority=priority, params=query)
+            try:
+                rows, total = parse_list_body(body)
+            except UnexpectedListBody as exc:
+                raise Unavailable(str(exc), status=200, method="GET", path=path) from exc
+            yield Page(following, rows, total)
+            following = next_start(following, limit, len(rows), total)
+
+    async def _request(
+        self, method: str, path: str, priority: Priority, send: dict[str, Any]
+    ) -> Any:
+        failures = waits = 0
+        while True:
+            try:
+                return await self._attempt(method, path, priority, send)
+            except RateLimited as exc:
+                waits += 1
+                self._rate_limited(exc, waits)
+            except Retryable as exc:
+                failures += 1
+                await self._pause_before_retry(exc, failures)
+
+    def _rate_limited(self, exc: RateLimited, waits: int) -> None:
+        """Not processed: stop the whole budget until the reset, then repeat (up to a bound)."""
+        self._budget.penalize(exc.reset_after)
+        self._log.warning(
+            "alegra.rate_limited",
+            method=exc.method,
+            path=exc.path,
+            reset_after=exc.reset_after,
+            waits=waits,
+        )
+        if waits >= MAX_RATE_LIMIT_WAITS:
+            raise exc
+
+    async def _pause_before_retry(self, exc: Retryable, failures: int) -> None:
+        """Back off before repeating; re-raise when it must not or may no longer be repeated."""
+        if isinstance(exc, OutcomeUnknown) or failures >= self._max_attempts:
+            raise exc
+        delay = backoff_delay(failures, *self._backoff)
+        self._log.info(
+            "alegra.retry",
+            method=exc.method,
+            path=exc.path,
+            attempt=failures,
+            delay_s=round(delay, 3),
+            error=type(exc).__name__,
+            status=exc.status,
+        )
+        await asyncio.sleep(delay)
+
+    async def _attempt(
+        self, method: str, path: str, priority: Priority, send: dict[str, Any]
+    ) -> Any:
+        ticket = await self._budget.acquire(priority)
+        started = time.monotonic()
+        try:
+            response = await self._http.request(method, path, **send)
+        except httpx.RequestError as exc:
+            self._budget.observe_no_response(ticket)
+            self._report(method, path, None, started)
+            raise transport_error(exc, method, path) from exc
+        except BaseException:  # cancelled mid-flight: the slot is spent, the request no longer out
+            self._budget.observe_no_response(ticket)
+            raise
+        self._report(method, path, response.status_code, started)
+        self._budget.observe(status=response.status_code, ticket=ticket, **rate_headers(response))
+        return decipher(response, method=method, path=path, default_reset_s=self._budget.window_s)
+
+    def _report(self, method: str, path: str, status: int | None, started: float) -> None:
+        seconds = time.monotonic() - started
+        self._log.debug(
+            "alegra.request", method=method, path=path, status=status, ms=round(seconds * 1000)
+        )
+        if self._on_response is not None:
+            try:
+                self._on_response(method, path_template(path), status, seconds)
+            except Exception:  # a metrics bug must never turn a created bill into a "failure"
+                self._log.exception("alegra.on_response_failed")
+
+
+def backoff_delay(failures: int, base_s: float, cap_s: float) -> float:
+    """Exponential backoff with full jitter: uniform in [0, min(cap, base * 2^(failures-1))]."""
+    return random.uniform(0.0, min(cap_s, base_s * 2 ** (failures - 1)))
+
+
+def path_template(path: str) -> str:
+    """`/contacts/123` → `/contacts/{id}`: any path segment holding a digit is an id."""
+    segments = path.split("?", 1)[0].split("/")
+    return "/".join("{id}" if any(ch.isdigit() for ch in seg) else seg for seg in segments)
+
+
+def transport_error(exc: httpx.RequestError, method: str, path: str) -> AlegraError:
+    """No HTTP answer: safe to repeat if it never left or is a read; otherwise outcome unknown."""
+    detail = f"{type(exc).__name__}: {exc}"[:300]
+    if isinstance(exc, NEVER_SENT) or method in IDEMPOTENT:
+        return TransportFailed(f"no answer from Alegra ({detail})", method=method, path=path)
+    return OutcomeUnknown(
+        f"no answer to a {method}; it may have been applied ({detail})", method=method, path=path
+    )
+
+
+def rate_headers(response: httpx.Response) -> dict[str, Any]:
+    """The `X-Rate-Limit-*` headers as `RateBudget.observe` keywords (None: absent or garbled)."""
+    return {
+        "limit": _number(response.headers.get("X-Rate-Limit-Limit"), int),
+        "remaining": _number(response.headers.get("X-Rate-Limit-Remaining"), int),
+        "reset_s": reset_after_s(response),
+    }
+
+
+def reset_after_s(response: httpx.Response) -> float | None:
+    """Seconds until the rate window resets: `X-Rate-Limit-Reset`, else `Retry-After`.
+
+    [unverified] whether Alegra ever sends `Retry-After`; it costs nothing to honour it.
+    """
+    for name in ("X-Rate-Limit-Reset", "Retry-After"):
+        value: float | None = _number(response.headers.get(name), float)
+        if value is not None and value >= 0:
+            return value
+    return None
+
+
+def _number(raw: str | None, cast: type[int] | type[float]) -> Any:
+    """A header's number, or None when absent or garbled (never NaN or infinity)."""
+    if raw is None:
+        return None
+    with suppress(ValueError):
+        value = float(raw.strip())
+        return cast(value) if math.isfinite(value) else None
+    return None
+
+
+def decipher(
+    response: httpx.Response,
+    *,
+    method: str | None = None,
+    path: str | None = None,
+    default_reset_s: float = ALEGRA_WINDOW_S,
+) -> Any:
+    """A 2xx answer's JSON (None when empty); any other status raises per the errors.py tree."""
+    method = (method or response.request.method).upper()
+    path = path or response.request.url.path
+    status = response.status_code
+    if 200 <= status < 300:
+        return _success_body(response, method, path)
+    code, message = error_details(response)
+    evidence: dict[str, Any] = {"status": status, "code": code, "method": method, "path": path}
+    if status == 429:
+        reset = reset_after_s(response)
+        raise RateLimited(
+            message, reset_after=default_reset_s if reset is None else reset, **evidence
+        )
+    raise error_class(status, method)(message, **evidence)
+
+
+def error_class(status: int, method: str) -> type[AlegraError]:
+    """Which exception a non-2xx, non-429 status becomes for this method."""
+    if status in (401, 402, 403):
+        return AuthFailed
+    if status == 404:
+        return NotFound
+    if status >= 500:  # 503 is maintenance: a write may still have been applied before it
+        return Unavailable if method in IDEMPOTENT else OutcomeUnknown
+    return Rejected
+
+
+def _success_body(response: httpx.Response, method: str, path: str) -> Any:
+    if not response.content.strip():
+        return None
+    try:
+        return response.json()
+    except ValueError as exc:
+        kind = Unavailable if method in IDEMPOTENT else OutcomeUnknown
+        raise kind(
+            f"Alegra answered {response.status_code} with a body that is not JSON",
+            status=response.status_code,
+            method=method,
+            path=path,
+        ) from exc
+
+
+def error_details(response: httpx.Response) -> tuple[int | str | None, str]:
+    """Alegra's code and message: `{"message","code"}`, `{"error": {...}}` or a non-JSON body."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        return None, _status_line(response)
+    inner = body["error"] if isinstance(body.get("error"), dict) else body
+    code = inner.get("code")
+    message = inner.get("message")
+    text = str(message)[:500] if message not in (None, "") else _status_line(response)
+    return (code if isinstance(code, int | str) else None), text
+
+
+def _status_line(response: httpx.Response) -> str:
+    line = f"HTTP {response.status_code} {response.reason_phrase}".strip()
+    if response.headers.get("content-type", "").startswith("text/plain") and response.text.strip():
+        return f"{line}: {response.text.strip()[:200]}"
+    return line
+
+
+def build_client(
+    settings: Settings, budget: RateBudget, *, on_response: OnResponse | None = None
+) -> AlegraClient:
+    """The worker's client; without credentials it talks to the simulator at the base URL."""
+    email = settings.alegra_email or SIMULATOR_EMAIL
+    token = str(settings.alegra_token) if settings.alegra_token is not None else SIMULATOR_TOKEN
+    return AlegraClient(settings.alegra_base_url, email, token, budget, on_response=on_response)

@@ -1,0 +1,163 @@
+"""Our data → Alegra write bodies (contact, category, bill), and reading our marks back. Pure.
+
+Every guess about a field name Alegra does not document settles here, once, marked
+[unverified]: the identification type codes, where a bill's NCF goes, the currency shape, the
+free-text field that carries our receipt marker. Change a guess here and nowhere else.
+
+Money leaves as JSON numbers: `json_number` turns a Decimal into an int or a float only at the
+edge, never for arithmetic. A float's shortest repr round-trips every decimal of up to 15
+significant digits, and `sync.receipt_fields` bounds amounts (12), quantities (14) and rates (13).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from sync.dominican import TaxId, loose_tax_id
+from sync.receipt_model import Receipt
+
+# [unverified] Alegra DR's identification type codes: "RNC" for a 9-digit company number and
+# "CED" for an 11-digit cédula. The one mapping to change if Alegra answers 400 on them.
+IDENTIFICATION_TYPES = {"RNC": "RNC", "CEDULA": "CED"}
+
+# [unverified] Where Alegra DR keeps a supplier bill's NCF: sent as `numberTemplate.number`
+# (seen in public clients); read back from there, or from a root `number` if Alegra moves it.
+NCF_FIELD = ("numberTemplate", "number")
+
+# The bill's free-text field that carries our receipt id, so a bill whose POST answer was lost
+# can be found again even without an NCF. `observations` is documented on bills.
+MARKER_FIELD = "observations"
+MARKER_PREFIX = "alegra-sync receipt "
+
+DEFAULT_CURRENCY = "DOP"
+
+
+@dataclass(frozen=True)
+class BillLine:
+    """One bill line resolved to Alegra ids: the expense account and the tax (None: untaxed)."""
+
+    account_id: str
+    tax_id: str | None
+    price: Decimal
+    quantity: Decimal
+    description: str
+
+
+def json_number(value: Decimal) -> int | float:
+    """A Decimal as a JSON number (an int when integral). Only for serialising, never for sums."""
+    if value == value.to_integral_value():
+        return int(value)
+    return float(value)
+
+
+def contact_payload(
+    name: str, tax_id: TaxId | None, email: str | None = None, phone: str | None = None
+) -> dict[str, Any]:
+    """A new supplier. `identification` is written as an object (reads return a string)."""
+    body: dict[str, Any] = {"name": name, "type": ["provider"]}
+    if tax_id is not None:
+        body["identification"] = {
+            "type": IDENTIFICATION_TYPES[tax_id.kind],
+            "number": tax_id.number,
+        }
+    if email:
+        body["email"] = email
+    if phone:
+        body["phonePrimary"] = phone
+    return body
+
+
+def provider_types(types: Iterable[str]) -> list[str]:
+    """A contact's `type` list with `provider` added: a client becomes `["client","provider"]`."""
+    return sorted({*types, "provider"})
+
+
+def make_provider_payload(types: Iterable[str]) -> dict[str, Any]:
+    """The PUT body that makes an existing contact a supplier too, keeping what it already is."""
+    return {"type": provider_types(types)}
+
+
+def category_payload(name: str, parent_id: str) -> dict[str, Any]:
+    """A new expense account under `parent_id` ([unverified] whether `nature` is required)."""
+    return {"idParent": parent_id, "name": name, "type": "expense"}
+
+
+def receipt_marker(receipt_id: str) -> str:
+    return f"{MARKER_PREFIX}{receipt_id}"
+
+
+def bill_payload(
+    receipt: Receipt, receipt_id: str, provider_id: str, lines: Sequence[BillLine]
+) -> dict[str, Any]:
+    """The POST /bills body for a receipt whose supplier, accounts and taxes are resolved."""
+    body: dict[str, Any] = {
+        "date": receipt.date.isoformat(),
+        "dueDate": receipt.due_date.isoformat(),
+        "provider": {"id": provider_id},
+        "purchases": {"categories": [_line(line) for line in lines]},
+        MARKER_FIELD: receipt_marker(receipt_id),
+    }
+    if receipt.ncf is not None:
+        outer, inner = NCF_FIELD
+        body[outer] = {inner: receipt.ncf.number}
+    if receipt.currency != DEFAULT_CURRENCY:
+        body["currency"] = currency_field(receipt.currency, receipt.exchange_rate)
+    return body
+
+
+def currency_field(code: str, exchange_rate: Decimal | None) -> dict[str, Any]:
+    """[unverified] A foreign-currency bill's `currency`: `{code, exchangeRate}`, DOP per unit,
+    the shape Alegra's `/currencies` and invoice responses show."""
+    field: dict[str, Any] = {"code": code}
+    if exchange_rate is not None:
+        field["exchangeRate"] = json_number(exchange_rate)
+    return field
+
+
+def _line(line: BillLine) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": line.account_id,
+        "price": json_number(line.price),
+        "quantity": json_number(line.quantity),
+        "observations": line.description,
+    }
+    if line.tax_id is not None:
+        body["tax"] = [{"id": line.tax_id}]
+    return body
+
+
+def bill_number(bill: Mapping[str, Any]) -> str | None:
+    """The NCF / number a bill read from Alegra carries, compact and upper case, or None."""
+    outer, inner = NCF_FIELD
+    template = bill.get(outer)
+    candidates: list[Any] = []
+    if isinstance(template, Mapping):
+        candidates += [template.get(inner), template.get("fullNumber")]
+    candidates.append(bill.get("number"))
+    for value in candidates:
+        if value not in (None, ""):
+            return "".join(str(value).split()).replace("-", "").upper()
+    return None
+
+
+def bill_has_marker(bill: Mapping[str, Any], receipt_id: str) -> bool:
+    """True when the bill carries this receipt's marker (we wrote it; the bill is ours)."""
+    return receipt_marker(receipt_id) in str(bill.get(MARKER_FIELD) or "")
+
+
+def bill_provider_id(bill: Mapping[str, Any]) -> str | None:
+    provider = bill.get("provider")
+    if isinstance(provider, Mapping) and provider.get("id") is not None:
+        return str(provider["id"])
+    return None
+
+
+def contact_tax_id(contact: Mapping[str, Any]) -> str | None:
+    """Digits of a contact's identification as Alegra returns it (string or object)."""
+    ident = contact.get("identification")
+    if isinstance(ident, Mapping):
+        ident = ident.get("number")
+    return loose_tax_id(None if ident is None else str(ident))

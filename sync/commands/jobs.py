@@ -1,0 +1,185 @@
+"""`alegra-sync backfill` and `alegra-sync reconcile`: one run of a job, in the foreground.
+
+Each opens its own store and Alegra client. The worker may be running at the same time: the
+two processes share Alegra's rate limit through its `X-Rate-Limit-*` headers (every answer
+corrects this process's budget), and a job runs in one process at a time (the other is told).
+Both exit 0 only when the run completed; Ctrl-C stores the page in flight and exits non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from tqdm import tqdm
+
+from sync.alegra.budget import RateBudget
+from sync.alegra.client import build_client
+from sync.jobs import backfill, reconcile, schedule
+from sync.jobs.runner import JobBusy, JobResult, Progress, run_job
+from sync.logs import configure_logging, register_secrets
+from sync.settings import Settings, load_settings
+from sync.store import jobs as job_store
+from sync.store.db import Database
+from sync.worker import WorkerContext
+
+# Ids and fields listed per category when printing a drift report (the JSON form has them all).
+PRINT_LIMIT = 20
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    fill = subparsers.add_parser(
+        "backfill", help="fill the cache from Alegra now (resumes an unfinished backfill)"
+    )
+    fill.add_argument(
+        "--restart", action="store_true",
+        help="ignore an unfinished backfill's checkpoint and start from the first contact",
+    )
+    fill.set_defaults(handler=backfill_command)
+    check = subparsers.add_parser(
+        "reconcile", help="compare cached contacts with Alegra now, repair them, print the drift"
+    )
+    check.add_argument("--json", action="store_true", help="print the drift report as JSON")
+    check.set_defaults(handler=reconcile_command)
+
+
+def _settings() -> Settings:
+    settings = load_settings()
+    # Progress goes to the terminal; log lines only when something is wrong (or when debugging).
+    configure_logging(settings.log_format, "debug" if settings.log_level == "debug" else "warning")
+    register_secrets(str(k) for k in settings.secret_keys)
+    if settings.alegra_token is not None:
+        register_secrets([str(settings.alegra_token)])
+    return settings
+
+
+@asynccontextmanager
+async def foreground(settings: Settings) -> AsyncIterator[WorkerContext]:
+    """The store, a client with its own budget, and a stop signal wired to SIGINT/SIGTERM."""
+    db = await Database.open(settings.database_path)
+    budget = RateBudget(limit=settings.rate_limit, window_s=settings.rate_window_s)
+    alegra = build_client(settings, budget)
+    ctx = WorkerContext(settings, db, alegra, budget, asyncio.Event())
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, ctx.stopping.set)
+    try:
+        yield ctx
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        await alegra.aclose()
+        await db.close()
+
+
+class ProgressBar:
+    """tqdm over the rows of the current phase, with the time left at the full rate budget."""
+
+    def __init__(self, budget: RateBudget) -> None:
+        self.budget = budget
+        self.bar = tqdm(unit=" rows", desc="backfill", file=sys.stderr, dynamic_ncols=True)
+
+    def __call__(self, progress: Progress) -> None:
+        if self.bar.desc != progress.phase:
+            self.bar.set_description(progress.phase, refresh=False)
+        self.bar.total = progress.total
+        self.bar.n = progress.done
+        limit = int(self.budget.snapshot()["limit"])
+        eta = backfill.eta_s(
+            progress.done, progress.total, limit=limit, window_s=self.budget.window_s
+        )
+        self.bar.set_postfix_str(f"≈{eta:.0f}s left at the rate limit" if eta is not None else "")
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+async def _backfill(settings: Settings, *, restart: bool) -> int:
+    async with foreground(settings) as ctx:
+        state = await job_store.job_state(ctx.db, schedule.BACKFILL)
+        checkpoint = (state or {}).get("checkpoint") or {}
+        if restart or checkpoint.get("phase") == "done":
+            await backfill.reset(ctx.db)
+        bar = ProgressBar(ctx.budget)
+        try:
+            result = await run_job(ctx, schedule.BACKFILL, backfill.run, on_progress=bar)
+        finally:
+            bar.close()
+        return _report_backfill(result)
+
+
+def _report_backfill(result: JobResult) -> int:
+    if result.outcome == schedule.SUCCESS:
+        counts = {k: v for k, v in result.detail.items() if k != "resumed_from"}
+        print("backfill complete: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+        return 0
+    print(f"alegra-sync: backfill {result.outcome}: {result.error}. Run it again to resume "
+          "from its checkpoint.", file=sys.stderr)
+    return 1
+
+
+def backfill_command(args: argparse.Namespace) -> int:
+    settings = _settings()
+    try:
+        return asyncio.run(_backfill(settings, restart=bool(args.restart)))
+    except JobBusy as exc:
+        print(f"alegra-sync: {exc}; it resumes there, or try again once it ends.", file=sys.stderr)
+        return 1
+
+
+async def _reconcile(settings: Settings, as_json: bool) -> int:
+    async with foreground(settings) as ctx:
+        result = await run_job(ctx, schedule.RECONCILE, reconcile.run)
+        report_id = result.detail.get("drift_report_id")
+        report = await job_store.get_drift_report(ctx.db, int(report_id)) if report_id else None
+    if report is None:
+        print(f"alegra-sync: reconcile {result.outcome}: {result.error}", file=sys.stderr)
+        return 1
+    print(json.dumps(report, indent=2, ensure_ascii=False) if as_json else format_report(report))
+    if result.outcome != schedule.SUCCESS:
+        print(f"alegra-sync: reconcile {result.outcome}: {result.error}; nothing was marked "
+              "deleted.", file=sys.stderr)
+    return 0 if result.outcome == schedule.SUCCESS else 1
+
+
+def reconcile_command(args: argparse.Namespace) -> int:
+    settings = _settings()
+    try:
+        return asyncio.run(_reconcile(settings, bool(args.json)))
+    except JobBusy as exc:
+        print(f"alegra-sync: {exc}; try again once it ends.", file=sys.stderr)
+        return 1
+
+
+def _ids(ids: list[str], count: int) -> str:
+    shown = ", ".join(ids[:PRINT_LIMIT])
+    more = count - min(len(ids), PRINT_LIMIT)
+    return shown + (f" … and {more} more" if more > 0 else "")
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """A drift report as an operator reads it (pure)."""
+    state = "complete" if report["complete"] else "INCOMPLETE (extra contacts not determined)"
+    lines = [
+        f"Drift report #{report['id']} ({report['created_at']}): scan {state}",
+        f"  contacts in Alegra scanned: {report.get('scanned', 0)}",
+        f"  missing   (in Alegra, not cached; now cached):   {report['missing']}",
+        f"  extra     (cached, gone from Alegra; now deleted): {report['extra']}",
+        f"  different (cached fields differed; now updated):  {report['different']}",
+    ]
+    if report["missing"]:
+        lines.append(f"  missing ids: {_ids(report.get('missing_ids', []), report['missing'])}")
+    if report["extra"]:
+        lines.append(f"  extra ids: {_ids(report.get('extra_ids', []), report['extra'])}")
+    for alegra_id, fields in list(report.get("differences", {}).items())[:PRINT_LIMIT]:
+        changes = "; ".join(f"{name}: {old!r} → {new!r}" for name, (old, new) in fields.items())
+        lines.append(f"  {alegra_id}: {changes}")
+    if report["different"] > PRINT_LIMIT:
+        lines.append(f"  … and {report['different'] - PRINT_LIMIT} more (--json lists them)")
+    return "\n".join(lines)

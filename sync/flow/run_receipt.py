@@ -1,0 +1,229 @@
+"""One claimed receipt through the flow: supplier → accounts → taxes → bill → attachment.
+
+Each step's result is committed to `receipt_steps` before the next step starts, so a crash, a
+kill -9 or a retry resumes after the last `done` step; a step left `attempting` looks up by its
+natural key before it writes again (see each step's module). Between steps the runner stops if
+the worker is stopping or the lease was lost, and hands the receipt back untouched.
+
+Errors: `Retryable` (transport, 5xx, 429, unknown outcome) → the receipt goes back to `queued`
+with exponential backoff (1 s doubling to 15 min, ±20 % jitter; at least the rate limit's reset)
+and the error visible with `retryable: true`. Retries continue for 24 hours from the receipt's
+arrival (`RETRY_WINDOW_S`); the first retryable error after that fails it with the last error.
+`Rejected` or `FlowFailed` → `failed` at once, with the step and Alegra's status, code, message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from sync.alegra.errors import AlegraError, RateLimited, Retryable
+from sync.alegra.payloads import BillLine
+from sync.flow import lease
+from sync.flow.attach import attach
+from sync.flow.context import FlowEnv, FlowFailed, StepResult, StepScope
+from sync.flow.create_bill import create_bill
+from sync.flow.ensure_account import ensure_account
+from sync.flow.ensure_supplier import ensure_supplier
+from sync.flow.taxes import resolve_taxes
+from sync.logs import get_logger
+from sync.names import name_key
+from sync.receipt_model import Receipt
+from sync.store import receipt_work
+from sync.store.receipt_work import Claimed, StepState
+
+RETRY_WINDOW_S = 24 * 3600.0
+BACKOFF_BASE_S = 1.0
+BACKOFF_CAP_S = 15 * 60.0
+
+
+class Stopped(Exception):
+    """The worker is stopping, or another worker took the lease: hand the receipt back."""
+
+
+@dataclass
+class Lease:
+    owner: str
+    lost: bool = False
+
+
+def retry_delay(attempts: int, reset_after: float | None = None) -> float:
+    """Seconds before the next attempt after `attempts` tries (pure but for the jitter)."""
+    delay = min(BACKOFF_CAP_S, BACKOFF_BASE_S * float(2 ** min(20, max(0, attempts - 1))))
+    delay *= random.uniform(0.8, 1.2)
+    return max(delay, reset_after or 0.0)
+
+
+async def run_receipt(env: FlowEnv, claimed: Claimed, owner: str) -> str:
+    """Work one claimed receipt; returns its state afterwards (completed, failed, queued)."""
+    held = Lease(owner)
+    keeper = asyncio.create_task(_keep_lease(env, claimed.receipt_id, held))
+    try:
+        return await _attempt(env, claimed, held)
+    finally:
+        keeper.cancel()
+
+
+async def _keep_lease(env: FlowEnv, receipt_id: str, held: Lease) -> None:
+    while True:
+        await asyncio.sleep(lease.RENEW_EVERY_S)
+        if not await receipt_work.renew_lease(
+            env.db, receipt_id, owner=held.owner, lease_s=lease.LEASE_S
+        ):
+            held.lost = True
+            return
+
+
+async def _attempt(env: FlowEnv, claimed: Claimed, held: Lease) -> str:
+    log = get_logger(receipt_id=claimed.receipt_id)
+    flow = _Flow(env, claimed.receipt_id, held, log)
+    try:
+        receipt = Receipt.from_payload(claimed.payload)
+        flow.steps = await receipt_work.load_steps(env.db, claimed.receipt_id)
+        await flow.run(receipt)
+    except Stopped:
+        await receipt_work.release_receipt(env.db, claimed.receipt_id, owner=held.owner)
+        log.info("receipt.released", step=flow.current)
+        return "queued"
+    except Retryable as exc:
+        return await _retry_later(env, claimed, held, flow.current, exc.as_record(), exc=exc)
+    except (AlegraError, FlowFailed) as exc:
+        return await _fail(env, claimed, held, flow.current, exc.as_record())
+    except Exception as exc:  # a bug or corrupt row: kept visible, retried, bounded like the rest
+        log.exception("receipt.internal_error", step=flow.current)
+        record = {"kind": "InternalError", "status": None, "code": "internal",
+                  "message": f"{type(exc).__name__} in step {flow.current}", "retryable": True}
+        return await _retry_later(env, claimed, held, flow.current, record, exc=None)
+    await receipt_work.complete_receipt(env.db, claimed.receipt_id, owner=held.owner)
+    log.info("receipt.completed", bill_id=flow.bill_id)
+    return "completed"
+
+
+async def _retry_later(
+    env: FlowEnv, claimed: Claimed, held: Lease, step: str, record: dict[str, Any],
+    *, exc: AlegraError | None,
+) -> str:
+    log = get_logger(receipt_id=claimed.receipt_id)
+    error = {"step": step, **record, "attempts": claimed.attempts}
+    if _age_s(claimed.created_at) > RETRY_WINDOW_S:
+        error["gave_up_after_s"] = RETRY_WINDOW_S
+        return await _fail(env, claimed, held, step, error)
+    reset_after = exc.reset_after if isinstance(exc, RateLimited) else None
+    delay = retry_delay(claimed.attempts, reset_after)
+    await receipt_work.reschedule_receipt(
+        env.db, claimed.receipt_id, error, delay_s=delay, owner=held.owner
+    )
+    log.warning("receipt.rescheduled", step=step, delay_s=round(delay, 2), error=record)
+    return "queued"
+
+
+async def _fail(
+    env: FlowEnv, claimed: Claimed, held: Lease, step: str, record: dict[str, Any]
+) -> str:
+    error = {"step": step, **record}
+    if step not in ("taxes", "receipt"):
+        await receipt_work.fail_step(env.db, claimed.receipt_id, step, error)
+    await receipt_work.fail_receipt(env.db, claimed.receipt_id, error, owner=held.owner)
+    get_logger(receipt_id=claimed.receipt_id).error("receipt.failed", error=error)
+    return "failed"
+
+
+def _age_s(created_at: str) -> float:
+    return (datetime.now(UTC) - datetime.fromisoformat(created_at)).total_seconds()
+
+
+Runner = Callable[[StepScope], Awaitable[StepResult]]
+
+
+class _Flow:
+    """The steps of one receipt, in order; `current` names the step being worked."""
+
+    def __init__(self, env: FlowEnv, receipt_id: str, held: Lease, log: Any) -> None:
+        self.env, self.receipt_id, self.held, self.log = env, receipt_id, held, log
+        self.steps: dict[str, StepState] = {}
+        self.current = "receipt"
+        self.bill_id: str | None = None
+        self.fresh: set[str] = set()  # steps done in this attempt (not skipped as done before)
+
+    async def run(self, receipt: Receipt) -> None:
+        env = self.env
+        supplier = await self.step("supplier", lambda s: ensure_supplier(env, receipt.supplier, s))
+        accounts = await self._accounts(receipt)
+        self.current = "taxes"
+        rates = [line.tax_rate for line in receipt.lines if line.tax_rate is not None]
+        tax_ids = await resolve_taxes(env, rates)
+        lines = bill_lines(receipt, accounts, tax_ids)
+        provider_id = _known(supplier)
+        bill = await self.step(
+            "bill", lambda s: create_bill(env, s, receipt, provider_id=provider_id, lines=lines)
+        )
+        self.bill_id = _known(bill)
+        await self._billed(bill)
+        if receipt.attachment is not None:
+            await self.step("attachment", lambda s: attach(env, self.receipt_id, _known(bill), s))
+
+    async def _accounts(self, receipt: Receipt) -> dict[str, str]:
+        names = {name_key(name): name for name in receipt.categories}
+        found: dict[str, str] = {}
+        for key, name in names.items():
+            result = await self.step(f"account:{key}", _account_runner(self.env, name))
+            found[key] = _known(result)
+        return found
+
+    async def _billed(self, bill: StepResult) -> None:
+        bill_id = _known(bill)
+        await receipt_work.set_bill_id(self.env.db, self.receipt_id, bill_id)
+        if "bill" in self.fresh:
+            self.log.info("receipt.billed", bill_id=bill_id, outcome=bill.outcome, **bill.detail)
+
+    async def step(self, name: str, run: Runner) -> StepResult:
+        """Run one step unless it is already done; commit its result before returning."""
+        prior = self.steps.get(name)
+        if prior is not None and prior.done:
+            return StepResult(prior.outcome or "found", prior.alegra_id, prior.detail)
+        if self.env.stopping.is_set() or self.held.lost:
+            raise Stopped(name)
+        self.current = name
+        result = await run(StepScope(self.env.db, self.receipt_id, name, prior))
+        await receipt_work.finish_step(
+            self.env.db, self.receipt_id, name,
+            outcome=result.outcome, alegra_id=result.alegra_id, detail=result.detail,
+        )
+        self.fresh.add(name)
+        self.log.info("receipt.step_done", step=name, outcome=result.outcome,
+                      alegra_id=result.alegra_id)
+        return result
+
+
+def bill_lines(
+    receipt: Receipt, accounts: dict[str, str], tax_ids: dict[Decimal, str]
+) -> list[BillLine]:
+    """The receipt's lines resolved to account and tax ids (pure)."""
+    return [
+        BillLine(
+            account_id=accounts[name_key(line.category)],
+            tax_id=None if line.tax_rate is None else tax_ids[line.tax_rate],
+            price=line.amount,
+            quantity=line.quantity,
+            description=line.description,
+        )
+        for line in receipt.lines
+    ]
+
+
+def _account_runner(env: FlowEnv, name: str) -> Runner:
+    async def run(scope: StepScope) -> StepResult:
+        return await ensure_account(env, name, scope)
+
+    return run
+
+
+def _known(result: StepResult) -> str:
+    if result.alegra_id is None:
+        raise FlowFailed("missing_id", f"a {result.outcome} step recorded no Alegra id")
+    return result.alegra_id

@@ -1,0 +1,174 @@
+"""Backfill: fill a new database from Alegra: contacts, the chart of accounts, taxes, recent bills.
+
+Phases run in that order, each resuming from the checkpoint `{"phase", "start", ...}` of the
+`backfill` job. Paged phases store each page (30 rows) in one transaction with the checkpoint
+that follows it, so a crash or kill -9 resumes after the last stored page; a shutdown finishes
+the page in flight, stores it and returns. Every row is written with source `backfill`.
+Contacts deleted in Alegra while a backfill pages through them can shift a row past the
+offset; the reconciliation (and webhooks) catch those.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+from sync.alegra import resources
+from sync.alegra.budget import Priority
+from sync.alegra.client import Page
+from sync.alegra.pages import MAX_PAGE_SIZE
+from sync.alegra.payloads import contact_tax_id
+from sync.alegra.records import contact_from_alegra
+from sync.jobs import accounts, schedule
+from sync.jobs.runner import JobResult, JobRun
+from sync.store import jobs as job_store
+from sync.store.bills import KnownBill, bill_from_alegra, get_bill
+from sync.store.contacts import get_cached_contact
+from sync.store.db import Database, utcnow
+
+SOURCE = "backfill"
+PHASES = ("contacts", "accounts", "taxes", "bills", "done")
+T = TypeVar("T")
+
+
+def eta_s(done: int, total: int | None, *, limit: int, window_s: float) -> float | None:
+    """Seconds left at full budget: pages remaining ÷ (limit per window); None without a total."""
+    if total is None:
+        return None
+    pages = math.ceil(max(0, total - done) / MAX_PAGE_SIZE)
+    return pages * window_s / max(1, limit)
+
+
+def _convert(
+    rows: list[dict[str, Any]], convert: Callable[[dict[str, Any]], T], job: JobRun
+) -> list[T]:
+    """Rows → records; a row Alegra sent without an id is logged and skipped."""
+    out = []
+    for row in rows:
+        try:
+            out.append(convert(row))
+        except ValueError as exc:
+            job.log.warning("job.row_skipped", reason=str(exc))
+    return out
+
+
+async def _load(job: JobRun) -> dict[str, Any]:
+    state = await job_store.job_state(job.db, job.name)
+    checkpoint = state["checkpoint"] if state else None
+    return checkpoint or {"phase": PHASES[0], "start": 0}
+
+
+async def _advance(job: JobRun, phase: str) -> dict[str, Any]:
+    """Store the start of the next phase (the bills window is fixed here, once)."""
+    checkpoint: dict[str, Any] = {"phase": phase, "start": 0}
+    if phase == "bills":
+        checkpoint["date_from"] = bills_date_from(job.settings.bill_backfill_days)
+    await job_store.save_checkpoint(job.db, job.name, checkpoint)
+    return checkpoint
+
+
+async def _contacts(job: JobRun, checkpoint: dict[str, Any]) -> bool:
+    """Page through contacts from the checkpoint. Returns False when stopped between pages."""
+    pages = resources.iter_contacts(
+        job.alegra, start=int(checkpoint["start"]), priority=Priority.BACKGROUND
+    )
+    return await _store_pages(job, "contacts", pages, _save_contacts)
+
+
+async def _save_contacts(job: JobRun, page: Page, following: int) -> None:
+    records = _convert(page.rows, contact_from_alegra, job)
+    await job_store.save_contacts_page(
+        job.db, job.name, records, source=SOURCE, confirmed_at=utcnow(),
+        checkpoint={"phase": "contacts", "start": following},
+    )
+
+
+async def _store_pages(
+    job: JobRun,
+    phase: str,
+    pages: AsyncIterator[Page],
+    save: Callable[[JobRun, Page, int], Any],
+) -> bool:
+    async with aclosing(pages) as stream:  # type: ignore[type-var]
+        async for page in stream:
+            following = page.start + len(page.rows)
+            await save(job, page, following)
+            await job.page_done(phase, following, page.total)
+            if job.stopping:
+                return False
+    return True
+
+
+async def _bills(job: JobRun, checkpoint: dict[str, Any]) -> bool:
+    """Page through bills dated from `bill_backfill_days` ago (window fixed at phase start)."""
+    date_from = str(checkpoint["date_from"])
+    pages = resources.iter_bills(
+        job.alegra, start=int(checkpoint["start"]), date_from=date_from,
+        priority=Priority.BACKGROUND,
+    )
+
+    async def save(job: JobRun, page: Page, following: int) -> None:
+        rows = [row for row in page.rows if row.get("id") not in (None, "")]
+        known = [await _known_bill(job, row) for row in rows]
+        await job_store.save_bills_page(
+            job.db, job.name, known, source=SOURCE, confirmed_at=utcnow(),
+            checkpoint={"phase": "bills", "start": following, "date_from": date_from},
+        )
+
+    return await _store_pages(job, "bills", pages, save)
+
+
+async def _known_bill(job: JobRun, raw: dict[str, Any]) -> KnownBill:
+    """A bill with its provider's tax id (from the bill, else the backfilled contact cache),
+    keeping the receipt a bill this service created came from."""
+    provider = raw["provider"] if isinstance(raw.get("provider"), dict) else {}
+    tax_id = contact_tax_id(provider)
+    if tax_id is None and provider.get("id") is not None:
+        cached = await get_cached_contact(job.db, str(provider["id"]))
+        tax_id = cached["tax_id"] if cached is not None else None
+    known = await get_bill(job.db, str(raw["id"]))
+    receipt_id = known.receipt_id if known is not None else None
+    return bill_from_alegra(raw, provider_tax_id=tax_id, receipt_id=receipt_id)
+
+
+def bills_date_from(days: int, today: datetime | None = None) -> str:
+    """The first date of the bills backfill window, `days` before today (UTC)."""
+    return ((today or datetime.now(UTC)) - timedelta(days=days)).date().isoformat()
+
+
+async def reset(db: Database) -> None:
+    """Forget the checkpoint: the next run starts a full backfill from the first contact."""
+    await job_store.save_checkpoint(db, schedule.BACKFILL, None)
+
+
+async def run(job: JobRun) -> JobResult:
+    """The `backfill` job, from its checkpoint to the end, or to a shutdown between pages."""
+    checkpoint = await _load(job)
+    detail: dict[str, Any] = {"resumed_from": dict(checkpoint)}
+    for phase in PHASES[PHASES.index(checkpoint["phase"]):]:
+        if phase == "done":
+            return JobResult(schedule.SUCCESS, detail)
+        if job.stopping:
+            return JobResult(schedule.INCOMPLETE, detail, error="stopped", interrupted=True)
+        if not await _run_phase(job, phase, checkpoint, detail):
+            return JobResult(schedule.INCOMPLETE, detail, error="stopped", interrupted=True)
+        checkpoint = await _advance(job, PHASES[PHASES.index(phase) + 1])
+    return JobResult(schedule.SUCCESS, detail)
+
+
+async def _run_phase(
+    job: JobRun, phase: str, checkpoint: dict[str, Any], detail: dict[str, Any]
+) -> bool:
+    """Run one phase from `checkpoint`; False when stopped between pages."""
+    if phase == "contacts":
+        return await _contacts(job, checkpoint)
+    if phase == "accounts":
+        detail |= await accounts.refresh_accounts(job, source=SOURCE)
+    elif phase == "taxes":
+        detail |= await accounts.refresh_taxes(job, source=SOURCE)
+    elif phase == "bills":
+        return await _bills(job, checkpoint)
+    return True

@@ -1,0 +1,194 @@
+"""One run of a job, the same from the worker's scheduler and from the CLI.
+
+`run_job` takes the job (one process at a time: the worker, or `alegra-sync backfill|reconcile`),
+records the run, maps what the job raised to an outcome, schedules the next run and logs
+`job.started` / `job.finished`. Outcomes: success; incomplete (cut short by 429s, 5xx, lost
+connections after the client's own retries, or by shutdown: the checkpoint is kept); failed
+(Alegra refused, e.g. wrong credentials, or a bug).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sync.alegra.client import AlegraClient
+from sync.alegra.errors import AlegraError, Retryable
+from sync.jobs import schedule
+from sync.logs import get_logger
+from sync.settings import Settings
+from sync.store import jobs as job_store
+from sync.store.db import Database
+from sync.worker import WorkerContext
+
+# How long a job stays claimed without a sign of life from its holder (renewed every page).
+LEASE_S = 600.0
+_RENEW_EVERY_S = 60.0
+
+
+class JobBusy(Exception):
+    """Another live process is running this job; `holder` is its 'host:pid'."""
+
+    def __init__(self, name: str, holder: str) -> None:
+        super().__init__(f"job {name} is already running in {holder}")
+        self.holder = holder
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a job stands, for a progress bar: rows stored in `phase` out of `total`."""
+
+    phase: str
+    done: int
+    total: int | None
+
+
+@dataclass
+class JobResult:
+    """What a job's code returns; exceptions become `incomplete` or `failed` in `run_job`."""
+
+    outcome: str
+    detail: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    interrupted: bool = False  # stopped by shutdown: due again at once, resuming its checkpoint
+
+
+@dataclass
+class JobRun:
+    """What a job's code gets: the worker's context, its run, its logger, a progress hook."""
+
+    ctx: WorkerContext
+    name: str
+    run_id: int
+    owner: str
+    log: Any
+    on_progress: Callable[[Progress], None] | None = None
+    _renewed: float = field(default_factory=time.monotonic)
+
+    @property
+    def db(self) -> Database:
+        return self.ctx.db
+
+    @property
+    def alegra(self) -> AlegraClient:
+        return self.ctx.alegra
+
+    @property
+    def settings(self) -> Settings:
+        return self.ctx.settings
+
+    @property
+    def stopping(self) -> bool:
+        return self.ctx.stopping.is_set()
+
+    async def page_done(self, phase: str, done: int, total: int | None, **data: Any) -> None:
+        """Report one stored page: log `job.page`, feed the progress hook, keep the claim alive."""
+        self.log.info("job.page", phase=phase, done=done, total=total, **data)
+        if self.on_progress is not None:
+            self.on_progress(Progress(phase, done, total))
+        if time.monotonic() - self._renewed >= _RENEW_EVERY_S:
+            self._renewed = time.monotonic()
+            await job_store.claim_job(
+                self.db, self.name, owner=self.owner, lease_until=_lease_until(),
+                holder_gone=holder_gone,
+            )
+
+
+JobFn = Callable[[JobRun], Awaitable[JobResult]]
+
+
+def owner_id() -> str:
+    """This process, as a job holder: 'host:pid'."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def holder_gone(holder: str) -> bool:
+    """True when `holder` is a process on this host that no longer exists (e.g. killed -9)."""
+    host, _, pid = holder.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, owned by another user
+        return False
+    return False
+
+
+def _lease_until() -> str:
+    return _iso(datetime.now(UTC) + timedelta(seconds=LEASE_S))
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="microseconds")
+
+
+def describe_error(exc: BaseException) -> str:
+    """A one-line error for the jobs table and logs (Alegra errors carry no credentials)."""
+    if isinstance(exc, AlegraError):
+        status = f" {exc.status}" if exc.status is not None else ""
+        return f"{type(exc).__name__}{status}: {exc.message}"[:500]
+    return f"{type(exc).__name__}: {exc}"[:500]
+
+
+async def run_job(
+    ctx: WorkerContext,
+    name: str,
+    fn: JobFn,
+    *,
+    on_progress: Callable[[Progress], None] | None = None,
+) -> JobResult:
+    """Run `fn` once as job `name`. Raises JobBusy when another live process holds the job."""
+    owner = owner_id()
+    holder = await job_store.claim_job(
+        ctx.db, name, owner=owner, lease_until=_lease_until(), holder_gone=holder_gone
+    )
+    if holder is not None:
+        raise JobBusy(name, holder)
+    run_id = await job_store.start_run(ctx.db, name)
+    log = get_logger(job=name, job_run_id=run_id)
+    log.info("job.started")
+    started = time.monotonic()
+    job = JobRun(ctx, name, run_id, owner, log, on_progress)
+    try:
+        result = await _outcome_of(job, fn)
+    except asyncio.CancelledError:
+        result = JobResult(schedule.INCOMPLETE, error="cancelled", interrupted=True)
+        await _finish(job, result, time.monotonic() - started)
+        raise
+    await _finish(job, result, time.monotonic() - started)
+    return result
+
+
+async def _outcome_of(job: JobRun, fn: JobFn) -> JobResult:
+    try:
+        return await fn(job)
+    except Retryable as exc:
+        return JobResult(schedule.INCOMPLETE, error=describe_error(exc))
+    except AlegraError as exc:
+        return JobResult(schedule.FAILED, error=describe_error(exc))
+    except Exception as exc:
+        job.log.exception("job.crashed")
+        return JobResult(schedule.FAILED, error=describe_error(exc))
+
+
+async def _finish(job: JobRun, result: JobResult, duration_s: float) -> None:
+    finished = datetime.now(UTC)
+    next_run = schedule.next_run_after(
+        job.settings, job.name, result.outcome, finished, interrupted=result.interrupted
+    )
+    await job_store.finish_run(
+        job.db, job.run_id, job.name, owner=job.owner, outcome=result.outcome,
+        duration_s=round(duration_s, 3), error=result.error,
+        next_run_at=_iso(next_run) if next_run else None, detail=result.detail,
+    )
+    log = job.log.warning if result.outcome != schedule.SUCCESS else job.log.info
+    log("job.finished", outcome=result.outcome, duration_s=round(duration_s, 3),
+        error=result.error, interrupted=result.interrupted, **result.detail)

@@ -1,0 +1,50 @@
+"""Subscription health: Alegra deletes a subscription after 10 failed deliveries, silently.
+
+The job runs `sync.subscriptions.ensure_subscriptions` (which re-creates what is missing and
+counts each re-creation in `subscriptions.recreated_count`), logs `subscriptions.recreated` for
+each, and then asks for a reconciliation: Alegra has no replay, so the changes made while the
+subscription was gone only reach the cache through a full comparison.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sync.jobs import schedule
+from sync.jobs.runner import JobResult, JobRun
+from sync.store import jobs as job_store
+from sync.store.subscriptions import load_states
+from sync.subscriptions import ensure_subscriptions
+from sync.worker import WorkerContext
+
+
+def registered(states: Mapping[str, Any]) -> bool | None:
+    """True when any subscription is present or was lost (pure); False when every one was
+    removed on purpose; None when none was ever registered."""
+    if not states:
+        return None
+    return any(s["present"] or s["missing_since"] for s in states.values())
+
+
+async def enabled(ctx: WorkerContext) -> bool:
+    """Whether the scheduler runs this job (see `schedule.subscriptions_enabled`)."""
+    states = await load_states(ctx.db)
+    return schedule.subscriptions_enabled(ctx.settings.public_url, registered=registered(states))
+
+
+async def run(job: JobRun) -> JobResult:
+    """The `subscriptions` job: ensure every subscription exists; reconcile after a loss."""
+    report = await ensure_subscriptions(job.alegra, job.db, job.settings)
+    for event in report.recreated:
+        job.log.warning("subscriptions.recreated", event=event)
+    if report.recreated:
+        await job_store.request_run(job.db, schedule.RECONCILE)
+    detail = {
+        "created": len(report.created), "recreated": report.recreated,
+        "kept": len(report.kept), "removed_stale": len(report.deleted),
+    }
+    if not report.ok:
+        failures = "; ".join(f"{event}: {reason}" for event, reason in report.failed.items())
+        return JobResult(schedule.FAILED, detail, error=failures[:500])
+    return JobResult(schedule.SUCCESS, detail)

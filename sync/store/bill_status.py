@@ -1,0 +1,96 @@
+"""What a bill event confirmed (the bill as Alegra has it now, or gone) → the bills row and the
+receipt that made the bill, in one transaction.
+
+A webhook confirmation knows less than the flow that created the bill: it never overwrites the
+row's `receipt_id`, nor a known `provider_tax_id` with nothing. Newer-wins by `confirmed_at`, as
+every cached table. The receipt shows the bill's fate as a flag (`bill_voided`, `bill_deleted`);
+a bill restored in Alegra clears it.
+"""
+
+from __future__ import annotations
+
+import json
+
+import aiosqlite
+
+from sync.store.bills import KnownBill
+from sync.store.db import Database
+
+SOURCE = "webhook"
+BILL_FLAGS = ("bill_voided", "bill_deleted")
+
+_UPSERT = (
+    "INSERT INTO bills(alegra_id, provider_id, provider_tax_id, ncf_key, bill_date, total, status,"
+    " receipt_id, raw, source, deleted, confirmed_at, updated_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, 0, ?, ?)"
+    " ON CONFLICT(alegra_id) DO UPDATE SET provider_id = excluded.provider_id,"
+    " provider_tax_id = COALESCE(excluded.provider_tax_id, bills.provider_tax_id),"
+    " ncf_key = excluded.ncf_key, bill_date = excluded.bill_date, total = excluded.total,"
+    " status = excluded.status, raw = excluded.raw, source = excluded.source, deleted = 0,"
+    " confirmed_at = excluded.confirmed_at, updated_at = excluded.updated_at"
+    " WHERE excluded.confirmed_at >= bills.confirmed_at"
+)
+
+
+async def record_confirmed_bill(db: Database, bill: KnownBill, *, confirmed_at: str) -> str | None:
+    """Store the bill as Alegra returned it and flag its receipt if it is void (or unflag it).
+    Returns the receipt id the bill came from, if one of ours did."""
+    flag = "bill_voided" if (bill.status or "").lower() == "void" else None
+    async with db.transaction() as conn:
+        cursor = await conn.execute(_UPSERT, (
+            bill.alegra_id, bill.provider_id, bill.provider_tax_id, bill.ncf_key, bill.bill_date,
+            bill.total, bill.status, json.dumps(bill.raw, ensure_ascii=False), SOURCE,
+            confirmed_at, confirmed_at,
+        ))
+        receipt_id = await _receipt_of(conn, bill.alegra_id)
+        if receipt_id is not None and cursor.rowcount > 0:  # 0: a newer answer is stored
+            await _set_bill_flag(conn, receipt_id, flag, confirmed_at)
+    return receipt_id
+
+
+async def record_bill_gone(db: Database, bill_id: str, *, confirmed_at: str) -> str | None:
+    """Alegra no longer has the bill: soft-delete its row and flag its receipt. Returns the
+    receipt id the bill came from, if one of ours did."""
+    async with db.transaction() as conn:
+        await conn.execute(
+            "UPDATE bills SET deleted = 1, source = ?, confirmed_at = ?, updated_at = ?"
+            " WHERE alegra_id = ? AND confirmed_at <= ?",
+            (SOURCE, confirmed_at, confirmed_at, bill_id, confirmed_at),
+        )
+        cursor = await conn.execute(
+            "SELECT 1 FROM bills WHERE alegra_id = ? AND confirmed_at > ?", (bill_id, confirmed_at)
+        )
+        newer = await cursor.fetchone()
+        receipt_id = await _receipt_of(conn, bill_id)
+        if receipt_id is not None and newer is None:
+            await _set_bill_flag(conn, receipt_id, "bill_deleted", confirmed_at)
+    return receipt_id
+
+
+async def _receipt_of(conn: aiosqlite.Connection, bill_id: str) -> str | None:
+    """The receipt that made this bill: the bills row says so, or the receipt names the bill."""
+    cursor = await conn.execute(
+        "SELECT receipt_id FROM bills WHERE alegra_id = ? AND receipt_id IS NOT NULL"
+        " UNION ALL SELECT id FROM receipts WHERE bill_id = ? LIMIT 1",
+        (bill_id, bill_id),
+    )
+    row = await cursor.fetchone()
+    return None if row is None else str(row[0])
+
+
+async def _set_bill_flag(
+    conn: aiosqlite.Connection, receipt_id: str, flag: str | None, at: str
+) -> None:
+    """Replace the receipt's bill-fate flag with `flag` (None clears it); other flags stay."""
+    cursor = await conn.execute("SELECT flags FROM receipts WHERE id = ?", (receipt_id,))
+    row = await cursor.fetchone()
+    if row is None:
+        return
+    flags = json.loads(row[0] or "[]")
+    kept = [f for f in flags if f not in BILL_FLAGS]
+    wanted = [*kept, flag] if flag else kept
+    if wanted != flags:
+        await conn.execute(
+            "UPDATE receipts SET flags = ?, updated_at = ? WHERE id = ?",
+            (json.dumps(wanted), at, receipt_id),
+        )

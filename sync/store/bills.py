@@ -1,0 +1,100 @@
+"""Bills this service knows exist in Alegra: the ones it created, later also ones made elsewhere.
+
+Keyed by Alegra id, newer-wins like every cached table. `ncf_key` is the normalised NCF (or the
+bill's number), so "is there already a live bill for this supplier's document?" is one lookup.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sync.alegra import payloads
+from sync.store import cache
+from sync.store.db import Database, Row
+
+TABLE = "bills"
+COLUMNS = (
+    "alegra_id", "provider_id", "provider_tax_id", "ncf_key", "bill_date", "total", "status",
+    "receipt_id",
+)
+
+
+@dataclass(frozen=True)
+class KnownBill:
+    alegra_id: str
+    provider_id: str | None
+    provider_tax_id: str | None
+    ncf_key: str | None
+    bill_date: str | None
+    total: str | None
+    status: str | None
+    receipt_id: str | None
+    raw: dict[str, Any]
+
+
+def bill_from_alegra(
+    raw: Mapping[str, Any], *, provider_tax_id: str | None = None, receipt_id: str | None = None
+) -> KnownBill:
+    """A bill as Alegra returned it → the row we keep (pure). Raises ValueError without an id."""
+    if raw.get("id") in (None, ""):
+        raise ValueError("bill without id")
+    total = raw.get("total")
+    return KnownBill(
+        alegra_id=str(raw["id"]),
+        provider_id=payloads.bill_provider_id(raw),
+        provider_tax_id=provider_tax_id,
+        ncf_key=payloads.bill_number(raw),
+        bill_date=None if raw.get("date") is None else str(raw["date"]),
+        total=None if total is None else str(total),
+        status=None if raw.get("status") is None else str(raw["status"]),
+        receipt_id=receipt_id,
+        raw=dict(raw),
+    )
+
+
+def _row(bill: KnownBill) -> dict[str, Any]:
+    return dict(bill.__dict__)
+
+
+def _from_row(row: Row) -> KnownBill:
+    return KnownBill(
+        **{name: row[name] for name in COLUMNS}, raw=json.loads(row["raw"])
+    )
+
+
+async def record_bill(
+    db: Database, bill: KnownBill, *, source: str, confirmed_at: str | None = None
+) -> None:
+    """Remember a bill (newer-wins: an older answer never overwrites a newer one)."""
+    async with db.transaction() as conn:
+        await cache.upsert(
+            conn, TABLE, COLUMNS, [_row(bill)], source=source, confirmed_at=confirmed_at
+        )
+
+
+async def find_live_bill(db: Database, provider_tax_id: str, ncf_key: str) -> KnownBill | None:
+    """The live (not deleted, not void) bill for this supplier's fiscal document, if known."""
+    row = await db.fetchone(
+        "SELECT * FROM bills WHERE provider_tax_id = ? AND ncf_key = ? AND deleted = 0"
+        " AND (status IS NULL OR status != 'void') ORDER BY confirmed_at DESC LIMIT 1",
+        (provider_tax_id, ncf_key),
+    )
+    return _from_row(row) if row else None
+
+
+async def find_bill_by_receipt(db: Database, receipt_id: str) -> KnownBill | None:
+    """The bill a receipt produced, if this service recorded one."""
+    row = await db.fetchone(
+        "SELECT * FROM bills WHERE receipt_id = ? AND deleted = 0"
+        " ORDER BY confirmed_at DESC LIMIT 1",
+        (receipt_id,),
+    )
+    return _from_row(row) if row else None
+
+
+async def get_bill(db: Database, alegra_id: str) -> KnownBill | None:
+    row = await db.fetchone("SELECT * FROM bills WHERE alegra_id = ?", (alegra_id,))
+    return _from_row(row) if row else None

@@ -1,0 +1,261 @@
+"""The operators' reads and repairs: cache listings, status figures, metrics, replay and retry.
+
+Read-mostly SQL for the admin endpoints and `/metrics`. The two writes (`replay_event`,
+`retry_failed_receipt`) only hand a row back to the worker; the worker does the work, so a
+replay or retry goes through the same idempotent paths as the first attempt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sync.store.db import Database, Row, utcnow
+
+CACHE_TABLES = ("contacts", "accounts", "taxes", "bills")
+PENDING_EVENT_STATES = ("received", "failed")
+
+
+def _like_fragment(text: str) -> str:
+    """`%text%` for LIKE … ESCAPE '\\', with the user's own wildcards taken literally."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+# --- cache listings -------------------------------------------------------------------------
+
+async def contacts_page(
+    db: Database,
+    *,
+    tax_id: str | None = None,
+    name_fragment: str | None = None,
+    contact_type: str | None = None,
+    status: str | None = None,
+    include_deleted: bool = False,
+    after: tuple[str, str] | None = None,
+    limit: int = 50,
+) -> list[Row]:
+    """Cached contacts by (name_key, alegra_id), after the keyset `after`; at most `limit`."""
+    wanted: dict[str, Any] = {
+        "tax_id = ?": tax_id,
+        "name_key LIKE ? ESCAPE '\\'": _like_fragment(name_fragment) if name_fragment else None,
+        "EXISTS (SELECT 1 FROM json_each(types) WHERE value = ?)": contact_type,
+        "status = ?": status,
+    }
+    clauses = [clause for clause, value in wanted.items() if value is not None]
+    params = [value for value in wanted.values() if value is not None]
+    if not include_deleted:
+        clauses.append("deleted = 0")
+    if after is not None:
+        clauses.append("(name_key, alegra_id) > (?, ?)")
+        params.extend(after)
+    where = " WHERE " + " AND ".join(clauses) if clauses else ""
+    return await db.fetchall(
+        f"SELECT * FROM contacts{where} ORDER BY name_key, alegra_id LIMIT ?",  # noqa: S608 -- clauses are constants; values are bound
+        [*params, limit],
+    )
+
+
+async def all_accounts(db: Database, *, include_deleted: bool = False) -> list[Row]:
+    """The whole cached chart of accounts (a chart is hundreds of rows, not millions)."""
+    return await db.fetchall(
+        "SELECT * FROM accounts WHERE deleted = 0 OR ? ORDER BY code, name_key, alegra_id",
+        (int(include_deleted),),
+    )
+
+
+async def all_taxes(db: Database, *, include_deleted: bool = False) -> list[Row]:
+    return await db.fetchall(
+        "SELECT * FROM taxes WHERE deleted = 0 OR ? ORDER BY alegra_id", (int(include_deleted),)
+    )
+
+
+async def ping(db: Database) -> bool:
+    """The database answers a query."""
+    return bool(await db.scalar("SELECT 1") == 1)
+
+
+# --- status ---------------------------------------------------------------------------------
+
+async def cache_counts(db: Database) -> dict[str, dict[str, int]]:
+    """Live and deleted rows of each cached Alegra table."""
+    counts: dict[str, dict[str, int]] = {}
+    for table in CACHE_TABLES:
+        row = await db.fetchone(
+            f"SELECT COUNT(*) - COALESCE(SUM(deleted), 0), COALESCE(SUM(deleted), 0) FROM {table}"  # noqa: S608 -- table names are constants
+        )
+        assert row is not None  # an aggregate always returns a row
+        counts[table] = {"live": int(row[0]), "deleted": int(row[1])}
+    return counts
+
+
+async def last_webhooks(db: Database) -> list[Row]:
+    """Per event subject: deliveries stored and when the last one arrived."""
+    return await db.fetchall(
+        "SELECT COALESCE(subject, '(none)') AS subject, MAX(received_at) AS last_received_at,"
+        " COUNT(*) AS deliveries FROM inbox GROUP BY subject ORDER BY subject"
+    )
+
+
+async def last_handshake_at(db: Database) -> str | None:
+    value = await db.scalar("SELECT MAX(received_at) FROM webhook_handshakes")
+    return None if value is None else str(value)
+
+
+async def subscription_rows(db: Database) -> list[Row]:
+    return await db.fetchall("SELECT * FROM subscriptions ORDER BY event")
+
+
+async def oldest_pending_event_at(db: Database) -> str | None:
+    """When the oldest delivery still waiting to be applied (received or failed) arrived."""
+    value = await db.scalar(
+        "SELECT MIN(received_at) FROM inbox WHERE state IN (?, ?)", PENDING_EVENT_STATES
+    )
+    return None if value is None else str(value)
+
+
+async def parked_events_since(db: Database, since: str | None) -> int:
+    """Deliveries given up on (parked) that arrived after `since` (None: ever)."""
+    return int(await db.scalar(
+        "SELECT COUNT(*) FROM inbox WHERE state = 'parked' AND received_at > ?", (since or "",)
+    ))
+
+
+async def receipt_counts(db: Database) -> dict[str, int]:
+    rows = await db.fetchall("SELECT status, COUNT(*) FROM receipts GROUP BY status")
+    return {str(r[0]): int(r[1]) for r in rows}
+
+
+async def oldest_waiting_receipt_at(db: Database) -> str | None:
+    """When the oldest receipt not yet final (queued or processing) was received."""
+    value = await db.scalar(
+        "SELECT MIN(created_at) FROM receipts WHERE status IN ('queued', 'processing')"
+    )
+    return None if value is None else str(value)
+
+
+async def recent_failed_receipts(db: Database, limit: int = 10) -> list[Row]:
+    return await db.fetchall(
+        "SELECT id, partner_id, error, updated_at FROM receipts WHERE status = 'failed'"
+        " ORDER BY updated_at DESC LIMIT ?",
+        (limit,),
+    )
+
+
+async def last_successes(db: Database) -> dict[str, str]:
+    """When each job last finished a run with outcome `success`."""
+    rows = await db.fetchall(
+        "SELECT name, MAX(finished_at) FROM job_runs WHERE outcome = 'success' GROUP BY name"
+    )
+    return {str(r[0]): str(r[1]) for r in rows if r[1] is not None}
+
+
+async def worker_state(db: Database) -> Row | None:
+    """The worker's last heartbeat (pid, beat_at, budget snapshot JSON), if it ever ran."""
+    return await db.fetchone("SELECT pid, beat_at, budget FROM worker_state WHERE id = 1")
+
+
+# --- metrics --------------------------------------------------------------------------------
+
+async def add_to_metric_counters(
+    db: Database, increments: Mapping[tuple[str, str], float], at: str
+) -> None:
+    """Add each (series name, labels JSON) increment to its stored value, in one transaction."""
+    await db.executemany(
+        "INSERT INTO metric_counters(name, labels, value, updated_at) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT(name, labels) DO UPDATE SET value = value + excluded.value,"
+        " updated_at = excluded.updated_at",
+        [(name, labels, amount, at) for (name, labels), amount in increments.items()],
+    )
+
+
+async def metric_counter_rows(db: Database) -> list[Row]:
+    return await db.fetchall("SELECT name, labels, value FROM metric_counters ORDER BY name")
+
+
+async def recent_webhook_lags(db: Database, window: int = 500) -> list[float]:
+    """Seconds from arrival to applied, for the applied rows among the last `window` deliveries."""
+    rows = await db.fetchall(
+        "SELECT (julianday(applied_at) - julianday(received_at)) * 86400.0 FROM inbox"
+        " WHERE id > (SELECT COALESCE(MAX(id), 0) FROM inbox) - ?"
+        " AND state = 'applied' AND applied_at IS NOT NULL",
+        (window,),
+    )
+    return [max(0.0, float(r[0])) for r in rows if r[0] is not None]
+
+
+async def deliveries_stored(db: Database) -> int:
+    """Deliveries ever stored (the inbox's id counter; rows pruned later still count)."""
+    value = await db.scalar("SELECT seq FROM sqlite_sequence WHERE name = 'inbox'")
+    return int(value or 0)
+
+
+async def drift_totals(db: Database) -> dict[str, int]:
+    """Drift found by every complete reconciliation so far, by kind."""
+    row = await db.fetchone(
+        "SELECT COALESCE(SUM(missing), 0), COALESCE(SUM(extra), 0), COALESCE(SUM(different), 0)"
+        " FROM drift_reports WHERE complete = 1"
+    )
+    assert row is not None  # an aggregate always returns a row
+    return {"missing": int(row[0]), "extra": int(row[1]), "different": int(row[2])}
+
+
+# --- admin: events and receipts -------------------------------------------------------------
+
+async def events_page(
+    db: Database,
+    *,
+    state: str | None = None,
+    subject: str | None = None,
+    resource: str | None = None,
+    resource_id: str | None = None,
+    before_id: int | None = None,
+    limit: int = 50,
+) -> list[Row]:
+    """Inbox rows, newest first, before the keyset `before_id`; at most `limit`."""
+    wanted: dict[str, Any] = {
+        "state = ?": state, "subject = ?": subject, "resource = ?": resource,
+        "resource_id = ?": resource_id,
+        "id < ?": before_id,
+    }
+    clauses = [clause for clause, value in wanted.items() if value is not None]
+    where = " WHERE " + " AND ".join(clauses) if clauses else ""
+    return await db.fetchall(
+        f"SELECT * FROM inbox{where} ORDER BY id DESC LIMIT ?",  # noqa: S608 -- clauses are constants; values are bound
+        [*(v for v in wanted.values() if v is not None), limit],
+    )
+
+
+async def replay_event(db: Database, event_id: int) -> bool:
+    """Hand an inbox row back to the worker (`received`, due now), attempts kept.
+
+    False if there is no such row."""
+    changed = await db.execute(
+        "UPDATE inbox SET state = 'received', next_attempt_at = NULL, applied_at = NULL"
+        " WHERE id = ?",
+        (event_id,),
+    )
+    return changed > 0
+
+
+async def partner_id_for(db: Database, partner: str) -> str | None:
+    """A partner's id from its id or its name."""
+    value = await db.scalar(
+        "SELECT id FROM partners WHERE id = ? OR name = ? ORDER BY id = ? DESC LIMIT 1",
+        (partner, partner, partner),
+    )
+    return None if value is None else str(value)
+
+
+async def retry_failed_receipt(db: Database, receipt_id: str) -> bool:
+    """`failed` → `queued`, due now; the flow resumes from its recorded steps.
+
+    False (nothing changed) unless the receipt exists and is `failed`."""
+    now = utcnow()
+    changed = await db.execute(
+        "UPDATE receipts SET status = 'queued', next_attempt_at = ?, completed_at = NULL,"
+        " lease_until = NULL, lease_owner = NULL, updated_at = ?"
+        " WHERE id = ? AND status = 'failed'",
+        (now, now, receipt_id),
+    )
+    return changed > 0

@@ -1,0 +1,209 @@
+"""The worker's SQL on receipts and their steps: claim with a lease, record each step, finish.
+
+A receipt is claimed when it is `queued`, or `processing` under a lease that expired or whose
+holder is known dead, and its `next_attempt_at` has come. Claiming is one UPDATE … RETURNING in a
+BEGIN IMMEDIATE transaction, so two workers (or two coroutines) never get the same receipt.
+Steps move `attempting` (a write may have been sent) → `done` | `failed`; a step is never moved
+back from `done`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sync.store.db import Database, Row, utcnow
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A receipt this worker now holds: its stored payload and how many times it was taken up."""
+
+    receipt_id: str
+    payload: dict[str, Any]
+    attempts: int
+    created_at: str
+
+
+@dataclass(frozen=True)
+class StepState:
+    step: str
+    state: str  # attempting | done | failed
+    outcome: str | None
+    alegra_id: str | None
+    detail: dict[str, Any] = field(default_factory=dict)
+    attempts: int = 0
+
+    @property
+    def done(self) -> bool:
+        return self.state == "done"
+
+
+def timestamp_in(seconds: float) -> str:
+    """`utcnow()` plus `seconds`, in the store's timestamp format."""
+    return (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat(timespec="microseconds")
+
+
+_CLAIM = (
+    "UPDATE receipts SET status = 'processing', lease_until = ?, lease_owner = ?,"
+    " attempts = attempts + 1, updated_at = ?"
+    " WHERE id = (SELECT id FROM receipts"
+    "   WHERE (status = 'queued' OR (status = 'processing' AND (lease_until IS NULL"
+    "          OR lease_until < ? OR lease_owner IN (SELECT value FROM json_each(?)))))"
+    "     AND (next_attempt_at IS NULL OR next_attempt_at <= ?)"
+    "   ORDER BY COALESCE(next_attempt_at, created_at), created_at LIMIT 1)"
+    " RETURNING id, payload, attempts, created_at"
+)
+
+
+async def claim_next(
+    db: Database, *, owner: str, lease_s: float, dead_owners: list[str] | None = None
+) -> Claimed | None:
+    """Take the next ready receipt under a lease of `lease_s` seconds, or None if none is ready."""
+    now = utcnow()
+    params = (timestamp_in(lease_s), owner, now, now, json.dumps(dead_owners or []), now)
+    async with db.transaction() as conn:
+        cursor = await conn.execute(_CLAIM, params)
+        row = await cursor.fetchone()
+    if row is None:
+        return None
+    return Claimed(row["id"], json.loads(row["payload"]), int(row["attempts"]), row["created_at"])
+
+
+async def foreign_lease_owners(db: Database, owner: str) -> list[str]:
+    """Holders, other than `owner`, of the leases on receipts in `processing`."""
+    rows = await db.fetchall(
+        "SELECT DISTINCT lease_owner FROM receipts WHERE status = 'processing'"
+        " AND lease_owner IS NOT NULL AND lease_owner != ?",
+        (owner,),
+    )
+    return [str(r[0]) for r in rows]
+
+
+async def renew_lease(db: Database, receipt_id: str, *, owner: str, lease_s: float) -> bool:
+    """Extend our lease. False when the receipt is no longer ours (the lease was taken over)."""
+    changed = await db.execute(
+        "UPDATE receipts SET lease_until = ? WHERE id = ? AND status = 'processing'"
+        " AND lease_owner = ?",
+        (timestamp_in(lease_s), receipt_id, owner),
+    )
+    return changed > 0
+
+
+async def load_steps(db: Database, receipt_id: str) -> dict[str, StepState]:
+    rows = await db.fetchall("SELECT * FROM receipt_steps WHERE receipt_id = ?", (receipt_id,))
+    return {row["step"]: _step(row) for row in rows}
+
+
+def _step(row: Row) -> StepState:
+    return StepState(
+        step=row["step"],
+        state=row["state"],
+        outcome=row["outcome"],
+        alegra_id=row["alegra_id"],
+        detail=json.loads(row["detail"] or "{}"),
+        attempts=int(row["attempts"]),
+    )
+
+
+async def mark_attempting(db: Database, receipt_id: str, step: str) -> None:
+    """Record, before a write is sent, that its outcome may be unknown until it is answered."""
+    now = utcnow()
+    await db.execute(
+        "INSERT INTO receipt_steps(receipt_id, step, state, attempts, started_at, updated_at)"
+        " VALUES (?, ?, 'attempting', 1, ?, ?)"
+        " ON CONFLICT(receipt_id, step) DO UPDATE SET state = 'attempting',"
+        " attempts = receipt_steps.attempts + 1, updated_at = excluded.updated_at"
+        " WHERE receipt_steps.state != 'done'",
+        (receipt_id, step, now, now),
+    )
+
+
+async def finish_step(
+    db: Database,
+    receipt_id: str,
+    step: str,
+    *,
+    outcome: str,
+    alegra_id: str | None,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """The step is done: what happened (found / created / updated) and the Alegra id it led to."""
+    now = utcnow()
+    await db.execute(
+        "INSERT INTO receipt_steps(receipt_id, step, state, outcome, alegra_id, detail,"
+        " started_at, updated_at) VALUES (?, ?, 'done', ?, ?, ?, ?, ?)"
+        " ON CONFLICT(receipt_id, step) DO UPDATE SET state = 'done', outcome = excluded.outcome,"
+        " alegra_id = excluded.alegra_id, detail = excluded.detail,"
+        " updated_at = excluded.updated_at",
+        (receipt_id, step, outcome, alegra_id, json.dumps(detail or {}), now, now),
+    )
+
+
+async def fail_step(db: Database, receipt_id: str, step: str, error: dict[str, Any]) -> None:
+    """Alegra refused the step: keep its evidence on the step (the receipt fails too)."""
+    now = utcnow()
+    await db.execute(
+        "INSERT INTO receipt_steps(receipt_id, step, state, detail, started_at, updated_at)"
+        " VALUES (?, ?, 'failed', ?, ?, ?)"
+        " ON CONFLICT(receipt_id, step) DO UPDATE SET state = 'failed',"
+        " detail = excluded.detail, updated_at = excluded.updated_at"
+        " WHERE receipt_steps.state != 'done'",
+        (receipt_id, step, json.dumps({"error": error}), now, now),
+    )
+
+
+async def set_bill_id(db: Database, receipt_id: str, bill_id: str) -> None:
+    await db.execute(
+        "UPDATE receipts SET bill_id = ?, updated_at = ? WHERE id = ?",
+        (bill_id, utcnow(), receipt_id),
+    )
+
+
+async def complete_receipt(db: Database, receipt_id: str, *, owner: str) -> bool:
+    """`completed`, lease released, error cleared. False if the receipt was no longer ours."""
+    now = utcnow()
+    return await _finish(
+        db, receipt_id, owner,
+        "status = 'completed', completed_at = ?, error = NULL, next_attempt_at = NULL", (now,),
+    )
+
+
+async def fail_receipt(
+    db: Database, receipt_id: str, error: dict[str, Any], *, owner: str
+) -> bool:
+    """`failed` for good, with the evidence (step, Alegra status, code, message)."""
+    now = utcnow()
+    return await _finish(
+        db, receipt_id, owner, "status = 'failed', completed_at = ?, error = ?",
+        (now, json.dumps(error)),
+    )
+
+
+async def reschedule_receipt(
+    db: Database, receipt_id: str, error: dict[str, Any], *, delay_s: float, owner: str
+) -> bool:
+    """Back to `queued`, not before `delay_s` from now, with the error that caused it visible."""
+    return await _finish(
+        db, receipt_id, owner, "status = 'queued', next_attempt_at = ?, error = ?",
+        (timestamp_in(delay_s), json.dumps(error)),
+    )
+
+
+async def release_receipt(db: Database, receipt_id: str, *, owner: str) -> bool:
+    """Hand the receipt back untouched (the worker is stopping): ready again at once."""
+    return await _finish(db, receipt_id, owner, "status = 'queued', next_attempt_at = NULL", ())
+
+
+async def _finish(
+    db: Database, receipt_id: str, owner: str, assignments: str, params: tuple[Any, ...]
+) -> bool:
+    changed = await db.execute(
+        f"UPDATE receipts SET {assignments}, lease_until = NULL, lease_owner = NULL,"  # noqa: S608
+        " updated_at = ? WHERE id = ? AND status = 'processing' AND lease_owner = ?",
+        (*params, utcnow(), receipt_id, owner),
+    )
+    return changed > 0
+

@@ -1,0 +1,267 @@
+"""Receipts as rows: stored by the web process, worked by the worker, read back by partners.
+
+`insert_receipt` commits the receipt and its attachment in one transaction and leans on
+`UNIQUE(partner_id, idempotency_key)`: concurrent identical requests make one row, a repeated key
+with another body raises `IdempotencyConflict`. `receipt_resource` (pure) turns a receipt row and
+its step rows into the JSON a partner reads at `GET /v1/receipts/{id}`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from aiosqlite import Connection
+
+from sync.names import name_key
+from sync.receipt_model import Submission
+from sync.store.db import Database, Row, utcnow
+
+INITIAL_STATUS = "queued"
+FINAL_STATUSES = frozenset({"completed", "failed", "duplicate"})
+_STEP_ORDER = {"supplier": 0, "account": 1, "bill": 2, "attachment": 3}
+
+
+class IdempotencyConflict(Exception):
+    """The partner used this idempotency key for a different receipt (`receipt_id`)."""
+
+    def __init__(self, receipt_id: str) -> None:
+        super().__init__(f"idempotency key already used for receipt {receipt_id}")
+        self.receipt_id = receipt_id
+
+
+@dataclass(frozen=True)
+class StoredAttachment:
+    filename: str
+    content_type: str
+    data: bytes
+
+
+def new_receipt_id() -> str:
+    return "rcp_" + secrets.token_hex(12)
+
+
+async def insert_receipt(
+    db: Database, *, partner_id: str, idempotency_key: str, submission: Submission
+) -> tuple[str, bool]:
+    """Store a validated receipt. Returns (id, created); a replay returns the existing id with
+    created False. Raises IdempotencyConflict when the key holds a different receipt."""
+    body_hash = submission.receipt.fingerprint()
+    receipt_id = new_receipt_id()
+    async with db.transaction() as conn:
+        if await _insert_row(
+            conn, receipt_id=receipt_id, partner_id=partner_id,
+            idempotency_key=idempotency_key, body_hash=body_hash, submission=submission,
+        ):
+            await _insert_attachment(conn, receipt_id, submission)
+            return receipt_id, True
+        cursor = await conn.execute(
+            "SELECT id, body_hash FROM receipts WHERE partner_id = ? AND idempotency_key = ?",
+            (partner_id, idempotency_key),
+        )
+        existing = await cursor.fetchone()
+    assert existing is not None  # the conflict that skipped the insert is this row
+    if existing["body_hash"] != body_hash:
+        raise IdempotencyConflict(existing["id"])
+    return existing["id"], False
+
+
+async def _insert_row(
+    conn: Connection,
+    *,
+    receipt_id: str,
+    partner_id: str,
+    idempotency_key: str,
+    body_hash: str,
+    submission: Submission,
+) -> bool:
+    """INSERT unless the (partner, key) pair exists; True if this call made the row."""
+    payload, now = submission.receipt.to_payload(), utcnow()
+    cursor = await conn.execute(
+        "INSERT INTO receipts(id, partner_id, idempotency_key, body_hash, payload, status,"
+        " supplier_tax_id, supplier_name, ncf, ncf_type, receipt_date, total, currency,"
+        " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT(partner_id, idempotency_key) DO NOTHING",
+        (receipt_id, partner_id, idempotency_key, body_hash, json.dumps(payload),
+         INITIAL_STATUS, payload["supplier"]["tax_id"], payload["supplier"]["name"],
+         payload["ncf"], payload["ncf_type"], payload["date"], payload["total"],
+         payload["currency"], now, now),
+    )
+    return bool(cursor.rowcount == 1)
+
+
+async def _insert_attachment(conn: Connection, receipt_id: str, submission: Submission) -> None:
+    info, data = submission.receipt.attachment, submission.attachment_data
+    if info is None or data is None:
+        return
+    await conn.execute(
+        "INSERT INTO receipt_attachments(receipt_id, filename, content_type, size, data)"
+        " VALUES (?, ?, ?, ?, ?)",
+        (receipt_id, info.filename, info.content_type, info.size, data),
+    )
+
+
+async def get_receipt(db: Database, receipt_id: str, partner_id: str | None) -> Row | None:
+    """The receipt row; with a partner id, only if it belongs to that partner (None = any)."""
+    if partner_id is None:
+        return await db.fetchone("SELECT * FROM receipts WHERE id = ?", (receipt_id,))
+    return await db.fetchone(
+        "SELECT * FROM receipts WHERE id = ? AND partner_id = ?", (receipt_id, partner_id)
+    )
+
+
+async def get_status(db: Database, receipt_id: str) -> str | None:
+    """The receipt's status alone: the cheap read behind `Prefer: wait`."""
+    status = await db.scalar("SELECT status FROM receipts WHERE id = ?", (receipt_id,))
+    return None if status is None else str(status)
+
+
+async def get_steps(db: Database, receipt_id: str) -> list[Row]:
+    return await db.fetchall("SELECT * FROM receipt_steps WHERE receipt_id = ?", (receipt_id,))
+
+
+async def get_attachment(db: Database, receipt_id: str) -> StoredAttachment | None:
+    """The attachment's bytes as the partner sent them (for the worker's attach step)."""
+    row = await db.fetchone(
+        "SELECT filename, content_type, data FROM receipt_attachments WHERE receipt_id = ?",
+        (receipt_id,),
+    )
+    if row is None:
+        return None
+    return StoredAttachment(row["filename"], row["content_type"], bytes(row["data"]))
+
+
+async def list_receipts(
+    db: Database,
+    *,
+    partner_id: str | None = None,
+    status: str | None = None,
+    date_from: str | None = None,
+    date_to: str | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> tuple[list[Row], str | None]:
+    """Newest first, filtered (dates are the receipt's own date, inclusive). Returns a page and
+    the cursor of the next one (None on the last page). Raises ValueError for a bad cursor."""
+    clauses, params = _list_filters(partner_id, status, date_from, date_to)
+    if cursor is not None:
+        created_at, last_id = decode_cursor(cursor)
+        clauses.append("(created_at < ? OR (created_at = ? AND id < ?))")
+        params += [created_at, created_at, last_id]
+    where = " WHERE " + " AND ".join(clauses) if clauses else ""
+    rows = await db.fetchall(
+        f"SELECT * FROM receipts{where} ORDER BY created_at DESC, id DESC LIMIT ?",  # noqa: S608 -- clauses are constants; values are bound
+        [*params, limit + 1],
+    )
+    if len(rows) <= limit:
+        return rows, None
+    last = rows[limit - 1]
+    return rows[:limit], encode_cursor(last["created_at"], last["id"])
+
+
+def _list_filters(
+    partner_id: str | None, status: str | None, date_from: str | None, date_to: str | None
+) -> tuple[list[str], list[Any]]:
+    wanted = {
+        "partner_id = ?": partner_id,
+        "status = ?": status,
+        "receipt_date >= ?": date_from,
+        "receipt_date <= ?": date_to,
+    }
+    clauses = [clause for clause, value in wanted.items() if value is not None]
+    return clauses, [value for value in wanted.values() if value is not None]
+
+
+def encode_cursor(created_at: str, receipt_id: str) -> str:
+    return base64.urlsafe_b64encode(f"{created_at}|{receipt_id}".encode()).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[str, str]:
+    try:
+        created_at, receipt_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
+    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        raise ValueError("not a cursor this service issued") from exc
+    return created_at, receipt_id
+
+
+def receipt_resource(
+    row: Mapping[str, Any] | Row, steps: Sequence[Mapping[str, Any] | Row]
+) -> dict[str, Any]:
+    """The receipt as a partner reads it (pure). Decimals are strings, as in the payload."""
+    payload = json.loads(row["payload"])
+    step_list = sorted((_step(s) for s in steps), key=_step_rank)
+    supplier = payload["supplier"]
+    return {
+        "id": row["id"],
+        "status": row["status"],
+        "created_at": row["created_at"],
+        "updated_at": row["updated_at"],
+        "completed_at": row["completed_at"],
+        "idempotency_key": row["idempotency_key"],
+        "supplier": {k: supplier[k] for k in ("name", "tax_id", "tax_id_kind")},
+        **{k: payload[k] for k in ("date", "due_date", "ncf", "ncf_type", "category")},
+        **{k: payload[k] for k in ("currency", "exchange_rate", "total", "lines")},
+        "attachment": _attachment(payload.get("attachment")),
+        "attempts": row["attempts"],
+        "next_attempt_at": row["next_attempt_at"],
+        "steps": step_list,
+        "alegra": _alegra_ids(row, step_list, payload),
+        "error": json.loads(row["error"]) if row["error"] else None,
+        "flags": json.loads(row["flags"] or "[]"),
+    }
+
+
+def _attachment(info: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    if not info:
+        return None
+    return {k: info[k] for k in ("filename", "content_type", "size")}
+
+
+def _step(row: Mapping[str, Any] | Row) -> dict[str, Any]:
+    return {
+        "step": row["step"],
+        "state": row["state"],
+        "outcome": row["outcome"],
+        "alegra_id": row["alegra_id"],
+        "detail": json.loads(row["detail"] or "{}"),
+        "attempts": row["attempts"],
+        "updated_at": row["updated_at"],
+    }
+
+
+def _step_rank(step: Mapping[str, Any]) -> tuple[int, str]:
+    kind = str(step["step"]).split(":", 1)[0]
+    return _STEP_ORDER.get(kind, len(_STEP_ORDER)), str(step["step"])
+
+
+def _alegra_ids(
+    row: Mapping[str, Any] | Row, steps: list[dict[str, Any]], payload: Mapping[str, Any]
+) -> dict[str, Any]:
+    by_name = {s["step"]: s for s in steps}
+    categories = [payload["category"], *(line["category"] for line in payload["lines"])]
+    names = {name_key(c): c for c in categories}
+    accounts = {
+        names.get(name_key(s["step"].split(":", 1)[1]), s["step"].split(":", 1)[1]): s["alegra_id"]
+        for s in steps
+        if s["step"].startswith("account:") and s["alegra_id"]
+    }
+    attachment = by_name.get("attachment")
+    return {
+        "contact_id": (by_name.get("supplier") or {}).get("alegra_id"),
+        "account_ids": accounts,
+        "bill_id": row["bill_id"] or (by_name.get("bill") or {}).get("alegra_id"),
+        "attachment": _uploaded(attachment),
+    }
+
+
+def _uploaded(step: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """What Alegra answered for the attachment (`name`, `url`), once the step is done."""
+    if step is None or step["state"] != "done":
+        return None
+    detail = step["detail"]
+    return {"name": detail.get("name"), "url": detail.get("url")}

@@ -1,0 +1,231 @@
+"""Alegra's webhook subscriptions for this service: judge, plan (pure), then apply (thin I/O).
+
+`ensure_subscriptions` is what `alegra-sync webhooks register` runs, and what the worker's health
+job runs on a schedule: it compares what Alegra lists with the events we need at the current URL
+(`PUBLIC_URL/webhooks/alegra/<token of key 0>`), creates what is missing, and only then deletes our
+subscriptions at URLs no longer current (an older key after a rotation). Running it twice changes
+nothing. A subscription is "ours" when its URL's token verifies with one of our keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sync.alegra import resources
+from sync.alegra.budget import Priority
+from sync.alegra.client import AlegraClient
+from sync.alegra.errors import AlegraError, AuthFailed, Rejected
+from sync.logs import get_logger
+from sync.settings import Settings
+from sync.store import subscriptions as store
+from sync.store.db import Database
+from sync.webhook_tokens import same_url, token_of_url, verify_token, webhook_url
+
+EVENTS = ("new-client", "edit-client", "delete-client", "new-bill", "edit-bill", "delete-bill")
+# [unverified] the status Alegra answers for a subscription that already exists (same event and
+# URL): 400, 409 or 422. A rejection with one of these is checked against a fresh listing.
+DUPLICATE_STATUSES = frozenset({400, 409, 422})
+
+
+@dataclass(frozen=True)
+class Listed:
+    """One subscription as Alegra lists it, judged against our keys and current URL."""
+
+    alegra_id: str
+    event: str
+    url: str
+    key_index: int | None  # which of our keys made its token; None: not ours
+    current: bool  # exactly the URL `register` subscribes now
+
+    @property
+    def ours(self) -> bool:
+        return self.key_index is not None
+
+
+@dataclass(frozen=True)
+class Plan:
+    create: tuple[str, ...]
+    keep: tuple[Listed, ...]
+    stale: tuple[Listed, ...]  # ours, at a URL that is no longer current: delete once replaced
+
+
+@dataclass
+class Report:
+    """What a run did. `recreated`: events that were subscribed and had vanished from Alegra."""
+
+    created: list[str] = field(default_factory=list)
+    recreated: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)
+    deleted: list[Listed] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+def judge(rows: Sequence[dict[str, Any]], settings: Settings) -> list[Listed]:
+    """Alegra's listing → `Listed` entries (pure). Rows without an id or event are ignored."""
+    current_url = webhook_url(settings.public_url, settings.secret_keys)
+    listed = []
+    for row in rows:
+        if row.get("id") is None or not isinstance(row.get("event"), str):
+            continue
+        url = str(row.get("url") or "")
+        token = token_of_url(url)
+        key_index = None if token is None else verify_token(token, settings.secret_keys)
+        current = key_index is not None and same_url(url, current_url)
+        listed.append(Listed(str(row["id"]), row["event"], url, key_index, current))
+    return listed
+
+
+def plan(listed: Sequence[Listed], events: Sequence[str] = EVENTS) -> Plan:
+    """What to create and what is stale (pure). Subscriptions not ours are never touched."""
+    current = {s.event for s in listed if s.current}
+    return Plan(
+        create=tuple(e for e in events if e not in current),
+        keep=tuple(s for s in listed if s.current and s.event in events),
+        stale=tuple(s for s in listed if s.ours and not s.current),
+    )
+
+
+@dataclass
+class _Run:
+    """One `ensure_subscriptions` run: its connections and what it has done so far."""
+
+    client: AlegraClient
+    db: Database
+    settings: Settings
+    priority: Priority
+    report: Report = field(default_factory=Report)
+
+    async def listing(self) -> list[Listed]:
+        rows = await resources.list_subscriptions(self.client, priority=self.priority)
+        return judge(rows, self.settings)
+
+    async def keep(self, entry: Listed) -> None:
+        await store.record_present(
+            self.db, entry.event, entry.alegra_id, 0, created=False, recreated=False
+        )
+        self.report.kept.append(entry.event)
+
+    async def create(self, event: str, *, was_lost: bool) -> str:
+        """Subscribe one event: 'created', 'duplicate' (refused as existing) or 'failed'."""
+        url = webhook_url(self.settings.public_url, self.settings.secret_keys)
+        log = get_logger(event=event)
+        try:
+            made = await resources.create_subscription(
+                self.client, event, url, priority=self.priority
+            )
+        except AlegraError as exc:
+            if is_duplicate_rejection(exc):
+                return "duplicate"
+            await self.fail(event, _describe(exc))
+            log.warning("webhooks.subscribe_failed", status=exc.status, code=exc.code)
+            return "failed"
+        alegra_id = str(made.get("id", ""))
+        await store.record_present(self.db, event, alegra_id, 0, created=True, recreated=was_lost)
+        self.report.created.append(event)
+        if was_lost:
+            self.report.recreated.append(event)
+            log.warning("webhooks.subscription_recreated", alegra_id=alegra_id)
+        else:
+            log.info("webhooks.subscribed", alegra_id=alegra_id)
+        return "created"
+
+    async def fail(self, event: str, reason: str) -> None:
+        self.report.failed[event] = reason
+        await store.record_missing(self.db, event)
+
+    async def recheck(self, events: Sequence[str]) -> None:
+        """Creates refused as duplicates: present if a fresh listing shows them, else failed."""
+        current = {s.event: s for s in await self.listing() if s.current}
+        for event in events:
+            if event in current:
+                await self.keep(current[event])
+            else:
+                await self.fail(event, "refused by Alegra and not listed")
+
+    async def delete_stale(self, stale: Sequence[Listed]) -> None:
+        """Delete our old-URL subscriptions whose event is subscribed at the current URL now."""
+        replaced = set(self.report.kept) | set(self.report.created)
+        for entry in stale:
+            if entry.event in EVENTS and entry.event not in replaced:
+                continue  # keep the old URL until the new one exists: no delivery is lost
+            try:
+                await resources.delete_subscription(
+                    self.client, entry.alegra_id, priority=self.priority
+                )
+            except AlegraError as exc:
+                self.report.failed[f"delete {entry.alegra_id}"] = _describe(exc)
+                continue
+            self.report.deleted.append(entry)
+            get_logger(event=entry.event, key_index=entry.key_index).info(
+                "webhooks.unsubscribed_old_url", alegra_id=entry.alegra_id
+            )
+
+
+async def ensure_subscriptions(
+    client: AlegraClient, db: Database, settings: Settings,
+    *, priority: Priority = Priority.BACKGROUND,
+) -> Report:
+    """Make Alegra's subscriptions match EVENTS at the current URL. Raises AlegraError only if
+    the listing itself fails; anything else that fails is in `Report.failed`."""
+    run = _Run(client, db, settings, priority)
+    listed = await run.listing()
+    todo = plan(listed)
+    states = await store.load_states(db)
+    ours_before = {s.event for s in listed if s.ours}
+    for entry in todo.keep:
+        await run.keep(entry)
+    maybe_there = []
+    for event in todo.create:
+        was_lost = bool(states.get(event) and states[event]["present"]) and event not in ours_before
+        if await run.create(event, was_lost=was_lost) == "duplicate":
+            maybe_there.append(event)
+    if maybe_there:
+        await run.recheck(maybe_there)
+    await run.delete_stale(todo.stale)
+    return run.report
+
+
+def is_duplicate_rejection(exc: AlegraError) -> bool:
+    """Alegra refused the create in a way that may mean "this subscription already exists"."""
+    return (
+        isinstance(exc, Rejected) and not isinstance(exc, AuthFailed)
+        and exc.status in DUPLICATE_STATUSES
+    )
+
+
+def _describe(exc: AlegraError) -> str:
+    status = f"HTTP {exc.status}: " if exc.status else ""
+    return f"{status}{exc.message}"
+
+
+async def list_subscriptions_report(
+    client: AlegraClient, settings: Settings, *, priority: Priority = Priority.BACKGROUND
+) -> list[Listed]:
+    """Every subscription Alegra has for this account, judged (ours? which key? current?)."""
+    return judge(await resources.list_subscriptions(client, priority=priority), settings)
+
+
+async def remove_subscriptions(
+    client: AlegraClient, db: Database, settings: Settings,
+    *, priority: Priority = Priority.BACKGROUND,
+) -> Report:
+    """Delete every subscription of ours (any key); others' are left alone."""
+    report = Report()
+    for entry in await list_subscriptions_report(client, settings, priority=priority):
+        if not entry.ours:
+            continue
+        try:
+            await resources.delete_subscription(client, entry.alegra_id, priority=priority)
+        except AlegraError as exc:
+            report.failed[entry.event] = _describe(exc)
+            continue
+        report.deleted.append(entry)
+        await store.record_removed(db, entry.event)
+    return report
+

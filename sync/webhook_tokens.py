@@ -1,0 +1,97 @@
+"""The secret in the webhook URL: `PUBLIC_URL/webhooks/alegra/<token>`.
+
+Alegra signs nothing, so the URL is the only secret a delivery can prove it knows. The token is
+an itsdangerous signature (its own salt, SHA-256) of a fixed payload under one of the configured
+`SECRET_KEY`s. Keys are newest first: new URLs are made with key 0, and a token made with any
+configured key still verifies, so subscriptions keep working while they are moved to a new key.
+Tokens are deterministic (no timestamp): the same key always gives the same URL, which is how
+`webhooks register` recognises its own subscriptions. Never log a token; log `fingerprint()`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from urllib.parse import urlsplit
+
+from itsdangerous import BadSignature, URLSafeSerializer
+from starlette.datastructures import Secret
+
+SALT = "alegra-webhook-url"
+PAYLOAD = "v1"
+PATH_PREFIX = "/webhooks/alegra/"
+MASK_FROM_LENGTH = 16  # path segments this long may be secrets: masked when printed
+
+
+def _serializer(key: Secret | str) -> URLSafeSerializer:
+    return URLSafeSerializer(
+        str(key), salt=SALT, signer_kwargs={"digest_method": hashlib.sha256}
+    )
+
+
+def make_token(keys: Sequence[Secret | str], key_index: int = 0) -> str:
+    """The URL token signed with `keys[key_index]` (0 = the newest key). Raises IndexError."""
+    token: str = _serializer(keys[key_index]).dumps(PAYLOAD)
+    return token
+
+
+def verify_token(token: str, keys: Sequence[Secret | str]) -> int | None:
+    """The index of the key that signed `token`, or None if no configured key did."""
+    if not token or len(token) > 200:
+        return None
+    for index, key in enumerate(keys):
+        try:
+            payload = _serializer(key).loads(token)
+        except BadSignature:
+            continue
+        if payload == PAYLOAD:
+            return index
+    return None
+
+
+def all_tokens(keys: Sequence[Secret | str]) -> list[str]:
+    """Every valid token (one per key), for `logs.register_secrets`."""
+    return [make_token(keys, i) for i in range(len(keys))]
+
+
+def fingerprint(token: str) -> str:
+    """A short, non-reversible tag of a token, safe to log (to tell attempts apart)."""
+    return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()[:8]
+
+
+def webhook_url(public_url: str, keys: Sequence[Secret | str], key_index: int = 0) -> str:
+    """The full URL Alegra should deliver to."""
+    return f"{public_url.rstrip('/')}{PATH_PREFIX}{make_token(keys, key_index)}"
+
+
+def token_of_url(url: str) -> str | None:
+    """The token segment of a URL that has our webhook path, else None."""
+    path = urlsplit(url if "://" in url else f"//{url}").path
+    if PATH_PREFIX not in path:
+        return None
+    token = path.split(PATH_PREFIX, 1)[1].strip("/")
+    return token or None
+
+
+def same_url(a: str, b: str) -> bool:
+    """Equal up to the scheme and a trailing slash.
+
+    [unverified] one public client strips the scheme before subscribing, so Alegra may list the
+    URL without it; this is the one place that tolerance lives.
+    """
+    def bare(url: str) -> str:
+        return url.split("://", 1)[-1].rstrip("/")
+
+    return bare(a) == bare(b)
+
+
+def mask_url(url: str) -> str:
+    """The URL for printing: our token, or any long path segment (another service's secret,
+    perhaps), replaced by its first 4 characters and a fingerprint."""
+    parts = urlsplit(url if "://" in url else f"//{url}")
+    segments = parts.path.split("/")
+    masked = [
+        f"{s[:4]}…{fingerprint(s)}" if len(s) >= MASK_FROM_LENGTH else s for s in segments
+    ]
+    shown = url.replace(parts.path, "/".join(masked), 1) if parts.path else url
+    return shown.replace(f"?{parts.query}", "?…", 1) if parts.query else shown

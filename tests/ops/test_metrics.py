@@ -1,0 +1,123 @@
+"""Metrics: the worker's counters reach the web's /metrics through the store, never backwards."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from sync import metrics
+from sync.metrics import Recorder, endpoint_label, step_label
+from sync.store.db import Database
+from sync.store.subscriptions import record_present
+from tests.ops.conftest import OpsApi, contact_json
+
+
+def sample(text: str, name: str, **labels: str) -> float | None:
+    """The value of one series in a text exposition, or None if absent."""
+    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in text.splitlines():
+        match = re.fullmatch(r"([a-z_]+)(?:\{(.*)\})? (\S+)", line)
+        if match and match.group(1) == name:
+            found = ",".join(sorted((match.group(2) or "").split(","))) if match.group(2) else ""
+            if found == wanted:
+                return float(match.group(3))
+    return None
+
+
+def test_endpoint_and_step_labels_are_bounded() -> None:
+    """Ids and account names never become label values."""
+    assert endpoint_label("/contacts/123") == "/contacts/{id}"
+    assert endpoint_label("/bills/5f0c2e4a-1b2c/attachment?x=1") == "/bills/{id}/attachment"
+    assert endpoint_label("/contacts/{id}") == "/contacts/{id}"
+    assert step_label("account:gastos de oficina") == "account"
+
+
+def test_unknown_family_or_labels_are_refused() -> None:
+    """A typo in a metric name or its labels fails loudly instead of inventing a series."""
+    recorder = Recorder()
+    with pytest.raises(ValueError, match="not a counter"):
+        recorder.inc("alegra_sync_receipts_processed", result="completed")
+    with pytest.raises(ValueError, match="not a histogram"):
+        recorder.observe("alegra_sync_nope", 1.0)
+
+
+@pytest.mark.anyio
+async def test_flush_adds_to_stored_values_and_clears_pending(tmp_path: object) -> None:
+    """Two flushes add up; a flush with nothing pending writes nothing."""
+    db = await Database.open(f"{tmp_path}/m.db")
+    try:
+        recorder = Recorder()
+        recorder.inc("alegra_sync_receipts_processed", outcome="completed")
+        recorder.observe("alegra_sync_receipt_step_seconds", 0.3, step="bill", outcome="created")
+        # the counter, the 9 cumulative buckets from le=0.5 up to +Inf, and the sum
+        assert await metrics.flush(db, recorder) == 11
+        below = await db.scalar("SELECT COUNT(*) FROM metric_counters WHERE labels LIKE ?",
+                                ('%"le":"0.25"%',))
+        assert below == 0
+        recorder.inc("alegra_sync_receipts_processed", 2, outcome="completed")
+        await metrics.flush(db, recorder)
+        assert await metrics.flush(db, recorder) == 0
+        total = await db.scalar("SELECT value FROM metric_counters WHERE name = ?",
+                                ("alegra_sync_receipts_processed_total",))
+        assert total == 3
+    finally:
+        await db.close()
+
+
+@pytest.mark.anyio
+async def test_a_failed_flush_keeps_the_increments(tmp_path: object) -> None:
+    """If the store refuses the write, nothing counted is lost: the next flush stores it."""
+    db = await Database.open(f"{tmp_path}/m.db")
+    recorder = Recorder()
+    recorder.inc("alegra_sync_alegra_rate_limited", endpoint="/bills")
+    await db.close()
+    with pytest.raises(Exception):  # noqa: B017, PT011 -- whatever a closed connection raises
+        await metrics.flush(db, recorder)
+    db = await Database.open(f"{tmp_path}/m.db")
+    try:
+        assert await metrics.flush(db, recorder) == 1
+    finally:
+        await db.close()
+
+
+def test_metrics_endpoint_renders_worker_counters_and_table_gauges(ops: OpsApi) -> None:
+    """Counters flushed by the worker and gauges read from the tables appear in one scrape."""
+    recorder = Recorder()
+    recorder.inc("alegra_sync_alegra_requests", method="POST", endpoint="/bills", status="201")
+    recorder.observe("alegra_sync_alegra_request_seconds", 0.2, method="POST", endpoint="/bills")
+    recorder.inc("alegra_sync_alegra_rate_limited", endpoint="/contacts")
+    ops.store.run(lambda db: metrics.flush(db, recorder))
+    ops.store.heartbeat(budget={"limit": 150, "remaining": 120, "in_flight": 2,
+                                "waiting": {"RECEIPT": 1, "EVENT": 0}})
+    ops.store.contacts(contact_json("7", "Ochoa"))
+    ops.store.deliveries({"subject": "edit-client", "message": {"client": {"id": "7"}}})
+    ops.store.run(lambda db: record_present(db, "edit-client", "1", 0, created=True, recreated=True))
+    ops.store.job_run("backfill", "success", duration_s=12.5)
+    response = ops.client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
+    text = response.text
+    assert sample(text, "alegra_sync_alegra_requests_total", method="POST", endpoint="/bills",
+                  status="201") == 1
+    assert sample(text, "alegra_sync_alegra_request_seconds_count", method="POST",
+                  endpoint="/bills") == 1
+    assert sample(text, "alegra_sync_alegra_rate_limited_total", endpoint="/contacts") == 1
+    assert sample(text, "alegra_sync_rate_budget_remaining") == 120
+    assert sample(text, "alegra_sync_rate_budget_waiting", priority="RECEIPT") == 1
+    assert sample(text, "alegra_sync_inbox_events", state="received") == 1
+    assert sample(text, "alegra_sync_webhook_deliveries_total") == 1
+    assert sample(text, "alegra_sync_subscription_present", event="edit-client") == 1
+    assert sample(text, "alegra_sync_subscription_recreated_total", event="edit-client") == 1
+    assert sample(text, "alegra_sync_job_last_duration_seconds", job="backfill") == 12.5
+    assert sample(text, "alegra_sync_cache_rows", table="contacts", state="live") == 1
+    assert (sample(text, "alegra_sync_worker_heartbeat_age_seconds") or 99) < 60
+    assert 0 <= (sample(text, "alegra_sync_inbox_oldest_pending_age_seconds") or -1) < 60
+
+
+def test_metrics_expose_no_key_token_or_name(ops: OpsApi) -> None:
+    """Partner keys, partner names and contact names never appear in /metrics."""
+    ops.store.contacts(contact_json("7", "Ferretería Ochoa"))
+    text = ops.client.get("/metrics").text
+    for secret in (*ops.keys.values(), "acme", "Ochoa", str(ops.settings.secret_keys[0])):
+        assert secret not in text
