@@ -54,6 +54,9 @@ FAMILIES = {
         Family("alegra_sync_alegra_rate_limited", "counter",
                "Alegra answers with HTTP 429 (rate limit exceeded), by endpoint template.",
                ("endpoint",)),
+        Family("alegra_sync_receipts_flagged", "counter",
+               "Receipts flagged by the duplicate check (likely_duplicate: same supplier, date"
+               " and total as a known bill or receipt, without an NCF), by flag.", ("flag",)),
     )
 }
 
@@ -129,6 +132,11 @@ RECORDER = Recorder()
 def count_receipt(outcome: str) -> None:
     """The flow brought a receipt to `outcome`: completed | failed | rescheduled."""
     RECORDER.inc("alegra_sync_receipts_processed", outcome=outcome)
+
+
+def count_flag(flag: str) -> None:
+    """A receipt got `flag` (e.g. likely_duplicate) for the first time."""
+    RECORDER.inc("alegra_sync_receipts_flagged", flag=flag)
 
 
 def observe_step(step: str, outcome: str, seconds: float) -> None:

@@ -17,11 +17,11 @@ from sync.alegra import resources
 from sync.alegra.budget import Priority
 from sync.alegra.client import AlegraClient
 from sync.alegra.errors import AlegraError, AuthFailed, Rejected
-from sync.logs import get_logger
+from sync.logs import get_logger, register_secrets
 from sync.settings import Settings
 from sync.store import subscriptions as store
-from sync.store.db import Database
-from sync.webhook_tokens import same_url, token_of_url, verify_token, webhook_url
+from sync.store.db import Database, Row
+from sync.webhook_tokens import all_tokens, same_url, token_of_url, verify_token, webhook_url
 
 EVENTS = ("new-client", "edit-client", "delete-client", "new-bill", "edit-bill", "delete-bill")
 # [unverified] the status Alegra answers for a subscription that already exists (same event and
@@ -101,6 +101,17 @@ class _Run:
     priority: Priority
     report: Report = field(default_factory=Report)
 
+    def __post_init__(self) -> None:
+        self.tokens = all_tokens(self.settings.secret_keys)
+        register_secrets(self.tokens)  # the worker's health job runs this too
+
+    def describe(self, exc: AlegraError) -> str:
+        """Alegra's reason, with any of our tokens it may echo (the URL) masked."""
+        text = f"HTTP {exc.status}: {exc.message}" if exc.status else exc.message
+        for token in self.tokens:
+            text = text.replace(token, "***")
+        return text
+
     async def listing(self) -> list[Listed]:
         rows = await resources.list_subscriptions(self.client, priority=self.priority)
         return judge(rows, self.settings)
@@ -111,8 +122,9 @@ class _Run:
         )
         self.report.kept.append(entry.event)
 
-    async def create(self, event: str, *, was_lost: bool) -> str:
-        """Subscribe one event: 'created', 'duplicate' (refused as existing) or 'failed'."""
+    async def create(self, event: str, *, was_lost: bool) -> str | None:
+        """Subscribe one event. Returns None when done (or failed, recorded), or Alegra's reason
+        when it refused in a way that may mean the subscription already exists."""
         url = webhook_url(self.settings.public_url, self.settings.secret_keys)
         log = get_logger(event=event)
         try:
@@ -121,10 +133,10 @@ class _Run:
             )
         except AlegraError as exc:
             if is_duplicate_rejection(exc):
-                return "duplicate"
-            await self.fail(event, _describe(exc))
+                return self.describe(exc)
+            await self.fail(event, self.describe(exc))
             log.warning("webhooks.subscribe_failed", status=exc.status, code=exc.code)
-            return "failed"
+            return None
         alegra_id = str(made.get("id", ""))
         await store.record_present(self.db, event, alegra_id, 0, created=True, recreated=was_lost)
         self.report.created.append(event)
@@ -133,20 +145,37 @@ class _Run:
             log.warning("webhooks.subscription_recreated", alegra_id=alegra_id)
         else:
             log.info("webhooks.subscribed", alegra_id=alegra_id)
-        return "created"
+        return None
 
     async def fail(self, event: str, reason: str) -> None:
         self.report.failed[event] = reason
         await store.record_missing(self.db, event)
 
-    async def recheck(self, events: Sequence[str]) -> None:
-        """Creates refused as duplicates: present if a fresh listing shows them, else failed."""
+    async def recheck(self, refused: dict[str, str]) -> None:
+        """Creates refused as maybe-duplicates: present if a fresh listing shows them, else
+        failed with Alegra's reason."""
         current = {s.event: s for s in await self.listing() if s.current}
-        for event in events:
+        for event, reason in refused.items():
             if event in current:
                 await self.keep(current[event])
             else:
-                await self.fail(event, "refused by Alegra and not listed")
+                await self.fail(event, reason)
+                get_logger(event=event).warning("webhooks.subscribe_failed", reason=reason)
+
+    async def delete(self, entry: Listed) -> bool:
+        """Delete one subscription of ours; a failure is reported, not raised."""
+        try:
+            await resources.delete_subscription(
+                self.client, entry.alegra_id, priority=self.priority
+            )
+        except AlegraError as exc:
+            self.report.failed[f"delete {entry.alegra_id}"] = self.describe(exc)
+            return False
+        self.report.deleted.append(entry)
+        get_logger(event=entry.event, key_index=entry.key_index).info(
+            "webhooks.unsubscribed", alegra_id=entry.alegra_id, current=entry.current
+        )
+        return True
 
     async def delete_stale(self, stale: Sequence[Listed]) -> None:
         """Delete our old-URL subscriptions whose event is subscribed at the current URL now."""
@@ -154,17 +183,7 @@ class _Run:
         for entry in stale:
             if entry.event in EVENTS and entry.event not in replaced:
                 continue  # keep the old URL until the new one exists: no delivery is lost
-            try:
-                await resources.delete_subscription(
-                    self.client, entry.alegra_id, priority=self.priority
-                )
-            except AlegraError as exc:
-                self.report.failed[f"delete {entry.alegra_id}"] = _describe(exc)
-                continue
-            self.report.deleted.append(entry)
-            get_logger(event=entry.event, key_index=entry.key_index).info(
-                "webhooks.unsubscribed_old_url", alegra_id=entry.alegra_id
-            )
+            await self.delete(entry)
 
 
 async def ensure_subscriptions(
@@ -180,15 +199,23 @@ async def ensure_subscriptions(
     ours_before = {s.event for s in listed if s.ours}
     for entry in todo.keep:
         await run.keep(entry)
-    maybe_there = []
+    refused: dict[str, str] = {}
     for event in todo.create:
-        was_lost = bool(states.get(event) and states[event]["present"]) and event not in ours_before
-        if await run.create(event, was_lost=was_lost) == "duplicate":
-            maybe_there.append(event)
-    if maybe_there:
-        await run.recheck(maybe_there)
+        was_lost = _had_existed(states.get(event)) and event not in ours_before
+        reason = await run.create(event, was_lost=was_lost)
+        if reason is not None:
+            refused[event] = reason
+    if refused:
+        await run.recheck(refused)
     await run.delete_stale(todo.stale)
     return run.report
+
+
+def _had_existed(state: Row | None) -> bool:
+    """We had this subscription (it was created, and not removed on purpose since)."""
+    return state is not None and state["alegra_id"] is not None and bool(
+        state["present"] or state["missing_since"]
+    )
 
 
 def is_duplicate_rejection(exc: AlegraError) -> bool:
@@ -197,11 +224,6 @@ def is_duplicate_rejection(exc: AlegraError) -> bool:
         isinstance(exc, Rejected) and not isinstance(exc, AuthFailed)
         and exc.status in DUPLICATE_STATUSES
     )
-
-
-def _describe(exc: AlegraError) -> str:
-    status = f"HTTP {exc.status}: " if exc.status else ""
-    return f"{status}{exc.message}"
 
 
 async def list_subscriptions_report(
@@ -216,16 +238,8 @@ async def remove_subscriptions(
     *, priority: Priority = Priority.BACKGROUND,
 ) -> Report:
     """Delete every subscription of ours (any key); others' are left alone."""
-    report = Report()
-    for entry in await list_subscriptions_report(client, settings, priority=priority):
-        if not entry.ours:
-            continue
-        try:
-            await resources.delete_subscription(client, entry.alegra_id, priority=priority)
-        except AlegraError as exc:
-            report.failed[entry.event] = _describe(exc)
-            continue
-        report.deleted.append(entry)
-        await store.record_removed(db, entry.event)
-    return report
-
+    run = _Run(client, db, settings, priority)
+    for entry in await run.listing():
+        if entry.ours and await run.delete(entry):
+            await store.record_removed(db, entry.event)
+    return run.report

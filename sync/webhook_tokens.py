@@ -5,16 +5,19 @@ an itsdangerous signature (its own salt, SHA-256) of a fixed payload under one o
 `SECRET_KEY`s. Keys are newest first: new URLs are made with key 0, and a token made with any
 configured key still verifies, so subscriptions keep working while they are moved to a new key.
 Tokens are deterministic (no timestamp): the same key always gives the same URL, which is how
-`webhooks register` recognises its own subscriptions. Never log a token; log `fingerprint()`.
+`webhooks register` recognises its own subscriptions, and checking a token is a constant-time
+comparison with each key's token. Never log a token; log `fingerprint()`.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import hmac
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
-from itsdangerous import BadSignature, URLSafeSerializer
+from itsdangerous import URLSafeSerializer
 from starlette.datastructures import Secret
 
 SALT = "alegra-webhook-url"
@@ -36,17 +39,21 @@ def make_token(keys: Sequence[Secret | str], key_index: int = 0) -> str:
 
 
 def verify_token(token: str, keys: Sequence[Secret | str]) -> int | None:
-    """The index of the key that signed `token`, or None if no configured key did."""
-    if not token or len(token) > 200:
-        return None
-    for index, key in enumerate(keys):
-        try:
-            payload = _serializer(key).loads(token)
-        except BadSignature:
-            continue
-        if payload == PAYLOAD:
+    """The index of the key that signed `token`, or None if no configured key did.
+
+    The payload is fixed and the signature deterministic, so a token is valid exactly when it
+    equals the one a key makes: compared in constant time, with no parsing of the input.
+    """
+    given = token.encode("utf-8", "replace")
+    for index, expected in enumerate(_expected_tokens(tuple(str(k) for k in keys))):
+        if hmac.compare_digest(given, expected):
             return index
     return None
+
+
+@functools.lru_cache(maxsize=16)  # keys are fixed for a process's life: one signing per key
+def _expected_tokens(keys: tuple[str, ...]) -> tuple[bytes, ...]:
+    return tuple(make_token(keys, i).encode() for i in range(len(keys)))
 
 
 def all_tokens(keys: Sequence[Secret | str]) -> list[str]:

@@ -46,8 +46,7 @@ class _Ledger:
     window_end: float | None = None  # None: no window open (nothing sent since the last one)
     confirmed: bool = False  # window_end came from Alegra's headers, not from our own guess
     epoch: int = 0
-    in_flight: int = 0
-    carried: int = 0  # requests out since an earlier window, counted against this one
+    out: dict[int, int] = field(default_factory=dict)  # requests out, by the epoch they went in
 
     def __post_init__(self) -> None:
         self.remaining = self.limit
@@ -64,15 +63,20 @@ class _Ledger:
         # so a truncated value never makes us start the next window early.
         return min(1.0, self.window_s / 60)
 
+    @property
+    def in_flight(self) -> int:
+        return sum(self.out.values())
+
     def roll(self, now: float) -> None:
         """Start a fresh window once the current one has ended: assume the full limit, less the
-        requests still out (they may land in the new window); while any are out it is open."""
+        requests sent in the last window and still out (they may land in this one)."""
         if self.window_end is None or now < self.window_end:
             return
+        carried = self.out.get(self.epoch, 0)
         self.epoch += 1
-        self.carried, self.confirmed = self.in_flight, False
-        self.remaining = max(0, self.limit - self.carried)
-        self.window_end = now + self.window_s + self.margin if self.carried else None
+        self.confirmed = False
+        self.remaining = max(0, self.limit - carried)
+        self.window_end = now + self.window_s + self.margin if carried else None
 
     def may_send(self, priority: Priority, now: float) -> bool:
         self.roll(now)
@@ -84,14 +88,16 @@ class _Ledger:
         if self.window_end is None:
             self.window_end = now + self.window_s + self.margin
         self.remaining -= 1
-        self.in_flight += 1
+        self.out[self.epoch] = self.out.get(self.epoch, 0) + 1
         return self.epoch
 
     def settle(self, ticket: int) -> None:
         """The request sent with `ticket` is no longer out (answered, lost or never sent)."""
-        self.in_flight = max(0, self.in_flight - 1)
-        if ticket < self.epoch:
-            self.carried = max(0, self.carried - 1)
+        left = self.out.get(ticket, 0) - 1
+        if left > 0:
+            self.out[ticket] = left
+        else:
+            self.out.pop(ticket, None)
 
     def give_back(self, ticket: int) -> None:
         """A granted slot that was never used (the waiter was cancelled)."""

@@ -135,12 +135,23 @@ def bill_number(bill: Mapping[str, Any]) -> str | None:
     template = bill.get(outer)
     candidates: list[Any] = []
     if isinstance(template, Mapping):
-        candidates += [template.get(inner), template.get("fullNumber")]
+        candidates += [_with_prefix(template.get("prefix"), template.get(inner)),
+                       template.get("fullNumber")]
     candidates.append(bill.get("number"))
     for value in candidates:
         if value not in (None, ""):
             return "".join(str(value).split()).replace("-", "").upper()
     return None
+
+
+def _with_prefix(prefix: Any, number: Any) -> Any:
+    """[unverified] A bill typed in Alegra's web app may keep the NCF split as a template's
+    `prefix` ("B01") and `number` ("00000001"): put them back together unless already joined."""
+    if prefix in (None, "") or number in (None, ""):
+        return number
+    if str(number).strip().upper().startswith(str(prefix).strip().upper()):
+        return number
+    return f"{prefix}{number}"
 
 
 def bill_has_marker(bill: Mapping[str, Any], receipt_id: str) -> bool:

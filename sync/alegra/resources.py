@@ -15,8 +15,9 @@ from typing import Any
 from stdnum.do import cedula, rnc
 
 from sync.alegra.budget import Priority
-from sync.alegra.client import IDEMPOTENT, AlegraClient, Page
+from sync.alegra.client import AlegraClient, Page
 from sync.alegra.errors import NotFound, OutcomeUnknown, Unavailable
+from sync.alegra.responses import IDEMPOTENT
 from sync.dominican import digits
 
 CONTACTS = "/contacts"

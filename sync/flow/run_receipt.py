@@ -24,7 +24,7 @@ from typing import Any
 
 from sync.alegra.errors import AlegraError, RateLimited, Retryable
 from sync.alegra.payloads import BillLine
-from sync.flow import lease
+from sync.flow import duplicates, lease
 from sync.flow.attach import attach
 from sync.flow.context import FlowEnv, FlowFailed, StepResult, StepScope
 from sync.flow.create_bill import create_bill
@@ -86,6 +86,8 @@ async def _attempt(env: FlowEnv, claimed: Claimed, held: Lease) -> str:
         receipt = Receipt.from_payload(claimed.payload)
         flow.steps = await receipt_work.load_steps(env.db, claimed.receipt_id)
         await flow.run(receipt)
+    except duplicates.Duplicate:  # settled as `duplicate` by the check; nothing sent to Alegra
+        return "duplicate"
     except Stopped:
         await receipt_work.release_receipt(env.db, claimed.receipt_id, owner=held.owner)
         log.info("receipt.released", step=flow.current)
@@ -151,6 +153,13 @@ class _Flow:
         self.fresh: set[str] = set()  # steps done in this attempt (not skipped as done before)
 
     async def run(self, receipt: Receipt) -> None:
+        """The steps, after the duplicate check and under its per-NCF lock (flow/duplicates.py)."""
+        self.current = duplicates.STEP
+        guard = duplicates.guard(self.env, receipt, self.receipt_id, self.held.owner, self.steps)
+        async with guard:
+            await self._steps(receipt)
+
+    async def _steps(self, receipt: Receipt) -> None:
         env = self.env
         supplier = await self.step("supplier", lambda s: ensure_supplier(env, receipt.supplier, s))
         accounts = await self._accounts(receipt)

@@ -1,23 +1,27 @@
 """Reconciliation: compare every cached contact with Alegra's, repair the cache, report drift.
 
-Alegra's contacts are read in pages of 30; what is missing from the cache or differs from it is
-written at once (source `reconcile`, newer-wins, so a webhook confirmed meanwhile is kept).
-Deletions wait for a COMPLETE scan, and even then each cached contact the scan did not list is
-asked for by id first: an offset list shifts when a contact is deleted mid-scan, so "not listed"
-alone is no proof. A scan cut short (429s, 5xx, lost connections after the client's retries, or
-a shutdown) is `incomplete` and deletes nothing. Every run stores a drift report.
+Alegra's contacts are read in pages of 30, a few ahead (`prefetch.py`); what is missing from the
+cache or differs from it is written at once (source `reconcile`, newer-wins, so a webhook
+confirmed meanwhile is kept). Deletions wait for a COMPLETE scan, and even then each cached
+contact the scan did not list is asked for by id first: an offset list shifts when a contact is
+deleted mid-scan, so "not listed" alone is no proof. A scan cut short (429s, 5xx, lost
+connections after the client's retries, or a shutdown) is `incomplete` and deletes nothing.
+Every run stores a drift report.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from contextlib import aclosing
 
 from sync.alegra import resources
 from sync.alegra.budget import Priority
+from sync.alegra.client import Page
 from sync.alegra.errors import Retryable
 from sync.alegra.records import contact_from_alegra
 from sync.jobs import schedule
 from sync.jobs.drift import DriftScan
+from sync.jobs.prefetch import first_page, pages_ahead
 from sync.jobs.runner import JobResult, JobRun, describe_error
 from sync.store import jobs as job_store
 from sync.store.contacts import live_contacts, mark_contact_deleted, upsert_contacts
@@ -31,8 +35,13 @@ async def _scan(job: JobRun, scan: DriftScan) -> bool:
 
     Returns False when stopped between pages. Raises Retryable when Alegra cut it short.
     """
-    pages = resources.iter_contacts(job.alegra, start=0, priority=Priority.BACKGROUND)
-    async with aclosing(pages) as stream:
+
+    def fetch(offset: int) -> Awaitable[Page]:
+        return first_page(
+            resources.iter_contacts(job.alegra, start=offset, priority=Priority.BACKGROUND)
+        )
+
+    async with aclosing(pages_ahead(fetch, 0)) as stream:
         async for page in stream:
             confirmed_at = utcnow()
             records = []

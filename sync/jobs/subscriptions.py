@@ -37,7 +37,7 @@ async def run(job: JobRun) -> JobResult:
     """The `subscriptions` job: ensure every subscription exists; reconcile after a loss."""
     report = await ensure_subscriptions(job.alegra, job.db, job.settings)
     for event in report.recreated:
-        job.log.warning("subscriptions.recreated", event=event)
+        job.log.warning("subscriptions.recreated", subject=event)
     if report.recreated:
         await job_store.request_run(job.db, schedule.RECONCILE)
     detail = {

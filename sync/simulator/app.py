@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -31,6 +33,12 @@ class _Http:
         return self.client
 
 
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """Built once per process: building one per simulator costs tens of milliseconds."""
+    return ssl.create_default_context()
+
+
 def create_simulator(config: SimConfig | None = None) -> tuple[Starlette, SimState]:
     """A fresh simulated Alegra account and the ASGI app that serves it."""
     state = SimState(config or SimConfig())
@@ -38,7 +46,7 @@ def create_simulator(config: SimConfig | None = None) -> tuple[Starlette, SimSta
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with httpx.AsyncClient(trust_env=False) as client:
+        async with httpx.AsyncClient(trust_env=False, verify=_tls_context()) as client:
             http.client = client
             task = asyncio.create_task(DeliveryRunner(state, client).run())
             try:

@@ -32,7 +32,8 @@ def create(state: SimState, body: dict[str, Any]) -> dict[str, Any]:
     _refuse_read_only(body)
     with state.lock:
         record = {"id": state.ids["bills"].next(), **_build(state, body),
-                  "status": "open", "payments": [], "attachments": []}
+                  "status": "open", "payments": [], "retentions": [], "warehouse": None,
+                  "decimalPrecision": "2", "calculationScale": "2", "attachments": []}
         record["balance"] = record["total"]
         state.bills[record["id"]] = record
         state.emit("new-bill", record)

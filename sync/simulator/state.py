@@ -36,6 +36,10 @@ class SimConfig:
     webhook_name_style: str = "mixed"  # "string" | "object" | "mixed": contact name in webhooks
     numeric_ids: int = 5  # each resource's first N new records get numeric ids, later ones UUIDs
 
+    def __post_init__(self) -> None:
+        if self.webhook_name_style not in webhooks.NAME_STYLES:
+            raise ValueError(f"webhook_name_style must be one of {sorted(webhooks.NAME_STYLES)}")
+
 
 @dataclass(frozen=True)
 class LoggedRequest:

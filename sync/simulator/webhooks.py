@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 
 RESOURCES = ("invoice", "bill", "client", "item")  # also the key under "message" in a delivery
 EVENTS = frozenset(f"{verb}-{res}" for verb in ("new", "edit", "delete") for res in RESOURCES)
+NAME_STYLES = {"string": ("string",), "object": ("split", "fullname"),
+               "mixed": ("string", "split", "fullname")}
 
 
 def validate(state: SimState, body: dict[str, Any], *, except_id: str | None = None) -> None:
@@ -72,8 +74,7 @@ def delivery_body(event: str, record: dict[str, Any], style: str, turn: int) -> 
 def webhook_name(name: str, style: str, turn: int) -> str | dict[str, Any]:
     """A contact's name as webhooks carry it: "string", "object" (alternating the split and the
     `fullname` forms) or "mixed" (string, split, fullname in turn)."""
-    forms = {"string": ("string",), "object": ("split", "fullname"),
-             "mixed": ("string", "split", "fullname")}[style]
+    forms = NAME_STYLES[style]
     form = forms[turn % len(forms)]
     if form == "string":
         return name

@@ -89,8 +89,8 @@ def test_dropped_deliveries_are_never_sent_nor_counted(
     api: httpx.Client, simulator: RunningSimulator, receiver: Receiver
 ) -> None:
     """drop_delivery_rate=1 loses every delivery without counting a failure."""
-    sub_id = api.post("/webhooks/subscriptions",
-                      json={"event": "new-client", "url": receiver.url}).json()["subscription"]["id"]
+    body = {"event": "new-client", "url": receiver.url}
+    sub_id = api.post("/webhooks/subscriptions", json=body).json()["subscription"]["id"]
     simulator.state.faults.drop_delivery_rate = 1.0
     simulator.state.person_create_contact(name="Perdido")
     wait_until(lambda: simulator.state.dropped_deliveries == 1)

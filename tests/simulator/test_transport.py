@@ -87,6 +87,7 @@ def test_unknown_route_and_method_answer_in_alegras_shape(api: httpx.Client) -> 
 
 def test_malformed_json_is_400(api: httpx.Client) -> None:
     """A body that is not a JSON object is refused before anything is stored."""
-    response = api.post("/contacts", content=b"{not json", headers={"Content-Type": "application/json"})
+    json_header = {"Content-Type": "application/json"}
+    response = api.post("/contacts", content=b"{not json", headers=json_header)
     assert response.status_code == 400
     assert api.post("/contacts", json=["a list"]).status_code == 400

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
@@ -23,6 +24,16 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+class _Server(uvicorn.Server):
+    """uvicorn checks `should_exit` every 0.1 s; tests stop servers often: check every 10 ms."""
+
+    async def main_loop(self) -> None:
+        counter = 0
+        while not await self.on_tick(counter):
+            counter = (counter + 1) % 864_000
+            await asyncio.sleep(0.01)
+
+
 class ServerThread:
     """Serve an ASGI app with uvicorn on 127.0.0.1 in a daemon thread; `.url` once started."""
 
@@ -34,7 +45,7 @@ class ServerThread:
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(app, log_level="warning", lifespan="on", ws="none",
                                 timeout_graceful_shutdown=2)
-        self._server = uvicorn.Server(config)
+        self._server = _Server(config)
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True)
         self._startup_timeout_s = startup_timeout_s

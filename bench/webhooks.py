@@ -1,0 +1,404 @@
+"""Webhook receiver benchmark: acknowledgements per second and their latency, and the Alegra
+calls a burst of events costs.
+
+    .venv/bin/python bench/webhooks.py [--seconds 4] [--rounds 3] [--concurrency 16]
+
+Everything runs on loopback as separate processes: the simulator (`python -m sync.simulator`),
+the worker (`python -m sync`) applying the deliveries it finds (so it writes to the same SQLite
+file while deliveries are stored), and for each variant a fresh uvicorn with the Procfile's
+flags, driven by a keep-alive HTTP/1.1 load generator at a fixed concurrency:
+
+    bare         a Starlette endpoint on the same path that reads the body and answers 200 (the
+                 ceiling; measured with the worker idle, so the ceiling is not understated)
+    group        the real app: group commit, each 2xx sent after its row's commit
+    per-request  the real app with batches of one: a commit per request (the baseline)
+
+Every acknowledged delivery is then looked up in the inbox by the id its answer gave, and its
+body checked. Then a burst of 5,000 events over 200 contacts goes through the real web process
+and worker, and the simulator's request log says how many contacts the worker fetched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from starlette.applications import Starlette  # noqa: E402
+from starlette.requests import Request  # noqa: E402
+from starlette.responses import JSONResponse  # noqa: E402
+from starlette.routing import Route  # noqa: E402
+
+from sync.webhook_tokens import make_token  # noqa: E402
+from tests.support.procs import (  # noqa: E402
+    TEST_SECRET_KEY,
+    ManagedProcess,
+    free_port,
+    product_env,
+    start_worker,
+)
+
+SIM_EMAIL, SIM_TOKEN = "bench@example.com", "bench-token"
+TOKEN = make_token([TEST_SECRET_KEY])
+PATH = f"/webhooks/alegra/{TOKEN}"
+VARIANTS = {
+    "bare": "bench.webhooks:bare_app",
+    "group": "receiver.app:create_app",
+    "per-request": "bench.webhooks:per_request_app",
+}
+
+
+# --- the two extra apps uvicorn loads (`--factory`) -----------------------------------------
+
+def bare_app() -> Starlette:
+    """The ceiling: the same route, read the body, answer 200 with a small JSON body."""
+    async def receive(request: Request) -> JSONResponse:
+        await request.body()
+        return JSONResponse({"status": "stored", "id": 0})
+
+    return Starlette(routes=[Route("/webhooks/alegra/{token}", receive, methods=["POST"])])
+
+
+def per_request_app() -> Starlette:
+    """The real app with group commit switched off: each delivery is its own transaction."""
+    from receiver import webhooks
+    from receiver.app import create_app
+    from sync.store.inbox import InboxWriter
+
+    class OneByOne(InboxWriter):
+        def __init__(self, db: Any, *, max_batch: int = 1) -> None:
+            super().__init__(db, max_batch=1)
+
+    webhooks.InboxWriter = OneByOne  # type: ignore[misc]
+    return create_app()
+
+
+# --- processes ----------------------------------------------------------------------------
+
+@dataclass
+class Bench:
+    args: argparse.Namespace
+    work: Path
+    sim_url: str = ""
+    contact_ids: list[str] = field(default_factory=list)
+    procs: list[ManagedProcess] = field(default_factory=list)
+
+    def env(self, db: Path, port: int) -> dict[str, str]:
+        return product_env(
+            db, alegra_base_url=f"{self.sim_url}/api/v1", email=SIM_EMAIL, token=SIM_TOKEN,
+            port=port, ALEGRA_RATE_LIMIT="1000000", LOG_LEVEL="info",
+        )
+
+    def start(self, proc: ManagedProcess) -> ManagedProcess:
+        self.procs.append(proc.start())
+        return proc
+
+    def stop_all(self) -> None:
+        for proc in reversed(self.procs):
+            proc.stop()
+
+
+def start_simulator(bench: Bench, contacts: int) -> None:
+    port = free_port()
+    args = [sys.executable, "-m", "sync.simulator", "--port", str(port), "--email", SIM_EMAIL,
+            "--token", SIM_TOKEN, "--rate-limit", "1000000", "--window-s", "60"]
+    proc = bench.start(ManagedProcess("simulator", args, {**os.environ, "PYTHONPATH": str(ROOT)},
+                                      bench.work))
+    bench.sim_url = f"http://127.0.0.1:{port}"
+    proc.wait_http(f"{bench.sim_url}/_sim/state")
+    seeded = httpx.post(f"{bench.sim_url}/_sim/seed", json={"contacts": contacts}).json()
+    bench.contact_ids = list(seeded["ids"])
+
+
+@contextmanager
+def web(bench: Bench, variant: str, db: Path) -> Iterator[str]:
+    """uvicorn as the Procfile runs it (one process, no access log), for one variant."""
+    port = free_port()
+    args = [sys.executable, "-m", "uvicorn", VARIANTS[variant], "--factory", "--host",
+            "127.0.0.1", "--port", str(port), "--no-access-log", "--log-level", "warning"]
+    proc = ManagedProcess(f"web-{variant}", args, bench.env(db, port), bench.work).start()
+    try:
+        proc.wait_http(f"http://127.0.0.1:{port}/healthz" if variant != "bare"
+                       else f"http://127.0.0.1:{port}/")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.stop()
+
+
+# --- the load generator -------------------------------------------------------------------
+
+@dataclass
+class Load:
+    """What one run measured: (sent, answered) times, statuses, and the acknowledged ids."""
+
+    latencies: list[float] = field(default_factory=list)
+    statuses: dict[int, int] = field(default_factory=dict)
+    acked: list[tuple[int, str]] = field(default_factory=list)  # (inbox id, marker)
+    window_s: float = 0.0
+
+    @property
+    def per_s(self) -> float:
+        return len(self.latencies) / self.window_s if self.window_s else 0.0
+
+    def pct(self, q: float) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000 if ordered else 0.0
+
+
+Body = Callable[[int], tuple[str, bytes]]
+
+
+def request_bytes(host_port: str, body: bytes) -> bytes:
+    head = (f"POST {PATH} HTTP/1.1\r\nHost: {host_port}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n")
+    return head.encode() + body
+
+
+async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    length = next(int(line.split(":", 1)[1]) for line in lines
+                  if line.lower().startswith("content-length:"))
+    return int(lines[0].split(" ", 2)[1]), await reader.readexactly(length)
+
+
+async def _connection(url: str, make_body: Body, stop: Callable[[int], bool], load: Load,
+                      measure: Callable[[float], bool], counter: list[int]) -> None:
+    host_port = url.split("://", 1)[1]
+    host, port = host_port.split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        while not stop(counter[0]):
+            counter[0] += 1
+            marker, body = make_body(counter[0])
+            sent = time.perf_counter()
+            writer.write(request_bytes(host_port, body))
+            status, answer = await _read_response(reader)
+            done = time.perf_counter()
+            load.statuses[status] = load.statuses.get(status, 0) + 1
+            if status == 200 and b'"id"' in answer:
+                load.acked.append((int(json.loads(answer)["id"]), marker))
+            if measure(sent):
+                load.latencies.append(done - sent)
+    finally:
+        writer.close()
+
+
+async def drive(url: str, make_body: Body, *, concurrency: int, seconds: float | None = None,
+                total: int | None = None, warmup_s: float = 0.5) -> Load:
+    """Keep `concurrency` keep-alive connections busy for `seconds` (after a warm-up), or until
+    `total` requests were sent. Latency is from writing a request to reading its whole answer."""
+    load, counter = Load(), [0]
+    began = time.perf_counter()
+    start = began + (warmup_s if seconds else 0.0)
+    end = start + seconds if seconds else float("inf")
+
+    def stop(sent: int) -> bool:
+        return time.perf_counter() >= end or (total is not None and sent >= total)
+
+    def measure(sent_at: float) -> bool:
+        return start <= sent_at < end
+
+    await asyncio.gather(*(_connection(url, make_body, stop, load, measure, counter)
+                           for _ in range(concurrency)))
+    load.window_s = (end if seconds else time.perf_counter()) - start
+    return load
+
+
+def delivery_bodies(contact_ids: list[str], unique_share: float) -> Body:
+    """Client events about the simulator's contacts (the worker fetches and writes them), with a
+    share about ids Alegra does not have (settled at once: a steady stream of worker writes)."""
+    def make(n: int) -> tuple[str, bytes]:
+        marker = f"m{n}-{random.getrandbits(32):08x}"
+        contact = marker if random.random() < unique_share else random.choice(contact_ids)
+        body = {"subject": random.choice(("new-client", "edit-client")),
+                "message": {"client": {"id": contact, "name": {"fullname": "Proveedor"},
+                                       "observations": marker}}}
+        return marker, json.dumps(body).encode()
+
+    return make
+
+
+# --- checks on the store ------------------------------------------------------------------
+
+def query(db: Path, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+    conn = sqlite3.connect(db, timeout=30)
+    conn.row_factory = sqlite3.Row
+    try:
+        return list(conn.execute(sql, params).fetchall())
+    finally:
+        conn.close()
+
+
+def missing_acknowledged(db: Path, load: Load) -> int:
+    """Acknowledged deliveries whose row (by the id in the answer) is absent or another body."""
+    bodies = {r["id"]: bytes(r["body"]) for r in query(db, "SELECT id, body FROM inbox")}
+    return sum(1 for inbox_id, marker in load.acked
+               if marker.encode() not in bodies.get(inbox_id, b""))
+
+
+def migrated(db: Path) -> bool:
+    if not db.exists():
+        return False
+    return bool(query(db, "SELECT 1 FROM sqlite_master WHERE name = 'inbox'"))
+
+
+def pending(db: Path) -> int:
+    rows = query(db, "SELECT COUNT(*) FROM inbox WHERE state IN ('received', 'failed')")
+    return int(rows[0][0])
+
+
+def settled_rows(db: Path) -> int:
+    rows = query(db, "SELECT COUNT(*) FROM inbox WHERE state IN ('applied', 'skipped')")
+    return int(rows[0][0])
+
+
+def wait_until(check: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+# --- the two parts ------------------------------------------------------------------------
+
+@dataclass
+class Row:
+    variant: str
+    loads: list[Load]
+    worker_writes: int = 0
+    lost: int = 0
+
+    @property
+    def per_s(self) -> float:
+        return statistics.median(load.per_s for load in self.loads)
+
+    @property
+    def pooled(self) -> Load:
+        return Load(latencies=[x for load in self.loads for x in load.latencies])
+
+
+def throughput(bench: Bench) -> list[Row]:
+    db = bench.work / "throughput.db"
+    bench.start(start_worker(bench.env(db, free_port()), bench.work))
+    wait_until(lambda: migrated(db), timeout=60)
+    rows = {name: Row(name, []) for name in VARIANTS}
+    bodies = delivery_bodies(bench.contact_ids, unique_share=0.3)
+    for round_no in range(bench.args.rounds):
+        for variant in VARIANTS:
+            if variant == "bare":
+                wait_until(lambda: pending(db) == 0, timeout=120)  # the worker idle
+            before = settled_rows(db)
+            with web(bench, variant, db) as url:
+                load = asyncio.run(drive(url, bodies, concurrency=bench.args.concurrency,
+                                         seconds=bench.args.seconds))
+            rows[variant].loads.append(load)
+            if variant != "bare":
+                rows[variant].lost += missing_acknowledged(db, load)
+                rows[variant].worker_writes += settled_rows(db) - before
+            print(f"  round {round_no + 1} {variant:12s} {load.per_s:8.0f}/s "
+                  f"p99 {load.pct(0.99):6.1f} ms  statuses {load.statuses}", flush=True)
+    return list(rows.values())
+
+
+@dataclass
+class Burst:
+    events: int
+    contacts: int
+    acknowledged: int
+    fetches: int
+    settle_s: float
+    lost: int
+
+
+def burst(bench: Bench) -> Burst:
+    """5,000 events over 200 contacts through the real web process and the worker."""
+    db = bench.work / "burst.db"
+    port = free_port()
+    env = bench.env(db, port)
+    bench.start(start_worker(env, bench.work, name="worker-burst"))
+    ids = bench.contact_ids[: bench.args.burst_contacts]
+    with web(bench, "group", db) as url:
+        wait_until(lambda: db.exists() and bool(query(
+            db, "SELECT 1 FROM jobs WHERE name = 'backfill' AND last_outcome = 'success'")), 120)
+        httpx.post(f"{bench.sim_url}/_sim/requests/clear")
+        load = asyncio.run(drive(url, delivery_bodies(ids, unique_share=0.0),
+                                 concurrency=bench.args.concurrency, total=bench.args.burst))
+        sent = time.monotonic()
+        wait_until(lambda: pending(db) == 0, timeout=300)
+        settle_s = time.monotonic() - sent
+    fetches = sum(_gets_of(bench, contact) for contact in set(ids))
+    return Burst(bench.args.burst, len(ids), len(load.acked), fetches, settle_s,
+                 missing_acknowledged(db, load))
+
+
+def _gets_of(bench: Bench, contact_id: str) -> int:
+    answer = httpx.get(f"{bench.sim_url}/_sim/requests",
+                       params={"method": "GET", "path_prefix": f"/contacts/{contact_id}"}).json()
+    return int(answer["count"])
+
+
+# --- report -------------------------------------------------------------------------------
+
+def report(rows: list[Row], result: Burst, args: argparse.Namespace) -> None:
+    ceiling = next(r for r in rows if r.variant == "bare").per_s
+    print(f"\nWebhook acknowledgements: concurrency {args.concurrency}, {args.rounds} rounds of "
+          f"{args.seconds:.0f} s per variant (median throughput; latency over all rounds)")
+    print(f"{'variant':13s}{'acks/s':>9s}{'of bare':>9s}{'p50 ms':>9s}{'p99 ms':>9s}"
+          f"{'max ms':>9s}{'lost':>6s}{'worker rows':>13s}")
+    for row in rows:
+        pooled = row.pooled
+        print(f"{row.variant:13s}{row.per_s:9.0f}{row.per_s / ceiling:9.0%}{pooled.pct(0.5):9.1f}"
+              f"{pooled.pct(0.99):9.1f}{max(pooled.latencies) * 1000:9.1f}"
+              f"{row.lost if row.variant != 'bare' else '-':>6}"
+              f"{row.worker_writes if row.variant != 'bare' else '-':>13}")
+    print(f"\nBurst: {result.events} events over {result.contacts} contacts: "
+          f"{result.acknowledged} acknowledged, {result.lost} lost; the worker fetched "
+          f"{result.fetches} times = {result.fetches / result.contacts:.2f} per contact, "
+          f"{result.fetches / result.events:.3f} per event; settled {result.settle_s:.1f} s "
+          "after the last acknowledgement")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=4.0, help="measured time per run")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--contacts", type=int, default=200)
+    parser.add_argument("--burst", type=int, default=5000)
+    parser.add_argument("--burst-contacts", type=int, default=200)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-webhooks-") as tmp:
+        bench = Bench(args, Path(tmp))
+        try:
+            start_simulator(bench, max(args.contacts, args.burst_contacts))
+            print("throughput (each run on a fresh uvicorn):", flush=True)
+            rows = throughput(bench)
+            result = burst(bench)
+        finally:
+            bench.stop_all()
+        report(rows, result, args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

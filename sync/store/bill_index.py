@@ -1,0 +1,178 @@
+"""The duplicate check's SQL: bills by NCF or date, claims on fiscal documents, settling a receipt.
+
+Functions taking `conn` run inside the caller's `db.transaction()` (BEGIN IMMEDIATE), which is
+what makes "look → decide → claim or settle" one step even across processes on the same file.
+`bill_claims` holds, per fiscal document (`<supplier>|<NCF>`), the receipt of ours that may bill
+it; a claim whose receipt can no longer bill it (failed, duplicate, or billed and then voided) is
+simply taken over.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import aiosqlite
+
+from sync.duplicate_rules import BillSeen, OtherReceipt
+from sync.names import name_key
+from sync.store.bills import KnownBill
+from sync.store.db import Database, Row, utcnow
+
+_BILL_COLUMNS = (
+    "alegra_id, provider_id, provider_tax_id, ncf_key, bill_date, total, status, receipt_id, source"
+)
+
+
+def _bill(row: Row) -> BillSeen:
+    return BillSeen(**{key: row[key] for key in row.keys()})  # noqa: SIM118 -- sqlite3.Row
+
+
+async def _rows(conn: aiosqlite.Connection, sql: str, params: Sequence[Any]) -> list[Row]:
+    cursor = await conn.execute(sql, params)
+    return list(await cursor.fetchall())
+
+
+async def bills_with_ncf(conn: aiosqlite.Connection, ncf_key: str) -> list[BillSeen]:
+    """Every cached bill, not deleted, carrying this NCF (whatever the supplier or status)."""
+    rows = await _rows(
+        conn,
+        f"SELECT {_BILL_COLUMNS} FROM bills WHERE ncf_key = ? AND deleted = 0"  # noqa: S608
+        " ORDER BY confirmed_at",
+        (ncf_key,),
+    )
+    return [_bill(r) for r in rows]
+
+
+async def bills_on_date(conn: aiosqlite.Connection, date: str) -> list[BillSeen]:
+    """Every cached bill, not deleted, dated `date`."""
+    rows = await _rows(
+        conn,
+        f"SELECT {_BILL_COLUMNS} FROM bills WHERE bill_date = ? AND deleted = 0"  # noqa: S608
+        " ORDER BY confirmed_at",
+        (date,),
+    )
+    return [_bill(r) for r in rows]
+
+
+async def provider_ids(
+    conn: aiosqlite.Connection, tax_id: str | None, supplier_name_key: str
+) -> set[str]:
+    """Ids of every cached contact (deleted ones too: their bills remain) with this tax id or,
+    without one, this normalised name."""
+    if tax_id is not None:
+        rows = await _rows(conn, "SELECT alegra_id FROM contacts WHERE tax_id = ?", (tax_id,))
+    else:
+        rows = await _rows(
+            conn, "SELECT alegra_id FROM contacts WHERE name_key = ?", (supplier_name_key,)
+        )
+    return {str(r[0]) for r in rows}
+
+
+def _other(row: Row) -> OtherReceipt:
+    return OtherReceipt(
+        receipt_id=row["id"], tax_id=row["supplier_tax_id"],
+        name_key=name_key(row["supplier_name"] or ""), date=row["receipt_date"],
+        total=row["total"], status=row["status"], bill_id=row["bill_id"],
+    )
+
+
+_OTHER = (
+    "SELECT id, supplier_tax_id, supplier_name, receipt_date, total, status, bill_id FROM receipts"
+)
+
+
+async def receipts_on_date(
+    conn: aiosqlite.Connection, date: str, *, besides: str
+) -> list[OtherReceipt]:
+    """Our receipts dated `date`, except `besides`."""
+    rows = await _rows(conn, f"{_OTHER} WHERE receipt_date = ? AND id != ?", (date, besides))
+    return [_other(r) for r in rows]
+
+
+async def claim_holder(conn: aiosqlite.Connection, claim_key: str) -> OtherReceipt | None:
+    """The receipt that claimed this fiscal document, with its current status."""
+    rows = await _rows(
+        conn,
+        f"{_OTHER} WHERE id = (SELECT receipt_id FROM bill_claims WHERE claim_key = ?)",  # noqa: S608
+        (claim_key,),
+    )
+    return _other(rows[0]) if rows else None
+
+
+async def take_claim(conn: aiosqlite.Connection, claim_key: str, receipt_id: str) -> None:
+    """This receipt may bill the document now (the caller decided the old claim is stale)."""
+    await conn.execute(
+        "INSERT INTO bill_claims(claim_key, receipt_id, claimed_at) VALUES (?, ?, ?)"
+        " ON CONFLICT(claim_key) DO UPDATE SET receipt_id = excluded.receipt_id,"
+        " claimed_at = excluded.claimed_at WHERE bill_claims.receipt_id != excluded.receipt_id",
+        (claim_key, receipt_id, utcnow()),
+    )
+
+
+async def settle_duplicate(
+    conn: aiosqlite.Connection, receipt_id: str, *, owner: str, bill_id: str,
+    detail: dict[str, Any],
+) -> bool:
+    """Finish the receipt as `duplicate` of `bill_id`, with the evidence on its
+    `duplicate_check` step. False (nothing written) when the lease is no longer `owner`'s."""
+    now = utcnow()
+    cursor = await conn.execute(
+        "UPDATE receipts SET status = 'duplicate', bill_id = ?, completed_at = ?, error = NULL,"
+        " next_attempt_at = NULL, lease_until = NULL, lease_owner = NULL, updated_at = ?"
+        " WHERE id = ? AND status = 'processing' AND lease_owner = ?",
+        (bill_id, now, now, receipt_id, owner),
+    )
+    if cursor.rowcount == 0:
+        return False
+    await conn.execute(
+        "INSERT INTO receipt_steps(receipt_id, step, state, outcome, alegra_id, detail, attempts,"
+        " started_at, updated_at) VALUES (?, 'duplicate_check', 'done', 'found', ?, ?, 1, ?, ?)"
+        " ON CONFLICT(receipt_id, step) DO UPDATE SET state = 'done', outcome = 'found',"
+        " alegra_id = excluded.alegra_id, detail = excluded.detail,"
+        " updated_at = excluded.updated_at",
+        (receipt_id, bill_id, json.dumps(detail), now, now),
+    )
+    return True
+
+
+async def add_flags(conn: aiosqlite.Connection, receipt_id: str, flags: Iterable[str]) -> list[str]:
+    """Add flags the receipt does not carry yet (others stay); returns the ones added."""
+    cursor = await conn.execute("SELECT flags FROM receipts WHERE id = ?", (receipt_id,))
+    row = await cursor.fetchone()
+    if row is None:
+        return []
+    current = json.loads(row[0] or "[]")
+    added = [f for f in dict.fromkeys(flags) if f not in current]
+    if added:
+        await conn.execute(
+            "UPDATE receipts SET flags = ?, updated_at = ? WHERE id = ?",
+            (json.dumps([*current, *added]), utcnow(), receipt_id),
+        )
+    return added
+
+
+_LOOKED_UP = (
+    "INSERT INTO bills(alegra_id, provider_id, provider_tax_id, ncf_key, bill_date, total, status,"
+    " receipt_id, raw, source, deleted, confirmed_at, updated_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, 0, ?, ?)"
+    " ON CONFLICT(alegra_id) DO UPDATE SET provider_id = excluded.provider_id,"
+    " provider_tax_id = COALESCE(excluded.provider_tax_id, bills.provider_tax_id),"
+    " ncf_key = excluded.ncf_key, bill_date = excluded.bill_date, total = excluded.total,"
+    " status = excluded.status, raw = excluded.raw, source = excluded.source, deleted = 0,"
+    " confirmed_at = excluded.confirmed_at, updated_at = excluded.updated_at"
+    " WHERE excluded.confirmed_at >= bills.confirmed_at"
+)
+
+
+async def record_looked_up_bills(db: Database, bills: Iterable[KnownBill], *, source: str) -> None:
+    """Store bills Alegra just listed (newer-wins), keeping the receipt a bill came from."""
+    now = utcnow()
+    params = [
+        (b.alegra_id, b.provider_id, b.provider_tax_id, b.ncf_key, b.bill_date, b.total, b.status,
+         json.dumps(b.raw, ensure_ascii=False), source, now, now)
+        for b in bills
+    ]
+    if params:
+        await db.executemany(_LOOKED_UP, params)

@@ -1,0 +1,79 @@
+"""Pages requested a few ahead are still handed over in order, and stop where a list ends."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from sync.alegra.client import Page
+from sync.jobs.prefetch import pages_ahead
+
+pytestmark = pytest.mark.anyio
+
+
+class FakeList:
+    """A list of `size` rows served 30 at a time, answering later offsets first."""
+
+    def __init__(self, size: int, *, with_total: bool = True, fail_at: int | None = None) -> None:
+        self.size = size
+        self.with_total = with_total
+        self.fail_at = fail_at
+        self.asked: list[int] = []
+        self.out = self.most_out = 0
+
+    async def fetch(self, offset: int) -> Page:
+        self.asked.append(offset)
+        self.out += 1
+        self.most_out = max(self.most_out, self.out)
+        try:
+            await asyncio.sleep(0.001 * (100 - offset % 100))  # later pages may answer first
+        finally:
+            self.out -= 1
+        if offset == self.fail_at:
+            raise ConnectionError("lost")
+        rows = [{"id": str(i)} for i in range(offset, min(offset + 30, self.size))]
+        return Page(offset, rows, self.size if self.with_total else None)
+
+
+async def test_pages_come_in_order_with_a_few_requests_out() -> None:
+    """Every row once, in order, from the start offset; never more than 3 requests out."""
+    source = FakeList(200)
+    starts = [page.start async for page in pages_ahead(source.fetch, 30, depth=3)]
+    assert starts == list(range(30, 200, 30))
+    assert source.most_out <= 3
+    assert sorted(source.asked) == list(range(30, 200, 30))
+
+
+async def test_without_a_total_pages_are_read_one_at_a_time_to_the_short_page() -> None:
+    """With no total to plan from, the next page is asked only after the previous came back."""
+    source = FakeList(95, with_total=False)
+    pages = [page async for page in pages_ahead(source.fetch)]
+    assert [len(p.rows) for p in pages] == [30, 30, 30, 5]
+    assert source.most_out == 1
+
+
+async def test_a_failed_page_raises_in_its_turn_and_nothing_after_it_is_handed_over() -> None:
+    """A page that fails raises where it falls; the pages before it were already delivered."""
+    source = FakeList(300, fail_at=90)
+    seen: list[int] = []
+
+    async def consume() -> None:
+        async for page in pages_ahead(source.fetch):
+            seen.append(page.start)
+
+    with pytest.raises(ConnectionError):
+        await consume()
+    assert seen == [0, 30, 60]
+
+
+async def test_stopping_early_cancels_the_requests_still_out() -> None:
+    """A consumer that stops after one page leaves nothing running behind it."""
+    source = FakeList(300)
+    stream = pages_ahead(source.fetch, 90)
+    async for _ in stream:
+        await asyncio.sleep(0.005)  # the requests ahead are now out
+        break
+    assert source.out > 0
+    await stream.aclose()
+    assert source.out == 0

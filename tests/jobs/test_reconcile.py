@@ -1,0 +1,114 @@
+"""Reconciliation against the simulator: repairs what webhooks missed, reports the drift, and
+deletes only after a complete scan."""
+
+from __future__ import annotations
+
+import pytest
+
+from sync.alegra import client as alegra_client
+from sync.jobs import backfill, reconcile, schedule
+from sync.jobs.runner import Progress
+from sync.simulator.state import SimConfig
+from sync.store import jobs as job_store
+from sync.store.contacts import get_cached_contact
+from sync.worker import WorkerContext
+from tests.jobs.conftest import cached_contacts, run_once, simulator_contacts
+from tests.support.servers import RunningSimulator
+
+pytestmark = pytest.mark.anyio
+ROOMY = SimConfig(rate_limit=600, window_s=1.0)
+
+
+async def backfilled(ctx: WorkerContext, simulator: RunningSimulator, n: int) -> list[str]:
+    """Seed `n` contacts, backfill them, and return their ids in Alegra's order."""
+    made = simulator.state.seed_contacts(n)
+    assert (await run_once(ctx, schedule.BACKFILL, backfill.run)).outcome == "success"
+    return [c["id"] for c in made]
+
+
+@pytest.mark.parametrize("sim_config", [ROOMY])
+async def test_one_reconcile_repairs_edits_creations_and_deletions(
+    simulator: RunningSimulator, ctx: WorkerContext
+) -> None:
+    """Changes made in Alegra with no webhook reaching us are all repaired by one run, and the
+    drift report counts and names them."""
+    ids = await backfilled(ctx, simulator, 300)
+    state = simulator.state
+    for contact_id in ids[:5]:
+        state.person_edit_contact(contact_id, email="nuevo@example.com.do", status="inactive")
+    created = [state.person_create_contact(name=f"Nuevo {n}", type=["provider"])["id"]
+               for n in range(3)]
+    for contact_id in ids[100:104]:
+        state.person_delete_contact(contact_id)
+    result = await run_once(ctx, schedule.RECONCILE, reconcile.run)
+    assert result.outcome == "success"
+    assert await cached_contacts(ctx.db) == simulator_contacts(simulator)
+    report = await job_store.last_drift_report(ctx.db)
+    assert report is not None
+    assert (report["complete"], report["missing"], report["extra"], report["different"]) == (
+        True, 3, 4, 5)
+    assert sorted(report["missing_ids"]) == sorted(created)
+    assert sorted(report["extra_ids"]) == sorted(ids[100:104])
+    assert report["differences"][ids[0]]["status"] == ["active", "inactive"]
+    gone = await get_cached_contact(ctx.db, ids[100])
+    assert gone is not None
+    assert (gone["deleted"], gone["source"]) == (1, "reconcile")
+
+
+@pytest.mark.parametrize("sim_config", [ROOMY])
+@pytest.mark.parametrize("fault", [{"burst_429": 1000}, {"error_rate": 1.0, "error_status": 503}])
+async def test_a_reconcile_cut_short_is_incomplete_and_deletes_nothing(
+    simulator: RunningSimulator, ctx: WorkerContext, monkeypatch: pytest.MonkeyPatch,
+    fault: dict[str, float],
+) -> None:
+    """A 429 storm or 5xx answers mid-scan (after the client's own retries) leave the run
+    `incomplete`, with its error, and contacts deleted in Alegra still live in the cache."""
+    monkeypatch.setattr(alegra_client, "MAX_RATE_LIMIT_WAITS", 2)
+    ids = await backfilled(ctx, simulator, 300)
+    simulator.state.person_delete_contact(ids[-1])
+
+    def storm_after_the_first_page(progress: Progress) -> None:
+        simulator.state.faults.update(fault)
+
+    result = await run_once(ctx, schedule.RECONCILE, reconcile.run, storm_after_the_first_page)
+    simulator.state.faults.update({"burst_429": 0, "error_rate": 0.0})
+    assert result.outcome == "incomplete"
+    assert result.error is not None
+    assert result.error.startswith(("RateLimited", "Unavailable"))
+    row = await get_cached_contact(ctx.db, ids[-1])
+    assert row is not None
+    assert row["deleted"] == 0
+    job = await job_store.job_state(ctx.db, schedule.RECONCILE)
+    assert job is not None
+    assert (job["last_outcome"], job["last_error"]) == ("incomplete", result.error)
+    report = await job_store.last_drift_report(ctx.db)
+    assert report is not None
+    assert (report["complete"], report["extra"]) == (False, 0)
+
+
+@pytest.mark.parametrize("sim_config", [ROOMY])
+async def test_a_contact_shifted_past_the_offset_mid_scan_is_not_deleted(
+    simulator: RunningSimulator, ctx: WorkerContext
+) -> None:
+    """A deletion in Alegra during the scan shifts every later contact back one place, so one
+    is never listed: asked for by id, it is found and kept. Nothing is wrongly deleted."""
+    ids = await backfilled(ctx, simulator, 300)
+    deleted: list[str] = []
+
+    def delete_one_already_read(progress: Progress) -> None:
+        if progress.done >= 150 and not deleted:
+            simulator.state.person_delete_contact(ids[0])
+            deleted.append(ids[0])
+
+    simulator.state.clear_log()
+    result = await run_once(ctx, schedule.RECONCILE, reconcile.run, delete_one_already_read)
+    assert result.outcome == "success"
+    by_id = simulator.state.matching_requests("GET", "/contacts/")
+    asked = [r.path.rsplit("/", 1)[1] for r in by_id]
+    assert len(asked) == 1
+    cached = await cached_contacts(ctx.db)
+    assert asked[0] in cached
+    assert {k: v for k, v in cached.items() if k != ids[0]} == simulator_contacts(simulator)
+    report = await job_store.last_drift_report(ctx.db)
+    assert report is not None
+    assert (report["extra"], report["missing"], report["different"]) == (0, 0, 0)

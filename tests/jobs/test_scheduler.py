@@ -1,0 +1,92 @@
+"""The jobs lane: backfills a new database first, runs the periodic jobs after it, and on
+shutdown stores the page in flight and resumes from it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from sync.jobs import schedule, scheduler
+from sync.simulator.state import SimConfig
+from sync.store import jobs as job_store
+from sync.worker import WorkerContext
+from tests.jobs.conftest import cached_contacts, sim_settings, simulator_contacts, worker_context
+from tests.support.servers import RunningSimulator
+
+pytestmark = pytest.mark.anyio
+
+
+async def until(check: Callable[[], Awaitable[bool]], timeout_s: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not await check():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
+async def outcome(ctx: WorkerContext, name: str) -> str | None:
+    state = await job_store.job_state(ctx.db, name)
+    return None if state is None else state["last_outcome"]
+
+
+async def test_a_new_database_is_backfilled_then_polled_and_reconciled(
+    simulator: RunningSimulator, tmp_path: Path
+) -> None:
+    """The lane backfills first; the chart poll and the reconciliation follow on their
+    (shortened) intervals; subscription health stays off on a loopback URL; stop returns."""
+    simulator.state.seed_contacts(150)
+    settings = sim_settings(simulator, tmp_path, ACCOUNTS_POLL_S="0.3", RECONCILE_S="0.3")
+    async with worker_context(settings) as ctx:
+        lane = asyncio.create_task(scheduler.run(ctx))
+        await until(lambda: _all_succeeded(ctx, ["backfill", "accounts", "reconcile"]))
+        ctx.stopping.set()
+        await asyncio.wait_for(lane, timeout=5)
+        runs = {name: await job_store.recent_runs(ctx.db, name) for name in schedule.JOB_NAMES}
+        first_other = min(r["started_at"] for n in ("accounts", "reconcile") for r in runs[n])
+        assert runs["backfill"][-1]["finished_at"] <= first_other
+        assert runs["subscriptions"] == []
+        assert await cached_contacts(ctx.db) == simulator_contacts(simulator)
+
+
+async def _all_succeeded(ctx: WorkerContext, names: list[str]) -> bool:
+    return all([await outcome(ctx, n) == "success" for n in names])
+
+
+@pytest.mark.parametrize("sim_config", [SimConfig(rate_limit=30, window_s=1.0)])
+async def test_a_shutdown_mid_backfill_keeps_its_page_and_the_next_start_resumes(
+    simulator: RunningSimulator, tmp_path: Path
+) -> None:
+    """Stopped mid-way, the lane returns promptly with the checkpoint matching the rows stored;
+    started again, it asks Alegra from the checkpoint on and completes."""
+    simulator.state.seed_contacts(1500)
+    settings = sim_settings(simulator, tmp_path)
+    async with worker_context(settings) as ctx:
+        lane = asyncio.create_task(scheduler.run(ctx))
+        await until(lambda: _checkpoint_past(ctx, 300))
+        ctx.stopping.set()
+        await asyncio.wait_for(lane, timeout=5)
+        state = await job_store.job_state(ctx.db, schedule.BACKFILL)
+        assert state is not None
+        assert state["last_outcome"] == "incomplete"
+        assert state["next_run_at"] <= datetime.now(UTC).isoformat()
+        resume_at = state["checkpoint"]["start"]
+        assert len(await cached_contacts(ctx.db)) == resume_at
+    simulator.state.clear_log()
+    async with worker_context(settings) as ctx:
+        lane = asyncio.create_task(scheduler.run(ctx))
+        await until(lambda: _all_succeeded(ctx, ["backfill"]))
+        ctx.stopping.set()
+        await asyncio.wait_for(lane, timeout=5)
+        assert await cached_contacts(ctx.db) == simulator_contacts(simulator)
+    starts = [int(r.query["start"]) for r in simulator.state.matching_requests("GET", "/contacts")]
+    assert min(starts) == resume_at
+
+
+async def _checkpoint_past(ctx: WorkerContext, start: int) -> bool:
+    state = await job_store.job_state(ctx.db, schedule.BACKFILL)
+    checkpoint = (state or {}).get("checkpoint") or {}
+    return checkpoint.get("phase") == "contacts" and checkpoint.get("start", 0) >= start
