@@ -11,7 +11,7 @@ flags, driven by a keep-alive HTTP/1.1 load generator at a fixed concurrency:
     bare         a Starlette endpoint on the same path that reads the body and answers 200 (the
                  ceiling; measured with the worker idle, so the ceiling is not understated)
     group        the real app: group commit, each 2xx sent after its row's commit
-    per-request  the real app with batches of one: a commit per request (the baseline)
+    per-request  the real app with a plain aiosqlite commit per request instead (the baseline)
 
 Every acknowledged delivery is then looked up in the inbox by the id its answer gave, and its
 body checked. Then a burst of 5,000 events over 200 contacts goes through the real web process
@@ -46,6 +46,10 @@ from starlette.requests import Request  # noqa: E402
 from starlette.responses import JSONResponse  # noqa: E402
 from starlette.routing import Route  # noqa: E402
 
+from receiver import webhooks  # noqa: E402
+from receiver.app import create_app  # noqa: E402
+from sync.store.db import Database  # noqa: E402
+from sync.store.inbox import Item, write_batch  # noqa: E402
 from sync.webhook_tokens import make_token  # noqa: E402
 from tests.support.procs import (  # noqa: E402
     TEST_SECRET_KEY,
@@ -76,17 +80,32 @@ def bare_app() -> Starlette:
     return Starlette(routes=[Route("/webhooks/alegra/{token}", receive, methods=["POST"])])
 
 
+class PlainCommit:
+    """A commit per request through an aiosqlite connection: what a receiver without group
+    commit does (BEGIN, INSERT, COMMIT for each delivery, before its 2xx)."""
+
+    def __init__(self, path: Path, **_: Any) -> None:
+        self.path = path
+        self.db: Database | None = None
+
+    async def start(self) -> None:
+        self.db = await Database.open(self.path)
+
+    def submit(self, item: Item) -> asyncio.Future[int]:
+        return asyncio.ensure_future(self._write(item))
+
+    async def _write(self, item: Item) -> int:
+        assert self.db is not None
+        return (await write_batch(self.db, [item]))[0]
+
+    async def close(self) -> None:
+        if self.db is not None:
+            await self.db.close()
+
+
 def per_request_app() -> Starlette:
-    """The real app with group commit switched off: each delivery is its own transaction."""
-    from receiver import webhooks
-    from receiver.app import create_app
-    from sync.store.inbox import InboxWriter
-
-    class OneByOne(InboxWriter):
-        def __init__(self, db: Any, *, max_batch: int = 1) -> None:
-            super().__init__(db, max_batch=1)
-
-    webhooks.InboxWriter = OneByOne  # type: ignore[misc]
+    """The real app with group commit replaced by a plain commit per request (the baseline)."""
+    webhooks.InboxWriter = PlainCommit  # type: ignore[misc,assignment]
     return create_app()
 
 
@@ -103,7 +122,7 @@ class Bench:
     def env(self, db: Path, port: int) -> dict[str, str]:
         return product_env(
             db, alegra_base_url=f"{self.sim_url}/api/v1", email=SIM_EMAIL, token=SIM_TOKEN,
-            port=port, ALEGRA_RATE_LIMIT="1000000", LOG_LEVEL="info",
+            port=port, ALEGRA_RATE_LIMIT=str(self.args.worker_rate), LOG_LEVEL="info",
         )
 
     def start(self, proc: ManagedProcess) -> ManagedProcess:
@@ -118,7 +137,7 @@ class Bench:
 def start_simulator(bench: Bench, contacts: int) -> None:
     port = free_port()
     args = [sys.executable, "-m", "sync.simulator", "--port", str(port), "--email", SIM_EMAIL,
-            "--token", SIM_TOKEN, "--rate-limit", "1000000", "--window-s", "60"]
+            "--token", SIM_TOKEN, "--rate-limit", str(bench.args.worker_rate), "--window-s", "60"]
     proc = bench.start(ManagedProcess("simulator", args, {**os.environ, "PYTHONPATH": str(ROOT)},
                                       bench.work))
     bench.sim_url = f"http://127.0.0.1:{port}"
@@ -127,8 +146,15 @@ def start_simulator(bench: Bench, contacts: int) -> None:
     bench.contact_ids = list(seeded["ids"])
 
 
+def cpu_s(proc: ManagedProcess) -> float:
+    """CPU time (user + system) the process has used so far, from /proc (Linux)."""
+    assert proc.proc is not None
+    fields = Path(f"/proc/{proc.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextmanager
-def web(bench: Bench, variant: str, db: Path) -> Iterator[str]:
+def web(bench: Bench, variant: str, db: Path) -> Iterator[tuple[str, ManagedProcess]]:
     """uvicorn as the Procfile runs it (one process, no access log), for one variant."""
     port = free_port()
     args = [sys.executable, "-m", "uvicorn", VARIANTS[variant], "--factory", "--host",
@@ -137,7 +163,7 @@ def web(bench: Bench, variant: str, db: Path) -> Iterator[str]:
     try:
         proc.wait_http(f"http://127.0.0.1:{port}/healthz" if variant != "bare"
                        else f"http://127.0.0.1:{port}/")
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}", proc
     finally:
         proc.stop()
 
@@ -152,6 +178,12 @@ class Load:
     statuses: dict[int, int] = field(default_factory=dict)
     acked: list[tuple[int, str]] = field(default_factory=list)  # (inbox id, marker)
     window_s: float = 0.0
+    server_cpu_s: float = 0.0  # CPU the web process used during the whole run
+
+    @property
+    def cpu_ms_per_answer(self) -> float:
+        answered = sum(self.statuses.values())
+        return self.server_cpu_s * 1000 / answered if answered else 0.0
 
     @property
     def per_s(self) -> float:
@@ -179,7 +211,7 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
     return int(lines[0].split(" ", 2)[1]), await reader.readexactly(length)
 
 
-async def _connection(url: str, make_body: Body, stop: Callable[[int], bool], load: Load,
+async def _connection(url: str, make_body: Body, *, stop: Callable[[int], bool], load: Load,
                       measure: Callable[[float], bool], counter: list[int]) -> None:
     host_port = url.split("://", 1)[1]
     host, port = host_port.split(":")
@@ -216,18 +248,18 @@ async def drive(url: str, make_body: Body, *, concurrency: int, seconds: float |
     def measure(sent_at: float) -> bool:
         return start <= sent_at < end
 
-    await asyncio.gather(*(_connection(url, make_body, stop, load, measure, counter)
-                           for _ in range(concurrency)))
+    await asyncio.gather(*(
+        _connection(url, make_body, stop=stop, load=load, measure=measure, counter=counter)
+        for _ in range(concurrency)))
     load.window_s = (end if seconds else time.perf_counter()) - start
     return load
 
 
-def delivery_bodies(contact_ids: list[str], unique_share: float) -> Body:
-    """Client events about the simulator's contacts (the worker fetches and writes them), with a
-    share about ids Alegra does not have (settled at once: a steady stream of worker writes)."""
+def delivery_bodies(contact_ids: list[str]) -> Body:
+    """Client events about the simulator's contacts, each with a unique marker to find it by."""
     def make(n: int) -> tuple[str, bytes]:
         marker = f"m{n}-{random.getrandbits(32):08x}"
-        contact = marker if random.random() < unique_share else random.choice(contact_ids)
+        contact = random.choice(contact_ids)
         body = {"subject": random.choice(("new-client", "edit-client")),
                 "message": {"client": {"id": contact, "name": {"fullname": "Proveedor"},
                                        "observations": marker}}}
@@ -285,7 +317,8 @@ def wait_until(check: Callable[[], bool], timeout: float) -> bool:
 class Row:
     variant: str
     loads: list[Load]
-    worker_writes: int = 0
+    worker_rows: int = 0  # inbox rows the worker settled while this variant ran
+    worker_s: float = 0.0
     lost: int = 0
 
     @property
@@ -293,31 +326,56 @@ class Row:
         return statistics.median(load.per_s for load in self.loads)
 
     @property
+    def cpu_ms(self) -> float:
+        return statistics.median(load.cpu_ms_per_answer for load in self.loads)
+
+    @property
     def pooled(self) -> Load:
         return Load(latencies=[x for load in self.loads for x in load.latencies])
 
 
 def throughput(bench: Bench) -> list[Row]:
+    """Each variant in turn, `rounds` times, on a fresh uvicorn; the worker busy throughout."""
     db = bench.work / "throughput.db"
-    bench.start(start_worker(bench.env(db, free_port()), bench.work))
-    wait_until(lambda: migrated(db), timeout=60)
+    asyncio.run(_prepare(db, bench.args.backlog))
+    worker = None
+    if bench.args.worker:
+        worker = bench.start(start_worker(bench.env(db, free_port()), bench.work))
     rows = {name: Row(name, []) for name in VARIANTS}
-    bodies = delivery_bodies(bench.contact_ids, unique_share=0.3)
+    bodies = delivery_bodies(bench.contact_ids)
     for round_no in range(bench.args.rounds):
         for variant in VARIANTS:
-            if variant == "bare":
-                wait_until(lambda: pending(db) == 0, timeout=120)  # the worker idle
-            before = settled_rows(db)
-            with web(bench, variant, db) as url:
+            before, began = settled_rows(db), time.monotonic()
+            with web(bench, variant, db) as (url, server):
+                cpu_before = cpu_s(server)
                 load = asyncio.run(drive(url, bodies, concurrency=bench.args.concurrency,
                                          seconds=bench.args.seconds))
-            rows[variant].loads.append(load)
+                load.server_cpu_s = cpu_s(server) - cpu_before
+            row = rows[variant]
+            row.loads.append(load)
+            row.worker_rows += settled_rows(db) - before
+            row.worker_s += time.monotonic() - began
             if variant != "bare":
-                rows[variant].lost += missing_acknowledged(db, load)
-                rows[variant].worker_writes += settled_rows(db) - before
+                row.lost += missing_acknowledged(db, load)
             print(f"  round {round_no + 1} {variant:12s} {load.per_s:8.0f}/s "
-                  f"p99 {load.pct(0.99):6.1f} ms  statuses {load.statuses}", flush=True)
+                  f"p99 {load.pct(0.99):6.1f} ms  web CPU {load.cpu_ms_per_answer:.3f} ms/ack  "
+                  f"statuses {load.statuses}", flush=True)
+    if worker is not None:
+        worker.stop()  # its backlog must not be counted in the burst's fetches
     return list(rows.values())
+
+
+async def _prepare(db: Path, backlog: int) -> None:
+    """Migrate, and leave the worker a backlog of due deliveries about contacts Alegra does not
+    have: it fetches (404) and writes for each, steadily, while the variants are measured."""
+    store = await Database.open(db)
+    old = "2000-01-01T00:00:00.000000+00:00"
+    await store.executemany(
+        "INSERT INTO inbox(received_at, subject, resource, resource_id, body, shape, state)"
+        " VALUES (?, 'edit-client', 'client', ?, ?, 'ok', 'received')",
+        [(old, f"gone-{n}", b"{}") for n in range(backlog)],
+    )
+    await store.close()
 
 
 @dataclass
@@ -337,11 +395,11 @@ def burst(bench: Bench) -> Burst:
     env = bench.env(db, port)
     bench.start(start_worker(env, bench.work, name="worker-burst"))
     ids = bench.contact_ids[: bench.args.burst_contacts]
-    with web(bench, "group", db) as url:
+    with web(bench, "group", db) as (url, _):
         wait_until(lambda: db.exists() and bool(query(
             db, "SELECT 1 FROM jobs WHERE name = 'backfill' AND last_outcome = 'success'")), 120)
         httpx.post(f"{bench.sim_url}/_sim/requests/clear")
-        load = asyncio.run(drive(url, delivery_bodies(ids, unique_share=0.0),
+        load = asyncio.run(drive(url, delivery_bodies(ids),
                                  concurrency=bench.args.concurrency, total=bench.args.burst))
         sent = time.monotonic()
         wait_until(lambda: pending(db) == 0, timeout=300)
@@ -361,16 +419,20 @@ def _gets_of(bench: Bench, contact_id: str) -> int:
 
 def report(rows: list[Row], result: Burst, args: argparse.Namespace) -> None:
     ceiling = next(r for r in rows if r.variant == "bare").per_s
+    cpu_ceiling = next(r for r in rows if r.variant == "bare").cpu_ms
     print(f"\nWebhook acknowledgements: concurrency {args.concurrency}, {args.rounds} rounds of "
-          f"{args.seconds:.0f} s per variant (median throughput; latency over all rounds)")
+          f"{args.seconds:.0f} s per variant; median throughput, latency over all rounds; "
+          f"the worker spending up to {args.worker_rate} Alegra requests/min")
     print(f"{'variant':13s}{'acks/s':>9s}{'of bare':>9s}{'p50 ms':>9s}{'p99 ms':>9s}"
-          f"{'max ms':>9s}{'lost':>6s}{'worker rows':>13s}")
+          f"{'max ms':>9s}{'lost':>6s}{'worker rows/s':>15s}{'web CPU ms/ack':>16s}"
+          f"{'CPU-bound ratio':>17s}")
     for row in rows:
         pooled = row.pooled
+        lost = "-" if row.variant == "bare" else str(row.lost)
         print(f"{row.variant:13s}{row.per_s:9.0f}{row.per_s / ceiling:9.0%}{pooled.pct(0.5):9.1f}"
-              f"{pooled.pct(0.99):9.1f}{max(pooled.latencies) * 1000:9.1f}"
-              f"{row.lost if row.variant != 'bare' else '-':>6}"
-              f"{row.worker_writes if row.variant != 'bare' else '-':>13}")
+              f"{pooled.pct(0.99):9.1f}{max(pooled.latencies) * 1000:9.1f}{lost:>6s}"
+              f"{row.worker_rows / max(row.worker_s, 1e-9):15.0f}{row.cpu_ms:16.3f}"
+              f"{cpu_ceiling / row.cpu_ms if row.cpu_ms else 0:17.0%}")
     print(f"\nBurst: {result.events} events over {result.contacts} contacts: "
           f"{result.acknowledged} acknowledged, {result.lost} lost; the worker fetched "
           f"{result.fetches} times = {result.fetches / result.contacts:.2f} per contact, "
@@ -386,6 +448,12 @@ def main() -> int:
     parser.add_argument("--contacts", type=int, default=200)
     parser.add_argument("--burst", type=int, default=5000)
     parser.add_argument("--burst-contacts", type=int, default=200)
+    parser.add_argument("--worker-rate", type=int, default=6000,
+                        help="Alegra requests per minute the worker may spend (Alegra: 150)")
+    parser.add_argument("--backlog", type=int, default=20000,
+                        help="due inbox rows the worker works through during the runs")
+    parser.add_argument("--no-worker", dest="worker", action="store_false",
+                        help="measure throughput without the worker writing (for comparison)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-webhooks-") as tmp:
         bench = Bench(args, Path(tmp))

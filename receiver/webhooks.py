@@ -1,8 +1,8 @@
 """`POST /webhooks/alegra/{token}`: check the URL token, store the delivery, answer.
 
 Nothing else happens in the request: no Alegra call, no cache write. A delivery is committed to
-the inbox (group commit, see `store/inbox.py`) before the 2xx; a body that is not JSON or not a
-shape we know is stored as such and still answered 2xx, because every non-2xx counts toward
+the inbox (group commit: `store/inbox_writer.py`) before the 2xx; a body that is not JSON or not
+a shape we know is stored as such and still answered 2xx, because every non-2xx counts toward
 Alegra deleting the subscription. The only non-2xx answers: 404 for a bad token (nothing stored),
 413 past the body bound, and 503 if the store could not commit in time (Alegra retries).
 The token is a secret: it is never logged (only `fingerprint()`), and uvicorn runs without
@@ -25,7 +25,8 @@ from starlette.routing import BaseRoute, Route
 from receiver.errors import ApiError
 from sync.events.parse import parse_delivery
 from sync.logs import get_logger, register_secrets
-from sync.store.inbox import InboxWriter, NewDelivery, NewHandshake
+from sync.store.inbox import NewDelivery, NewHandshake
+from sync.store.inbox_writer import InboxWriter
 from sync.webhook_tokens import all_tokens, fingerprint, verify_token
 
 STORE_DEADLINE_S = 3.0  # far inside Alegra's 5 s; past it we answer 503 and Alegra delivers again
@@ -36,8 +37,8 @@ HANDSHAKE_WAIT_S = 1.0  # the handshake's note is best-effort; the 2xx is what A
 async def lifespan(app: Starlette) -> AsyncIterator[None]:
     """Start the inbox's group-commit writer; at shutdown, commit what is queued."""
     register_secrets(all_tokens(app.state.settings.secret_keys))
-    writer = InboxWriter(app.state.db)
-    writer.start()
+    writer = InboxWriter(app.state.settings.database_path)
+    await writer.start()
     app.state.inbox_writer = writer
     try:
         yield

@@ -11,6 +11,7 @@ significant digits, and `sync.receipt_fields` bounds amounts (12), quantities (1
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -156,7 +157,8 @@ def _with_prefix(prefix: Any, number: Any) -> Any:
 
 def bill_has_marker(bill: Mapping[str, Any], receipt_id: str) -> bool:
     """True when the bill carries this receipt's marker (we wrote it; the bill is ours)."""
-    return receipt_marker(receipt_id) in str(bill.get(MARKER_FIELD) or "")
+    pattern = re.escape(receipt_marker(receipt_id)) + r"(?!\w)"
+    return re.search(pattern, str(bill.get(MARKER_FIELD) or "")) is not None
 
 
 def bill_provider_id(bill: Mapping[str, Any]) -> str | None:
@@ -164,6 +166,7 @@ def bill_provider_id(bill: Mapping[str, Any]) -> str | None:
     if isinstance(provider, Mapping) and provider.get("id") is not None:
         return str(provider["id"])
     return None
+
 
 
 def contact_tax_id(contact: Mapping[str, Any]) -> str | None:

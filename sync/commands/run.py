@@ -48,6 +48,9 @@ def handle(args: argparse.Namespace) -> int:
         environ["SECRET_KEY"] = append_env(env_file, "SECRET_KEY", secrets.token_urlsafe(32))
         say(f"generated a development SECRET_KEY into {env_file}")
     settings = load_settings(env_file=None, environ=environ)
+    if not Path(args.procfile).is_file():
+        say(f"no {args.procfile} here: run this from the project's directory")
+        return 2
     commands = procfile_commands(Path(args.procfile))
     child_env = child_environment(environ)
     if settings.simulated:
@@ -92,7 +95,7 @@ def append_env(path: Path, name: str, value: str) -> str:
 def procfile_commands(path: Path) -> dict[str, str]:
     """The Procfile's process types and commands, in file order."""
     procfile = parse_procfile(path.read_text(encoding="utf-8"))
-    return {name: str(proc.cmd) for name, proc in procfile.processes.items()}
+    return {str(name): str(command) for name, command in procfile.processes.items()}
 
 
 def child_environment(environ: dict[str, str]) -> dict[str, str]:

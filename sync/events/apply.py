@@ -21,7 +21,7 @@ from sync.alegra import resources
 from sync.alegra.budget import Priority
 from sync.alegra.client import AlegraClient
 from sync.alegra.errors import AlegraError
-from sync.alegra.payloads import bill_provider_id
+from sync.alegra.payloads import bill_provider_id, contact_tax_id
 from sync.alegra.records import contact_from_alegra
 from sync.logs import get_logger
 from sync.store import bill_status, inbox
@@ -53,12 +53,19 @@ async def confirm_bill(alegra: AlegraClient, db: Database, bill_id: str) -> str:
     if raw is None:
         await bill_status.record_bill_gone(db, bill_id, confirmed_at=at)
         return "deleted"
-    bill = bill_from_alegra(raw, provider_tax_id=await _provider_tax_id(db, bill_provider_id(raw)))
+    bill = bill_from_alegra(raw, provider_tax_id=await _provider_tax_id(db, raw))
     await bill_status.record_confirmed_bill(db, bill, confirmed_at=at)
     return "void" if (bill.status or "").lower() == "void" else "upserted"
 
 
-async def _provider_tax_id(db: Database, provider_id: str | None) -> str | None:
+async def _provider_tax_id(db: Database, raw: dict[str, object]) -> str | None:
+    """The bill's provider's tax id: from the bill itself, else from the cached contact (the
+    duplicate check matches bills on it, and the contact may not be cached yet)."""
+    provider = raw.get("provider")
+    from_bill = contact_tax_id(provider) if isinstance(provider, dict) else None
+    if from_bill is not None:
+        return from_bill
+    provider_id = bill_provider_id(raw)
     row = None if provider_id is None else await get_cached_contact(db, provider_id)
     return None if row is None else row["tax_id"]
 

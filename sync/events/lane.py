@@ -3,8 +3,9 @@
 Each round skips what cannot be used (malformed or unknown bodies), then takes the due groups
 (every pending delivery about one resource) and settles each with one fetch. Rounds are small so
 the lane keeps yielding; on Alegra's side the EVENT priority of the shared budget keeps receipts
-first. A burst about one resource is left to settle for `quiet_s` (at most `max_wait_s`), so a
-bulk edit in Alegra costs one fetch per resource, not one per delivery.
+first. While deliveries keep arriving (a bulk import or edit in Alegra), work waits for the
+inbox to be quiet for `quiet_s`, at most `max_wait_s`: the burst then costs one fetch per
+resource, not one per delivery. A lone delivery is applied about `quiet_s` after it arrives.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from sync.worker import WorkerContext
 @dataclass(frozen=True)
 class LaneConfig:
     poll_s: float = 0.5  # idle: how often to look for new deliveries (another process stores them)
-    quiet_s: float = 0.5  # a resource is due once no delivery about it came for this long ...
-    max_wait_s: float = 5.0  # ... or its oldest delivery has waited this long
+    quiet_s: float = 1.0  # work is due once no delivery at all came for this long (burst over) ...
+    max_wait_s: float = 10.0  # ... or a resource's oldest delivery has waited this long
     groups_per_round: int = 10
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 

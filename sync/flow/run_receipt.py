@@ -60,7 +60,8 @@ def retry_delay(attempts: int, reset_after: float | None = None) -> float:
 
 
 async def run_receipt(env: FlowEnv, claimed: Claimed, owner: str) -> str:
-    """Work one claimed receipt; returns its state afterwards (completed, failed, queued)."""
+    """Work one claimed receipt; returns its state afterwards (completed, duplicate, failed,
+    queued)."""
     held = Lease(owner)
     keeper = asyncio.create_task(_keep_lease(env, claimed.receipt_id, held))
     try:

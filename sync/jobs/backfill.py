@@ -12,19 +12,18 @@ catch those.
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from contextlib import aclosing
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from sync.alegra import resources
 from sync.alegra.budget import Priority
-from sync.alegra.client import Page
 from sync.alegra.pages import MAX_PAGE_SIZE
 from sync.alegra.payloads import contact_tax_id
 from sync.alegra.records import contact_from_alegra
 from sync.jobs import accounts, schedule
-from sync.jobs.prefetch import first_page, pages_ahead
+from sync.jobs.prefetch import FetchPage, batches_ahead, fetcher
 from sync.jobs.runner import JobResult, JobRun
 from sync.store import jobs as job_store
 from sync.store.bills import KnownBill, bill_from_alegra, get_bill
@@ -76,35 +75,32 @@ async def _advance(job: JobRun, phase: str) -> dict[str, Any]:
 
 async def _contacts(job: JobRun, checkpoint: dict[str, Any]) -> bool:
     """Page through contacts from the checkpoint. Returns False when stopped between pages."""
+    fetch = fetcher(lambda offset: resources.iter_contacts(
+        job.alegra, start=offset, priority=Priority.BACKGROUND))
 
-    def fetch(offset: int) -> Awaitable[Page]:
-        return first_page(
-            resources.iter_contacts(job.alegra, start=offset, priority=Priority.BACKGROUND)
+    async def save(rows: list[dict[str, Any]], following: int) -> None:
+        await job_store.save_contacts_page(
+            job.db, job.name, _convert(rows, contact_from_alegra, job), source=SOURCE,
+            confirmed_at=utcnow(), checkpoint={"phase": "contacts", "start": following},
         )
 
-    pages = pages_ahead(fetch, int(checkpoint["start"]))
-    return await _store_pages(job, "contacts", pages, _save_contacts)
-
-
-async def _save_contacts(job: JobRun, page: Page, following: int) -> None:
-    records = _convert(page.rows, contact_from_alegra, job)
-    await job_store.save_contacts_page(
-        job.db, job.name, records, source=SOURCE, confirmed_at=utcnow(),
-        checkpoint={"phase": "contacts", "start": following},
-    )
+    return await _store_pages(job, "contacts", fetch, int(checkpoint["start"]), save)
 
 
 async def _store_pages(
     job: JobRun,
     phase: str,
-    pages: AsyncGenerator[Page, None],
-    save: Callable[[JobRun, Page, int], Any],
+    fetch: FetchPage,
+    start: int,
+    save: Callable[[list[dict[str, Any]], int], Awaitable[None]],
 ) -> bool:
-    async with aclosing(pages) as stream:
-        async for page in stream:
-            following = page.start + len(page.rows)
-            await save(job, page, following)
-            await job.page_done(phase, following, page.total)
+    """Store the list's pages from `start` in order, each batch of pages that arrived together
+    in one transaction with the checkpoint after it. False when stopped between batches."""
+    async with aclosing(batches_ahead(fetch, start)) as batches:
+        async for batch in batches:
+            following = batch[-1].start + len(batch[-1].rows)
+            await save([row for page in batch for row in page.rows], following)
+            await job.page_done(phase, following, batch[-1].total, pages=len(batch))
             if job.stopping:
                 return False
     return True
@@ -113,23 +109,17 @@ async def _store_pages(
 async def _bills(job: JobRun, checkpoint: dict[str, Any]) -> bool:
     """Page through bills dated from `bill_backfill_days` ago (window fixed at phase start)."""
     date_from = str(checkpoint["date_from"])
+    fetch = fetcher(lambda offset: resources.iter_bills(
+        job.alegra, start=offset, date_from=date_from, priority=Priority.BACKGROUND))
 
-    def fetch(offset: int) -> Awaitable[Page]:
-        return first_page(resources.iter_bills(
-            job.alegra, start=offset, date_from=date_from, priority=Priority.BACKGROUND
-        ))
-
-    pages = pages_ahead(fetch, int(checkpoint["start"]))
-
-    async def save(job: JobRun, page: Page, following: int) -> None:
-        rows = [row for row in page.rows if row.get("id") not in (None, "")]
-        known = [await _known_bill(job, row) for row in rows]
+    async def save(rows: list[dict[str, Any]], following: int) -> None:
+        known = [await _known_bill(job, row) for row in rows if row.get("id") not in (None, "")]
         await job_store.save_bills_page(
             job.db, job.name, known, source=SOURCE, confirmed_at=utcnow(),
             checkpoint={"phase": "bills", "start": following, "date_from": date_from},
         )
 
-    return await _store_pages(job, "bills", pages, save)
+    return await _store_pages(job, "bills", fetch, int(checkpoint["start"]), save)
 
 
 async def _known_bill(job: JobRun, raw: dict[str, Any]) -> KnownBill:

@@ -4,8 +4,9 @@ One page at a time, a scan runs at one page per round trip: with Alegra answerin
 60 pages a minute, well under the 150 the rate limit allows. Knowing the list's total (the first
 page's `metadata`), the next `depth` offsets are requested at once; the rate budget still paces
 them (BACKGROUND, behind receipts and events) and pages are handed over strictly in order, so
-a checkpoint after a page still means "every row before it is stored". Requests still out when
-the consumer stops are cancelled (at most `depth` requests of the budget are wasted).
+a checkpoint after a page still means "every row before it is stored". Pages that have already
+arrived are handed over together, so a store slower than Alegra commits them in one go.
+Requests still out when the consumer stops are cancelled (at most `depth` budget slots wasted).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from contextlib import aclosing
 from sync.alegra.client import Page
 from sync.alegra.pages import MAX_PAGE_SIZE, next_start
 
-DEPTH = 3
+DEPTH = 4
 
 FetchPage = Callable[[int], Awaitable[Page]]
 
@@ -29,6 +30,15 @@ async def first_page(pages: AsyncGenerator[Page, None]) -> Page:
         async for page in stream:
             return page
     raise RuntimeError("a paging generator yielded no page")  # iter_pages always yields one
+
+
+def fetcher(pages_from: Callable[[int], AsyncGenerator[Page, None]]) -> FetchPage:
+    """A `fetch(offset)` for `batches_ahead` from a paging function (`resources.iter_contacts`)."""
+
+    def fetch(offset: int) -> Awaitable[Page]:
+        return first_page(pages_from(offset))
+
+    return fetch
 
 
 def _plan(queued_until: int, total: int | None, in_flight: int, depth: int) -> list[int]:
@@ -66,23 +76,45 @@ class _Window:
         await asyncio.gather(*self.tasks, return_exceptions=True)
 
 
-async def pages_ahead(
+def _following(page: Page) -> int | None:
+    return next_start(page.start, MAX_PAGE_SIZE, len(page.rows), page.total)
+
+
+def _ready(task: asyncio.Task[Page]) -> bool:
+    return task.done() and not task.cancelled() and task.exception() is None
+
+
+async def batches_ahead(
     fetch: FetchPage, start: int = 0, *, depth: int = DEPTH
-) -> AsyncGenerator[Page, None]:
+) -> AsyncGenerator[list[Page], None]:
     """Yield the pages of a list from `start`, in order, keeping up to `depth` requests out.
 
-    `fetch(offset)` returns the page at that offset (limit 30). Ends, like a sequential loop, on
-    a page shorter than the limit or once the (latest) total is reached. Raises what `fetch` does.
+    Each batch is the next page plus those right after it that have already arrived, so a
+    consumer slower than Alegra stores several pages in one transaction. `fetch(offset)` returns
+    the page at that offset (limit 30). Ends, like a sequential loop, on a page shorter than the
+    limit or once the (latest) total is reached. Raises what `fetch` raises, in its turn.
     """
     window = _Window(fetch, start, depth)
     try:
         while window.tasks:
-            page = await window.tasks.popleft()
-            following = next_start(page.start, MAX_PAGE_SIZE, len(page.rows), page.total)
+            batch = [await window.tasks.popleft()]
+            while window.tasks and _ready(window.tasks[0]) and _following(batch[-1]) is not None:
+                batch.append(window.tasks.popleft().result())
+            following = _following(batch[-1])
             if following is not None:
-                window.top_up(following, page.total)
-            yield page
+                window.top_up(following, batch[-1].total)
+            yield batch
             if following is None:
                 return
     finally:
         await window.close()
+
+
+async def pages_ahead(
+    fetch: FetchPage, start: int = 0, *, depth: int = DEPTH
+) -> AsyncGenerator[Page, None]:
+    """`batches_ahead`, one page at a time."""
+    async with aclosing(batches_ahead(fetch, start, depth=depth)) as batches:
+        async for batch in batches:
+            for page in batch:
+                yield page

@@ -11,17 +11,15 @@ Every run stores a drift report.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
 from contextlib import aclosing
 
 from sync.alegra import resources
 from sync.alegra.budget import Priority
-from sync.alegra.client import Page
 from sync.alegra.errors import Retryable
 from sync.alegra.records import contact_from_alegra
 from sync.jobs import schedule
 from sync.jobs.drift import DriftScan
-from sync.jobs.prefetch import first_page, pages_ahead
+from sync.jobs.prefetch import batches_ahead, fetcher
 from sync.jobs.runner import JobResult, JobRun, describe_error
 from sync.store import jobs as job_store
 from sync.store.contacts import live_contacts, mark_contact_deleted, upsert_contacts
@@ -35,24 +33,21 @@ async def _scan(job: JobRun, scan: DriftScan) -> bool:
 
     Returns False when stopped between pages. Raises Retryable when Alegra cut it short.
     """
-
-    def fetch(offset: int) -> Awaitable[Page]:
-        return first_page(
-            resources.iter_contacts(job.alegra, start=offset, priority=Priority.BACKGROUND)
-        )
-
-    async with aclosing(pages_ahead(fetch, 0)) as stream:
-        async for page in stream:
+    fetch = fetcher(lambda offset: resources.iter_contacts(
+        job.alegra, start=offset, priority=Priority.BACKGROUND))
+    async with aclosing(batches_ahead(fetch, 0)) as batches:
+        async for batch in batches:
             confirmed_at = utcnow()
             records = []
-            for row in page.rows:
+            for row in (row for page in batch for row in page.rows):
                 try:
                     records.append(contact_from_alegra(row))
                 except ValueError as exc:
                     job.log.warning("job.row_skipped", reason=str(exc))
             repairs = scan.add_page(records)
-            await upsert_contacts(job.db, repairs, source=SOURCE, confirmed_at=confirmed_at)
-            await job.page_done("contacts", len(scan.seen), page.total, repaired=len(repairs))
+            if repairs:
+                await upsert_contacts(job.db, repairs, source=SOURCE, confirmed_at=confirmed_at)
+            await job.page_done("contacts", len(scan.seen), batch[-1].total, repaired=len(repairs))
             if job.stopping:
                 return False
     return True

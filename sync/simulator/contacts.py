@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from sync.simulator.state import SimState
 
 CONTACT_TYPES = frozenset({"client", "provider"})
+_FILTERS = ("identification", "name", "type", "email", "status", "query")
 _TEXT_FIELDS = ("email", "phonePrimary", "phoneSecondary", "mobile", "fax", "observations",
                 "kindOfPerson", "regime")
 
@@ -80,6 +81,8 @@ def search(state: SimState, params: Mapping[str, str]) -> list[dict[str, Any]]:
     How Alegra matches is [unverified]; exact identification is the pessimistic reading."""
     with state.lock:
         rows = list(state.contacts.values())
+    if not any(name in params for name in _FILTERS):
+        return rows  # a plain listing (backfill, reconciliation): every row, without the scan
     return [row for row in rows if _matches(row, params)]
 
 

@@ -1,9 +1,7 @@
 """The webhook inbox: deliveries committed before the 2xx, then worked by the events lane.
 
-Web side: `InboxWriter` is group commit. Each request hands its row to one writer task and waits;
-the writer inserts everything queued in one transaction, commits, and only then resolves each
-request's future. One fsync serves a whole batch, so every acknowledged delivery is durable
-without paying a commit per request.
+Web side: the rows a delivery and a handshake leave (`NewDelivery`, `NewHandshake`), written in
+batches by `store/inbox_writer.py` (group commit).
 
 Worker side: rows move received → applied | skipped | failed (retried after `next_attempt_at`)
 → parked. Rows about the same resource are claimed together, so one fetch from Alegra serves
@@ -12,7 +10,6 @@ every delivery about it.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -39,88 +36,49 @@ class NewHandshake:
 
 Item = NewDelivery | NewHandshake
 
-_INSERT_DELIVERY = (
+INSERT_DELIVERIES = (
     "INSERT INTO inbox(received_at, subject, resource, resource_id, body, shape, state, key_index)"
-    " VALUES (?, ?, ?, ?, ?, ?, 'received', ?)"
+    " VALUES "
 )
+DELIVERY_ROW = "(?, ?, ?, ?, ?, ?, 'received', ?)"
+INSERT_DELIVERY = INSERT_DELIVERIES + DELIVERY_ROW
+INSERT_HANDSHAKE = "INSERT INTO webhook_handshakes(received_at, key_index) VALUES (?, ?)"
 
 
-async def write_batch(db: Database, items: Sequence[Item]) -> list[int]:
-    """Insert deliveries and handshake notes in ONE transaction. Returns each item's inbox id
-    (0 for a handshake), in order."""
-    at = utcnow()
-    deliveries = [i for i in items if isinstance(i, NewDelivery)]
-    async with db.transaction() as conn:
-        if deliveries:
-            await conn.executemany(_INSERT_DELIVERY, [
-                (at, d.subject, d.resource, d.resource_id, d.body, d.shape, d.key_index)
-                for d in deliveries
-            ])
-            cursor = await conn.execute("SELECT last_insert_rowid()")
-            row = await cursor.fetchone()
-            assert row is not None  # last_insert_rowid() always answers one row
-            last = int(row[0])
-        await conn.executemany(
-            "INSERT INTO webhook_handshakes(received_at, key_index) VALUES (?, ?)",
-            [(at, i.key_index) for i in items if isinstance(i, NewHandshake)],
-        )
-    # AUTOINCREMENT under BEGIN IMMEDIATE (no other writer) numbers one batch consecutively.
-    ids = iter(range(last - len(deliveries) + 1, last + 1)) if deliveries else iter(())
+def delivery_params(items: Sequence[Item], at: str) -> list[tuple[object, ...]]:
+    """The INSERT parameters of the deliveries among `items`, in order (pure)."""
+    return [
+        (at, i.subject, i.resource, i.resource_id, i.body, i.shape, i.key_index)
+        for i in items if isinstance(i, NewDelivery)
+    ]
+
+
+def handshake_params(items: Sequence[Item], at: str) -> list[tuple[object, ...]]:
+    return [(at, i.key_index) for i in items if isinstance(i, NewHandshake)]
+
+
+def ids_for(items: Sequence[Item], last_rowid: int) -> list[int]:
+    """Each item's inbox id (0 for a handshake), given the rowid of the batch's last delivery.
+
+    AUTOINCREMENT under BEGIN IMMEDIATE (no other writer meanwhile) numbers one batch's rows
+    consecutively, in insertion order.
+    """
+    count = sum(1 for i in items if isinstance(i, NewDelivery))
+    ids = iter(range(last_rowid - count + 1, last_rowid + 1))
     return [next(ids) if isinstance(i, NewDelivery) else 0 for i in items]
 
 
-class InboxWriter:
-    """Group commit for the web process. `start()` in the lifespan, `close()` at shutdown."""
-
-    def __init__(self, db: Database, *, max_batch: int = 256) -> None:
-        self.db = db
-        self.max_batch = max_batch
-        self._queue: asyncio.Queue[tuple[Item, asyncio.Future[int]] | None] = asyncio.Queue()
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="inbox-writer")
-
-    def submit(self, item: Item) -> asyncio.Future[int]:
-        """Queue a row; the future resolves to its inbox id once COMMITTED (or raises)."""
-        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((item, future))
-        return future
-
-    async def close(self) -> None:
-        """Commit what is queued, then stop."""
-        if self._task is not None:
-            self._queue.put_nowait(None)
-            await self._task
-            self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            first = await self._queue.get()
-            if first is None:
-                return
-            batch, stop = [first], False
-            while len(batch) < self.max_batch and not self._queue.empty():
-                entry = self._queue.get_nowait()
-                if entry is None:
-                    stop = True
-                    break
-                batch.append(entry)
-            await self._commit(batch)
-            if stop:
-                return
-
-    async def _commit(self, batch: list[tuple[Item, asyncio.Future[int]]]) -> None:
-        try:
-            ids = await write_batch(self.db, [item for item, _ in batch])
-        except Exception as exc:  # the requests answer 503 and Alegra retries; the writer lives on
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
-            return
-        for (_, future), inbox_id in zip(batch, ids, strict=True):
-            if not future.done():  # a request that gave up waiting has a cancelled future
-                future.set_result(inbox_id)
+async def write_batch(db: Database, items: Sequence[Item]) -> list[int]:
+    """Insert deliveries and handshake notes in ONE transaction (the same rows `InboxWriter`
+    writes, through the shared connection). Returns each item's inbox id, in order."""
+    at = utcnow()
+    async with db.transaction() as conn:
+        await conn.executemany(INSERT_HANDSHAKE, handshake_params(items, at))
+        await conn.executemany(INSERT_DELIVERY, delivery_params(items, at))  # last: ids_for
+        cursor = await conn.execute("SELECT last_insert_rowid()")
+        row = await cursor.fetchone()
+    assert row is not None  # last_insert_rowid() always answers one row
+    return ids_for(items, int(row[0]))
 
 
 @dataclass(frozen=True)
@@ -135,15 +93,17 @@ class Group:
 async def due_groups(
     db: Database, *, quiet_before: str, waited_before: str, limit: int
 ) -> list[tuple[str, str]]:
-    """(resource, id) pairs with work due, oldest first. A pair is due once no delivery about it
-    arrived since `quiet_before`, or its oldest waiting one arrived before `waited_before`: a burst
-    about one contact settles into one fetch, without holding any delivery back for long."""
+    """(resource, id) pairs with work due, oldest first. Work is due once the inbox has been
+    quiet (no delivery since `quiet_before`: a burst is over), or once a pair's oldest waiting
+    delivery arrived before `waited_before`: a burst settles into one fetch per resource, and no
+    delivery waits much longer than that, even under a steady stream."""
     rows = await db.fetchall(
         "SELECT resource, resource_id, MIN(received_at) AS first_at FROM inbox"
         " WHERE shape = 'ok' AND (state = 'received'"
         "   OR (state = 'failed' AND next_attempt_at <= ?))"
         " GROUP BY resource, resource_id"
-        " HAVING MAX(received_at) <= ? OR MIN(received_at) <= ?"
+        " HAVING (SELECT received_at FROM inbox ORDER BY id DESC LIMIT 1) <= ?"
+        "   OR MIN(received_at) <= ?"
         " ORDER BY first_at LIMIT ?",
         (utcnow(), quiet_before, waited_before, limit),
     )
@@ -184,7 +144,12 @@ async def mark_retry(
 
 
 async def skip_unusable(db: Database, *, limit: int = 500) -> list[Row]:
-    """Mark received rows that are not JSON or not a known shape as skipped; returns them."""
+    """Mark received rows that are not JSON or not a known shape as skipped; returns them.
+    (A read first: the common case, nothing to skip, takes no write lock.)"""
+    if await db.fetchone(
+        "SELECT 1 FROM inbox WHERE state = 'received' AND shape != 'ok' LIMIT 1"
+    ) is None:
+        return []
     async with db.transaction() as conn:
         cursor = await conn.execute(
             "UPDATE inbox SET state = 'skipped', last_error = 'shape ' || shape"

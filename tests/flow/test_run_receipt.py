@@ -27,13 +27,14 @@ async def test_new_supplier_and_account_are_created_then_billed(flow: Flow) -> N
     assert bill["total"] == 236.0
     assert len(bill["attachments"]) == 1
     contact = flow.sim.state.contacts[resource["alegra"]["contact_id"]]
-    assert contact["identification"] == RNC and contact["type"] == ["provider"]
+    assert contact["identification"] == RNC
+    assert contact["type"] == ["provider"]
 
 
 async def test_everything_cached_costs_one_call_per_receipt_without_attachment(
     flow: Flow,
 ) -> None:
-    """Once supplier, account and taxes are cached, a receipt is one POST /bills and nothing else."""
+    """With supplier, account and taxes cached, a receipt is one POST /bills and nothing else."""
     await flow.process(receipt_body())
     flow.sim.state.clear_log()
 
@@ -84,7 +85,8 @@ async def test_supplier_typed_with_dashes_in_alegra_is_found_not_recreated(flow:
     assert resource["alegra"]["contact_id"] == typed["id"]
     assert flow.calls("POST", "/contacts") == 0
     cached = await contacts.find_supplier_by_tax_id(flow.db, RNC)
-    assert cached is not None and cached.alegra_id == typed["id"]
+    assert cached is not None
+    assert cached.alegra_id == typed["id"]
 
 
 async def test_supplier_without_tax_id_matches_a_cached_name(flow: Flow) -> None:
@@ -140,7 +142,8 @@ async def test_unknown_tax_rate_fails_without_retry(flow: Flow) -> None:
     receipt_id = await flow.process(body)
 
     error = error_of(await flow.resource(receipt_id))
-    assert (error["code"], error["retryable"], error["step"]) == ("unknown_tax_rate", False, "taxes")
+    assert error["code"] == "unknown_tax_rate"
+    assert (error["retryable"], error["step"]) == (False, "taxes")
     assert flow.sim.state.bills == {}
 
 
@@ -169,7 +172,8 @@ async def test_bill_answer_lost_is_found_by_marker_not_created_again(flow: Flow)
 
     first = await flow.resource(receipt_id)
     assert first["status"] == "queued"
-    assert error_of(first)["kind"] == "OutcomeUnknown" and error_of(first)["retryable"]
+    assert error_of(first)["kind"] == "OutcomeUnknown"
+    assert error_of(first)["retryable"]
     await flow.make_ready(receipt_id)
     assert await flow.run_next() == "completed"
     resource = await flow.resource(receipt_id)
@@ -186,7 +190,8 @@ async def test_server_error_on_bill_is_retried_later_and_completes(flow: Flow) -
     receipt_id = await flow.process(receipt_body(ncf="B0100000002"))
 
     queued = await flow.resource(receipt_id)
-    assert queued["status"] == "queued" and queued["next_attempt_at"] is not None
+    assert queued["status"] == "queued"
+    assert queued["next_attempt_at"] is not None
     assert error_of(queued)["retryable"] is True
     assert await flow.run_next() is None  # not before its backoff
     flow.sim.state.faults.update({"error_rate": 0.0})

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from sync.alegra.client import Page
-from sync.jobs.prefetch import pages_ahead
+from sync.jobs.prefetch import batches_ahead, pages_ahead
 
 pytestmark = pytest.mark.anyio
 
@@ -77,3 +77,14 @@ async def test_stopping_early_cancels_the_requests_still_out() -> None:
     assert source.out > 0
     await stream.aclose()
     assert source.out == 0
+
+
+async def test_pages_that_arrived_while_the_consumer_was_busy_come_as_one_batch() -> None:
+    """A slow consumer gets the pages already there together, still in order, none twice."""
+    source = FakeList(300)
+    batches: list[list[int]] = []
+    async for batch in batches_ahead(source.fetch, depth=4):
+        batches.append([page.start for page in batch])
+        await asyncio.sleep(0.15)  # storing takes longer than fetching
+    assert [start for batch in batches for start in batch] == list(range(0, 300, 30))
+    assert max(len(batch) for batch in batches) > 1

@@ -62,7 +62,7 @@ async def test_a_shutdown_mid_backfill_keeps_its_page_and_the_next_start_resumes
 ) -> None:
     """Stopped mid-way, the lane returns promptly with the checkpoint matching the rows stored;
     started again, it asks Alegra from the checkpoint on and completes."""
-    simulator.state.seed_contacts(1500)
+    simulator.state.seed_contacts(1200)
     settings = sim_settings(simulator, tmp_path)
     async with worker_context(settings) as ctx:
         lane = asyncio.create_task(scheduler.run(ctx))

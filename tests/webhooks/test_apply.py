@@ -96,7 +96,8 @@ async def test_older_event_after_a_newer_one_changes_nothing(
     await settle(alegra, db)
     await assert_cache_matches(db, simulator, created["id"])
     row = await get_cached_contact(db, created["id"])
-    assert row is not None and row["name"] == "New Name SRL"
+    assert row is not None
+    assert row["name"] == "New Name SRL"
 
 
 async def test_reordered_create_edit_delete_ends_deleted(
@@ -114,13 +115,14 @@ async def test_reordered_create_edit_delete_ends_deleted(
         await settle(alegra, db)
         await assert_cache_matches(db, simulator, created["id"])
     row = await get_cached_contact(db, created["id"])
-    assert row is not None and row["deleted"] == 1
+    assert row is not None
+    assert row["deleted"] == 1
 
 
 async def test_delete_arriving_before_create_leaves_no_live_contact(
     simulator: RunningSimulator, alegra: AlegraClient, db: Database
 ) -> None:
-    """A contact created and deleted in Alegra, its delete delivered first: nothing live is cached."""
+    """Created and deleted in Alegra, its delete delivered first: nothing live is cached."""
     created = dict(simulator.state.person_create_contact(name="Never Seen SRL"))
     simulator.state.person_delete_contact(created["id"])
     await deliver(db, "delete-client", "client", id=created["id"])
@@ -143,7 +145,8 @@ async def test_edit_after_delete_keeps_it_deleted(
     await deliver(db, "edit-client", "client", **{**created, "name": "Gone SRL (edited)"})
     await settle(alegra, db)
     row = await get_cached_contact(db, created["id"])
-    assert row is not None and row["deleted"] == 1
+    assert row is not None
+    assert row["deleted"] == 1
 
 
 async def test_forged_delivery_cannot_poison_the_cache(
@@ -158,7 +161,8 @@ async def test_forged_delivery_cannot_poison_the_cache(
     await deliver(db, "new-client", "client", id="999999", name="EVIL ghost")
     await settle(alegra, db)
     row = await get_cached_contact(db, real["id"])
-    assert row is not None and (row["name"], row["tax_id"]) == ("Distribuidora Real", "131246796")
+    assert row is not None
+    assert (row["name"], row["tax_id"]) == ("Distribuidora Real", "131246796")
     assert await get_cached_contact(db, "999999") is None
 
 
@@ -182,7 +186,7 @@ async def test_burst_over_few_contacts_costs_one_fetch_each(
 async def test_failed_fetch_is_retried_with_backoff_then_applied(
     simulator: RunningSimulator, alegra: AlegraClient, db: Database
 ) -> None:
-    """While Alegra fails the row is `failed` with a later next attempt; once it recovers, applied."""
+    """While Alegra fails the row is `failed` with a later next attempt; then it is applied."""
     contact = simulator.state.person_create_contact(name="Paciente SRL")
     inbox_id = await deliver(db, "new-client", "client", **contact)
     simulator.state.faults.update({"error_rate": 1.0, "error_status": 503})
@@ -201,7 +205,8 @@ async def test_failed_fetch_is_retried_with_backoff_then_applied(
         if row is not None and row["state"] == "applied":
             break
         await simulator_pause()
-    assert row is not None and row["state"] == "applied"
+    assert row is not None
+    assert row["state"] == "applied"
     await assert_cache_matches(db, simulator, contact["id"])
 
 
@@ -240,8 +245,25 @@ async def test_unused_and_unusable_deliveries_are_skipped_without_fetching(
     assert simulator.state.calls() == 0
     assert await states(db) == ["skipped"] * 4
     row = await inbox.get_row(db, bad)
-    assert row is not None and row["last_error"] == "shape malformed"
+    assert row is not None
+    assert row["last_error"] == "shape malformed"
 
 
 async def simulator_pause() -> None:
     await anyio.sleep(0.03)
+
+
+async def test_a_burst_waits_for_quiet_or_the_longest_wait(db: Database) -> None:
+    """While deliveries keep arriving nothing is due; once the inbox is quiet, or a resource has
+    waited max_wait, it is."""
+    await deliver(db, "edit-client", "client", id="1")
+    await deliver(db, "edit-client", "client", id="2")
+    newest = await db.scalar("SELECT MAX(received_at) FROM inbox")
+    oldest = await db.scalar("SELECT MIN(received_at) FROM inbox")
+    before_any = "2000-01-01T00:00:00+00:00"
+    assert await inbox.due_groups(db, quiet_before=oldest, waited_before=before_any,
+                                  limit=10) == []
+    assert await inbox.due_groups(db, quiet_before=newest, waited_before=before_any,
+                                  limit=10) == [("client", "1"), ("client", "2")]
+    assert await inbox.due_groups(db, quiet_before=before_any, waited_before=oldest,
+                                  limit=10) == [("client", "1")]

@@ -62,7 +62,7 @@ async def receipt_flags(db: Database, receipt_id: str) -> list[str]:
 async def test_voided_bill_frees_its_ncf_and_shows_on_the_receipt(
     simulator: RunningSimulator, alegra: AlegraClient, db: Database
 ) -> None:
-    """A bill voided in Alegra: the bill row says void, no live bill holds the NCF, receipt flagged."""
+    """A bill voided in Alegra: its row says void, its NCF is free, its receipt is flagged."""
     bill = make_bill(simulator)
     receipt_id = await our_receipt_for(db, bill)
     simulator.state.person_void_bill(bill["id"])
@@ -86,7 +86,8 @@ async def test_deleted_bill_is_marked_and_shows_on_the_receipt(
     await settle(alegra, db)
     row = await db.fetchone("SELECT deleted, receipt_id FROM bills WHERE alegra_id = ?",
                             (bill["id"],))
-    assert row is not None and (row["deleted"], row["receipt_id"]) == (1, receipt_id)
+    assert row is not None
+    assert (row["deleted"], row["receipt_id"]) == (1, receipt_id)
     assert await receipt_flags(db, receipt_id) == ["bill_deleted"]
 
 
@@ -99,7 +100,8 @@ async def test_forged_void_does_not_flag_a_live_bill(
     await deliver(db, "delete-bill", "bill", id=bill["id"])
     await settle(alegra, db)
     known = await bills.get_bill(db, bill["id"])
-    assert known is not None and (known.status, known.receipt_id) == ("open", receipt_id)
+    assert known is not None
+    assert (known.status, known.receipt_id) == ("open", receipt_id)
     assert await bills.find_live_bill(db, "131246796", "B0100000001") is not None
     assert await receipt_flags(db, receipt_id) == []
 

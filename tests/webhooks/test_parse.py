@@ -33,7 +33,8 @@ def test_client_event_with_an_object_name(name: dict[str, str], expected: str) -
 
 def test_delete_event_with_only_the_id() -> None:
     """A delete that carries only the id is a complete delivery."""
-    parsed = parse_delivery(delivery("delete-client", "client", id="a1b2c3d4-0000-4000-8000-1234567890ab"))
+    uuid = "a1b2c3d4-0000-4000-8000-1234567890ab"
+    parsed = parse_delivery(delivery("delete-client", "client", id=uuid))
     assert parsed.shape == "ok"
     assert parsed.resource_id == "a1b2c3d4-0000-4000-8000-1234567890ab"
 

@@ -72,7 +72,8 @@ def test_no_log_line_carries_the_token(app_client: TestClient, token: str) -> No
     """Stored deliveries and handshakes are logged without the URL's token."""
     with capture_logs() as logs:
         app_client.post(f"/webhooks/alegra/{token}", content=b"")
-        app_client.post(f"/webhooks/alegra/{token}", content=delivery("new-client", "client", id="1"))
+        app_client.post(f"/webhooks/alegra/{token}",
+                        content=delivery("new-client", "client", id="1"))
     assert {"webhook.handshake", "webhook.stored"} <= {entry["event"] for entry in logs}
     assert token not in repr(logs)
     assert NEW_KEY not in repr(logs)
@@ -105,7 +106,9 @@ def test_oversize_body_is_413_and_not_stored(
     assert inbox_rows(settings) == []
 
 
-def test_body_at_the_limit_is_stored(app_client: TestClient, settings: Settings, token: str) -> None:
+def test_body_at_the_limit_is_stored(
+    app_client: TestClient, settings: Settings, token: str
+) -> None:
     """Exactly MAX_WEBHOOK_BODY_BYTES is still accepted."""
     body = b"x" * settings.max_webhook_body_bytes
     assert app_client.post(f"/webhooks/alegra/{token}", content=body).status_code == 200

@@ -62,7 +62,8 @@ async def test_register_subscribes_every_event_at_our_url(
 ) -> None:
     """All six events point at PUBLIC_URL/webhooks/alegra/<token>, each handshake answered."""
     report = await ensure_subscriptions(alegra, store, here)
-    assert report.ok and sorted(report.created) == sorted(EVENTS)
+    assert report.ok
+    assert sorted(report.created) == sorted(EVENTS)
     assert sim_urls(simulator) == dict.fromkeys(EVENTS, webhook_url(here.public_url, [NEW_KEY]))
     assert len(read_db(here.database_path, "SELECT * FROM webhook_handshakes")) == len(EVENTS)
     rows = read_db(here.database_path, "SELECT * FROM subscriptions")
@@ -102,7 +103,8 @@ async def test_rotation_moves_subscriptions_to_the_new_key(
     rotated = dataclasses.replace(here, secret_keys=make_settings(
         here.database_path.parent, secret_key=f"{NEWER_KEY},{NEW_KEY}").secret_keys)
     report = await ensure_subscriptions(alegra, store, rotated)
-    assert report.ok and sorted(report.created) == sorted(EVENTS)
+    assert report.ok
+    assert sorted(report.created) == sorted(EVENTS)
     assert sorted(d.event for d in report.deleted) == sorted(EVENTS)
     assert {d.key_index for d in report.deleted} == {1}
     assert sim_urls(simulator) == dict.fromkeys(
@@ -113,7 +115,7 @@ async def test_rotation_moves_subscriptions_to_the_new_key(
 async def test_subscriptions_of_others_are_left_alone(
     simulator: RunningSimulator, alegra: AlegraClient, store: Database, here: Settings
 ) -> None:
-    """Another integration's subscription survives register and remove, and is listed as not ours."""
+    """Another integration's subscription survives register and remove, listed as not ours."""
     simulator.state.subscriptions["other"] = {
         "id": "other", "event": "new-client", "url": "https://crm.example.com/in/0123456789abcdefXYZ"}
     await ensure_subscriptions(alegra, store, here)
@@ -151,7 +153,8 @@ async def test_unreachable_url_fails_with_alegras_reason(
     assert all("HTTP 400" in reason for reason in report.failed.values())
     assert simulator.state.subscriptions == {}
     rows = read_db(here.database_path, "SELECT present, missing_since FROM subscriptions")
-    assert len(rows) == len(EVENTS) and all(r["missing_since"] for r in rows)
+    assert len(rows) == len(EVENTS)
+    assert all(r["missing_since"] for r in rows)
 
 
 async def test_duplicate_rejection_counts_as_present(
@@ -169,13 +172,14 @@ async def test_duplicate_rejection_counts_as_present(
 
     monkeypatch.setattr(resources, "list_subscriptions", stale_then_real)
     report = await ensure_subscriptions(alegra, store, here)
-    assert report.ok and report.created == []
+    assert report.ok
+    assert report.created == []
     assert sorted(report.kept) == sorted(EVENTS)
     assert len(simulator.state.subscriptions) == len(EVENTS)
 
 
 def test_plan_keeps_old_urls_until_replaced_and_ignores_others(settings: Settings) -> None:
-    """Pure planning: create what the current URL lacks; stale = ours elsewhere; others untouched."""
+    """Pure planning: create what the current URL lacks; stale = ours elsewhere; others kept."""
     keys = make_settings(settings.database_path.parent, secret_key=f"{NEWER_KEY},{NEW_KEY}")
     current = webhook_url(settings.public_url, [NEWER_KEY])
     old = webhook_url(settings.public_url, [NEW_KEY])
@@ -189,7 +193,8 @@ def test_plan_keeps_old_urls_until_replaced_and_ignores_others(settings: Setting
     assert [(s.alegra_id, s.key_index, s.current) for s in listed] == [
         ("1", 0, True), ("2", 1, False), ("3", None, False), ("4", 0, True)]
     todo = plan(listed)
-    assert "new-client" not in todo.create and "edit-client" in todo.create
+    assert "new-client" not in todo.create
+    assert "edit-client" in todo.create
     assert [s.alegra_id for s in todo.stale] == ["2"]
 
 
@@ -205,4 +210,5 @@ def test_listing_shows_where_each_points_with_tokens_masked(settings: Settings) 
     assert "here, newest key" in text
     assert "old key 1" in text
     assert "not this service" in text
-    assert make_token([NEWER_KEY]) not in text and make_token([NEW_KEY]) not in text
+    assert make_token([NEWER_KEY]) not in text
+    assert make_token([NEW_KEY]) not in text

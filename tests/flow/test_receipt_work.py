@@ -1,0 +1,149 @@
+"""The worker's claims on real SQLite files: one holder per receipt, leases that expire, backoff."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from sync.receipt_model import parse_submission
+from sync.store import receipt_work, receipts
+from sync.store.db import Database
+from sync.store.partners import create_partner
+from tests.flow.conftest import receipt_body
+
+pytestmark = pytest.mark.anyio
+
+
+async def _store(db: Database, count: int) -> list[str]:
+    partner, _ = await create_partner(db, "acme")
+    ids = []
+    for n in range(count):
+        submission = parse_submission(receipt_body(), max_attachment_bytes=1024)
+        receipt_id, _ = await receipts.insert_receipt(
+            db, partner_id=partner.id, idempotency_key=f"k{n}", submission=submission
+        )
+        ids.append(receipt_id)
+    return ids
+
+
+async def _status(db: Database, receipt_id: str) -> str | None:
+    return await receipts.get_status(db, receipt_id)
+
+
+async def test_two_workers_never_claim_the_same_receipt(tmp_path: Path) -> None:
+    """Two connections (two worker processes) claiming at once share out the receipts."""
+    path = tmp_path / "w.db"
+    first, second = await Database.open(path), await Database.open(path)
+    try:
+        ids = await _store(first, 20)
+
+        async def drain(db: Database, owner: str) -> list[str]:
+            got = []
+            while (claimed := await receipt_work.claim_next(db, owner=owner, lease_s=60)):
+                got.append(claimed.receipt_id)
+            return got
+
+        a, b = await asyncio.gather(drain(first, "h:1:a"), drain(second, "h:2:b"))
+        assert sorted(a + b) == sorted(ids)
+        assert not set(a) & set(b)
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_claimed_receipt_is_processing_and_counts_an_attempt(tmp_path: Path) -> None:
+    """A claim moves the receipt to processing with the payload the web process stored."""
+    db = await Database.open(tmp_path / "w.db")
+    [receipt_id] = await _store(db, 1)
+
+    claimed = await receipt_work.claim_next(db, owner="h:1:a", lease_s=60)
+
+    assert claimed is not None
+    assert claimed.receipt_id == receipt_id
+    assert claimed.attempts == 1
+    assert claimed.payload["ncf"] == "B0100000001"
+    assert await _status(db, receipt_id) == "processing"
+    assert await receipt_work.claim_next(db, owner="h:2:b", lease_s=60) is None
+    await db.close()
+
+
+async def test_expired_lease_is_claimed_again(tmp_path: Path) -> None:
+    """A crashed worker's receipt is taken over once its lease runs out, and not before."""
+    db = await Database.open(tmp_path / "w.db")
+    [receipt_id] = await _store(db, 1)
+    await receipt_work.claim_next(db, owner="h:1:a", lease_s=0.2)
+    assert await receipt_work.claim_next(db, owner="h:2:b", lease_s=60) is None
+
+    await asyncio.sleep(0.3)
+    again = await receipt_work.claim_next(db, owner="h:2:b", lease_s=60)
+
+    assert again is not None
+    assert again.receipt_id == receipt_id
+    assert again.attempts == 2
+    assert not await receipt_work.complete_receipt(db, receipt_id, owner="h:1:a")
+    assert await receipt_work.complete_receipt(db, receipt_id, owner="h:2:b")
+    await db.close()
+
+
+async def test_dead_holder_is_taken_over_before_its_lease_ends(tmp_path: Path) -> None:
+    """A holder named dead (killed on this host) gives up its receipt at once."""
+    db = await Database.open(tmp_path / "w.db")
+    [receipt_id] = await _store(db, 1)
+    await receipt_work.claim_next(db, owner="h:1:a", lease_s=600)
+
+    assert await receipt_work.foreign_lease_owners(db, "h:2:b") == ["h:1:a"]
+    again = await receipt_work.claim_next(db, owner="h:2:b", lease_s=60, dead_owners=["h:1:a"])
+
+    assert again is not None
+    assert again.receipt_id == receipt_id
+    await db.close()
+
+
+async def test_rescheduled_receipt_waits_for_its_time(tmp_path: Path) -> None:
+    """A rescheduled receipt is queued with its error and is not claimed before next_attempt_at."""
+    db = await Database.open(tmp_path / "w.db")
+    [receipt_id] = await _store(db, 1)
+    await receipt_work.claim_next(db, owner="h:1:a", lease_s=60)
+    error = {"step": "bill", "retryable": True, "message": "boom"}
+
+    assert await receipt_work.reschedule_receipt(
+        db, receipt_id, error, delay_s=0.3, owner="h:1:a"
+    )
+    assert await _status(db, receipt_id) == "queued"
+    assert await receipt_work.claim_next(db, owner="h:1:a", lease_s=60) is None
+    await asyncio.sleep(0.4)
+
+    again = await receipt_work.claim_next(db, owner="h:1:a", lease_s=60)
+    assert again is not None
+    assert again.attempts == 2
+    await db.close()
+
+
+async def test_done_step_is_never_reopened(tmp_path: Path) -> None:
+    """Once a step is done, marking it attempting again changes nothing."""
+    db = await Database.open(tmp_path / "w.db")
+    [receipt_id] = await _store(db, 1)
+    await receipt_work.mark_attempting(db, receipt_id, "bill")
+    await receipt_work.finish_step(db, receipt_id, "bill", outcome="created", alegra_id="7")
+
+    await receipt_work.mark_attempting(db, receipt_id, "bill")
+    await receipt_work.fail_step(db, receipt_id, "bill", {"message": "late"})
+
+    step = (await receipt_work.load_steps(db, receipt_id))["bill"]
+    assert (step.state, step.outcome, step.alegra_id, step.attempts) == ("done", "created", "7", 1)
+    await db.close()
+
+
+async def test_lease_renewal_fails_once_taken_over(tmp_path: Path) -> None:
+    """A worker whose receipt was taken over learns it on its next renewal."""
+    db = await Database.open(tmp_path / "w.db")
+    [receipt_id] = await _store(db, 1)
+    await receipt_work.claim_next(db, owner="h:1:a", lease_s=60)
+    assert await receipt_work.renew_lease(db, receipt_id, owner="h:1:a", lease_s=60)
+
+    await receipt_work.claim_next(db, owner="h:2:b", lease_s=60, dead_owners=["h:1:a"])
+
+    assert not await receipt_work.renew_lease(db, receipt_id, owner="h:1:a", lease_s=60)
+    await db.close()
