@@ -145,8 +145,9 @@ def clear_requests(bench: Bench) -> None:
 def receipt(n: int, run: str) -> dict[str, Any]:
     """A receipt from its own new supplier (a valid RNC), so every run does the same work."""
     base = f"14{(300_000 + n * 7_919 + (0 if run == 'alone' else 500_000)) % 1_000_000:06d}"
+    tax_id = base + rnc.calc_check_digit(base)
     return {
-        "supplier": {"name": f"Suplidor Bench {run} {n}", "tax_id": base + rnc.calc_check_digit(base)},
+        "supplier": {"name": f"Suplidor Bench {run} {n}", "tax_id": tax_id},
         "date": "2024-05-01", "ncf": f"B01{n + (0 if run == 'alone' else 5000):08d}",
         "category": "Gastos de oficina",
         "lines": [{"description": "Material", "amount": "100.00", "tax_rate": 18}],
@@ -197,15 +198,25 @@ def run_receipts(bench: Bench, env: dict[str, str], run: str) -> list[float]:
     return latencies
 
 
-def print_table(args: argparse.Namespace, alone_s: float, requests: int,
-                alone: list[float], during: list[float], during_row: dict[str, Any]) -> None:
+@dataclass
+class Figures:
+    backfill_alone_s: float
+    requests: int
+    receipts_alone: list[float]
+    receipts_during: list[float]
+    backfill_during_s: float
+
+
+def print_table(args: argparse.Namespace, figures: Figures) -> None:
+    requests, alone_s = figures.requests, figures.backfill_alone_s
+    alone, during = figures.receipts_alone, figures.receipts_during
     bound = requests / args.limit * args.window
     print(f"\nBackfill of {args.contacts:,} contacts, simulator limit {args.limit} requests per "
           f"{args.window:g} s window ({requests} GET requests: contacts pages of 30, chart, "
           "taxes, bills)")
     print(f"{'run':<34}{'seconds':>10}{'bound':>10}{'vs bound':>10}")
     print(f"{'backfill alone':<34}{alone_s:>10.2f}{bound:>10.2f}{alone_s / bound - 1:>+10.1%}")
-    with_receipts = float(during_row["last_duration_s"])
+    with_receipts = figures.backfill_during_s
     print(f"{'backfill with receipts':<34}{with_receipts:>10.2f}{bound:>10.2f}"
           f"{with_receipts / bound - 1:>+10.1%}")
     print(f"\nReceipts ({args.receipts}, one every {args.gap:g} s), seconds from POST to billed")
@@ -234,7 +245,8 @@ def main() -> int:
         alone = run_receipts(bench, env, "alone")
         time.sleep(args.window)
         during = run_receipts(bench, bench.env("during.db", free_port()), "during")
-        print_table(args, alone_s, requests, alone, during, bench.during_backfill)
+        during_s = float(bench.during_backfill["last_duration_s"])
+        print_table(args, Figures(alone_s, requests, alone, during, during_s))
     return 0
 
 

@@ -11,8 +11,7 @@ access logs (Procfile) so the path never reaches a log line either.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -25,7 +24,7 @@ from starlette.routing import BaseRoute, Route
 from receiver.errors import ApiError
 from sync.events.parse import parse_delivery
 from sync.logs import get_logger, register_secrets
-from sync.store.inbox import NewDelivery, NewHandshake
+from sync.store.inbox import Item, NewDelivery, NewHandshake
 from sync.store.inbox_writer import InboxWriter
 from sync.webhook_tokens import all_tokens, fingerprint, verify_token
 
@@ -37,7 +36,7 @@ HANDSHAKE_WAIT_S = 1.0  # the handshake's note is best-effort; the 2xx is what A
 async def lifespan(app: Starlette) -> AsyncIterator[None]:
     """Start the inbox's group-commit writer; at shutdown, commit what is queued."""
     register_secrets(all_tokens(app.state.settings.secret_keys))
-    writer = InboxWriter(app.state.settings.database_path)
+    writer = InboxWriter(app.state.settings.database_path, on_commit=_log_stored)
     await writer.start()
     app.state.inbox_writer = writer
     try:
@@ -63,10 +62,9 @@ async def receive(request: Request) -> JSONResponse:
         body, parsed.shape, parsed.subject, parsed.resource, parsed.resource_id, key_index
     )
     inbox_id = await _store(writer, delivery)
-    get_logger(inbox_id=inbox_id).info(
-        "webhook.stored", subject=parsed.subject, resource=parsed.resource,
-        resource_id=parsed.resource_id, shape=parsed.shape, key_index=key_index,
-    )
+    if parsed.shape != "ok":
+        get_logger(inbox_id=inbox_id).warning(
+            "webhook.unusable", shape=parsed.shape, subject=parsed.subject)
     return JSONResponse({"status": "stored", "id": inbox_id})
 
 
@@ -91,7 +89,7 @@ def _too_large(limit: int) -> ApiError:
 async def _store(writer: InboxWriter, delivery: NewDelivery) -> int:
     """Wait for the row's commit. ApiError 503 if it fails or takes too long."""
     try:
-        return await asyncio.wait_for(writer.submit(delivery), STORE_DEADLINE_S)
+        return await writer.submit(delivery, timeout_s=STORE_DEADLINE_S)
     except Exception as exc:
         get_logger().error("webhook.store_failed", error=type(exc).__name__)
         raise ApiError(
@@ -103,11 +101,18 @@ async def _store(writer: InboxWriter, delivery: NewDelivery) -> int:
 async def _handshake(writer: InboxWriter, key_index: int) -> JSONResponse:
     """Alegra's empty-body check before it creates a subscription: 200, and a note of it."""
     try:
-        await asyncio.wait_for(writer.submit(NewHandshake(key_index)), HANDSHAKE_WAIT_S)
+        await writer.submit(NewHandshake(key_index), timeout_s=HANDSHAKE_WAIT_S)
     except Exception as exc:
         get_logger().warning("webhook.handshake_not_recorded", error=type(exc).__name__)
     get_logger().info("webhook.handshake", key_index=key_index)
     return JSONResponse({"status": "ok"})
+
+
+def _log_stored(items: Sequence[Item], ids: list[int]) -> None:
+    """One line per committed batch (per-request lines would cost as much as the request)."""
+    stored = [i for item, i in zip(items, ids, strict=True) if isinstance(item, NewDelivery)]
+    if stored:
+        get_logger(inbox_ids=stored).info("webhook.stored", count=len(stored))
 
 
 routes: list[BaseRoute] = [Route("/webhooks/alegra/{token}", receive, methods=["POST"])]

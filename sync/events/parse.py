@@ -2,9 +2,10 @@
 
 Alegra sends `{"subject": "<event>", "message": {"<resource>": {...}}}` with resource `client`,
 `bill`, `item` or `invoice`. Nothing in it is trusted: the worker only takes the resource and its
-id from here and fetches the record from Alegra. A contact's `name` may be a string or an object
-(`firstName`…, or `fullname`); what edit and delete events carry (a whole object or only the id)
-is [unverified], so only the id is required.
+id from here and fetches the record from Alegra, so the rest of the object is never read (a
+contact's `name` may be a string or an object, `firstName`… or `fullname`, and that cannot matter).
+What edit and delete events carry (a whole object or only the id) is [unverified]: only the id is
+required.
 
     shape = "ok"         resource and id found
             "unknown"    valid JSON, but not the shape above (no message, no resource, no id)
@@ -16,8 +17,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from typing import Any
-
-from sync.names import display_name
 
 RESOURCES = ("client", "bill", "item", "invoice")
 MAX_ID_LENGTH = 64  # Alegra ids: numeric strings or UUIDs (36 characters)
@@ -31,7 +30,6 @@ class ParsedDelivery:
     subject: str | None = None
     resource: str | None = None
     resource_id: str | None = None
-    name_hint: str | None = None  # the payload's name, for logs only: never trusted
 
 
 MALFORMED = ParsedDelivery(shape="malformed")
@@ -53,8 +51,7 @@ def parse_delivery(body: bytes) -> ParsedDelivery:
     resource_id = _id(obj.get("id"))
     if resource_id is None or not _subject_agrees(subject, resource):
         return ParsedDelivery(shape="unknown", subject=subject, resource=resource)
-    name = display_name(obj.get("name")) or None
-    return ParsedDelivery("ok", subject, resource, resource_id, name)
+    return ParsedDelivery("ok", subject, resource, resource_id)
 
 
 def _resource(message: Any) -> tuple[str, dict[str, Any]] | None:

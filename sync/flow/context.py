@@ -2,9 +2,10 @@
 
 `FlowEnv` is shared by all receipts the lane runs (one store, one Alegra client, one set of
 creation locks). `StepScope` is one step of one receipt: it knows the step's earlier record, if
-any, and marks the step `attempting` right before a write is sent. A step returns a `StepResult`
-or raises: an `AlegraError` from the client, or `FlowFailed` when the receipt cannot succeed
-however often it is tried (a tax rate Alegra does not have, no parent for a new account).
+any, and commits the step as `attempting` right before a write is sent. A step returns a
+`StepResult` or raises: an `AlegraError` from the client, or `FlowFailed` when the receipt
+cannot succeed however often it is tried (a tax rate Alegra does not have, no parent for a new
+account).
 """
 
 from __future__ import annotations
@@ -17,9 +18,8 @@ from sync.alegra.budget import Priority
 from sync.alegra.client import AlegraClient
 from sync.flow.locks import KeyedLocks
 from sync.settings import Settings
-from sync.store import receipt_work
 from sync.store.db import Database
-from sync.store.receipt_work import StepState
+from sync.store.receipt_work import StepLog, StepState
 
 PRIORITY = Priority.RECEIPT  # every Alegra call of the receipt flow
 
@@ -60,10 +60,13 @@ class FlowFailed(Exception):
 class StepScope:
     """One step of one receipt. `prior` is the step's row from an earlier attempt, if any."""
 
-    db: Database
-    receipt_id: str
+    log: StepLog
     step: str
     prior: StepState | None = None
+
+    @property
+    def receipt_id(self) -> str:
+        return self.log.receipt_id
 
     @property
     def resumed(self) -> bool:
@@ -71,5 +74,5 @@ class StepScope:
         return self.prior is not None and self.prior.state != "done"
 
     async def attempting(self) -> None:
-        """Record that a write is about to be sent (call right before sending it)."""
-        await receipt_work.mark_attempting(self.db, self.receipt_id, self.step)
+        """Commit that a write is about to be sent (call right before sending it)."""
+        await self.log.attempting(self.step)

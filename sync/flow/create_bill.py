@@ -40,7 +40,7 @@ async def create_bill(
     if scope.resumed:
         existing = await find_our_bill(env, receipt_id, receipt, provider_id)
         if existing is not None:
-            return await _record(env, receipt_id, receipt, existing, "found")
+            return _record(scope, receipt, existing, "found")
     body = payloads.bill_payload(receipt, receipt_id, provider_id, lines)
     await scope.attempting()
     try:
@@ -50,7 +50,7 @@ async def create_bill(
             raise OutcomeUnknown(exc.message, status=exc.status, code=exc.code,
                                  method=exc.method, path=exc.path) from exc
         raise
-    return await _record(env, receipt_id, receipt, created, "created")
+    return _record(scope, receipt, created, "created")
 
 
 async def find_our_bill(
@@ -71,12 +71,14 @@ async def find_our_bill(
     return None
 
 
-async def _record(
-    env: FlowEnv, receipt_id: str, receipt: Receipt, bill: Mapping[str, Any], outcome: str
+def _record(
+    scope: StepScope, receipt: Receipt, bill: Mapping[str, Any], outcome: str
 ) -> StepResult:
+    """The bill's row for the bills table is committed with the step's `done` (StepLog)."""
+    receipt_id = scope.receipt_id
     tax_id = receipt.supplier.tax_id.number if receipt.supplier.tax_id else None
     known = bills.bill_from_alegra(bill, provider_tax_id=tax_id, receipt_id=receipt_id)
-    await bills.record_bill(env.db, known, source=SOURCE)
+    scope.log.also(lambda conn: bills.record_bill_in(conn, known, source=SOURCE))
     detail = total_check(receipt.total, bill.get("total"))
     if "total_difference" in detail:
         get_logger(receipt_id=receipt_id).warning("receipt.total_differs", **detail)

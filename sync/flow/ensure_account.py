@@ -27,6 +27,9 @@ async def ensure_account(env: FlowEnv, name: str, scope: StepScope) -> StepResul
     no parent account is known for a new one.
     """
     key = name_key(name)
+    cached = await accounts.find_expense_account(env.db, key)
+    if cached is not None and not scope.resumed:  # the common case needs no lock
+        return _found(cached)
     async with env.locks.hold(f"account:{key}"):
         found = await accounts.find_expense_account(env.db, key)
         if found is None and (scope.resumed or await accounts.count_accounts(env.db) == 0):

@@ -27,6 +27,9 @@ async def ensure_supplier(env: FlowEnv, supplier: Supplier, scope: StepScope) ->
         key = name_key(supplier.name)
         async with env.locks.hold(f"supplier-name:{key}"):
             return await _by_name(env, supplier, key, scope)
+    cached = await contacts.find_supplier_by_tax_id(env.db, supplier.tax_id.number)
+    if cached is not None and cached.is_provider:  # the common case needs no lock
+        return StepResult("found", cached.alegra_id, {"name": cached.name, "matched_by": "tax_id"})
     async with env.locks.hold(f"supplier:{supplier.tax_id.number}"):
         return await _by_tax_id(env, supplier, supplier.tax_id.number, scope)
 

@@ -1,9 +1,11 @@
 """One claimed receipt through the flow: supplier → accounts → taxes → bill → attachment.
 
-Each step's result is committed to `receipt_steps` before the next step starts, so a crash, a
-kill -9 or a retry resumes after the last `done` step; a step left `attempting` looks up by its
-natural key before it writes again (see each step's module). Between steps the runner stops if
-the worker is stopping or the lease was lost, and hands the receipt back untouched.
+Each step is recorded in `receipt_steps`: committed as `attempting` before its write is sent to
+Alegra, and `done` with what happened, committed at the latest with the next commit point (the
+next `attempting`, or the receipt's outcome; `StepLog`). A crash, a kill -9 or a retry resumes
+after the last `done` step; a step left `attempting` looks up by its natural key before it
+writes again (see each step's module). Between steps the runner stops if the worker is stopping
+or the lease was lost, and hands the receipt back untouched.
 
 Errors: `Retryable` (transport, 5xx, 429, unknown outcome) → the receipt goes back to `queued`
 with exponential backoff (1 s doubling to 15 min, ±20 % jitter; at least the rate limit's reset)
@@ -35,9 +37,10 @@ from sync.logs import get_logger
 from sync.names import name_key
 from sync.receipt_model import Receipt
 from sync.store import receipt_work
-from sync.store.receipt_work import Claimed, StepState
+from sync.store.receipt_work import Claimed, StepLog, StepState
 
 RETRY_WINDOW_S = 24 * 3600.0
+NOT_STEPS = frozenset({"receipt", "taxes"})  # where an error is kept on the receipt only
 BACKOFF_BASE_S = 1.0
 BACKOFF_CAP_S = 15 * 60.0
 
@@ -82,57 +85,52 @@ async def _keep_lease(env: FlowEnv, receipt_id: str, held: Lease) -> None:
 
 async def _attempt(env: FlowEnv, claimed: Claimed, held: Lease) -> str:
     log = get_logger(receipt_id=claimed.receipt_id)
-    flow = _Flow(env, claimed.receipt_id, held, log)
+    flow = _Flow(env, StepLog(env.db, claimed.receipt_id, held.owner), held, log)
     try:
         receipt = Receipt.from_payload(claimed.payload)
-        flow.steps = await receipt_work.load_steps(env.db, claimed.receipt_id)
+        if claimed.attempts > 1:  # a first attempt has no steps recorded yet
+            flow.steps = await receipt_work.load_steps(env.db, claimed.receipt_id)
         await flow.run(receipt)
     except duplicates.Duplicate:  # settled as `duplicate` by the check; nothing sent to Alegra
         return "duplicate"
     except Stopped:
-        await receipt_work.release_receipt(env.db, claimed.receipt_id, owner=held.owner)
+        await flow.log.release()
         log.info("receipt.released", step=flow.current)
         return "queued"
     except Retryable as exc:
-        return await _retry_later(env, claimed, held, flow.current, exc.as_record(), exc=exc)
+        return await _retry_later(flow, claimed, exc.as_record(), exc=exc)
     except (AlegraError, FlowFailed) as exc:
-        return await _fail(env, claimed, held, flow.current, exc.as_record())
+        return await _fail(flow, exc.as_record())
     except Exception as exc:  # a bug or corrupt row: kept visible, retried, bounded like the rest
         log.exception("receipt.internal_error", step=flow.current)
         record = {"kind": "InternalError", "status": None, "code": "internal",
                   "message": f"{type(exc).__name__} in step {flow.current}", "retryable": True}
-        return await _retry_later(env, claimed, held, flow.current, record, exc=None)
-    await receipt_work.complete_receipt(env.db, claimed.receipt_id, owner=held.owner)
+        return await _retry_later(flow, claimed, record, exc=None)
     log.info("receipt.completed", bill_id=flow.bill_id)
     return "completed"
 
 
 async def _retry_later(
-    env: FlowEnv, claimed: Claimed, held: Lease, step: str, record: dict[str, Any],
-    *, exc: AlegraError | None,
+    flow: _Flow, claimed: Claimed, record: dict[str, Any], *, exc: AlegraError | None
 ) -> str:
-    log = get_logger(receipt_id=claimed.receipt_id)
-    error = {"step": step, **record, "attempts": claimed.attempts}
+    error = {"step": flow.current, **record, "attempts": claimed.attempts}
     if _age_s(claimed.created_at) > RETRY_WINDOW_S:
         error["gave_up_after_s"] = RETRY_WINDOW_S
-        return await _fail(env, claimed, held, step, error)
+        return await _fail(flow, error)
     reset_after = exc.reset_after if isinstance(exc, RateLimited) else None
     delay = retry_delay(claimed.attempts, reset_after)
-    await receipt_work.reschedule_receipt(
-        env.db, claimed.receipt_id, error, delay_s=delay, owner=held.owner
+    await flow.log.reschedule(error, delay)
+    flow.logger.warning(
+        "receipt.rescheduled", step=flow.current, delay_s=round(delay, 2), error=record
     )
-    log.warning("receipt.rescheduled", step=step, delay_s=round(delay, 2), error=record)
     return "queued"
 
 
-async def _fail(
-    env: FlowEnv, claimed: Claimed, held: Lease, step: str, record: dict[str, Any]
-) -> str:
-    error = {"step": step, **record}
-    if step not in ("taxes", "receipt"):
-        await receipt_work.fail_step(env.db, claimed.receipt_id, step, error)
-    await receipt_work.fail_receipt(env.db, claimed.receipt_id, error, owner=held.owner)
-    get_logger(receipt_id=claimed.receipt_id).error("receipt.failed", error=error)
+async def _fail(flow: _Flow, record: dict[str, Any]) -> str:
+    error = {"step": flow.current, **record}
+    on_step = flow.current if flow.current not in NOT_STEPS else None
+    await flow.log.fail(error, on_step)
+    flow.logger.error("receipt.failed", error=error)
     return "failed"
 
 
@@ -146,19 +144,23 @@ Runner = Callable[[StepScope], Awaitable[StepResult]]
 class _Flow:
     """The steps of one receipt, in order; `current` names the step being worked."""
 
-    def __init__(self, env: FlowEnv, receipt_id: str, held: Lease, log: Any) -> None:
-        self.env, self.receipt_id, self.held, self.log = env, receipt_id, held, log
+    def __init__(self, env: FlowEnv, log: StepLog, held: Lease, logger: Any) -> None:
+        self.env, self.log, self.held, self.logger = env, log, held, logger
+        self.receipt_id = log.receipt_id
         self.steps: dict[str, StepState] = {}
         self.current = "receipt"
         self.bill_id: str | None = None
         self.fresh: set[str] = set()  # steps done in this attempt (not skipped as done before)
 
     async def run(self, receipt: Receipt) -> None:
-        """The steps, after the duplicate check and under its per-NCF lock (flow/duplicates.py)."""
+        """The steps, after the duplicate check and under its per-NCF lock (flow/duplicates.py);
+        the receipt is completed inside it, so a twin receipt waiting on the lock sees the bill."""
         self.current = duplicates.STEP
         guard = duplicates.guard(self.env, receipt, self.receipt_id, self.held.owner, self.steps)
         async with guard:
             await self._steps(receipt)
+            if not await self.log.complete():
+                raise Stopped("the lease was taken over")
 
     async def _steps(self, receipt: Receipt) -> None:
         env = self.env
@@ -173,7 +175,7 @@ class _Flow:
             "bill", lambda s: create_bill(env, s, receipt, provider_id=provider_id, lines=lines)
         )
         self.bill_id = _known(bill)
-        await self._billed(bill)
+        self._billed(bill)
         if receipt.attachment is not None:
             await self.step("attachment", lambda s: attach(env, self.receipt_id, _known(bill), s))
 
@@ -185,28 +187,27 @@ class _Flow:
             found[key] = _known(result)
         return found
 
-    async def _billed(self, bill: StepResult) -> None:
+    def _billed(self, bill: StepResult) -> None:
         bill_id = _known(bill)
-        await receipt_work.set_bill_id(self.env.db, self.receipt_id, bill_id)
+        self.log.bill(bill_id)
         if "bill" in self.fresh:
-            self.log.info("receipt.billed", bill_id=bill_id, outcome=bill.outcome, **bill.detail)
+            self.logger.info("receipt.billed", bill_id=bill_id, outcome=bill.outcome,
+                             **bill.detail)
 
     async def step(self, name: str, run: Runner) -> StepResult:
-        """Run one step unless it is already done; commit its result before returning."""
+        """Run one step unless it is already done; its result is logged (StepLog) on return."""
         prior = self.steps.get(name)
         if prior is not None and prior.done:
             return StepResult(prior.outcome or "found", prior.alegra_id, prior.detail)
         if self.env.stopping.is_set() or self.held.lost:
             raise Stopped(name)
         self.current = name
-        result = await run(StepScope(self.env.db, self.receipt_id, name, prior))
-        await receipt_work.finish_step(
-            self.env.db, self.receipt_id, name,
-            outcome=result.outcome, alegra_id=result.alegra_id, detail=result.detail,
-        )
+        result = await run(StepScope(self.log, name, prior))
+        self.log.done(name, outcome=result.outcome, alegra_id=result.alegra_id,
+                      detail=result.detail)
         self.fresh.add(name)
-        self.log.info("receipt.step_done", step=name, outcome=result.outcome,
-                      alegra_id=result.alegra_id)
+        self.logger.info("receipt.step_done", step=name, outcome=result.outcome,
+                         alegra_id=result.alegra_id)
         return result
 
 

@@ -24,8 +24,10 @@ async def resolve_taxes(env: FlowEnv, rates: Iterable[Decimal]) -> dict[Decimal,
     wanted = sorted(set(rates))
     if not wanted:
         return {}
-    await load_taxes(env, only_if_empty=True)
     found = await _lookup(env, wanted)
+    if len(found) < len(wanted) and await taxes.count_taxes(env.db) == 0:
+        await load_taxes(env, only_if_empty=True)
+        found = await _lookup(env, wanted)
     if len(found) < len(wanted):
         await load_taxes(env, only_if_empty=False)
         found = await _lookup(env, wanted)

@@ -73,7 +73,7 @@ async def _advance(job: JobRun, phase: str) -> dict[str, Any]:
     return checkpoint
 
 
-async def _contacts(job: JobRun, checkpoint: dict[str, Any]) -> bool:
+async def _contacts(job: JobRun, checkpoint: dict[str, Any], detail: dict[str, Any]) -> bool:
     """Page through contacts from the checkpoint. Returns False when stopped between pages."""
     fetch = fetcher(lambda offset: resources.iter_contacts(
         job.alegra, start=offset, priority=Priority.BACKGROUND))
@@ -84,29 +84,34 @@ async def _contacts(job: JobRun, checkpoint: dict[str, Any]) -> bool:
             confirmed_at=utcnow(), checkpoint={"phase": "contacts", "start": following},
         )
 
-    return await _store_pages(job, "contacts", fetch, int(checkpoint["start"]), save)
+    return await _store_pages(
+        job, "contacts", fetch, start=int(checkpoint["start"]), save=save, detail=detail
+    )
 
 
 async def _store_pages(
     job: JobRun,
     phase: str,
     fetch: FetchPage,
+    *,
     start: int,
     save: Callable[[list[dict[str, Any]], int], Awaitable[None]],
+    detail: dict[str, Any],
 ) -> bool:
     """Store the list's pages from `start` in order, each batch of pages that arrived together
     in one transaction with the checkpoint after it. False when stopped between batches."""
     async with aclosing(batches_ahead(fetch, start)) as batches:
-        async for batch in batches:
+        while (batch := await job.next_unless_stopping(batches)) is not None:
             following = batch[-1].start + len(batch[-1].rows)
             await save([row for page in batch for row in page.rows], following)
+            detail[phase] = following
             await job.page_done(phase, following, batch[-1].total, pages=len(batch))
             if job.stopping:
                 return False
-    return True
+    return not job.stopping
 
 
-async def _bills(job: JobRun, checkpoint: dict[str, Any]) -> bool:
+async def _bills(job: JobRun, checkpoint: dict[str, Any], detail: dict[str, Any]) -> bool:
     """Page through bills dated from `bill_backfill_days` ago (window fixed at phase start)."""
     date_from = str(checkpoint["date_from"])
     fetch = fetcher(lambda offset: resources.iter_bills(
@@ -119,7 +124,9 @@ async def _bills(job: JobRun, checkpoint: dict[str, Any]) -> bool:
             checkpoint={"phase": "bills", "start": following, "date_from": date_from},
         )
 
-    return await _store_pages(job, "bills", fetch, int(checkpoint["start"]), save)
+    return await _store_pages(
+        job, "bills", fetch, start=int(checkpoint["start"]), save=save, detail=detail
+    )
 
 
 async def _known_bill(job: JobRun, raw: dict[str, Any]) -> KnownBill:
@@ -165,11 +172,11 @@ async def _run_phase(
 ) -> bool:
     """Run one phase from `checkpoint`; False when stopped between pages."""
     if phase == "contacts":
-        return await _contacts(job, checkpoint)
+        return await _contacts(job, checkpoint, detail)
     if phase == "accounts":
         detail |= await accounts.refresh_accounts(job, source=SOURCE)
     elif phase == "taxes":
         detail |= await accounts.refresh_taxes(job, source=SOURCE)
     elif phase == "bills":
-        return await _bills(job, checkpoint)
+        return await _bills(job, checkpoint, detail)
     return True

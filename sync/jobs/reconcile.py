@@ -36,7 +36,7 @@ async def _scan(job: JobRun, scan: DriftScan) -> bool:
     fetch = fetcher(lambda offset: resources.iter_contacts(
         job.alegra, start=offset, priority=Priority.BACKGROUND))
     async with aclosing(batches_ahead(fetch, 0)) as batches:
-        async for batch in batches:
+        while (batch := await job.next_unless_stopping(batches)) is not None:
             confirmed_at = utcnow()
             records = []
             for row in (row for page in batch for row in page.rows):
@@ -50,7 +50,7 @@ async def _scan(job: JobRun, scan: DriftScan) -> bool:
             await job.page_done("contacts", len(scan.seen), batch[-1].total, repaired=len(repairs))
             if job.stopping:
                 return False
-    return True
+    return not job.stopping
 
 
 async def _confirm_unseen(job: JobRun, scan: DriftScan) -> list[tuple[str, str]] | None:

@@ -13,10 +13,10 @@ import asyncio
 import os
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sync.alegra.client import AlegraClient
 from sync.alegra.errors import AlegraError, Retryable
@@ -27,6 +27,7 @@ from sync.store import jobs as job_store
 from sync.store.db import Database
 from sync.worker import WorkerContext
 
+T = TypeVar("T")
 # How long a job stays claimed without a sign of life from its holder (renewed every page).
 LEASE_S = 600.0
 _RENEW_EVERY_S = 60.0
@@ -87,6 +88,21 @@ class JobRun:
     def stopping(self) -> bool:
         return self.ctx.stopping.is_set()
 
+    async def next_unless_stopping(self, stream: AsyncIterator[T]) -> T | None:
+        """The stream's next item; None when it ends, or as soon as the worker is stopping (the
+        request being waited for, maybe a whole rate window away, is then abandoned)."""
+        step = asyncio.ensure_future(anext(stream, None))
+        stop = asyncio.ensure_future(self.ctx.stopping.wait())
+        try:
+            await asyncio.wait({step, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+        if step.done():
+            return step.result()
+        step.cancel()
+        await asyncio.gather(step, return_exceptions=True)
+        return None
+
     async def page_done(self, phase: str, done: int, total: int | None, **data: Any) -> None:
         """Report one stored page: log `job.page`, feed the progress hook, keep the claim alive."""
         self.log.info("job.page", phase=phase, done=done, total=total, **data)
@@ -94,10 +110,12 @@ class JobRun:
             self.on_progress(Progress(phase, done, total))
         if time.monotonic() - self._renewed >= _RENEW_EVERY_S:
             self._renewed = time.monotonic()
-            await job_store.claim_job(
+            holder = await job_store.claim_job(
                 self.db, self.name, owner=self.owner, lease_until=_lease_until(),
                 holder_gone=holder_gone,
             )
+            if holder is not None:  # our lease ran out and another process took the job over
+                self.log.warning("job.taken_over", holder=holder)
 
 
 JobFn = Callable[[JobRun], Awaitable[JobResult]]

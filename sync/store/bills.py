@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import aiosqlite
+
 from sync.alegra import payloads
 from sync.store import cache
 from sync.store.db import Database, Row
@@ -70,9 +72,16 @@ async def record_bill(
 ) -> None:
     """Remember a bill (newer-wins: an older answer never overwrites a newer one)."""
     async with db.transaction() as conn:
-        await cache.upsert(
-            conn, TABLE, COLUMNS, [_row(bill)], source=source, confirmed_at=confirmed_at
-        )
+        await record_bill_in(conn, bill, source=source, confirmed_at=confirmed_at)
+
+
+async def record_bill_in(
+    conn: aiosqlite.Connection, bill: KnownBill, *, source: str, confirmed_at: str | None = None
+) -> int:
+    """`record_bill` inside the caller's transaction."""
+    return await cache.upsert(
+        conn, TABLE, COLUMNS, [_row(bill)], source=source, confirmed_at=confirmed_at
+    )
 
 
 async def find_live_bill(db: Database, provider_tax_id: str, ncf_key: str) -> KnownBill | None:

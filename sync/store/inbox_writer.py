@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -33,6 +33,7 @@ from sync.store.inbox import (
 
 LOCK_WAIT_S = 2.5  # less than the receiver's deadline: a batch that cannot lock fails, not hangs
 Entry = tuple[Item, "asyncio.Future[int]"]
+OnCommit = Callable[[Sequence[Item], list[int]], None]
 
 
 def insert_items(conn: sqlite3.Connection, items: Sequence[Item]) -> list[int]:
@@ -83,12 +84,23 @@ def begin_immediate(conn: sqlite3.Connection) -> None:
         pause = min(pause * 2, 0.002)
 
 
-class InboxWriter:
-    """`await start()` in the lifespan, `submit()` per request, `await close()` at shutdown."""
+class StoreTimeout(TimeoutError):
+    """The row was not committed within the caller's deadline (it may still be, later)."""
 
-    def __init__(self, path: Path, *, max_batch: int = 256) -> None:
+
+class InboxWriter:
+    """`await start()` in the lifespan, `submit()` per request, `await close()` at shutdown.
+
+    `on_commit(items, ids)` is called after each committed batch (one log line per batch rather
+    than one per request: on the hot path a log line costs as much as the rest of the request).
+    """
+
+    def __init__(
+        self, path: Path, *, max_batch: int = 256, on_commit: OnCommit | None = None
+    ) -> None:
         self.path = path
         self.max_batch = max_batch
+        self.on_commit = on_commit
         self._queue: asyncio.Queue[Entry | None] = asyncio.Queue()
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inbox-writer")
         self._conn: sqlite3.Connection | None = None
@@ -98,9 +110,14 @@ class InboxWriter:
         await self._call(self._open)
         self._task = asyncio.create_task(self._run(), name="inbox-writer")
 
-    def submit(self, item: Item) -> asyncio.Future[int]:
-        """Queue a row; the future resolves to its inbox id once COMMITTED (or raises)."""
-        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    def submit(self, item: Item, *, timeout_s: float | None = None) -> asyncio.Future[int]:
+        """Queue a row. The future resolves to its inbox id once COMMITTED, or raises the write's
+        error, or StoreTimeout after `timeout_s`."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[int] = loop.create_future()
+        if timeout_s is not None:
+            timer = loop.call_later(timeout_s, _expire, future)
+            future.add_done_callback(lambda _: timer.cancel())
         self._queue.put_nowait((item, future))
         return future
 
@@ -142,8 +159,9 @@ class InboxWriter:
 
     async def _commit(self, batch: list[Entry]) -> None:
         assert self._conn is not None
+        items = [item for item, _ in batch]
         try:
-            ids = await self._call(insert_items, self._conn, [item for item, _ in batch])
+            ids = await self._call(insert_items, self._conn, items)
         except Exception as exc:  # the requests answer 503 and Alegra retries; the writer lives on
             for _, future in batch:
                 if not future.done():
@@ -151,5 +169,12 @@ class InboxWriter:
             return
         assert isinstance(ids, list)
         for (_, future), inbox_id in zip(batch, ids, strict=True):
-            if not future.done():  # a request that gave up waiting has a cancelled future
+            if not future.done():  # a request whose deadline passed was already answered
                 future.set_result(inbox_id)
+        if self.on_commit is not None:
+            self.on_commit(items, ids)
+
+
+def _expire(future: asyncio.Future[int]) -> None:
+    if not future.done():
+        future.set_exception(StoreTimeout("the delivery was not committed in time"))

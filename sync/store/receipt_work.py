@@ -4,17 +4,22 @@ A receipt is claimed when it is `queued`, or `processing` under a lease that exp
 holder is known dead, and its `next_attempt_at` has come. Claiming is one UPDATE … RETURNING in a
 BEGIN IMMEDIATE transaction, so two workers (or two coroutines) never get the same receipt.
 Steps move `attempting` (a write may have been sent) → `done` | `failed`; a step is never moved
-back from `done`.
+back from `done`. `StepLog` is how the flow records them with few transactions (see its docstring).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import aiosqlite
+
 from sync.store.db import Database, Row, utcnow
+
+Write = Callable[[aiosqlite.Connection], Awaitable[int]]
 
 
 @dataclass(frozen=True)
@@ -108,10 +113,9 @@ def _step(row: Row) -> StepState:
     )
 
 
-async def mark_attempting(db: Database, receipt_id: str, step: str) -> None:
-    """Record, before a write is sent, that its outcome may be unknown until it is answered."""
+def _attempting_sql(receipt_id: str, step: str) -> tuple[str, tuple[Any, ...]]:
     now = utcnow()
-    await db.execute(
+    return (
         "INSERT INTO receipt_steps(receipt_id, step, state, attempts, started_at, updated_at)"
         " VALUES (?, ?, 'attempting', 1, ?, ?)"
         " ON CONFLICT(receipt_id, step) DO UPDATE SET state = 'attempting',"
@@ -119,6 +123,46 @@ async def mark_attempting(db: Database, receipt_id: str, step: str) -> None:
         " WHERE receipt_steps.state != 'done'",
         (receipt_id, step, now, now),
     )
+
+
+def _finish_step_sql(
+    receipt_id: str, step: str, outcome: str, alegra_id: str | None, detail: dict[str, Any] | None
+) -> tuple[str, tuple[Any, ...]]:
+    now = utcnow()
+    return (
+        "INSERT INTO receipt_steps(receipt_id, step, state, outcome, alegra_id, detail,"
+        " started_at, updated_at) VALUES (?, ?, 'done', ?, ?, ?, ?, ?)"
+        " ON CONFLICT(receipt_id, step) DO UPDATE SET state = 'done', outcome = excluded.outcome,"
+        " alegra_id = excluded.alegra_id, detail = excluded.detail,"
+        " updated_at = excluded.updated_at",
+        (receipt_id, step, outcome, alegra_id, json.dumps(detail or {}), now, now),
+    )
+
+
+def _fail_step_sql(
+    receipt_id: str, step: str, error: dict[str, Any]
+) -> tuple[str, tuple[Any, ...]]:
+    now = utcnow()
+    return (
+        "INSERT INTO receipt_steps(receipt_id, step, state, detail, started_at, updated_at)"
+        " VALUES (?, ?, 'failed', ?, ?, ?)"
+        " ON CONFLICT(receipt_id, step) DO UPDATE SET state = 'failed',"
+        " detail = excluded.detail, updated_at = excluded.updated_at"
+        " WHERE receipt_steps.state != 'done'",
+        (receipt_id, step, json.dumps({"error": error}), now, now),
+    )
+
+
+def _bill_id_sql(receipt_id: str, bill_id: str) -> tuple[str, tuple[Any, ...]]:
+    return (
+        "UPDATE receipts SET bill_id = ?, updated_at = ? WHERE id = ?",
+        (bill_id, utcnow(), receipt_id),
+    )
+
+
+async def mark_attempting(db: Database, receipt_id: str, step: str) -> None:
+    """Record, before a write is sent, that its outcome may be unknown until it is answered."""
+    await db.execute(*_attempting_sql(receipt_id, step))
 
 
 async def finish_step(
@@ -131,79 +175,125 @@ async def finish_step(
     detail: dict[str, Any] | None = None,
 ) -> None:
     """The step is done: what happened (found / created / updated) and the Alegra id it led to."""
-    now = utcnow()
-    await db.execute(
-        "INSERT INTO receipt_steps(receipt_id, step, state, outcome, alegra_id, detail,"
-        " started_at, updated_at) VALUES (?, ?, 'done', ?, ?, ?, ?, ?)"
-        " ON CONFLICT(receipt_id, step) DO UPDATE SET state = 'done', outcome = excluded.outcome,"
-        " alegra_id = excluded.alegra_id, detail = excluded.detail,"
-        " updated_at = excluded.updated_at",
-        (receipt_id, step, outcome, alegra_id, json.dumps(detail or {}), now, now),
-    )
+    await db.execute(*_finish_step_sql(receipt_id, step, outcome, alegra_id, detail))
 
 
 async def fail_step(db: Database, receipt_id: str, step: str, error: dict[str, Any]) -> None:
     """Alegra refused the step: keep its evidence on the step (the receipt fails too)."""
-    now = utcnow()
-    await db.execute(
-        "INSERT INTO receipt_steps(receipt_id, step, state, detail, started_at, updated_at)"
-        " VALUES (?, ?, 'failed', ?, ?, ?)"
-        " ON CONFLICT(receipt_id, step) DO UPDATE SET state = 'failed',"
-        " detail = excluded.detail, updated_at = excluded.updated_at"
-        " WHERE receipt_steps.state != 'done'",
-        (receipt_id, step, json.dumps({"error": error}), now, now),
-    )
+    await db.execute(*_fail_step_sql(receipt_id, step, error))
 
 
 async def set_bill_id(db: Database, receipt_id: str, bill_id: str) -> None:
-    await db.execute(
-        "UPDATE receipts SET bill_id = ?, updated_at = ? WHERE id = ?",
-        (bill_id, utcnow(), receipt_id),
+    await db.execute(*_bill_id_sql(receipt_id, bill_id))
+
+
+_COMPLETE = "status = 'completed', completed_at = ?, error = NULL, next_attempt_at = NULL"
+_FAIL = "status = 'failed', completed_at = ?, error = ?"
+_RESCHEDULE = "status = 'queued', next_attempt_at = ?, error = ?"
+_RELEASE = "status = 'queued', next_attempt_at = NULL"
+
+
+def _final_sql(
+    receipt_id: str, owner: str, assignments: str, params: tuple[Any, ...]
+) -> tuple[str, tuple[Any, ...]]:
+    """End our hold on the receipt; changes nothing if the receipt is no longer ours."""
+    return (
+        f"UPDATE receipts SET {assignments}, lease_until = NULL, lease_owner = NULL,"  # noqa: S608
+        " updated_at = ? WHERE id = ? AND status = 'processing' AND lease_owner = ?",
+        (*params, utcnow(), receipt_id, owner),
     )
 
 
 async def complete_receipt(db: Database, receipt_id: str, *, owner: str) -> bool:
     """`completed`, lease released, error cleared. False if the receipt was no longer ours."""
-    now = utcnow()
-    return await _finish(
-        db, receipt_id, owner,
-        "status = 'completed', completed_at = ?, error = NULL, next_attempt_at = NULL", (now,),
-    )
+    return await db.execute(*_final_sql(receipt_id, owner, _COMPLETE, (utcnow(),))) > 0
 
 
 async def fail_receipt(
     db: Database, receipt_id: str, error: dict[str, Any], *, owner: str
 ) -> bool:
     """`failed` for good, with the evidence (step, Alegra status, code, message)."""
-    now = utcnow()
-    return await _finish(
-        db, receipt_id, owner, "status = 'failed', completed_at = ?, error = ?",
-        (now, json.dumps(error)),
-    )
+    sql = _final_sql(receipt_id, owner, _FAIL, (utcnow(), json.dumps(error)))
+    return await db.execute(*sql) > 0
 
 
 async def reschedule_receipt(
     db: Database, receipt_id: str, error: dict[str, Any], *, delay_s: float, owner: str
 ) -> bool:
     """Back to `queued`, not before `delay_s` from now, with the error that caused it visible."""
-    return await _finish(
-        db, receipt_id, owner, "status = 'queued', next_attempt_at = ?, error = ?",
-        (timestamp_in(delay_s), json.dumps(error)),
-    )
+    sql = _final_sql(receipt_id, owner, _RESCHEDULE, (timestamp_in(delay_s), json.dumps(error)))
+    return await db.execute(*sql) > 0
 
 
 async def release_receipt(db: Database, receipt_id: str, *, owner: str) -> bool:
     """Hand the receipt back untouched (the worker is stopping): ready again at once."""
-    return await _finish(db, receipt_id, owner, "status = 'queued', next_attempt_at = NULL", ())
+    return await db.execute(*_final_sql(receipt_id, owner, _RELEASE, ())) > 0
 
 
-async def _finish(
-    db: Database, receipt_id: str, owner: str, assignments: str, params: tuple[Any, ...]
-) -> bool:
-    changed = await db.execute(
-        f"UPDATE receipts SET {assignments}, lease_until = NULL, lease_owner = NULL,"  # noqa: S608
-        " updated_at = ? WHERE id = ? AND status = 'processing' AND lease_owner = ?",
-        (*params, utcnow(), receipt_id, owner),
-    )
-    return changed > 0
+def statement(sql: str, params: tuple[Any, ...]) -> Write:
+    """One SQL statement as a deferred write; it returns the number of rows it changed."""
 
+    async def write(conn: aiosqlite.Connection) -> int:
+        cursor = await conn.execute(sql, params)
+        return int(cursor.rowcount)
+
+    return write
+
+
+class StepLog:
+    """One receipt's step records, written in as few transactions as safety allows.
+
+    A step that must be durable before Alegra is called (`attempting`) and the receipt's outcome
+    are commit points. Everything else — a `done` step, the bill id, a row for the bills table —
+    waits in memory and is committed in the same transaction as the next commit point. That is
+    safe: a write to Alegra is always preceded by its committed `attempting` mark, so a crash that
+    loses a pending `done` costs a look-up on resume (or a cache hit), never a second record.
+    """
+
+    def __init__(self, db: Database, receipt_id: str, owner: str) -> None:
+        self.db, self.receipt_id, self.owner = db, receipt_id, owner
+        self._pending: list[Write] = []
+
+    def done(
+        self, step: str, *, outcome: str, alegra_id: str | None, detail: dict[str, Any] | None
+    ) -> None:
+        self._pending.append(
+            statement(*_finish_step_sql(self.receipt_id, step, outcome, alegra_id, detail))
+        )
+
+    def bill(self, bill_id: str) -> None:
+        self._pending.append(statement(*_bill_id_sql(self.receipt_id, bill_id)))
+
+    def also(self, write: Write) -> None:
+        """Another table's write (e.g. the bills cache) to commit with the next commit point."""
+        self._pending.append(write)
+
+    async def attempting(self, step: str) -> None:
+        """Commit point: the step's write is about to be sent."""
+        await self._commit(statement(*_attempting_sql(self.receipt_id, step)))
+
+    async def complete(self) -> bool:
+        return await self._final(_COMPLETE, (utcnow(),))
+
+    async def fail(self, error: dict[str, Any], step: str | None) -> bool:
+        """`failed`, with the error also kept on `step` (None: the error belongs to no step)."""
+        if step is not None:
+            self._pending.append(statement(*_fail_step_sql(self.receipt_id, step, error)))
+        return await self._final(_FAIL, (utcnow(), json.dumps(error)))
+
+    async def reschedule(self, error: dict[str, Any], delay_s: float) -> bool:
+        return await self._final(_RESCHEDULE, (timestamp_in(delay_s), json.dumps(error)))
+
+    async def release(self) -> bool:
+        return await self._final(_RELEASE, ())
+
+    async def _final(self, assignments: str, params: tuple[Any, ...]) -> bool:
+        sql = _final_sql(self.receipt_id, self.owner, assignments, params)
+        return await self._commit(statement(*sql)) > 0
+
+    async def _commit(self, last: Write) -> int:
+        writes, self._pending = [*self._pending, last], []
+        async with self.db.transaction() as conn:
+            for write in writes[:-1]:
+                await write(conn)
+            return await last(conn)

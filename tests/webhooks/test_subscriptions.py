@@ -212,3 +212,29 @@ def test_listing_shows_where_each_points_with_tokens_masked(settings: Settings) 
     assert "not this service" in text
     assert make_token([NEWER_KEY]) not in text
     assert make_token([NEW_KEY]) not in text
+
+
+async def test_recreation_counts_even_after_a_failed_attempt(
+    simulator: RunningSimulator, alegra: AlegraClient, store: Database, here: Settings
+) -> None:
+    """A lost subscription whose first re-creation fails is still reported as re-created later."""
+    await ensure_subscriptions(alegra, store, here)
+    lost = next(s["id"] for s in simulator.state.subscriptions.values()
+                if s["event"] == "delete-client")
+    simulator.state.drop_subscription(lost)
+    down = await ensure_subscriptions(alegra, store, dataclasses.replace(
+        here, public_url=here.public_url.replace(here.public_url.rsplit(":", 1)[1], "9")))
+    assert "delete-client" in down.failed
+    back = await ensure_subscriptions(alegra, store, here)
+    assert back.recreated == ["delete-client"]
+
+
+async def test_removed_subscriptions_are_not_reported_as_recreated(
+    simulator: RunningSimulator, alegra: AlegraClient, store: Database, here: Settings
+) -> None:
+    """After `webhooks remove`, registering again is a fresh start, not a repair."""
+    await ensure_subscriptions(alegra, store, here)
+    await remove_subscriptions(alegra, store, here)
+    again = await ensure_subscriptions(alegra, store, here)
+    assert sorted(again.created) == sorted(EVENTS)
+    assert again.recreated == []
