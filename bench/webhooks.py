@@ -4,18 +4,23 @@ calls a burst of events costs.
     .venv/bin/python bench/webhooks.py [--seconds 4] [--rounds 3] [--concurrency 16]
 
 Everything runs on loopback as separate processes: the simulator (`python -m sync.simulator`),
-the worker (`python -m sync`) applying the deliveries it finds (so it writes to the same SQLite
-file while deliveries are stored), and for each variant a fresh uvicorn with the Procfile's
-flags, driven by a keep-alive HTTP/1.1 load generator at a fixed concurrency:
+the worker (`python -m sync`), and for each variant a fresh uvicorn with the Procfile's flags,
+driven by a keep-alive HTTP/1.1 load generator at a fixed concurrency:
 
-    bare         a Starlette endpoint on the same path that reads the body and answers 200 (the
-                 ceiling; measured with the worker idle, so the ceiling is not understated)
+    bare         a Starlette endpoint on the same path that reads the body and answers 200: the
+                 ceiling, stores nothing
     group        the real app: group commit, each 2xx sent after its row's commit
     per-request  the real app with a plain aiosqlite commit per request instead (the baseline)
 
-Every acknowledged delivery is then looked up in the inbox by the id its answer gave, and its
-body checked. Then a burst of 5,000 events over 200 contacts goes through the real web process
-and worker, and the simulator's request log says how many contacts the worker fetched.
+The worker works through a backlog of due inbox rows the whole time (each one an Alegra fetch and
+two write transactions on the same SQLite file), so every variant runs next to a writing worker;
+variants alternate, round after round. Every acknowledged delivery is then looked up in the
+inbox by the id its answer gave, and its body checked. `web CPU ms/ack` (from /proc) is what the
+web process spent per acknowledgement: on a machine busy with other work it is the steadier
+measure, and its ratio says what throughput a dedicated core would reach.
+
+Then a burst of 5,000 events over 200 contacts goes through the real web process and a fresh
+worker, and the simulator's request log says how many contacts the worker fetched.
 """
 
 from __future__ import annotations

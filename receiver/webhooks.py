@@ -117,12 +117,13 @@ def _log_stored(items: Sequence[Item], ids: list[int]) -> None:
 
 routes: list[BaseRoute] = [Route("/webhooks/alegra/{token}", receive, methods=["POST"])]
 
-_ERROR = {"type": "object", "properties": {"error": {"type": "object", "properties": {
-    "code": {"type": "string"}, "message": {"type": "string"}}}}}
+_ERROR = {"$ref": "#/components/schemas/Error"}  # receiver/openapi.py provides it
 OPENAPI_PATHS: dict[str, Any] = {
     "/webhooks/alegra/{token}": {
         "post": {
+            "operationId": "receiveAlegraWebhook",
             "summary": "Receive an Alegra webhook delivery",
+            "security": [],
             "description": (
                 "Alegra's deliveries and its empty-body subscription handshake. The token in "
                 "the path is the secret (`alegra-sync webhooks register` makes it). A delivery "

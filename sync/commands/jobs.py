@@ -83,10 +83,13 @@ class ProgressBar:
 
     def __init__(self, budget: RateBudget) -> None:
         self.budget = budget
+        self.phase = ""
         self.bar = tqdm(unit=" rows", desc="backfill", file=sys.stderr, dynamic_ncols=True)
 
     def __call__(self, progress: Progress) -> None:
-        if self.bar.desc != progress.phase:
+        if self.phase != progress.phase:  # a new phase: its own count and rate
+            self.phase = progress.phase
+            self.bar.reset(total=progress.total)
             self.bar.set_description(progress.phase, refresh=False)
         self.bar.total = progress.total
         self.bar.n = progress.done
@@ -94,10 +97,17 @@ class ProgressBar:
         eta = backfill.eta_s(
             progress.done, progress.total, limit=limit, window_s=self.budget.window_s
         )
-        self.bar.set_postfix_str(f"≈{eta:.0f}s left at the rate limit" if eta is not None else "")
+        self.bar.set_postfix_str(_left(eta), refresh=True)
 
     def close(self) -> None:
         self.bar.close()
+
+
+def _left(eta_s: float | None) -> str:
+    """The time left at the rate limit, as an operator reads it."""
+    if eta_s is None:
+        return ""
+    return f"≈{eta_s / 60:.0f} min left" if eta_s >= 90 else f"≈{eta_s:.0f} s left"
 
 
 async def _backfill(settings: Settings, *, restart: bool) -> int:

@@ -4,6 +4,11 @@ Without a SECRET_KEY (in the environment or `.env`) a development key is generat
 Without Alegra credentials the built-in simulator is started too, the other processes are
 pointed at it, a demo partner is made (its key kept in `.env` as DEMO_PARTNER_KEY, simulator mode
 only: keys are otherwise shown once), and a ready-to-paste `curl` is printed.
+
+The simulator keeps its accounting data in memory, so in simulator mode the store is a separate
+file, `./data/alegra-sync-simulator.db`, started afresh each time (unless DATABASE_URL is set):
+a cache filled from one simulator run would name contacts and accounts the next one does not
+have — and a cache filled from the simulator must never meet the real Alegra.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from sync.store.db import Database
 from sync.store.partners import PartnerExists, create_partner, find_partner_by_key
 
 DEMO_KEY_VAR = "DEMO_PARTNER_KEY"
+SIMULATOR_DB = Path("data") / "alegra-sync-simulator.db"
 
 
 def add_parser(subparsers: Any) -> None:
@@ -45,22 +51,22 @@ def handle(args: argparse.Namespace) -> int:
     env_file = Path(args.env_file)
     environ = {**read_env_file(env_file), **os.environ}
     if not environ.get("SECRET_KEY"):
-        environ["SECRET_KEY"] = append_env(env_file, "SECRET_KEY", secrets.token_urlsafe(32))
+        environ["SECRET_KEY"] = set_env(env_file, "SECRET_KEY", secrets.token_urlsafe(32))
         say(f"generated a development SECRET_KEY into {env_file}")
-    settings = load_settings(env_file=None, environ=environ)
     if not Path(args.procfile).is_file():
         say(f"no {args.procfile} here: run this from the project's directory")
         return 2
     commands = procfile_commands(Path(args.procfile))
-    child_env = child_environment(environ)
-    if settings.simulated:
+    if load_settings(env_file=None, environ=environ).simulated:
         if not port_is_free(args.simulator_port):
             say(f"port {args.simulator_port} is in use: pass --simulator-port to use another")
             return 1
-        commands = simulate(commands, child_env, args.simulator_port)
+        fresh_simulator_store(environ)
+        commands = simulate(commands, environ, args.simulator_port)
+        settings = load_settings(env_file=None, environ=environ)
         key = asyncio.run(demo_partner_key(settings, environ.get(DEMO_KEY_VAR), env_file))
         print(sample_curl(settings.port, key), flush=True)
-    return run_processes(commands, child_env)
+    return run_processes(commands, child_environment(environ))
 
 
 def say(line: str) -> None:
@@ -81,15 +87,27 @@ def read_env_file(path: Path) -> dict[str, str]:
     return values
 
 
-def append_env(path: Path, name: str, value: str) -> str:
-    """Add `name=value` to the dotenv file (created owner-only); returns the value."""
-    existing = path.read_text(encoding="utf-8") if path.is_file() else ""
-    separator = "" if not existing or existing.endswith("\n") else "\n"
+def set_env(path: Path, name: str, value: str) -> str:
+    """Set `name=value` in the dotenv file (replacing an earlier line; the file is created
+    owner-only); returns the value."""
+    lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
+    kept = [line for line in lines if line.strip().removeprefix("export ").split("=", 1)[0].strip()
+            != name]
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    with os.fdopen(fd, "a", encoding="utf-8") as out:
-        out.write(f"{separator}{name}={value}\n")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write("\n".join([*kept, f"{name}={value}"]) + "\n")
     return value
+
+
+def fresh_simulator_store(environ: dict[str, str]) -> None:
+    """Point DATABASE_URL at a simulator-only file, emptied now (unless DATABASE_URL is set)."""
+    if environ.get("DATABASE_URL"):
+        return
+    path = SIMULATOR_DB
+    for leftover in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        leftover.unlink(missing_ok=True)
+    environ["DATABASE_URL"] = f"sqlite:///./{path}"
 
 
 def procfile_commands(path: Path) -> dict[str, str]:
@@ -122,7 +140,7 @@ def simulate(commands: dict[str, str], env: dict[str, str], port: int) -> dict[s
         "--email", SIMULATOR_EMAIL, "--token", SIMULATOR_TOKEN,
     ])
     say(f"no ALEGRA_EMAIL/ALEGRA_TOKEN set: using the built-in Alegra simulator at "
-        f"{env['ALEGRA_BASE_URL']} (nothing reaches the real Alegra)")
+        f"{env['ALEGRA_BASE_URL']} (nothing reaches the real Alegra; data starts fresh)")
     return {"simulator": simulator, **commands}
 
 
@@ -138,7 +156,7 @@ async def demo_partner_key(settings: Settings, known: str | None, env_file: Path
             except PartnerExists:
                 continue
             say(f"created demo partner {name!r}; its key is kept in {env_file} as {DEMO_KEY_VAR}")
-            return append_env(env_file, DEMO_KEY_VAR, key)
+            return set_env(env_file, DEMO_KEY_VAR, key)
         raise RuntimeError("could not create a demo partner")
     finally:
         await db.close()

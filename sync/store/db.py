@@ -56,7 +56,7 @@ class Database:
         await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         await conn.execute("PRAGMA journal_mode = WAL")
         # FULL: a committed row survives power loss too, not only a killed process. Group commit
-        # (see store/inbox.py) is what keeps this affordable on the hot webhook path.
+        # (see store/inbox_writer.py) is what keeps this affordable on the hot webhook path.
         await conn.execute("PRAGMA synchronous = FULL")
         await conn.execute("PRAGMA foreign_keys = ON")
         if migrate:

@@ -31,6 +31,7 @@ from sync.store.inbox import (
     ids_for,
 )
 
+WAL_AUTOCHECKPOINT_PAGES = 10_000  # SQLite's default is 1,000 (what the other connections use)
 LOCK_WAIT_S = 2.5  # less than the receiver's deadline: a batch that cannot lock fails, not hangs
 Entry = tuple[Item, "asyncio.Future[int]"]
 OnCommit = Callable[[Sequence[Item], list[int]], None]
@@ -135,6 +136,11 @@ class InboxWriter:
     def _open(self) -> None:
         conn = sqlite3.connect(self.path, isolation_level=None, timeout=0)  # see begin_immediate
         conn.execute("PRAGMA synchronous = FULL")  # per connection: durable before the 2xx
+        # Checkpoints (copying the WAL into the database file) are left to the other connections,
+        # the worker's above all, which commit often: one run from here would stall a batch of
+        # acknowledgements. Past this many pages (~40 MB) this connection checkpoints too, so the
+        # WAL stays bounded while the worker is down.
+        conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
         self._conn = conn
 
     async def _call(self, fn: object, *args: object) -> object:

@@ -10,7 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
+import shutil
+import signal
 import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -21,10 +26,18 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
+from sync.commands.run import read_env_file, sample_receipt
 from sync.simulator.state import SimConfig
 from sync.store.db import Database
 from sync.store.partners import create_partner
-from tests.support.procs import ManagedProcess, free_port, product_env, start_web, start_worker
+from tests.support.procs import (
+    ROOT,
+    ManagedProcess,
+    free_port,
+    product_env,
+    start_web,
+    start_worker,
+)
 from tests.support.servers import RunningSimulator
 
 pytestmark = pytest.mark.e2e
@@ -247,3 +260,47 @@ def test_rejected_bill_fails_with_alegra_status_code_and_message(stack: Stack) -
     assert error["message"]
     assert error["retryable"] is False
     assert len(stack.sim.state.bills) == 1
+
+
+def test_run_without_credentials_bills_the_printed_sample(tmp_path: Path) -> None:
+    """`alegra-sync run` with no credentials starts the simulator and bills the sample receipt."""
+    shutil.copy(ROOT / "Procfile", tmp_path / "Procfile")
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("ALEGRA_", "DATABASE_", "SECRET_", "PUBLIC_", "DEMO_"))}
+    port, sim_port = free_port(), free_port()
+    env.update(PORT=str(port), LOG_FORMAT="json")
+    out = (tmp_path / "run.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sync.cli", "run", "--simulator-port", str(sim_port)],
+        cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    log = tmp_path / "run.log"
+    try:
+        eventually(lambda: "worker.started" in log.read_text(), 20, "the worker to start")
+        printed = log.read_text()
+        assert "built-in Alegra simulator" in printed
+        assert "curl -sS -X POST" in printed
+        key = read_env_file(tmp_path / ".env")["DEMO_PARTNER_KEY"]
+        headers = {"Authorization": f"Bearer {key}", "Idempotency-Key": "demo-1",
+                   "Prefer": "wait=15"}
+        url = f"http://127.0.0.1:{port}/v1/receipts"
+        answer = eventually(lambda: _post_when_up(url, headers), 20, "the web process")
+        assert answer.status_code == 201, answer.text
+        assert answer.json()["status"] == "completed"
+        assert (tmp_path / "data" / "alegra-sync-simulator.db").exists()
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=5)
+        out.close()
+    assert proc.returncode is not None
+
+
+def _post_when_up(url: str, headers: dict[str, str]) -> httpx.Response | None:
+    try:
+        return httpx.post(url, json=sample_receipt(), headers=headers, timeout=20)
+    except httpx.TransportError:
+        return None

@@ -147,3 +147,32 @@ async def test_lease_renewal_fails_once_taken_over(tmp_path: Path) -> None:
 
     assert not await receipt_work.renew_lease(db, receipt_id, owner="h:1:a", lease_s=60)
     await db.close()
+
+
+async def test_step_log_commits_pending_results_with_the_next_commit_point(tmp_path: Path) -> None:
+    """A `done` waits in memory until the next `attempting`, then both are committed together."""
+    db = await Database.open(tmp_path / "w.db")
+    [receipt_id] = await _store(db, 1)
+    await receipt_work.claim_next(db, owner="h:1:a", lease_s=60)
+    log = receipt_work.StepLog(db, receipt_id, "h:1:a")
+
+    log.done("supplier", outcome="found", alegra_id="7", detail={})
+    assert await receipt_work.load_steps(db, receipt_id) == {}
+    await log.attempting("bill")
+
+    steps = await receipt_work.load_steps(db, receipt_id)
+    assert (steps["supplier"].state, steps["supplier"].alegra_id) == ("done", "7")
+    assert steps["bill"].state == "attempting"
+    await db.close()
+
+
+async def test_step_log_outcome_is_refused_once_the_receipt_is_not_ours(tmp_path: Path) -> None:
+    """Completing a receipt another worker took over changes nothing and says so."""
+    db = await Database.open(tmp_path / "w.db")
+    [receipt_id] = await _store(db, 1)
+    await receipt_work.claim_next(db, owner="h:1:a", lease_s=60)
+    await receipt_work.claim_next(db, owner="h:2:b", lease_s=60, dead_owners=["h:1:a"])
+
+    assert not await receipt_work.StepLog(db, receipt_id, "h:1:a").complete()
+    assert await receipts.get_status(db, receipt_id) == "processing"
+    await db.close()

@@ -4,21 +4,30 @@ from __future__ import annotations
 
 import asyncio
 import math
+import threading
 import time
 from datetime import date
+from pathlib import Path
 
 import pytest
 
 from sync.jobs import backfill, schedule
 from sync.jobs.runner import Progress
+from sync.simulator.app import create_simulator
 from sync.simulator.state import SimConfig
 from sync.store import jobs as job_store
 from sync.store.accounts import count_accounts
 from sync.store.bills import get_bill
 from sync.store.taxes import count_taxes
 from sync.worker import WorkerContext
-from tests.jobs.conftest import cached_contacts, run_once, simulator_contacts
-from tests.support.servers import RunningSimulator
+from tests.jobs.conftest import (
+    cached_contacts,
+    run_once,
+    sim_settings,
+    simulator_contacts,
+    worker_context,
+)
+from tests.support.servers import RunningSimulator, ServerThread
 
 pytestmark = pytest.mark.anyio
 PACED = SimConfig(rate_limit=60, window_s=1.0)
@@ -120,3 +129,31 @@ async def test_a_shutdown_does_not_wait_for_the_next_rate_window(
     state = await job_store.job_state(ctx.db, schedule.BACKFILL)
     assert state is not None
     assert state["checkpoint"]["start"] == len(await cached_contacts(ctx.db)) > 0
+
+
+async def test_a_backfill_cut_short_by_alegra_going_away_keeps_its_checkpoint(
+    tmp_path: Path,
+) -> None:
+    """Alegra stops answering mid-way: the run is incomplete (not failed, not success), names
+    the lost connection, and every page stored before stays with its checkpoint."""
+    app, state = create_simulator(SimConfig(rate_limit=60, window_s=1.0))
+    server = ServerThread(app).start()
+    state.seed_contacts(900)
+    running = RunningSimulator(server.url, state, state.config)
+    stopper = threading.Thread(target=server.stop)
+
+    def go_away_after_ten_pages(progress: Progress) -> None:
+        if progress.phase == "contacts" and progress.done >= 300 and stopper.ident is None:
+            stopper.start()  # stopping uvicorn blocks: not on the job's event loop
+
+    try:
+        async with worker_context(sim_settings(running, tmp_path)) as ctx:
+            result = await run_once(ctx, schedule.BACKFILL, backfill.run, go_away_after_ten_pages)
+            assert result.outcome == "incomplete"
+            assert result.error is not None
+            assert result.error.startswith("TransportFailed")
+            job = await job_store.job_state(ctx.db, schedule.BACKFILL)
+            assert job is not None
+            assert job["checkpoint"]["start"] == len(await cached_contacts(ctx.db)) >= 300
+    finally:
+        stopper.join()
