@@ -364,7 +364,8 @@ def main() -> int:
     parser.add_argument("--window-s", type=float, default=3.0, help="the rate-limit window")
     parser.add_argument("--windows", type=int, default=4, help="full windows per throughput run")
     parser.add_argument("--sample", type=int, default=20, help="receipts per calls measurement")
-    parser.add_argument("--concurrency", type=int, default=8, help="RECEIPT_CONCURRENCY")
+    parser.add_argument("--concurrency", type=int, default=4,
+                        help="RECEIPT_CONCURRENCY (the product's default is 4)")
     args = parser.parse_args()
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="bench-receipts-") as tmp:

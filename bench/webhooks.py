@@ -389,7 +389,7 @@ async def _prepare(db: Path, backlog: int) -> None:
 @dataclass
 class Burst:
     events: int
-    contacts: int
+    contacts: int  # distinct contacts the events were about
     acknowledged: int
     fetches: int
     settle_s: float
@@ -413,7 +413,8 @@ def burst(bench: Bench) -> Burst:
         wait_until(lambda: pending(db) == 0, timeout=300)
         settle_s = time.monotonic() - sent
     fetches = _contact_gets(bench)
-    return Burst(bench.args.burst, len(ids), len(load.acked), fetches, settle_s,
+    distinct = query(db, "SELECT COUNT(DISTINCT resource_id) FROM inbox")[0][0]
+    return Burst(bench.args.burst, int(distinct), len(load.acked), fetches, settle_s,
                  missing_acknowledged(db, load))
 
 

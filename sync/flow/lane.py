@@ -38,6 +38,7 @@ class _Lane:
         self.running: set[asyncio.Task[str]] = set()
         self.dead: list[str] = []
         self.dead_checked = float("-inf")
+        self.idle = False  # the last look found nothing: look with a read before claiming
         self.log = get_logger(lane="receipts")
 
     async def loop(self) -> None:
@@ -59,9 +60,13 @@ class _Lane:
         if time.monotonic() - self.dead_checked > DEAD_CHECK_S:
             self.dead = await dead_holders(self.env.db, self.owner)
             self.dead_checked = time.monotonic()
-        return await receipt_work.claim_next(
+        if self.idle and not await receipt_work.any_ready(self.env.db, dead_owners=self.dead):
+            return None
+        claimed = await receipt_work.claim_next(
             self.env.db, owner=self.owner, lease_s=lease.LEASE_S, dead_owners=self.dead
         )
+        self.idle = claimed is None
+        return claimed
 
     async def _idle(self) -> None:
         try:

@@ -74,11 +74,17 @@ async def run_receipt(env: FlowEnv, claimed: Claimed, owner: str) -> str:
 
 
 async def _keep_lease(env: FlowEnv, receipt_id: str, held: Lease) -> None:
+    """Renew the lease while the receipt runs; mark it lost when another worker holds it."""
     while True:
         await asyncio.sleep(lease.RENEW_EVERY_S)
-        if not await receipt_work.renew_lease(
-            env.db, receipt_id, owner=held.owner, lease_s=lease.LEASE_S
-        ):
+        try:
+            ours = await receipt_work.renew_lease(
+                env.db, receipt_id, owner=held.owner, lease_s=lease.LEASE_S
+            )
+        except Exception:  # the store hiccupped: try again at the next renewal
+            get_logger(receipt_id=receipt_id).exception("receipt.lease_renewal_failed")
+            continue
+        if not ours:
             held.lost = True
             return
 

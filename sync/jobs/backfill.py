@@ -100,7 +100,7 @@ async def _store_pages(
 ) -> bool:
     """Store the list's pages from `start` in order, each batch of pages that arrived together
     in one transaction with the checkpoint after it. False when stopped between batches."""
-    async with aclosing(batches_ahead(fetch, start)) as batches:
+    async with aclosing(batches_ahead(fetch, start, pace_s=job.pace_s())) as batches:
         while (batch := await job.next_unless_stopping(batches)) is not None:
             following = batch[-1].start + len(batch[-1].rows)
             await save([row for page in batch for row in page.rows], following)

@@ -7,6 +7,10 @@ them (BACKGROUND, behind receipts and events) and pages are handed over strictly
 a checkpoint after a page still means "every row before it is stored". Pages that have already
 arrived are handed over together, so a store slower than Alegra commits them in one go.
 Requests still out when the consumer stops are cancelled (at most `depth` budget slots wasted).
+
+Requests are also spaced at the sustained rate the limit allows (`pace_s` = window ÷ limit)
+instead of spending each window in a burst at its start: a scan then takes as long as the limit
+allows anyway, and a receipt that arrives late in a window still finds slots left in it.
 """
 
 from __future__ import annotations
@@ -50,18 +54,28 @@ def _plan(queued_until: int, total: int | None, in_flight: int, depth: int) -> l
 
 
 class _Window:
-    """The requests out, oldest first, and the offset after the last one requested."""
+    """The requests out, oldest first, the offset after the last one requested, and when the
+    next one may start (`pace_s` apart)."""
 
-    def __init__(self, fetch: FetchPage, start: int, depth: int) -> None:
+    def __init__(self, fetch: FetchPage, start: int, depth: int, pace_s: float) -> None:
         self.fetch = fetch
         self.depth = depth
+        self.pace_s = pace_s
         self.tasks: deque[asyncio.Task[Page]] = deque()
         self.queued_until = start
+        self.next_slot = 0.0
         self._request(start)
 
     def _request(self, offset: int) -> None:
-        self.tasks.append(asyncio.ensure_future(self.fetch(offset)))
+        now = asyncio.get_running_loop().time()
+        delay, self.next_slot = self.next_slot - now, max(now, self.next_slot) + self.pace_s
+        self.tasks.append(asyncio.ensure_future(self._paced(offset, delay)))
         self.queued_until = offset + MAX_PAGE_SIZE
+
+    async def _paced(self, offset: int, delay: float) -> Page:
+        if delay > 0:
+            await asyncio.sleep(delay)
+        return await self.fetch(offset)
 
     def top_up(self, following: int, total: int | None) -> None:
         """After a page: make sure `following` is requested, then the next ones below `total`."""
@@ -85,16 +99,17 @@ def _ready(task: asyncio.Task[Page]) -> bool:
 
 
 async def batches_ahead(
-    fetch: FetchPage, start: int = 0, *, depth: int = DEPTH
+    fetch: FetchPage, start: int = 0, *, depth: int = DEPTH, pace_s: float = 0.0
 ) -> AsyncGenerator[list[Page], None]:
     """Yield the pages of a list from `start`, in order, keeping up to `depth` requests out.
 
     Each batch is the next page plus those right after it that have already arrived, so a
     consumer slower than Alegra stores several pages in one transaction. `fetch(offset)` returns
-    the page at that offset (limit 30). Ends, like a sequential loop, on a page shorter than the
-    limit or once the (latest) total is reached. Raises what `fetch` raises, in its turn.
+    the page at that offset (limit 30). Requests start at least `pace_s` apart. Ends, like a
+    sequential loop, on a page shorter than the limit or once the (latest) total is reached.
+    Raises what `fetch` raises, in its turn.
     """
-    window = _Window(fetch, start, depth)
+    window = _Window(fetch, start, depth, pace_s)
     try:
         while window.tasks:
             batch = [await window.tasks.popleft()]

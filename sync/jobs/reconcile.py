@@ -35,7 +35,7 @@ async def _scan(job: JobRun, scan: DriftScan) -> bool:
     """
     fetch = fetcher(lambda offset: resources.iter_contacts(
         job.alegra, start=offset, priority=Priority.BACKGROUND))
-    async with aclosing(batches_ahead(fetch, 0)) as batches:
+    async with aclosing(batches_ahead(fetch, 0, pace_s=job.pace_s())) as batches:
         while (batch := await job.next_unless_stopping(batches)) is not None:
             confirmed_at = utcnow()
             records = []

@@ -88,6 +88,12 @@ class JobRun:
     def stopping(self) -> bool:
         return self.ctx.stopping.is_set()
 
+    def pace_s(self) -> float:
+        """Seconds between a scan's requests at the sustained rate the limit allows (the limit
+        as Alegra's headers last reported it)."""
+        limit = int(self.ctx.budget.snapshot()["limit"])
+        return self.ctx.budget.window_s / max(1, limit)
+
     async def next_unless_stopping(self, stream: AsyncIterator[T]) -> T | None:
         """The stream's next item; None when it ends, or as soon as the worker is stopping (the
         request being waited for, maybe a whole rate window away, is then abandoned)."""

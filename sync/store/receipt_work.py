@@ -51,16 +51,21 @@ def timestamp_in(seconds: float) -> str:
     return (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat(timespec="microseconds")
 
 
-_CLAIM = (
-    "UPDATE receipts SET status = 'processing', lease_until = ?, lease_owner = ?,"
+# A receipt is ready when queued, or processing under a lease that ran out or whose holder is
+# dead, and its next attempt is due. Parameters: now, dead holders (JSON list), now.
+_READY_WHERE = (
+    " WHERE (status = 'queued' OR (status = 'processing' AND (lease_until IS NULL"
+    "        OR lease_until < ? OR lease_owner IN (SELECT value FROM json_each(?)))))"
+    "   AND (next_attempt_at IS NULL OR next_attempt_at <= ?)"
+)
+_CLAIM = (  # built from constants only
+    "UPDATE receipts SET status = 'processing', lease_until = ?, lease_owner = ?,"  # noqa: S608
     " attempts = attempts + 1, updated_at = ?"
-    " WHERE id = (SELECT id FROM receipts"
-    "   WHERE (status = 'queued' OR (status = 'processing' AND (lease_until IS NULL"
-    "          OR lease_until < ? OR lease_owner IN (SELECT value FROM json_each(?)))))"
-    "     AND (next_attempt_at IS NULL OR next_attempt_at <= ?)"
+    " WHERE id = (SELECT id FROM receipts" + _READY_WHERE +
     "   ORDER BY COALESCE(next_attempt_at, created_at), created_at LIMIT 1)"
     " RETURNING id, payload, attempts, created_at"
 )
+_READY = "SELECT 1 FROM receipts" + _READY_WHERE + " LIMIT 1"  # noqa: S608 -- constants
 
 
 async def claim_next(
@@ -75,6 +80,13 @@ async def claim_next(
     if row is None:
         return None
     return Claimed(row["id"], json.loads(row["payload"]), int(row["attempts"]), row["created_at"])
+
+
+async def any_ready(db: Database, *, dead_owners: list[str] | None = None) -> bool:
+    """Whether `claim_next` would find a receipt: a plain read, so an idle worker polling it
+    never takes the write lock the web process needs."""
+    now = utcnow()
+    return await db.fetchone(_READY, (now, json.dumps(dead_owners or []), now)) is not None
 
 
 async def foreign_lease_owners(db: Database, owner: str) -> list[str]:

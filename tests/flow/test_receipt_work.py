@@ -176,3 +176,16 @@ async def test_step_log_outcome_is_refused_once_the_receipt_is_not_ours(tmp_path
     assert not await receipt_work.StepLog(db, receipt_id, "h:1:a").complete()
     assert await receipts.get_status(db, receipt_id) == "processing"
     await db.close()
+
+
+async def test_ready_check_agrees_with_claiming(tmp_path: Path) -> None:
+    """The idle worker's read-only check sees a ready receipt, and nothing once it is claimed."""
+    db = await Database.open(tmp_path / "w.db")
+    assert not await receipt_work.any_ready(db)
+    await _store(db, 1)
+
+    assert await receipt_work.any_ready(db)
+    await receipt_work.claim_next(db, owner="h:1:a", lease_s=60)
+    assert not await receipt_work.any_ready(db)
+    assert await receipt_work.any_ready(db, dead_owners=["h:1:a"])
+    await db.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -20,10 +21,12 @@ class FakeList:
         self.with_total = with_total
         self.fail_at = fail_at
         self.asked: list[int] = []
+        self.asked_at: list[float] = []
         self.out = self.most_out = 0
 
     async def fetch(self, offset: int) -> Page:
         self.asked.append(offset)
+        self.asked_at.append(time.monotonic())
         self.out += 1
         self.most_out = max(self.most_out, self.out)
         try:
@@ -88,3 +91,13 @@ async def test_pages_that_arrived_while_the_consumer_was_busy_come_as_one_batch(
         await asyncio.sleep(0.15)  # storing takes longer than fetching
     assert [start for batch in batches for start in batch] == list(range(0, 300, 30))
     assert max(len(batch) for batch in batches) > 1
+
+
+async def test_requests_are_spaced_at_the_pace_given() -> None:
+    """With a pace of 20 ms, no two requests start closer than that, though four may be out."""
+    source = FakeList(240)
+    async for _ in batches_ahead(source.fetch, depth=4, pace_s=0.02):
+        pass
+    gaps = [b - a for a, b in zip(source.asked_at, source.asked_at[1:], strict=False)]
+    assert len(gaps) == 7
+    assert min(gaps) >= 0.018
