@@ -40,7 +40,7 @@ FAMILIES = {
     f.name: f
     for f in (
         Family("alegra_sync_receipts_processed", "counter",
-               "Receipts the worker brought to an outcome (completed, failed, rescheduled).",
+               "Receipt attempts by outcome (completed, failed, queued again).",
                ("outcome",)),
         Family("alegra_sync_receipt_step_seconds", "histogram",
                "Duration of one receipt flow step (supplier, account, bill, attachment).",
@@ -130,7 +130,8 @@ RECORDER = Recorder()
 
 
 def count_receipt(outcome: str) -> None:
-    """The flow brought a receipt to `outcome`: completed | failed | rescheduled."""
+    """An attempt at a receipt ended in `outcome`: completed | failed | queued (rescheduled
+    after a retryable error, or handed back at shutdown) — what `run_receipt` returns."""
     RECORDER.inc("alegra_sync_receipts_processed", outcome=outcome)
 
 

@@ -76,7 +76,7 @@ async def heartbeat(ctx: WorkerContext) -> None:
 
 
 async def flush_metrics(db: Database) -> None:
-    """Store the counters gathered since the last beat (sync/metrics.py); kept for later on error."""
+    """Store the counters gathered since the last beat (sync/metrics.py); on error they wait."""
     try:
         await metrics.flush(db)
     except Exception:

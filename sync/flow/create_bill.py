@@ -3,8 +3,9 @@
 The bill carries the receipt id in `observations` (`payloads.MARKER_FIELD`). When an earlier
 attempt may have reached Alegra unanswered, the supplier's bills on that date are listed first
 and one with our marker — or, for a live bill, the receipt's NCF — is taken as ours (`found`)
-instead of creating another. After a 201 the bill is recorded in `bills`, and Alegra's total is
-compared with the receipt's: a difference is kept on the step's detail and logged.
+instead of creating another. After a 201 the bill is recorded in `bills` (committed with the
+step's `done`), and Alegra's total is compared with the receipt's: a difference is kept on the
+step's detail and logged.
 """
 
 from __future__ import annotations

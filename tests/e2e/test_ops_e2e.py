@@ -64,7 +64,9 @@ class Stack:
     procs: list[ManagedProcess] = field(default_factory=list)
     cli_output: list[str] = field(default_factory=list)
 
-    def http(self, method: str, path: str, key: str | None = "ops", **kwargs: Any) -> httpx.Response:
+    def http(
+        self, method: str, path: str, key: str | None = "ops", **kwargs: Any
+    ) -> httpx.Response:
         headers = {**kwargs.pop("headers", {})}
         if key is not None:
             headers["Authorization"] = f"Bearer {self.keys[key]}"

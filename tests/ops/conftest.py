@@ -35,7 +35,9 @@ def make_settings(tmp_path: Path, **env: str) -> Settings:
     })
 
 
-def contact_json(alegra_id: str, name: str, tax_id: str | None = None, **fields: Any) -> dict[str, Any]:
+def contact_json(
+    alegra_id: str, name: str, tax_id: str | None = None, **fields: Any
+) -> dict[str, Any]:
     """A contact as Alegra's REST API returns it."""
     raw: dict[str, Any] = {"id": alegra_id, "name": name, "type": ["provider"], "status": "active"}
     if tax_id is not None:

@@ -49,14 +49,16 @@ def test_unknown_contact_is_404(ops: OpsApi) -> None:
 
 def test_tax_id_filter_accepts_any_formatting(ops: OpsApi) -> None:
     """Dashes, spaces and dots in the tax id filter find the contact stored as digits."""
-    ops.store.contacts(contact_json("7", "Ochoa", "1-31-24679-6"), contact_json("8", "Otro", "101010101"))
+    ops.store.contacts(contact_json("7", "Ochoa", "1-31-24679-6"),
+                       contact_json("8", "Otro", "101010101"))
     for written in ("1-31-24679-6", "131 24679 6", "131246796", "1.31.24679.6"):
         assert _ids(ops.get("/v1/cache/contacts", tax_id=written)) == ["7"]
 
 
 def test_name_search_is_normalised(ops: OpsApi) -> None:
     """Case, accents and company-suffix punctuation do not matter to `q`."""
-    ops.store.contacts(contact_json("7", "Ferretería Ochoa, S.R.L."), contact_json("8", "Papelera Sol"))
+    ops.store.contacts(contact_json("7", "Ferretería Ochoa, S.R.L."),
+                       contact_json("8", "Papelera Sol"))
     assert _ids(ops.get("/v1/cache/contacts", q="FERRETERIA ochoa srl")) == ["7"]
     assert _ids(ops.get("/v1/cache/contacts", q="ochoa")) == ["7"]
     assert _ids(ops.get("/v1/cache/contacts", q="100%")) == []
@@ -75,7 +77,8 @@ def test_type_status_and_deleted_filters(ops: OpsApi) -> None:
     assert _ids(ops.get("/v1/cache/contacts", type="client", status="active")) == ["1"]
     assert _ids(ops.get("/v1/cache/contacts")) == ["1", "2", "3"]
     with_deleted = ops.get("/v1/cache/contacts", include_deleted="true").json()["data"]
-    assert [(c["id"], c["deleted"], c["source"]) for c in with_deleted][-1] == ("4", True, "reconcile")
+    last = with_deleted[-1]
+    assert (last["id"], last["deleted"], last["source"]) == ("4", True, "reconcile")
 
 
 def test_cursor_pages_through_every_contact_once(ops: OpsApi) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -43,7 +44,7 @@ def test_unknown_family_or_labels_are_refused() -> None:
 
 
 @pytest.mark.anyio
-async def test_flush_adds_to_stored_values_and_clears_pending(tmp_path: object) -> None:
+async def test_flush_adds_to_stored_values_and_clears_pending(tmp_path: Path) -> None:
     """Two flushes add up; a flush with nothing pending writes nothing."""
     db = await Database.open(f"{tmp_path}/m.db")
     try:
@@ -66,7 +67,7 @@ async def test_flush_adds_to_stored_values_and_clears_pending(tmp_path: object) 
 
 
 @pytest.mark.anyio
-async def test_a_failed_flush_keeps_the_increments(tmp_path: object) -> None:
+async def test_a_failed_flush_keeps_the_increments(tmp_path: Path) -> None:
     """If the store refuses the write, nothing counted is lost: the next flush stores it."""
     db = await Database.open(f"{tmp_path}/m.db")
     recorder = Recorder()
@@ -92,7 +93,8 @@ def test_metrics_endpoint_renders_worker_counters_and_table_gauges(ops: OpsApi) 
                                 "waiting": {"RECEIPT": 1, "EVENT": 0}})
     ops.store.contacts(contact_json("7", "Ochoa"))
     ops.store.deliveries({"subject": "edit-client", "message": {"client": {"id": "7"}}})
-    ops.store.run(lambda db: record_present(db, "edit-client", "1", 0, created=True, recreated=True))
+    ops.store.run(
+        lambda db: record_present(db, "edit-client", "1", 0, created=True, recreated=True))
     ops.store.job_run("backfill", "success", duration_s=12.5)
     response = ops.client.get("/metrics")
     assert response.status_code == 200

@@ -10,6 +10,7 @@ from sync.store.subscriptions import record_missing, record_present
 from tests.ops.conftest import OpsApi, Store, contact_json
 
 EVENTS = ("new-client", "edit-client", "delete-client")
+EDIT = {"subject": "edit-client", "message": {"client": {"id": "7"}}}
 
 
 def _ago(seconds: float) -> str:
@@ -61,7 +62,8 @@ def test_figures_cover_jobs_webhooks_inbox_receipts_and_budget(ops: OpsApi) -> N
     assert status["counts"]["contacts"] == {"live": 2, "deleted": 0}
     reconcile = next(job for job in status["jobs"] if job["name"] == "reconcile")
     assert (reconcile["last_outcome"], reconcile["last_duration_s"]) == ("success", 4.25)
-    assert reconcile["last_success_at"] is not None and reconcile["next_run_at"] is not None
+    assert reconcile["last_success_at"] is not None
+    assert reconcile["next_run_at"] is not None
     subjects = {w["subject"]: w["deliveries"] for w in status["webhooks"]["by_subject"]}
     assert subjects == {"edit-client": 1, "new-client": 1}
     assert status["inbox"]["pending"] == 2
@@ -76,7 +78,7 @@ def test_stale_heartbeat_and_old_backlog_are_reasons(ops: OpsApi) -> None:
     """A silent worker and a delivery waiting 10 minutes each make the cache untrustworthy."""
     _healthy(ops.store)
     ops.store.heartbeat(beat_at=_ago(120))
-    (inbox_id,) = ops.store.deliveries({"subject": "edit-client", "message": {"client": {"id": "7"}}})
+    (inbox_id,) = ops.store.deliveries(EDIT)
     ops.store.sql("UPDATE inbox SET received_at = ? WHERE id = ?", (_ago(600), inbox_id))
     assert _codes(ops.get("/v1/cache/status").json()) == ["worker_down", "inbox_backlog_old"]
 
@@ -97,7 +99,7 @@ def test_old_full_scan_and_parked_events_are_reasons(ops: OpsApi) -> None:
     _healthy(ops.store)
     long_ago = _ago(3 * ops.settings.reconcile_s)
     ops.store.sql("UPDATE job_runs SET finished_at = ? WHERE outcome = 'success'", (long_ago,))
-    (inbox_id,) = ops.store.deliveries({"subject": "edit-client", "message": {"client": {"id": "7"}}})
+    (inbox_id,) = ops.store.deliveries(EDIT)
     ops.store.fail_delivery(inbox_id, state="parked")
     assert _codes(ops.get("/v1/cache/status").json()) == [
         "full_scan_stale", "accounts_stale", "events_parked",
@@ -106,10 +108,11 @@ def test_old_full_scan_and_parked_events_are_reasons(ops: OpsApi) -> None:
 
 def test_failed_receipts_are_listed_for_the_operator(ops: OpsApi) -> None:
     """The status names recent failed receipts with their error, to be retried."""
-    ops.store.sql("INSERT INTO receipts(id, partner_id, idempotency_key, body_hash, payload, status,"
-                  " receipt_date, error, created_at, updated_at) SELECT 'rcp_x', id, 'k', 'h', '{}',"
-                  " 'failed', '2024-05-01', '{\"step\": \"bill\", \"status\": 400}', '2024', '2024'"
-                  " FROM partners WHERE name = 'acme'")
+    ops.store.sql(
+        "INSERT INTO receipts(id, partner_id, idempotency_key, body_hash, payload, status,"
+        " receipt_date, error, created_at, updated_at) SELECT 'rcp_x', id, 'k', 'h', '{}',"
+        " 'failed', '2024-05-01', '{\"step\": \"bill\", \"status\": 400}', '2024', '2024'"
+        " FROM partners WHERE name = 'acme'")
     receipts = ops.get("/v1/cache/status").json()["receipts"]
     assert receipts["by_status"] == {"failed": 1}
     assert receipts["recent_failed"][0]["id"] == "rcp_x"
