@@ -113,7 +113,11 @@ STEP = {
     "type": "object",
     "properties": {
         "step": {"type": "string", "example": "account:Gastos de oficina",
-                 "description": "supplier, account:<name>, bill or attachment"},
+                 "description": (
+                     "duplicate_check, supplier, account:<name>, bill or attachment. "
+                     "duplicate_check ends `found` with detail {reason, ncf, bill_id, "
+                     "bill_status, known_from} when the supplier's NCF already has a live bill."
+                 )},
         "state": {"type": "string", "enum": ["pending", "attempting", "done", "failed"]},
         "outcome": {"type": "string", "nullable": True,
                     "description": "found, created, updated or skipped"},
@@ -173,7 +177,11 @@ RECEIPT = {
         }},
         "error": {"type": "object", "nullable": True, "additionalProperties": True,
                   "description": "On failure: the step, Alegra's status, code and message."},
-        "flags": {"type": "array", "items": {}, "description": "Notes such as likely_duplicate."},
+        "flags": {"type": "array", "items": {}, "description": (
+            "Notes: `likely_duplicate:<bill or receipt id>` (no NCF, same supplier, date and "
+            "total as a known bill or receipt; still billed), `bill_voided`, `bill_deleted` "
+            "(what Alegra later said of the bill)."
+        )},
     },
 }
 

@@ -115,7 +115,15 @@ def phone_field(value: object, field: str) -> str | None:
     return text
 
 
-def date_field(value: object, field: str, *, required: bool) -> dt.date | None:
+# Fiscal documents older than this are not receipts a partner captures today (and Alegra's
+# reports start long after); it also stops year-0069 typos from reaching the books.
+EARLIEST_DATE = dt.date(2000, 1, 1)
+
+
+def date_field(
+    value: object, field: str, *, required: bool, latest: dt.date | None = None
+) -> dt.date | None:
+    """An ISO date between EARLIEST_DATE and `latest` (inclusive) when given."""
     text = text_field(value, field, 10, required=required)
     if text is None:
         return None
@@ -123,9 +131,14 @@ def date_field(value: object, field: str, *, required: bool) -> dt.date | None:
     if not _DATE.fullmatch(text):
         raise problem
     try:
-        return dt.date.fromisoformat(text)
+        day = dt.date.fromisoformat(text)
     except ValueError as exc:
         raise problem from exc
+    if day < EARLIEST_DATE:
+        raise ReceiptInvalid(field, f"must not be before {EARLIEST_DATE.isoformat()}")
+    if latest is not None and day > latest:
+        raise ReceiptInvalid(field, f"must not be after {latest.isoformat()}")
+    return day
 
 
 def decimal_field(value: object, field: str) -> Decimal:

@@ -70,6 +70,7 @@ from sync.receipt_fields import (
 )
 
 PAYLOAD_VERSION = 1
+MAX_DUE_DAYS = 3660  # a due date ten years out is a typo, not a payment term
 
 __all__ = [
     "Line",
@@ -148,9 +149,12 @@ def parse_submission(
     body = mapping(data, None, "the receipt must be a JSON object")
     category = text_field(body.get("category"), "category", MAX_CATEGORY, required=True)
     assert category is not None
-    day = date_field(body.get("date"), "date", required=True)
+    # One day of slack: the partner's clock may be ahead of UTC's date (the DR is UTC-4).
+    latest = dt.datetime.now(dt.UTC).date() + dt.timedelta(days=1)
+    day = date_field(body.get("date"), "date", required=True, latest=latest)
     assert day is not None
-    due = date_field(body.get("due_date"), "due_date", required=False) or day
+    due_latest = day + dt.timedelta(days=MAX_DUE_DAYS)
+    due = date_field(body.get("due_date"), "due_date", required=False, latest=due_latest) or day
     if due < day:
         raise ReceiptInvalid("due_date", "must be on or after date")
     currency, rate = currency_fields(body.get("currency"), body.get("exchange_rate"))

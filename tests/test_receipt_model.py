@@ -157,6 +157,28 @@ def test_missing_date_is_refused() -> None:
     assert refused(data).field == "date"
 
 
+@pytest.mark.parametrize("value", ["0069-09-15", "1999-12-31"])
+def test_implausibly_old_date_is_refused(value: str) -> None:
+    """A year-0069 typo never reaches the books: dates before 2000 are refused on date."""
+    error = refused(body(date=value, due_date=None))
+    assert error.field == "date"
+    assert "2000-01-01" in error.message
+
+
+def test_future_date_is_refused_beyond_one_day() -> None:
+    """A receipt dated more than a day ahead of today (UTC) is refused; tomorrow is allowed."""
+    today = dt.datetime.now(dt.UTC).date()
+    tomorrow = (today + dt.timedelta(days=1)).isoformat()
+    assert parse(body(date=tomorrow, due_date=None)).receipt.date.isoformat() == tomorrow
+    later = (today + dt.timedelta(days=3)).isoformat()
+    assert refused(body(date=later, due_date=None)).field == "date"
+
+
+def test_due_date_more_than_ten_years_out_is_refused() -> None:
+    """A due date a decade after the receipt is a typo, refused on due_date."""
+    assert refused(body(due_date="2099-01-01")).field == "due_date"
+
+
 def test_due_date_before_date_is_refused() -> None:
     """due_date earlier than date is refused on due_date."""
     assert refused(body(due_date="2024-04-30")).field == "due_date"

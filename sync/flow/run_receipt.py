@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from sync import metrics
 from sync.alegra.errors import AlegraError, RateLimited, Retryable
 from sync.alegra.payloads import BillLine
 from sync.flow import duplicates, lease
@@ -68,9 +70,11 @@ async def run_receipt(env: FlowEnv, claimed: Claimed, owner: str) -> str:
     held = Lease(owner)
     keeper = asyncio.create_task(_keep_lease(env, claimed.receipt_id, held))
     try:
-        return await _attempt(env, claimed, held)
+        outcome = await _attempt(env, claimed, held)
     finally:
         keeper.cancel()
+    metrics.count_receipt(outcome)
+    return outcome
 
 
 async def _keep_lease(env: FlowEnv, receipt_id: str, held: Lease) -> None:
@@ -208,7 +212,13 @@ class _Flow:
         if self.env.stopping.is_set() or self.held.lost:
             raise Stopped(name)
         self.current = name
-        result = await run(StepScope(self.log, name, prior))
+        started = time.perf_counter()
+        try:
+            result = await run(StepScope(self.log, name, prior))
+        except Exception:
+            metrics.observe_step(name, "error", time.perf_counter() - started)
+            raise
+        metrics.observe_step(name, result.outcome, time.perf_counter() - started)
         self.log.done(name, outcome=result.outcome, alegra_id=result.alegra_id,
                       detail=result.detail)
         self.fresh.add(name)
