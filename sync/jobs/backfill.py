@@ -15,7 +15,7 @@ import math
 from collections.abc import Awaitable, Callable
 from contextlib import aclosing
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 from sync.alegra import resources
 from sync.alegra.budget import Priority
@@ -34,7 +34,6 @@ SOURCE = "backfill"
 # The chart and the taxes first: two requests, and a receipt that arrives during a long contacts
 # backfill then finds them cached. Bills last: their suppliers' tax ids come from the contacts.
 PHASES = ("accounts", "taxes", "contacts", "bills", "done")
-T = TypeVar("T")
 
 
 def eta_s(done: int, total: int | None, *, limit: int, window_s: float) -> float | None:
@@ -43,19 +42,6 @@ def eta_s(done: int, total: int | None, *, limit: int, window_s: float) -> float
         return None
     pages = math.ceil(max(0, total - done) / MAX_PAGE_SIZE)
     return pages * window_s / max(1, limit)
-
-
-def _convert(
-    rows: list[dict[str, Any]], convert: Callable[[dict[str, Any]], T], job: JobRun
-) -> list[T]:
-    """Rows → records; a row Alegra sent without an id is logged and skipped."""
-    out = []
-    for row in rows:
-        try:
-            out.append(convert(row))
-        except ValueError as exc:
-            job.log.warning("job.row_skipped", reason=str(exc))
-    return out
 
 
 async def _load(job: JobRun) -> dict[str, Any]:
@@ -80,7 +66,7 @@ async def _contacts(job: JobRun, checkpoint: dict[str, Any], detail: dict[str, A
 
     async def save(rows: list[dict[str, Any]], following: int) -> None:
         await job_store.save_contacts_page(
-            job.db, job.name, _convert(rows, contact_from_alegra, job), source=SOURCE,
+            job.db, job.name, job.convert(rows, contact_from_alegra), source=SOURCE,
             confirmed_at=utcnow(), checkpoint={"phase": "contacts", "start": following},
         )
 
@@ -100,7 +86,7 @@ async def _store_pages(
 ) -> bool:
     """Store the list's pages from `start` in order, each batch of pages that arrived together
     in one transaction with the checkpoint after it. False when stopped between batches."""
-    async with aclosing(batches_ahead(fetch, start, pace_s=job.pace_s())) as batches:
+    async with aclosing(batches_ahead(fetch, start, pace=job.pace_s)) as batches:
         while (batch := await job.next_unless_stopping(batches)) is not None:
             following = batch[-1].start + len(batch[-1].rows)
             await save([row for page in batch for row in page.rows], following)

@@ -8,9 +8,10 @@ a checkpoint after a page still means "every row before it is stored". Pages tha
 arrived are handed over together, so a store slower than Alegra commits them in one go.
 Requests still out when the consumer stops are cancelled (at most `depth` budget slots wasted).
 
-Requests are also spaced at the sustained rate the limit allows (`pace_s` = window ÷ limit)
-instead of spending each window in a burst at its start: a scan then takes as long as the limit
-allows anyway, and a receipt that arrives late in a window still finds slots left in it.
+Requests are also spaced at the sustained rate the limit allows (window ÷ limit) instead of
+spending each window in a burst at its start: a scan takes as long as the limit allows anyway,
+and a receipt that arrives late in a window still finds slots left in it. What the caller's
+`pace` decides: the jobs stop pacing once the rest of a scan fits in the current window.
 """
 
 from __future__ import annotations
@@ -26,6 +27,13 @@ from sync.alegra.pages import MAX_PAGE_SIZE, next_start
 DEPTH = 4
 
 FetchPage = Callable[[int], Awaitable[Page]]
+# Seconds to leave between two requests, given how many pages are left (None: not known).
+Pace = Callable[[int | None], float]
+
+
+def no_pace(pages_left: int | None) -> float:
+    """Every request as soon as the window of `depth` allows."""
+    return 0.0
 
 
 async def first_page(pages: AsyncGenerator[Page, None]) -> Page:
@@ -57,18 +65,20 @@ class _Window:
     """The requests out, oldest first, the offset after the last one requested, and when the
     next one may start (`pace_s` apart)."""
 
-    def __init__(self, fetch: FetchPage, start: int, depth: int, pace_s: float) -> None:
+    def __init__(self, fetch: FetchPage, start: int, depth: int, pace: Pace) -> None:
         self.fetch = fetch
         self.depth = depth
-        self.pace_s = pace_s
+        self.pace = pace
         self.tasks: deque[asyncio.Task[Page]] = deque()
         self.queued_until = start
         self.next_slot = 0.0
-        self._request(start)
+        self._request(start, None)
 
-    def _request(self, offset: int) -> None:
+    def _request(self, offset: int, total: int | None) -> None:
+        left = None if total is None else -(-max(0, total - offset) // MAX_PAGE_SIZE)
         now = asyncio.get_running_loop().time()
-        delay, self.next_slot = self.next_slot - now, max(now, self.next_slot) + self.pace_s
+        delay = self.next_slot - now if self.next_slot > now else 0.0
+        self.next_slot = max(now, self.next_slot) + self.pace(left)
         self.tasks.append(asyncio.ensure_future(self._paced(offset, delay)))
         self.queued_until = offset + MAX_PAGE_SIZE
 
@@ -80,9 +90,9 @@ class _Window:
     def top_up(self, following: int, total: int | None) -> None:
         """After a page: make sure `following` is requested, then the next ones below `total`."""
         if not self.tasks and self.queued_until <= following:
-            self._request(following)  # nothing ahead (no total known): one page at a time
+            self._request(following, total)  # nothing ahead (no total known): one at a time
         for offset in _plan(self.queued_until, total, len(self.tasks), self.depth):
-            self._request(offset)
+            self._request(offset, total)
 
     async def close(self) -> None:
         for task in self.tasks:
@@ -99,17 +109,18 @@ def _ready(task: asyncio.Task[Page]) -> bool:
 
 
 async def batches_ahead(
-    fetch: FetchPage, start: int = 0, *, depth: int = DEPTH, pace_s: float = 0.0
+    fetch: FetchPage, start: int = 0, *, depth: int = DEPTH, pace: Pace = no_pace
 ) -> AsyncGenerator[list[Page], None]:
     """Yield the pages of a list from `start`, in order, keeping up to `depth` requests out.
 
     Each batch is the next page plus those right after it that have already arrived, so a
     consumer slower than Alegra stores several pages in one transaction. `fetch(offset)` returns
-    the page at that offset (limit 30). Requests start at least `pace_s` apart. Ends, like a
+    the page at that offset (limit 30). Each request starts `pace(pages left)` seconds after the
+    one before it at the earliest. Ends, like a
     sequential loop, on a page shorter than the limit or once the (latest) total is reached.
     Raises what `fetch` raises, in its turn.
     """
-    window = _Window(fetch, start, depth, pace_s)
+    window = _Window(fetch, start, depth, pace)
     try:
         while window.tasks:
             batch = [await window.tasks.popleft()]
@@ -123,13 +134,3 @@ async def batches_ahead(
                 return
     finally:
         await window.close()
-
-
-async def pages_ahead(
-    fetch: FetchPage, start: int = 0, *, depth: int = DEPTH
-) -> AsyncGenerator[Page, None]:
-    """`batches_ahead`, one page at a time."""
-    async with aclosing(batches_ahead(fetch, start, depth=depth)) as batches:
-        async for batch in batches:
-            for page in batch:
-                yield page

@@ -35,16 +35,11 @@ async def _scan(job: JobRun, scan: DriftScan) -> bool:
     """
     fetch = fetcher(lambda offset: resources.iter_contacts(
         job.alegra, start=offset, priority=Priority.BACKGROUND))
-    async with aclosing(batches_ahead(fetch, 0, pace_s=job.pace_s())) as batches:
+    async with aclosing(batches_ahead(fetch, 0, pace=job.pace_s)) as batches:
         while (batch := await job.next_unless_stopping(batches)) is not None:
             confirmed_at = utcnow()
-            records = []
-            for row in (row for page in batch for row in page.rows):
-                try:
-                    records.append(contact_from_alegra(row))
-                except ValueError as exc:
-                    job.log.warning("job.row_skipped", reason=str(exc))
-            repairs = scan.add_page(records)
+            rows = (row for page in batch for row in page.rows)
+            repairs = scan.add_page(job.convert(rows, contact_from_alegra))
             if repairs:
                 await upsert_contacts(job.db, repairs, source=SOURCE, confirmed_at=confirmed_at)
             await job.page_done("contacts", len(scan.seen), batch[-1].total, repaired=len(repairs))

@@ -13,7 +13,7 @@ import asyncio
 import os
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -31,6 +31,8 @@ T = TypeVar("T")
 # How long a job stays claimed without a sign of life from its holder (renewed every page).
 LEASE_S = 600.0
 _RENEW_EVERY_S = 60.0
+# Slots a scan leaves free in a window when it stops pacing to finish its last pages at once.
+_TAIL_HEADROOM = 10
 
 
 class JobBusy(Exception):
@@ -88,11 +90,26 @@ class JobRun:
     def stopping(self) -> bool:
         return self.ctx.stopping.is_set()
 
-    def pace_s(self) -> float:
-        """Seconds between a scan's requests at the sustained rate the limit allows (the limit
-        as Alegra's headers last reported it)."""
-        limit = int(self.ctx.budget.snapshot()["limit"])
-        return self.ctx.budget.window_s / max(1, limit)
+    def pace_s(self, pages_left: int | None) -> float:
+        """Seconds between a scan's requests: the sustained rate the limit allows (as Alegra's
+        headers last reported it), or none once the pages left fit in what remains of the
+        current window with room to spare for receipts."""
+        budget = self.ctx.budget.snapshot()
+        if pages_left is not None and pages_left + _TAIL_HEADROOM <= int(budget["remaining"]):
+            return 0.0
+        return self.ctx.budget.window_s / max(1, int(budget["limit"]))
+
+    def convert(
+        self, rows: Iterable[dict[str, Any]], record: Callable[[dict[str, Any]], T]
+    ) -> list[T]:
+        """Alegra rows → records; a row Alegra sent without an id is logged and skipped."""
+        out = []
+        for row in rows:
+            try:
+                out.append(record(row))
+            except ValueError as exc:
+                self.log.warning("job.row_skipped", reason=str(exc))
+        return out
 
     async def next_unless_stopping(self, stream: AsyncIterator[T]) -> T | None:
         """The stream's next item; None when it ends, or as soon as the worker is stopping (the

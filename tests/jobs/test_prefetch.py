@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 
 import pytest
 
 from sync.alegra.client import Page
-from sync.jobs.prefetch import batches_ahead, pages_ahead
+from sync.jobs.prefetch import FetchPage, batches_ahead
 
 pytestmark = pytest.mark.anyio
+
+
+async def pages_ahead(fetch: FetchPage, start: int = 0, depth: int = 4) -> AsyncIterator[Page]:
+    """The batches, one page at a time."""
+    async for batch in batches_ahead(fetch, start, depth=depth):
+        for page in batch:
+            yield page
 
 
 class FakeList:
@@ -42,7 +50,7 @@ class FakeList:
 async def test_pages_come_in_order_with_a_few_requests_out() -> None:
     """Every row once, in order, from the start offset; never more than 3 requests out."""
     source = FakeList(200)
-    starts = [page.start async for page in pages_ahead(source.fetch, 30, depth=3)]
+    starts = [page.start async for page in pages_ahead(source.fetch, 30, 3)]
     assert starts == list(range(30, 200, 30))
     assert source.most_out <= 3
     assert sorted(source.asked) == list(range(30, 200, 30))
@@ -73,7 +81,7 @@ async def test_a_failed_page_raises_in_its_turn_and_nothing_after_it_is_handed_o
 async def test_stopping_early_cancels_the_requests_still_out() -> None:
     """A consumer that stops after one page leaves nothing running behind it."""
     source = FakeList(300)
-    stream = pages_ahead(source.fetch, 90)
+    stream = batches_ahead(source.fetch, 90)
     async for _ in stream:
         await asyncio.sleep(0.005)  # the requests ahead are now out
         break
@@ -93,11 +101,19 @@ async def test_pages_that_arrived_while_the_consumer_was_busy_come_as_one_batch(
     assert max(len(batch) for batch in batches) > 1
 
 
-async def test_requests_are_spaced_at_the_pace_given() -> None:
-    """With a pace of 20 ms, no two requests start closer than that, though four may be out."""
+async def test_requests_are_spaced_at_the_pace_given_for_the_pages_left() -> None:
+    """No two requests start closer than the pace, which is asked with the pages still left
+    (unknown before the first page says the total), so a caller can hurry the tail."""
     source = FakeList(240)
-    async for _ in batches_ahead(source.fetch, depth=4, pace_s=0.02):
+    asked_with: list[int | None] = []
+
+    def pace(pages_left: int | None) -> float:
+        asked_with.append(pages_left)
+        return 0.02
+
+    async for _ in batches_ahead(source.fetch, depth=4, pace=pace):
         pass
     gaps = [b - a for a, b in zip(source.asked_at, source.asked_at[1:], strict=False)]
     assert len(gaps) == 7
     assert min(gaps) >= 0.018
+    assert asked_with == [None, 7, 6, 5, 4, 3, 2, 1]
