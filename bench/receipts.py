@@ -49,6 +49,7 @@ sys.path.insert(0, str(ROOT))
 from sync.alegra import resources  # noqa: E402
 from sync.alegra.budget import Priority, RateBudget  # noqa: E402
 from sync.alegra.client import AlegraClient  # noqa: E402
+from sync.context import WorkerContext  # noqa: E402
 from sync.flow import lane as receipts_lane  # noqa: E402
 from sync.logs import configure_logging  # noqa: E402
 from sync.receipt_model import parse_submission  # noqa: E402
@@ -56,7 +57,6 @@ from sync.settings import Settings, load_settings  # noqa: E402
 from sync.store import receipt_work, receipts  # noqa: E402
 from sync.store.db import Database  # noqa: E402
 from sync.store.partners import create_partner  # noqa: E402
-from sync.worker import WorkerContext  # noqa: E402
 from tests.support.procs import ManagedProcess, free_port  # noqa: E402
 
 SIM_EMAIL, SIM_TOKEN = "bench@example.com", "bench-token"

@@ -21,7 +21,7 @@ from sync.logs import get_logger
 
 
 class ApiError(Exception):
-    """An error response: HTTP status, a machine code, a message, and the field if one is at fault."""
+    """An error response: HTTP status, machine code, message, and the field at fault if any."""
 
     def __init__(
         self,

@@ -14,7 +14,7 @@ def main() -> int:
     try:
         settings = load_settings()
     except SettingsError as exc:
-        print(f"alegra-sync worker: configuration error: {exc}", file=sys.stderr)  # noqa: T201
+        print(f"alegra-sync worker: configuration error: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_format, settings.log_level)
     register_secrets(str(k) for k in settings.secret_keys)

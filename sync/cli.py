@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.handler(args))
     except SettingsError as exc:
-        print(f"alegra-sync: configuration error: {exc}", file=sys.stderr)  # noqa: T201
+        print(f"alegra-sync: configuration error: {exc}", file=sys.stderr)
         return 2
 
 

@@ -82,7 +82,8 @@ def _secret_keys(raw: str | None) -> tuple[Secret, ...]:
     if not raw or not raw.strip():
         raise SettingsError(
             "SECRET_KEY",
-            "not set. Generate one with `python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+            "not set. Generate one with"
+            " `python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
             " (several keys may be given comma-separated, newest first, to rotate)",
         )
     keys = tuple(Secret(k.strip()) for k in raw.split(",") if k.strip())
@@ -108,7 +109,9 @@ def _flag(config: Config, name: str, default: bool) -> bool:
         raise SettingsError(name, "expected true/false/1/0") from exc
 
 
-def load_settings(env_file: str | Path | None = ".env", environ: dict[str, str] | None = None) -> Settings:
+def load_settings(
+    env_file: str | Path | None = ".env", environ: dict[str, str] | None = None
+) -> Settings:
     """Read and validate every setting. Raises SettingsError naming the first bad one."""
     env_path = Path(env_file) if env_file and Path(env_file).is_file() else None
     config = Config(env_path, environ=environ if environ is not None else os.environ)

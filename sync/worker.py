@@ -12,12 +12,14 @@ import asyncio
 import json
 import os
 import signal
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 
 from sync import metrics
 from sync.alegra.budget import RateBudget
-from sync.alegra.client import AlegraClient, build_client
+from sync.alegra.client import build_client
+from sync.context import Lane, WorkerContext
+from sync.events.lane import run as events_lane
+from sync.flow.lane import run as receipts_lane
+from sync.jobs.scheduler import run as jobs_lane
 from sync.logs import get_logger
 from sync.settings import Settings
 from sync.store.db import Database, utcnow
@@ -25,34 +27,8 @@ from sync.store.db import Database, utcnow
 HEARTBEAT_S = 2.0
 
 
-@dataclass
-class WorkerContext:
-    """What every lane gets: settings, the store, the one Alegra client, and the stop signal."""
-
-    settings: Settings
-    db: Database
-    alegra: AlegraClient
-    budget: RateBudget
-    stopping: asyncio.Event
-
-    async def sleep(self, seconds: float) -> bool:
-        """Sleep up to `seconds`, waking early on stop. Returns True if the worker is stopping."""
-        try:
-            await asyncio.wait_for(self.stopping.wait(), timeout=seconds)
-        except TimeoutError:
-            return False
-        return True
-
-
-Lane = Callable[[WorkerContext], Awaitable[None]]
-
-
 def lanes() -> list[tuple[str, Lane]]:
-    """The worker's lanes, in priority order (imported here so each lane stays its own module)."""
-    from sync.events.lane import run as events_lane
-    from sync.flow.lane import run as receipts_lane
-    from sync.jobs.scheduler import run as jobs_lane
-
+    """The worker's lanes, in priority order."""
     return [
         ("receipts", receipts_lane),
         ("events", events_lane),
@@ -106,13 +82,14 @@ async def run_worker(settings: Settings) -> None:
 
 
 async def _guarded(name: str, lane: Lane, ctx: WorkerContext) -> None:
-    """Run a lane; if it crashes, log it and restart it after a pause instead of killing the rest."""
+    """Run a lane; if it crashes, log it and restart it after a pause (the others keep going)."""
     log = get_logger(lane=name)
     while not ctx.stopping.is_set():
         try:
             await lane(ctx)
-            return
         except Exception:
             log.exception("worker.lane_crashed")
             if await ctx.sleep(5.0):
                 return
+        else:
+            return

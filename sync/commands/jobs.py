@@ -21,13 +21,13 @@ from tqdm import tqdm
 
 from sync.alegra.budget import RateBudget
 from sync.alegra.client import build_client
+from sync.context import WorkerContext
 from sync.jobs import backfill, reconcile, schedule
 from sync.jobs.runner import JobBusy, JobResult, Progress, run_job
 from sync.logs import configure_logging, register_secrets
 from sync.settings import Settings, load_settings
 from sync.store import jobs as job_store
 from sync.store.db import Database
-from sync.worker import WorkerContext
 
 # Ids and fields listed per category when printing a drift report (the JSON form has them all).
 PRINT_LIMIT = 20

@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from sync.alegra.client import AlegraClient
+from sync.context import WorkerContext
 from sync.events.apply import RetryPolicy, apply_group
 from sync.logs import get_logger
 from sync.store import inbox
 from sync.store.db import Database
-from sync.worker import WorkerContext
 
 
 @dataclass(frozen=True)

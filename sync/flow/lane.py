@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+from sync.context import WorkerContext
 from sync.flow import lease
 from sync.flow.context import FlowEnv
 from sync.flow.run_receipt import run_receipt
@@ -19,7 +20,6 @@ from sync.logs import get_logger
 from sync.store import receipt_work
 from sync.store.db import Database
 from sync.store.receipt_work import Claimed
-from sync.worker import WorkerContext
 
 POLL_S = 0.1
 DEAD_CHECK_S = 5.0

@@ -20,12 +20,12 @@ from typing import Any, TypeVar
 
 from sync.alegra.client import AlegraClient
 from sync.alegra.errors import AlegraError, Retryable
+from sync.context import WorkerContext
 from sync.jobs import schedule
 from sync.logs import get_logger
 from sync.settings import Settings
 from sync.store import jobs as job_store
 from sync.store.db import Database
-from sync.worker import WorkerContext
 
 T = TypeVar("T")
 # How long a job stays claimed without a sign of life from its holder (renewed every page).

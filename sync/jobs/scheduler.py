@@ -11,13 +11,13 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
+from sync.context import WorkerContext
 from sync.jobs import accounts, backfill, reconcile, schedule
 from sync.jobs import subscriptions as subscription_health
 from sync.jobs.runner import JobBusy, JobFn, JobResult, run_job
 from sync.jobs.schedule import JobState
 from sync.logs import get_logger
 from sync.store import jobs as job_store
-from sync.worker import WorkerContext
 
 JOBS: dict[str, JobFn] = {
     schedule.BACKFILL: backfill.run,

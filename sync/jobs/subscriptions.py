@@ -11,12 +11,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from sync.context import WorkerContext
 from sync.jobs import schedule
 from sync.jobs.runner import JobResult, JobRun
 from sync.store import jobs as job_store
 from sync.store.subscriptions import load_states
 from sync.subscriptions import ensure_subscriptions
-from sync.worker import WorkerContext
 
 
 def registered(states: Mapping[str, Any]) -> bool | None:

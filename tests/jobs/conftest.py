@@ -13,11 +13,11 @@ import pytest
 from sync.alegra.budget import RateBudget
 from sync.alegra.client import AlegraClient
 from sync.alegra.records import ContactRecord, contact_from_alegra
+from sync.context import WorkerContext
 from sync.jobs.runner import JobFn, JobResult, Progress, run_job
 from sync.settings import Settings, load_settings
 from sync.store.contacts import live_contacts
 from sync.store.db import Database
-from sync.worker import WorkerContext
 from tests.support.procs import TEST_SECRET_KEY
 from tests.support.servers import RunningSimulator
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from sync.context import WorkerContext
 from sync.jobs import accounts, backfill, schedule
 from sync.store.accounts import find_expense_account, get_account
-from sync.worker import WorkerContext
 from tests.jobs.conftest import run_once
 from tests.support.servers import RunningSimulator
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from sync.context import WorkerContext
 from sync.jobs import backfill, schedule
 from sync.jobs.runner import Progress
 from sync.simulator.app import create_simulator
@@ -19,7 +20,6 @@ from sync.store import jobs as job_store
 from sync.store.accounts import count_accounts
 from sync.store.bills import get_bill
 from sync.store.taxes import count_taxes
-from sync.worker import WorkerContext
 from tests.jobs.conftest import (
     cached_contacts,
     run_once,

@@ -6,12 +6,12 @@ from __future__ import annotations
 import pytest
 
 from sync.alegra import client as alegra_client
+from sync.context import WorkerContext
 from sync.jobs import backfill, reconcile, schedule
 from sync.jobs.runner import Progress
 from sync.simulator.state import SimConfig
 from sync.store import jobs as job_store
 from sync.store.contacts import get_cached_contact
-from sync.worker import WorkerContext
 from tests.jobs.conftest import cached_contacts, run_once, simulator_contacts
 from tests.support.servers import RunningSimulator
 

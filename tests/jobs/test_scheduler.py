@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from sync.context import WorkerContext
 from sync.jobs import schedule, scheduler
 from sync.simulator.state import SimConfig
 from sync.store import jobs as job_store
-from sync.worker import WorkerContext
 from tests.jobs.conftest import cached_contacts, sim_settings, simulator_contacts, worker_context
 from tests.support.servers import RunningSimulator
 

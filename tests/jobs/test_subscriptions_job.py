@@ -11,13 +11,13 @@ import pytest
 from structlog.testing import capture_logs
 
 from receiver.app import create_app
+from sync.context import WorkerContext
 from sync.jobs import schedule
 from sync.jobs import subscriptions as health
 from sync.settings import Settings
 from sync.store import jobs as job_store
 from sync.store.subscriptions import load_states
 from sync.subscriptions import ensure_subscriptions
-from sync.worker import WorkerContext
 from tests.jobs.conftest import run_once, sim_settings, worker_context
 from tests.support.servers import RunningSimulator, ServerThread
 
