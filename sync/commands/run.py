@@ -124,7 +124,10 @@ def child_environment(environ: dict[str, str]) -> dict[str, str]:
 
 
 def port_is_free(port: int) -> bool:
+    """Nobody listens on `port` (connections in TIME_WAIT from a previous run don't count,
+    as uvicorn binds with SO_REUSEADDR too)."""
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:

@@ -17,7 +17,7 @@ import aiosqlite
 
 from sync.duplicate_rules import BillSeen, OtherReceipt
 from sync.names import name_key
-from sync.store.bills import KnownBill
+from sync.store.bills import KnownBill, record_seen_bills_in
 from sync.store.db import Database, Row, utcnow
 
 _BILL_COLUMNS = (
@@ -153,26 +153,7 @@ async def add_flags(conn: aiosqlite.Connection, receipt_id: str, flags: Iterable
     return added
 
 
-_LOOKED_UP = (
-    "INSERT INTO bills(alegra_id, provider_id, provider_tax_id, ncf_key, bill_date, total, status,"
-    " receipt_id, raw, source, deleted, confirmed_at, updated_at)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, 0, ?, ?)"
-    " ON CONFLICT(alegra_id) DO UPDATE SET provider_id = excluded.provider_id,"
-    " provider_tax_id = COALESCE(excluded.provider_tax_id, bills.provider_tax_id),"
-    " ncf_key = excluded.ncf_key, bill_date = excluded.bill_date, total = excluded.total,"
-    " status = excluded.status, raw = excluded.raw, source = excluded.source, deleted = 0,"
-    " confirmed_at = excluded.confirmed_at, updated_at = excluded.updated_at"
-    " WHERE excluded.confirmed_at >= bills.confirmed_at"
-)
-
-
 async def record_looked_up_bills(db: Database, bills: Iterable[KnownBill], *, source: str) -> None:
     """Store bills Alegra just listed (newer-wins), keeping the receipt a bill came from."""
-    now = utcnow()
-    params = [
-        (b.alegra_id, b.provider_id, b.provider_tax_id, b.ncf_key, b.bill_date, b.total, b.status,
-         json.dumps(b.raw, ensure_ascii=False), source, now, now)
-        for b in bills
-    ]
-    if params:
-        await db.executemany(_LOOKED_UP, params)
+    async with db.transaction() as conn:
+        await record_seen_bills_in(conn, bills, source=source, confirmed_at=utcnow())

@@ -13,37 +13,22 @@ import json
 
 import aiosqlite
 
-from sync.store.bills import KnownBill
+from sync.store.bills import KnownBill, record_seen_bills_in
 from sync.store.db import Database
 
 SOURCE = "webhook"
 BILL_FLAGS = ("bill_voided", "bill_deleted")
-
-_UPSERT = (
-    "INSERT INTO bills(alegra_id, provider_id, provider_tax_id, ncf_key, bill_date, total, status,"
-    " receipt_id, raw, source, deleted, confirmed_at, updated_at)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, 0, ?, ?)"
-    " ON CONFLICT(alegra_id) DO UPDATE SET provider_id = excluded.provider_id,"
-    " provider_tax_id = COALESCE(excluded.provider_tax_id, bills.provider_tax_id),"
-    " ncf_key = excluded.ncf_key, bill_date = excluded.bill_date, total = excluded.total,"
-    " status = excluded.status, raw = excluded.raw, source = excluded.source, deleted = 0,"
-    " confirmed_at = excluded.confirmed_at, updated_at = excluded.updated_at"
-    " WHERE excluded.confirmed_at >= bills.confirmed_at"
-)
-
 
 async def record_confirmed_bill(db: Database, bill: KnownBill, *, confirmed_at: str) -> str | None:
     """Store the bill as Alegra returned it and flag its receipt if it is void (or unflag it).
     Returns the receipt id the bill came from, if one of ours did."""
     flag = "bill_voided" if (bill.status or "").lower() == "void" else None
     async with db.transaction() as conn:
-        cursor = await conn.execute(_UPSERT, (
-            bill.alegra_id, bill.provider_id, bill.provider_tax_id, bill.ncf_key, bill.bill_date,
-            bill.total, bill.status, json.dumps(bill.raw, ensure_ascii=False), SOURCE,
-            confirmed_at, confirmed_at,
-        ))
+        changed = await record_seen_bills_in(
+            conn, [bill], source=SOURCE, confirmed_at=confirmed_at
+        )
         receipt_id = await _receipt_of(conn, bill.alegra_id)
-        if receipt_id is not None and cursor.rowcount > 0:  # 0: a newer answer is stored
+        if receipt_id is not None and changed > 0:  # 0: a newer answer is stored
             await _set_bill_flag(conn, receipt_id, flag, confirmed_at)
     return receipt_id
 

@@ -7,7 +7,7 @@ bill's number), so "is there already a live bill for this supplier's document?" 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,6 +82,38 @@ async def record_bill_in(
     return await cache.upsert(
         conn, TABLE, COLUMNS, [_row(bill)], source=source, confirmed_at=confirmed_at
     )
+
+
+# A bill Alegra showed us (webhook confirmation, a lookup): newer-wins like every cached row, but
+# the receipt a bill came from is never overwritten (an outside answer does not know it), and a
+# known supplier tax id is kept when the answer lacks one.
+_UPSERT_SEEN = (
+    "INSERT INTO bills(alegra_id, provider_id, provider_tax_id, ncf_key, bill_date, total, status,"
+    " receipt_id, raw, source, deleted, confirmed_at, updated_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, 0, ?, ?)"
+    " ON CONFLICT(alegra_id) DO UPDATE SET provider_id = excluded.provider_id,"
+    " provider_tax_id = COALESCE(excluded.provider_tax_id, bills.provider_tax_id),"
+    " ncf_key = excluded.ncf_key, bill_date = excluded.bill_date, total = excluded.total,"
+    " status = excluded.status, raw = excluded.raw, source = excluded.source, deleted = 0,"
+    " confirmed_at = excluded.confirmed_at, updated_at = excluded.updated_at"
+    " WHERE excluded.confirmed_at >= bills.confirmed_at"
+)
+
+
+async def record_seen_bills_in(
+    conn: aiosqlite.Connection, bills: Iterable[KnownBill], *, source: str, confirmed_at: str
+) -> int:
+    """Store bills as Alegra answered (inside the caller's transaction); returns rows changed
+    (0 for a bill whose stored answer is newer)."""
+    params = [
+        (b.alegra_id, b.provider_id, b.provider_tax_id, b.ncf_key, b.bill_date, b.total, b.status,
+         json.dumps(b.raw, ensure_ascii=False), source, confirmed_at, confirmed_at)
+        for b in bills
+    ]
+    if not params:
+        return 0
+    cursor = await conn.executemany(_UPSERT_SEEN, params)
+    return int(cursor.rowcount)
 
 
 async def find_live_bill(db: Database, provider_tax_id: str, ncf_key: str) -> KnownBill | None:
