@@ -13,12 +13,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from receiver.errors import ApiError
@@ -26,60 +27,83 @@ from sync.events.parse import parse_delivery
 from sync.logs import get_logger, register_secrets
 from sync.store.inbox import Item, NewDelivery, NewHandshake
 from sync.store.inbox_writer import InboxWriter
-from sync.webhook_tokens import all_tokens, fingerprint, verify_token
+from sync.webhook_tokens import TokenTable, all_tokens, fingerprint
 
 STORE_DEADLINE_S = 3.0  # far inside Alegra's 5 s; past it we answer 503 and Alegra delivers again
 HANDSHAKE_WAIT_S = 1.0  # the handshake's note is best-effort; the 2xx is what Alegra needs
+JSON = "application/json"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """What each request needs, looked up once at start-up (`app.state.webhooks`)."""
+
+    tokens: TokenTable
+    max_body: int
+    writer: InboxWriter
 
 
 @asynccontextmanager
 async def lifespan(app: Starlette) -> AsyncIterator[None]:
     """Start the inbox's group-commit writer; at shutdown, commit what is queued."""
-    register_secrets(all_tokens(app.state.settings.secret_keys))
-    writer = InboxWriter(app.state.settings.database_path, on_commit=_log_stored)
+    settings = app.state.settings
+    register_secrets(all_tokens(settings.secret_keys))
+    writer = InboxWriter(settings.database_path, on_commit=_log_stored)
     await writer.start()
-    app.state.inbox_writer = writer
+    app.state.webhooks = Endpoint(
+        TokenTable(settings.secret_keys), settings.max_webhook_body_bytes, writer)
     try:
         yield
     finally:
         await writer.close()
 
 
-async def receive(request: Request) -> JSONResponse:
-    """Store one delivery (or note a handshake) and acknowledge it."""
-    settings = request.app.state.settings
+async def receive(request: Request) -> Response:
+    """Store one delivery (or note a handshake) and acknowledge it.
+
+    The hot path: every step here is paid per delivery, so the answer's bytes are formatted
+    directly and the per-request log lines are only for the unusual cases."""
+    endpoint: Endpoint = request.app.state.webhooks
     token = request.path_params["token"]
-    key_index = verify_token(token, settings.secret_keys)
+    key_index = endpoint.tokens.key_index(token)
     if key_index is None:
         get_logger(token_fp=fingerprint(token)).warning("webhook.bad_token")
         raise HTTPException(404, "Not Found")  # the same answer as for any unknown path
-    body = await read_bounded(request, settings.max_webhook_body_bytes)
-    writer: InboxWriter = request.app.state.inbox_writer
-    if not body.strip():
-        return await _handshake(writer, key_index)
+    body = await read_bounded(request, endpoint.max_body)
+    if not body or body.isspace():
+        return await _handshake(endpoint.writer, key_index)
     parsed = parse_delivery(body)
     delivery = NewDelivery(
         body, parsed.shape, parsed.subject, parsed.resource, parsed.resource_id, key_index
     )
-    inbox_id = await _store(writer, delivery)
+    inbox_id = await _store(endpoint.writer, delivery)
     if parsed.shape != "ok":
         get_logger(inbox_id=inbox_id).warning(
             "webhook.unusable", shape=parsed.shape, subject=parsed.subject)
-    return JSONResponse({"status": "stored", "id": inbox_id})
+    return Response(b'{"status":"stored","id":%d}' % inbox_id, media_type=JSON)
 
 
 async def read_bounded(request: Request, limit: int) -> bytes:
-    """The body, read as it streams in; ApiError 413 as soon as it passes `limit` bytes."""
+    """The body, read as it streams in; ApiError 413 as soon as it passes `limit` bytes.
+
+    Reads the ASGI messages directly (`request.stream()` is an async generator, which asyncio
+    registers and finalises per request); a body in one message is returned as is."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise _too_large(limit)
-    chunks, size = [], 0
-    async for chunk in request.stream():
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise _too_large(limit)
         chunks.append(chunk)
-    return b"".join(chunks)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _too_large(limit: int) -> ApiError:
@@ -98,21 +122,23 @@ async def _store(writer: InboxWriter, delivery: NewDelivery) -> int:
         ) from exc
 
 
-async def _handshake(writer: InboxWriter, key_index: int) -> JSONResponse:
+async def _handshake(writer: InboxWriter, key_index: int) -> Response:
     """Alegra's empty-body check before it creates a subscription: 200, and a note of it."""
     try:
         await writer.submit(NewHandshake(key_index), timeout_s=HANDSHAKE_WAIT_S)
     except Exception as exc:
         get_logger().warning("webhook.handshake_not_recorded", error=type(exc).__name__)
     get_logger().info("webhook.handshake", key_index=key_index)
-    return JSONResponse({"status": "ok"})
+    return Response(b'{"status":"ok"}', media_type=JSON)
 
 
 def _log_stored(items: Sequence[Item], ids: list[int]) -> None:
-    """One line per committed batch (per-request lines would cost as much as the request)."""
+    """One line per committed batch (per-request lines would cost as much as the request). A
+    batch's deliveries have consecutive ids, so the first and last say which rows they are."""
     stored = [i for item, i in zip(items, ids, strict=True) if isinstance(item, NewDelivery)]
     if stored:
-        get_logger(inbox_ids=stored).info("webhook.stored", count=len(stored))
+        get_logger(first_id=stored[0], last_id=stored[-1]).info(
+            "webhook.stored", count=len(stored))
 
 
 routes: list[BaseRoute] = [Route("/webhooks/alegra/{token}", receive, methods=["POST"])]

@@ -56,6 +56,26 @@ def _expected_tokens(keys: tuple[str, ...]) -> tuple[bytes, ...]:
     return tuple(make_token(keys, i).encode() for i in range(len(keys)))
 
 
+class TokenTable:
+    """The valid tokens, made once at start-up: the request path's check is one dict lookup.
+
+    A string-keyed dict compares a candidate only against an entry with the same (randomly
+    seeded) hash, so a guess learns nothing from the timing; a miss goes on to `verify_token`
+    anyway, so an unknown token costs the same constant-time comparisons as before.
+    """
+
+    def __init__(self, keys: Sequence[Secret | str]) -> None:
+        self._keys = tuple(keys)
+        tokens = all_tokens(self._keys)
+        # Lowest index wins when two configured keys are equal, as in verify_token.
+        self._index = {token: i for i, token in reversed(list(enumerate(tokens)))}
+
+    def key_index(self, token: str) -> int | None:
+        """As `verify_token(token, keys)`."""
+        index = self._index.get(token)
+        return index if index is not None else verify_token(token, self._keys)
+
+
 def all_tokens(keys: Sequence[Secret | str]) -> list[str]:
     """Every valid token (one per key), for `logs.register_secrets`."""
     return [make_token(keys, i) for i in range(len(keys))]

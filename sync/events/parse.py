@@ -63,8 +63,14 @@ def _resource(message: Any) -> tuple[str, dict[str, Any]] | None:
             return None
     if not isinstance(message, dict):
         return None
-    found = [(r, message[r]) for r in RESOURCES if isinstance(message.get(r), dict)]
-    return found[0] if len(found) == 1 else None
+    found = None
+    for resource in RESOURCES:
+        obj = message.get(resource)
+        if isinstance(obj, dict):
+            if found is not None:
+                return None  # two resources: which one the event is about is unclear
+            found = (resource, obj)
+    return found
 
 
 def _id(value: Any) -> str | None:
@@ -87,5 +93,5 @@ def _subject_agrees(subject: str | None, resource: str) -> bool:
     """A subject naming a different resource than the message holds is not trusted."""
     if subject is None:
         return True
-    named = next((r for r in RESOURCES if subject.endswith(f"-{r}")), None)
-    return named is None or named == resource
+    _, dash, named = subject.rpartition("-")
+    return not dash or named not in RESOURCES or named == resource

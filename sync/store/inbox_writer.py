@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 from sync.store.db import utcnow
 from sync.store.inbox import (
@@ -33,18 +34,21 @@ from sync.store.inbox import (
 
 WAL_AUTOCHECKPOINT_PAGES = 10_000  # SQLite's default is 1,000 (what the other connections use)
 LOCK_WAIT_S = 2.5  # less than the receiver's deadline: a batch that cannot lock fails, not hangs
+SWEEP_S = 0.05  # how often deadlines are checked: a timeout fires up to this much late
 Entry = tuple[Item, "asyncio.Future[int]"]
 OnCommit = Callable[[Sequence[Item], list[int]], None]
+T = TypeVar("T")
 
 
 def insert_items(conn: sqlite3.Connection, items: Sequence[Item]) -> list[int]:
     """Write a batch in one transaction (blocking; on the writer's thread). Returns the ids."""
     at = utcnow()
     deliveries, handshakes = delivery_params(items, at), handshake_params(items, at)
+    if not handshakes:  # the usual batch: ONE statement, which is its own transaction
+        return ids_for(items, retry_locked(lambda: _insert_deliveries(conn, deliveries)))
     begin_immediate(conn)
     try:
-        if handshakes:
-            conn.executemany(INSERT_HANDSHAKE, handshakes)
+        conn.executemany(INSERT_HANDSHAKE, handshakes)
         last = _insert_deliveries(conn, deliveries) if deliveries else 0
         conn.execute("COMMIT")
     except BaseException:
@@ -59,7 +63,9 @@ def _insert_deliveries(conn: sqlite3.Connection, rows: list[tuple[object, ...]])
 
     One statement is one `sqlite3_step`, so the thread gives up and takes back the GIL once per
     batch instead of once per row: under a busy event loop each take-back can wait the interpreter's
-    switch interval (5 ms), which is what made per-row inserts slow.
+    switch interval (5 ms), and costs both threads CPU. Outside BEGIN (autocommit) the statement is
+    a transaction of its own: it takes the write lock, inserts every row and commits (fsync under
+    `synchronous = FULL`) in that one step; if it cannot lock, nothing was written.
     """
     sql = INSERT_DELIVERIES + ", ".join([DELIVERY_ROW] * len(rows))
     cursor = conn.execute(sql, [value for row in rows for value in row])
@@ -67,20 +73,23 @@ def _insert_deliveries(conn: sqlite3.Connection, rows: list[tuple[object, ...]])
 
 
 def begin_immediate(conn: sqlite3.Connection) -> None:
-    """Take the write lock, polling every fraction of a millisecond while another process holds
-    it. SQLite's own busy handler sleeps 1, 2, 5, 10, 15, 20, 25… ms between tries, which adds
-    tens of milliseconds to every delivery that meets one of the worker's short transactions.
-    Raises sqlite3.OperationalError after LOCK_WAIT_S."""
+    """Take the write lock (see `retry_locked`)."""
+    retry_locked(lambda: conn.execute("BEGIN IMMEDIATE"))
+
+
+def retry_locked(write: Callable[[], T]) -> T:
+    """Run `write` (a statement that takes the write lock first), polling every fraction of a
+    millisecond while another process holds the lock. SQLite's own busy handler sleeps 1, 2, 5,
+    10, 15, 20, 25… ms between tries, which adds tens of milliseconds to every delivery that meets
+    one of the worker's short transactions. Raises sqlite3.OperationalError after LOCK_WAIT_S."""
     deadline = time.monotonic() + LOCK_WAIT_S
     pause = 0.0002
     while True:
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            return write()
         except sqlite3.OperationalError as exc:
             if "locked" not in str(exc) or time.monotonic() >= deadline:
                 raise
-        else:
-            return
         time.sleep(pause)
         pause = min(pause * 2, 0.002)
 
@@ -94,6 +103,8 @@ class InboxWriter:
 
     `on_commit(items, ids)` is called after each committed batch (one log line per batch rather
     than one per request: on the hot path a log line costs as much as the rest of the request).
+    Per request there is only a list append and a future: no queue, no timer (one sweep every
+    SWEEP_S expires what passed its deadline).
     """
 
     def __init__(
@@ -102,7 +113,11 @@ class InboxWriter:
         self.path = path
         self.max_batch = max_batch
         self.on_commit = on_commit
-        self._queue: asyncio.Queue[Entry | None] = asyncio.Queue()
+        self._pending: list[Entry] = []
+        self._wake: asyncio.Future[None] | None = None  # set while the writer waits for work
+        self._deadlines: list[tuple[float, asyncio.Future[int]]] = []
+        self._sweeper: asyncio.TimerHandle | None = None
+        self._closing = False
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inbox-writer")
         self._conn: sqlite3.Connection | None = None
         self._task: asyncio.Task[None] | None = None
@@ -113,28 +128,36 @@ class InboxWriter:
 
     def submit(self, item: Item, *, timeout_s: float | None = None) -> asyncio.Future[int]:
         """Queue a row. The future resolves to its inbox id once COMMITTED, or raises the write's
-        error, or StoreTimeout after `timeout_s`."""
+        error, or StoreTimeout once `timeout_s` has passed (within SWEEP_S)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[int] = loop.create_future()
+        self._pending.append((item, future))
         if timeout_s is not None:
-            timer = loop.call_later(timeout_s, _expire, future)
-            future.add_done_callback(lambda _: timer.cancel())
-        self._queue.put_nowait((item, future))
+            self._deadlines.append((loop.time() + timeout_s, future))
+            if self._sweeper is None:
+                self._sweeper = loop.call_later(SWEEP_S, self._sweep)
+        if self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)
         return future
 
     async def close(self) -> None:
         """Commit what is queued, then stop and close the connection."""
         if self._task is not None:
-            self._queue.put_nowait(None)
+            self._closing = True
+            if self._wake is not None and not self._wake.done():
+                self._wake.set_result(None)
             await self._task
             self._task = None
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         if self._conn is not None:
             await self._call(self._conn.close)
             self._conn = None
         self._thread.shutdown(wait=False)
 
     def _open(self) -> None:
-        conn = sqlite3.connect(self.path, isolation_level=None, timeout=0)  # see begin_immediate
+        conn = sqlite3.connect(self.path, isolation_level=None, timeout=0)  # see retry_locked
         conn.execute("PRAGMA synchronous = FULL")  # per connection: durable before the 2xx
         # Checkpoints (copying the WAL into the database file) are left to the other connections,
         # the worker's above all, which commit often: one run from here would stall a batch of
@@ -148,20 +171,17 @@ class InboxWriter:
         return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
 
     async def _run(self) -> None:
-        while True:
-            first = await self._queue.get()
-            if first is None:
-                return
-            batch, stop = [first], False
-            while len(batch) < self.max_batch and not self._queue.empty():
-                entry = self._queue.get_nowait()
-                if entry is None:
-                    stop = True
-                    break
-                batch.append(entry)
+        """Commit whatever is queued, batch after batch; wait when nothing is; after close(),
+        stop once the queue is empty."""
+        while self._pending or not self._closing:
+            if not self._pending:
+                self._wake = asyncio.get_running_loop().create_future()
+                await self._wake
+                self._wake = None
+                continue
+            batch = self._pending[: self.max_batch]
+            del self._pending[: self.max_batch]
             await self._commit(batch)
-            if stop:
-                return
 
     async def _commit(self, batch: list[Entry]) -> None:
         assert self._conn is not None
@@ -180,7 +200,16 @@ class InboxWriter:
         if self.on_commit is not None:
             self.on_commit(items, ids)
 
-
-def _expire(future: asyncio.Future[int]) -> None:
-    if not future.done():
-        future.set_exception(StoreTimeout("the delivery was not committed in time"))
+    def _sweep(self) -> None:
+        """Fail the futures whose deadline has passed; forget the settled ones."""
+        loop = asyncio.get_running_loop()
+        now, waiting = loop.time(), []
+        for at, future in self._deadlines:
+            if future.done():
+                continue
+            if at <= now:
+                future.set_exception(StoreTimeout("the delivery was not committed in time"))
+            else:
+                waiting.append((at, future))
+        self._deadlines = waiting
+        self._sweeper = loop.call_later(SWEEP_S, self._sweep) if waiting else None

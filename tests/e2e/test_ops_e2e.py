@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import re
 import secrets
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -24,6 +23,7 @@ from tests.ops.test_metrics import sample
 from tests.support.procs import (
     TEST_SECRET_KEY,
     ManagedProcess,
+    eventually,
     free_port,
     product_env,
     run_cli,
@@ -41,16 +41,6 @@ RECEIPT = {
     "lines": [{"description": "Tornillos", "amount": "100.00", "tax_rate": 18}],
 }
 
-
-def eventually(check: Callable[[], T | None], timeout: float = 20.0, what: str = "") -> T:
-    """Poll until `check` returns something truthy; fail naming `what` after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @dataclass

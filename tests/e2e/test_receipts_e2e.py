@@ -16,8 +16,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ from sync.store.partners import create_partner
 from tests.support.procs import (
     ROOT,
     ManagedProcess,
+    eventually,
     free_port,
     product_env,
     start_web,
@@ -66,16 +66,6 @@ def receipt(ncf: str | None = "B0100000001", *, attachment: bool = True) -> dict
                               "data_base64": base64.b64encode(PNG).decode()}
     return body
 
-
-def eventually(check: Callable[[], T | None], timeout: float = 20.0, what: str = "") -> T:
-    """Poll until `check` returns something truthy; fail naming `what` after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def outcomes(resource: dict[str, Any]) -> dict[str, str]:

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -24,6 +23,7 @@ from sync.simulator.state import SimConfig, SimState
 from sync.store.contacts import record_from_row
 from tests.support.procs import (
     ManagedProcess,
+    eventually,
     free_port,
     product_env,
     run_cli,
@@ -35,16 +35,6 @@ from tests.support.servers import ServerThread
 pytestmark = pytest.mark.e2e
 T = TypeVar("T")
 
-
-def eventually(check: Callable[[], T | None], timeout: float = 20.0, what: str = "") -> T:
-    """Poll until `check` returns something truthy; fail naming `what` after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @dataclass

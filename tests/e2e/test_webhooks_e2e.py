@@ -11,8 +11,7 @@ import json
 import secrets
 import sqlite3
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -26,6 +25,7 @@ from sync.webhook_tokens import make_token, webhook_url
 from tests.support.procs import (
     TEST_SECRET_KEY,
     ManagedProcess,
+    eventually,
     free_port,
     product_env,
     run_cli,
@@ -38,16 +38,6 @@ pytestmark = pytest.mark.e2e
 T = TypeVar("T")
 TOKEN = make_token([TEST_SECRET_KEY])
 
-
-def eventually(check: Callable[[], T | None], timeout: float = 20.0, what: str = "") -> T:
-    """Poll until `check` returns something truthy; fail naming `what` after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @dataclass

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,6 +22,7 @@ import pytest
 from sync.simulator.state import SimConfig
 from tests.support.procs import (
     ManagedProcess,
+    eventually,
     free_port,
     product_env,
     run_cli,
@@ -37,15 +37,6 @@ TODAY = datetime.now(UTC).date().isoformat()  # inside the bills backfill window
 WRITES = ("POST", "PUT", "DELETE")
 BACKFILLED_RNC, TWIN_RNC, TYPED_RNC, USD_RNC = "101000015", "130000018", "130000026", "130000034"
 
-
-def eventually(check: Callable[[], T | None], what: str, timeout: float = 15.0) -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def receipt(tax_id: str, ncf: str | None = "B0100000001", **changes: Any) -> dict[str, Any]:
@@ -127,7 +118,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             procs.append(start_worker(env, tmp))
             registered = run_cli(["webhooks", "register"], env)
             assert registered.returncode == 0, registered.stderr
-            eventually(lambda: _backfill_done(db_path), "the first backfill")
+            eventually(lambda: _backfill_done(db_path), what="the first backfill")
             yield Stack(sim, env, f"http://127.0.0.1:{port}", db_path, keys, backfilled)
         finally:
             for proc in reversed(procs):
@@ -164,7 +155,7 @@ def test_two_partners_sending_one_paper_receipt_get_one_bill(stack: Stack) -> No
 def test_bill_typed_in_alegra_blocks_its_receipt_until_voided(stack: Stack) -> None:
     """A bill learned through its webhook makes the receipt `duplicate`; voided, it is billed."""
     typed = type_bill(stack.sim, TYPED_RNC, "B0100000070")
-    eventually(lambda: stack.cached_bill_status(typed["id"]), "the new-bill webhook")
+    eventually(lambda: stack.cached_bill_status(typed["id"]), what="the new-bill webhook")
     writes = stack.writes()
 
     duplicate = stack.submit(receipt(TYPED_RNC, "B0100000070"), "typed-1").json()
@@ -172,7 +163,9 @@ def test_bill_typed_in_alegra_blocks_its_receipt_until_voided(stack: Stack) -> N
     assert (duplicate["status"], duplicate["alegra"]["bill_id"]) == ("duplicate", typed["id"])
     assert stack.writes() == writes
     stack.sim.state.person_void_bill(typed["id"])
-    eventually(lambda: stack.cached_bill_status(typed["id"]) == "void", "the edit-bill webhook")
+    eventually(
+        lambda: stack.cached_bill_status(typed["id"]) == "void", what="the edit-bill webhook"
+    )
     billed = stack.submit(receipt(TYPED_RNC, "B0100000070"), "typed-2").json()
     assert billed["status"] == "completed"
     assert billed["alegra"]["bill_id"] not in (None, typed["id"])

@@ -12,9 +12,13 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
+
+T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parents[2]
 TEST_SECRET_KEY = "test-secret-key-0123456789abcdef"
@@ -126,3 +130,14 @@ def run_cli(
         [sys.executable, "-m", "sync.cli", *args], env=env, cwd=ROOT, capture_output=True,
         text=True, timeout=timeout, check=False,
     )
+
+
+def eventually(check: Callable[[], T | None], timeout: float = 20.0, what: str = "") -> T:
+    """Poll until `check` returns something truthy; fail naming `what` after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")

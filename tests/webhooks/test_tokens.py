@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sync.webhook_tokens import (
+    TokenTable,
     fingerprint,
     make_token,
     mask_url,
@@ -78,3 +79,13 @@ def test_same_url_ignores_scheme_and_trailing_slash() -> None:
     """A listing that dropped the scheme still matches the URL we subscribed."""
     assert same_url("https://a.example/webhooks/alegra/t", "a.example/webhooks/alegra/t/")
     assert not same_url("https://a.example/webhooks/alegra/t", "https://b.example/webhooks/alegra/t")
+
+
+def test_token_table_agrees_with_verify_token() -> None:
+    """The start-up table accepts each key's token with its index and refuses everything else."""
+    table = TokenTable([NEW_KEY, OLD_KEY])
+    assert table.key_index(make_token([NEW_KEY])) == 0
+    assert table.key_index(make_token([OLD_KEY])) == 1
+    good = make_token([NEW_KEY])
+    for forged in ("", good[:-1], good + "A", make_token(["another-key-0123456789abcdef"])):
+        assert table.key_index(forged) is None
