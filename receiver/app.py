@@ -18,8 +18,10 @@ from sync.logs import configure_logging, register_secrets
 from sync.settings import Settings, load_settings
 from sync.store.db import Database
 
+# Webhooks first: Alegra's deliveries are the hottest path and must answer within 5 s; their
+# route is matched before any other.
 COMPONENTS: tuple[ModuleType, ...] = (
-    receipts, webhooks, inspect, admin, ops, prometheus, openapi
+    webhooks, receipts, inspect, admin, ops, prometheus, openapi
 )
 
 
