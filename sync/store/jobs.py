@@ -177,11 +177,11 @@ async def save_bills_page(
     confirmed_at: str,
     checkpoint: dict[str, Any],
 ) -> int:
-    """Upsert one page of known bills and the job's checkpoint after it, in one transaction."""
-    rows = [bills._row(b) for b in known]  # the bills module's own record → row mapping
+    """Upsert one page of known bills and the job's checkpoint after it, in one transaction.
+    A bill's `receipt_id` is never overwritten (a bill the flow just recorded keeps its receipt)."""
     async with db.transaction() as conn:
-        count = await cache.upsert(
-            conn, bills.TABLE, bills.COLUMNS, rows, source=source, confirmed_at=confirmed_at
+        count = await bills.record_seen_bills_in(
+            conn, known, source=source, confirmed_at=confirmed_at
         )
         await _write_checkpoint(conn, name, checkpoint)
         return count
