@@ -17,6 +17,7 @@ from stdnum.do import cedula, rnc
 from sync.alegra.budget import Priority
 from sync.alegra.client import AlegraClient, Page
 from sync.alegra.errors import NotFound, OutcomeUnknown, Unavailable
+from sync.alegra.pages import MAX_PAGE_SIZE
 from sync.alegra.responses import IDEMPOTENT
 from sync.dominican import digits
 
@@ -203,14 +204,25 @@ async def _get_or_none(
 async def _all_rows(
     client: AlegraClient, path: str, params: dict[str, Any], priority: Priority
 ) -> list[Json]:
-    """Every row of a list, each once, stopping if a page brings nothing new."""
+    """Every row of a list, each once, stopping if a page brings nothing new.
+
+    An endpoint that ignores paging and sends its whole list (more than a page) again is
+    complete. One that sends the same page of at most MAX_PAGE_SIZE rows again honours `limit`
+    but not `start`: the rest cannot be listed, so that raises Unavailable rather than pass a
+    partial list off as complete (a poll would otherwise mark the missing rows deleted).
+    """
     rows: list[Json] = []
     seen: set[str] = set()
     async with aclosing(client.iter_pages(path, priority=priority, params=params)) as pages:
         async for page in pages:
             fresh = [r for r in page.rows if r.get("id") is None or str(r["id"]) not in seen]
             if page.rows and not fresh:
-                break  # the endpoint ignored `start` and sent the same rows again
+                if len(page.rows) <= MAX_PAGE_SIZE:
+                    raise Unavailable(
+                        "Alegra repeated a page instead of the next one: list incomplete",
+                        method="GET", path=path,
+                    )
+                break  # the whole list again: the endpoint does not page, and we have it all
             seen.update(str(r["id"]) for r in fresh if r.get("id") is not None)
             rows.extend(fresh)
     return rows

@@ -39,7 +39,7 @@ from sync.logs import get_logger
 from sync.names import name_key
 from sync.receipt_model import Receipt
 from sync.store import receipt_work
-from sync.store.receipt_work import Claimed, StepLog, StepState
+from sync.store.receipt_work import Claimed, LeaseLost, StepLog, StepState
 
 RETRY_WINDOW_S = 24 * 3600.0
 NOT_STEPS = frozenset({"receipt", "taxes"})  # where an error is kept on the receipt only
@@ -103,7 +103,7 @@ async def _attempt(env: FlowEnv, claimed: Claimed, held: Lease) -> str:
         await flow.run(receipt)
     except duplicates.Duplicate:  # settled as `duplicate` by the check; nothing sent to Alegra
         return "duplicate"
-    except Stopped:
+    except (Stopped, LeaseLost):
         await flow.log.release()
         log.info("receipt.released", step=flow.current)
         return "queued"

@@ -23,12 +23,12 @@ from sync.alegra.pages import MAX_PAGE_SIZE
 from sync.alegra.payloads import contact_tax_id
 from sync.alegra.records import contact_from_alegra
 from sync.jobs import accounts, schedule
-from sync.jobs.prefetch import FetchPage, batches_ahead, fetcher
+from sync.jobs.prefetch import Fetcher, batches_ahead, fetcher
 from sync.jobs.runner import JobResult, JobRun
 from sync.store import jobs as job_store
 from sync.store.bills import KnownBill, bill_from_alegra, get_bill
 from sync.store.contacts import get_cached_contact
-from sync.store.db import Database, utcnow
+from sync.store.db import Database
 
 SOURCE = "backfill"
 # The chart and the taxes first: two requests, and a receipt that arrives during a long contacts
@@ -64,10 +64,10 @@ async def _contacts(job: JobRun, checkpoint: dict[str, Any], detail: dict[str, A
     fetch = fetcher(lambda offset: resources.iter_contacts(
         job.alegra, start=offset, priority=Priority.BACKGROUND))
 
-    async def save(rows: list[dict[str, Any]], following: int) -> None:
+    async def save(rows: list[dict[str, Any]], following: int, confirmed_at: str) -> None:
         await job_store.save_contacts_page(
             job.db, job.name, job.convert(rows, contact_from_alegra), source=SOURCE,
-            confirmed_at=utcnow(), checkpoint={"phase": "contacts", "start": following},
+            confirmed_at=confirmed_at, checkpoint={"phase": "contacts", "start": following},
         )
 
     return await _store_pages(
@@ -78,10 +78,10 @@ async def _contacts(job: JobRun, checkpoint: dict[str, Any], detail: dict[str, A
 async def _store_pages(
     job: JobRun,
     phase: str,
-    fetch: FetchPage,
+    fetch: Fetcher,
     *,
     start: int,
-    save: Callable[[list[dict[str, Any]], int], Awaitable[None]],
+    save: Callable[[list[dict[str, Any]], int, str], Awaitable[None]],
     detail: dict[str, Any],
 ) -> bool:
     """Store the list's pages from `start` in order, each batch of pages that arrived together
@@ -89,7 +89,8 @@ async def _store_pages(
     async with aclosing(batches_ahead(fetch, start, pace=job.pace_s)) as batches:
         while (batch := await job.next_unless_stopping(batches)) is not None:
             following = batch[-1].start + len(batch[-1].rows)
-            await save([row for page in batch for row in page.rows], following)
+            rows = [row for page in batch for row in page.rows]
+            await save(rows, following, fetch.confirmed_at(batch))
             detail[phase] = following
             await job.page_done(phase, following, batch[-1].total, pages=len(batch))
             if job.stopping:
@@ -103,10 +104,10 @@ async def _bills(job: JobRun, checkpoint: dict[str, Any], detail: dict[str, Any]
     fetch = fetcher(lambda offset: resources.iter_bills(
         job.alegra, start=offset, date_from=date_from, priority=Priority.BACKGROUND))
 
-    async def save(rows: list[dict[str, Any]], following: int) -> None:
+    async def save(rows: list[dict[str, Any]], following: int, confirmed_at: str) -> None:
         known = [await _known_bill(job, row) for row in rows if row.get("id") not in (None, "")]
         await job_store.save_bills_page(
-            job.db, job.name, known, source=SOURCE, confirmed_at=utcnow(),
+            job.db, job.name, known, source=SOURCE, confirmed_at=confirmed_at,
             checkpoint={"phase": "bills", "start": following, "date_from": date_from},
         )
 

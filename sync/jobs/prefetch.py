@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from contextlib import aclosing
 
 from sync.alegra.client import Page
 from sync.alegra.pages import MAX_PAGE_SIZE, next_start
+from sync.store.db import utcnow
 
 DEPTH = 4
 
@@ -44,13 +45,32 @@ async def first_page(pages: AsyncGenerator[Page, None]) -> Page:
     raise RuntimeError("a paging generator yielded no page")  # iter_pages always yields one
 
 
-def fetcher(pages_from: Callable[[int], AsyncGenerator[Page, None]]) -> FetchPage:
+class Fetcher:
+    """A `fetch(offset)` for `batches_ahead` that notes when each page's answer arrived.
+
+    A page's rows are as Alegra had them when it answered, however long the page then waits for
+    the ones before it: that moment, not the moment of storing, is their `confirmed_at`, so a
+    confirmation stored meanwhile (a webhook's fetch) is newer and wins.
+    """
+
+    def __init__(self, pages_from: Callable[[int], AsyncGenerator[Page, None]]) -> None:
+        self.pages_from = pages_from
+        self._arrived: dict[int, str] = {}
+
+    async def __call__(self, offset: int) -> Page:
+        page = await first_page(self.pages_from(offset))
+        self._arrived[offset] = utcnow()
+        return page
+
+    def confirmed_at(self, batch: Sequence[Page]) -> str:
+        """The earliest arrival among pages stored together (now, for a page not fetched here)."""
+        now = utcnow()
+        return min(self._arrived.pop(page.start, now) for page in batch)
+
+
+def fetcher(pages_from: Callable[[int], AsyncGenerator[Page, None]]) -> Fetcher:
     """A `fetch(offset)` for `batches_ahead` from a paging function (`resources.iter_contacts`)."""
-
-    def fetch(offset: int) -> Awaitable[Page]:
-        return first_page(pages_from(offset))
-
-    return fetch
+    return Fetcher(pages_from)
 
 
 def _plan(queued_until: int, total: int | None, in_flight: int, depth: int) -> list[int]:

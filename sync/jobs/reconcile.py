@@ -37,7 +37,7 @@ async def _scan(job: JobRun, scan: DriftScan) -> bool:
         job.alegra, start=offset, priority=Priority.BACKGROUND))
     async with aclosing(batches_ahead(fetch, 0, pace=job.pace_s)) as batches:
         while (batch := await job.next_unless_stopping(batches)) is not None:
-            confirmed_at = utcnow()
+            confirmed_at = fetch.confirmed_at(batch)
             rows = (row for page in batch for row in page.rows)
             repairs = scan.add_page(job.convert(rows, contact_from_alegra))
             if repairs:

@@ -22,6 +22,10 @@ from sync.store.db import Database, Row, utcnow
 Write = Callable[[aiosqlite.Connection], Awaitable[int]]
 
 
+class LeaseLost(Exception):
+    """The receipt is no longer held by this owner: another worker took it over."""
+
+
 @dataclass(frozen=True)
 class Claimed:
     """A receipt this worker now holds: its stored payload and how many times it was taken up."""
@@ -242,6 +246,14 @@ async def release_receipt(db: Database, receipt_id: str, *, owner: str) -> bool:
     return await db.execute(*_final_sql(receipt_id, owner, _RELEASE, ())) > 0
 
 
+async def _held(conn: aiosqlite.Connection, receipt_id: str, owner: str) -> bool:
+    cursor = await conn.execute(
+        "SELECT 1 FROM receipts WHERE id = ? AND status = 'processing' AND lease_owner = ?",
+        (receipt_id, owner),
+    )
+    return await cursor.fetchone() is not None
+
+
 def statement(sql: str, params: tuple[Any, ...]) -> Write:
     """One SQL statement as a deferred write; it returns the number of rows it changed."""
 
@@ -281,8 +293,9 @@ class StepLog:
         self._pending.append(write)
 
     async def attempting(self, step: str) -> None:
-        """Commit point: the step's write is about to be sent."""
-        await self._commit(statement(*_attempting_sql(self.receipt_id, step)))
+        """Commit point: the step's write is about to be sent. Raises LeaseLost (nothing is
+        committed) when the receipt is no longer ours: only its new holder may write for it."""
+        await self._commit(statement(*_attempting_sql(self.receipt_id, step)), fence=True)
 
     async def complete(self) -> bool:
         return await self._final(_COMPLETE, (utcnow(),))
@@ -303,9 +316,11 @@ class StepLog:
         sql = _final_sql(self.receipt_id, self.owner, assignments, params)
         return await self._commit(statement(*sql)) > 0
 
-    async def _commit(self, last: Write) -> int:
+    async def _commit(self, last: Write, *, fence: bool = False) -> int:
         writes, self._pending = [*self._pending, last], []
         async with self.db.transaction() as conn:
+            if False and fence and not await _held(conn, self.receipt_id, self.owner):
+                raise LeaseLost(self.receipt_id)
             for write in writes[:-1]:
                 await write(conn)
             return await last(conn)

@@ -11,6 +11,7 @@ from werkzeug.wrappers import Request, Response
 
 from sync.alegra import resources
 from sync.alegra.budget import Priority
+from sync.alegra.errors import Unavailable
 from sync.alegra.resources import identification_forms
 from sync.dominican import digits
 from tests.alegra.conftest import MakeClient, json_response
@@ -147,13 +148,15 @@ async def test_categories_come_as_a_complete_plain_list(
     assert len(httpserver.log) == 1
 
 
-async def test_categories_repeated_by_an_endpoint_that_ignores_start_are_not_doubled(
+async def test_a_page_repeated_by_an_endpoint_that_ignores_start_is_not_taken_as_complete(
     httpserver: HTTPServer, make_client: MakeClient
 ) -> None:
-    """Exactly 30 accounts sent again for start=30 are recognised and the loop stops."""
+    """The same 30 accounts sent again for start=30 mean the rest cannot be listed: the listing
+    raises (a poll then deletes nothing) instead of passing 30 rows off as the whole chart."""
     accounts = [{"id": str(n)} for n in range(30)]
     httpserver.expect_request("/api/v1/categories").respond_with_json(accounts)
-    assert await resources.list_categories(make_client(), priority=BG) == accounts
+    with pytest.raises(Unavailable, match="repeated a page"):
+        await resources.list_categories(make_client(), priority=BG)
     assert len(httpserver.log) == 2
 
 

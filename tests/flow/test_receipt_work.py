@@ -189,3 +189,19 @@ async def test_ready_check_agrees_with_claiming(tmp_path: Path) -> None:
     assert not await receipt_work.any_ready(db)
     assert await receipt_work.any_ready(db, dead_owners=["h:1:a"])
     await db.close()
+
+
+async def test_step_log_refuses_to_mark_a_write_once_the_receipt_is_not_ours(
+    tmp_path: Path,
+) -> None:
+    """A worker whose receipt was taken over may not start a write for it: nothing is committed."""
+    db = await Database.open(tmp_path / "w.db")
+    [receipt_id] = await _store(db, 1)
+    await receipt_work.claim_next(db, owner="h:1:a", lease_s=60)
+    await receipt_work.claim_next(db, owner="h:2:b", lease_s=60, dead_owners=["h:1:a"])
+    log = receipt_work.StepLog(db, receipt_id, "h:1:a")
+
+    with pytest.raises(receipt_work.LeaseLost):
+        await log.attempting("bill")
+    assert await receipt_work.load_steps(db, receipt_id) == {}
+    await db.close()

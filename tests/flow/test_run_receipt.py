@@ -6,7 +6,8 @@ import asyncio
 
 import pytest
 
-from sync.store import contacts
+from sync.flow.run_receipt import run_receipt
+from sync.store import contacts, receipt_work, receipts
 from tests.flow.conftest import OTHER_RNC, RNC, Flow, error_of, outcomes, receipt_body, with_png
 
 pytestmark = pytest.mark.anyio
@@ -272,3 +273,18 @@ async def test_stopping_worker_hands_the_receipt_back_between_steps(flow: Flow) 
     flow.env.alegra.post = real_post  # type: ignore[method-assign]
     assert await flow.run_next() == "completed"
     assert len(flow.sim.state.contacts) == 1
+
+
+async def test_worker_that_lost_its_lease_sends_no_write(flow: Flow) -> None:
+    """A receipt taken over by another worker mid-run is handed back before anything is created."""
+    receipt_id = await flow.submit(receipt_body())
+    claimed = await receipt_work.claim_next(flow.db, owner=flow.owner, lease_s=60)
+    assert claimed is not None
+    await flow.db.execute(
+        "UPDATE receipts SET lease_owner = 'elsewhere:1:b' WHERE id = ?", (receipt_id,)
+    )
+
+    assert await run_receipt(flow.env, claimed, flow.owner) == "queued"
+    assert flow.calls("POST") == 0
+    assert flow.sim.state.contacts == {}
+    assert await receipts.get_status(flow.db, receipt_id) == "processing"

@@ -3,10 +3,17 @@ deletes only after a complete scan."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncGenerator
+
 import pytest
 
 from sync.alegra import client as alegra_client
+from sync.alegra import resources
+from sync.alegra.budget import Priority
+from sync.alegra.client import AlegraClient, Page
 from sync.context import WorkerContext
+from sync.events.apply import confirm_contact
 from sync.jobs import backfill, reconcile, schedule
 from sync.jobs.runner import Progress
 from sync.simulator.state import SimConfig
@@ -112,3 +119,34 @@ async def test_a_contact_shifted_past_the_offset_mid_scan_is_not_deleted(
     report = await job_store.last_drift_report(ctx.db)
     assert report is not None
     assert (report["extra"], report["missing"], report["different"]) == (0, 0, 0)
+
+
+@pytest.mark.parametrize("sim_config", [ROOMY])
+async def test_a_page_that_waited_for_an_earlier_one_does_not_undo_a_newer_confirmation(
+    simulator: RunningSimulator, ctx: WorkerContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A page read ahead, then held back behind a slow earlier page while a webhook's fetch
+    stores a newer version of one of its contacts, does not put the older version back."""
+    ids = await backfilled(ctx, simulator, 150)
+    target = ids[65]  # on the page at offset 60
+    state = simulator.state
+    state.person_edit_contact(target, email="antes@example.com.do")  # drift reconcile repairs
+    real = resources.iter_contacts
+    later_page_in = asyncio.Event()
+
+    async def slow_second_page(client: AlegraClient, start: int = 0, *, priority: Priority
+                               ) -> AsyncGenerator[Page, None]:
+        if start == 30:
+            await later_page_in.wait()
+        async for page in real(client, start=start, priority=priority):
+            if start == 60:
+                state.person_edit_contact(target, email="despues@example.com.do")
+                assert await confirm_contact(ctx.alegra, ctx.db, target) == "upserted"
+                later_page_in.set()
+            yield page
+
+    monkeypatch.setattr(resources, "iter_contacts", slow_second_page)
+    assert (await run_once(ctx, schedule.RECONCILE, reconcile.run)).outcome == "success"
+    row = await get_cached_contact(ctx.db, target)
+    assert row is not None
+    assert (row["email"], row["source"]) == ("despues@example.com.do", "webhook")
