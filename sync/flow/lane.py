@@ -35,7 +35,7 @@ async def run(ctx: WorkerContext) -> None:
 class _Lane:
     def __init__(self, env: FlowEnv, owner: str, concurrency: int) -> None:
         self.env, self.owner, self.concurrency = env, owner, concurrency
-        self.running: set[asyncio.Task[str]] = set()
+        self.running: dict[asyncio.Task[str], str] = {}  # task → the receipt it works on
         self.dead: list[str] = []
         self.dead_checked = float("-inf")
         self.idle = False  # the last look found nothing: look with a read before claiming
@@ -63,7 +63,8 @@ class _Lane:
         if self.idle and not await receipt_work.any_ready(self.env.db, dead_owners=self.dead):
             return None
         claimed = await receipt_work.claim_next(
-            self.env.db, owner=self.owner, lease_s=lease.LEASE_S, dead_owners=self.dead
+            self.env.db, owner=self.owner, lease_s=lease.LEASE_S, dead_owners=self.dead,
+            running=self.running.values(),
         )
         self.idle = claimed is None
         return claimed
@@ -77,11 +78,11 @@ class _Lane:
     def _start(self, claimed: Claimed) -> None:
         self.log.info("receipt.claimed", receipt_id=claimed.receipt_id, attempts=claimed.attempts)
         task = asyncio.create_task(run_receipt(self.env, claimed, self.owner))
-        self.running.add(task)
+        self.running[task] = claimed.receipt_id
         task.add_done_callback(self._finished)
 
     def _finished(self, task: asyncio.Task[str]) -> None:
-        self.running.discard(task)
+        self.running.pop(task, None)
         if not task.cancelled() and task.exception() is not None:
             # The store failed while recording the outcome; the lease will expire and the
             # receipt will be claimed again, resuming from its last recorded step.

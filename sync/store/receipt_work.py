@@ -10,7 +10,7 @@ back from `done`. `StepLog` is how the flow records them with few transactions (
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -66,6 +66,7 @@ _CLAIM = (  # built from constants only
     "UPDATE receipts SET status = 'processing', lease_until = ?, lease_owner = ?,"  # noqa: S608
     " attempts = attempts + 1, updated_at = ?"
     " WHERE id = (SELECT id FROM receipts" + _READY_WHERE +
+    "   AND id NOT IN (SELECT value FROM json_each(?))"
     "   ORDER BY COALESCE(next_attempt_at, created_at), created_at LIMIT 1)"
     " RETURNING id, payload, attempts, created_at"
 )
@@ -73,11 +74,21 @@ _READY = "SELECT 1 FROM receipts" + _READY_WHERE + " LIMIT 1"  # noqa: S608 -- c
 
 
 async def claim_next(
-    db: Database, *, owner: str, lease_s: float, dead_owners: list[str] | None = None
+    db: Database,
+    *,
+    owner: str,
+    lease_s: float,
+    dead_owners: list[str] | None = None,
+    running: Iterable[str] = (),
 ) -> Claimed | None:
-    """Take the next ready receipt under a lease of `lease_s` seconds, or None if none is ready."""
+    """Take the next ready receipt under a lease of `lease_s` seconds, or None if none is ready.
+    `running`: receipts this worker is still working on — never claimed twice, even when their
+    lease ran out because renewals kept failing."""
     now = utcnow()
-    params = (timestamp_in(lease_s), owner, now, now, json.dumps(dead_owners or []), now)
+    params = (
+        timestamp_in(lease_s), owner, now, now, json.dumps(dead_owners or []), now,
+        json.dumps(list(running)),
+    )
     async with db.transaction() as conn:
         cursor = await conn.execute(_CLAIM, params)
         row = await cursor.fetchone()
@@ -319,7 +330,7 @@ class StepLog:
     async def _commit(self, last: Write, *, fence: bool = False) -> int:
         writes, self._pending = [*self._pending, last], []
         async with self.db.transaction() as conn:
-            if False and fence and not await _held(conn, self.receipt_id, self.owner):
+            if fence and not await _held(conn, self.receipt_id, self.owner):
                 raise LeaseLost(self.receipt_id)
             for write in writes[:-1]:
                 await write(conn)

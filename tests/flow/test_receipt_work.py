@@ -87,6 +87,23 @@ async def test_expired_lease_is_claimed_again(tmp_path: Path) -> None:
     await db.close()
 
 
+async def test_worker_never_claims_a_receipt_it_is_still_running(tmp_path: Path) -> None:
+    """A receipt whose lease ran out while its own worker still runs it (renewals kept failing)
+    is not claimed a second time by that worker, which would run the flow twice at once."""
+    db = await Database.open(tmp_path / "w.db")
+    [receipt_id] = await _store(db, 1)
+    await receipt_work.claim_next(db, owner="h:1:a", lease_s=0.1)
+    await asyncio.sleep(0.2)
+
+    assert await receipt_work.claim_next(
+        db, owner="h:1:a", lease_s=60, running=[receipt_id]
+    ) is None
+    again = await receipt_work.claim_next(db, owner="h:1:a", lease_s=60)
+    assert again is not None
+    assert again.receipt_id == receipt_id
+    await db.close()
+
+
 async def test_dead_holder_is_taken_over_before_its_lease_ends(tmp_path: Path) -> None:
     """A holder named dead (killed on this host) gives up its receipt at once."""
     db = await Database.open(tmp_path / "w.db")
