@@ -98,6 +98,12 @@ def cursor(params: QueryParams, types: Sequence[type]) -> tuple[Any, ...] | None
     except (binascii.Error, ValueError) as exc:
         raise invalid("cursor", "cursor: pass back a next_cursor this API returned") from exc
     if (not isinstance(key, list) or len(key) != len(types)
-            or not all(type(part) is kind for part, kind in zip(key, types, strict=True))):
+            or not all(type(part) is kind for part, kind in zip(key, types, strict=True))
+            or not all(_fits_sqlite(part) for part in key)):
         raise invalid("cursor", "cursor: pass back a next_cursor this API returned")
     return tuple(key)
+
+
+def _fits_sqlite(part: Any) -> bool:
+    """SQLite integers are 64-bit signed: a larger one would fail the query (a 500), not match."""
+    return not isinstance(part, int) or -(2**63) <= part < 2**63

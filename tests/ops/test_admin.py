@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from receiver import query
 from sync.store import receipt_work
 from sync.store.db import Database
 from sync.webhook_tokens import make_token
@@ -98,6 +99,14 @@ def test_replay_sets_a_failed_row_back_to_received_keeping_attempts(ops: OpsApi)
     assert (response.json()["state"], response.json()["attempts"]) == ("received", 1)
     rows = ops.store.sql("SELECT state, attempts, next_attempt_at FROM inbox")
     assert rows == [("received", 1, None)]
+
+
+def test_events_cursor_beyond_sqlite_integers_is_400_not_500(ops: OpsApi) -> None:
+    """A forged cursor holding an id past 2^63 is refused as a bad cursor, not a server error."""
+    huge = query.encode_cursor([2**64])
+    response = ops.get("/v1/events", cursor=huge)
+    assert response.status_code == 400
+    assert response.json()["error"]["field"] == "cursor"
 
 
 def test_replay_of_an_unknown_event_is_404(ops: OpsApi) -> None:
