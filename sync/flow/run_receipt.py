@@ -9,8 +9,9 @@ or the lease was lost, and hands the receipt back untouched.
 
 Errors: `Retryable` (transport, 5xx, 429, unknown outcome) → the receipt goes back to `queued`
 with exponential backoff (1 s doubling to 15 min, ±20 % jitter; at least the rate limit's reset)
-and the error visible with `retryable: true`. Retries continue for 24 hours from the receipt's
-arrival (`RETRY_WINDOW_S`); the first retryable error after that fails it with the last error.
+and the error visible with `retryable: true`. Retries continue for 24 hours (`RETRY_WINDOW_S`)
+from the receipt's arrival, or from an operator's last retry; the first retryable error after
+that fails it with the last error.
 `Rejected` or `FlowFailed` → `failed` at once, with the step and Alegra's status, code, message.
 """
 
@@ -124,7 +125,7 @@ async def _retry_later(
     flow: _Flow, claimed: Claimed, record: dict[str, Any], *, exc: AlegraError | None
 ) -> str:
     error = {"step": flow.current, **record, "attempts": claimed.attempts}
-    if _age_s(claimed.created_at) > RETRY_WINDOW_S:
+    if _age_s(claimed.window_start) > RETRY_WINDOW_S:
         error["gave_up_after_s"] = RETRY_WINDOW_S
         return await _fail(flow, error)
     reset_after = exc.reset_after if isinstance(exc, RateLimited) else None
@@ -144,8 +145,8 @@ async def _fail(flow: _Flow, record: dict[str, Any]) -> str:
     return "failed"
 
 
-def _age_s(created_at: str) -> float:
-    return (datetime.now(UTC) - datetime.fromisoformat(created_at)).total_seconds()
+def _age_s(since: str) -> float:
+    return (datetime.now(UTC) - datetime.fromisoformat(since)).total_seconds()
 
 
 Runner = Callable[[StepScope], Awaitable[StepResult]]

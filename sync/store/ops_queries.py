@@ -254,8 +254,8 @@ async def retry_failed_receipt(db: Database, receipt_id: str) -> bool:
     now = utcnow()
     changed = await db.execute(
         "UPDATE receipts SET status = 'queued', next_attempt_at = ?, completed_at = NULL,"
-        " lease_until = NULL, lease_owner = NULL, updated_at = ?"
+        " lease_until = NULL, lease_owner = NULL, updated_at = ?, retried_at = ?"
         " WHERE id = ? AND status = 'failed'",
-        (now, now, receipt_id),
+        (now, now, now, receipt_id),
     )
     return changed > 0

@@ -34,6 +34,12 @@ class Claimed:
     payload: dict[str, Any]
     attempts: int
     created_at: str
+    retried_at: str | None = None  # an operator's last retry: the retry window restarts there
+
+    @property
+    def window_start(self) -> str:
+        """Where the worker's retry window counts from: arrival, or the operator's last retry."""
+        return max(self.created_at, self.retried_at or self.created_at)
 
 
 @dataclass(frozen=True)
@@ -68,7 +74,7 @@ _CLAIM = (  # built from constants only
     " WHERE id = (SELECT id FROM receipts" + _READY_WHERE +
     "   AND id NOT IN (SELECT value FROM json_each(?))"
     "   ORDER BY COALESCE(next_attempt_at, created_at), created_at LIMIT 1)"
-    " RETURNING id, payload, attempts, created_at"
+    " RETURNING id, payload, attempts, created_at, retried_at"
 )
 _READY = "SELECT 1 FROM receipts" + _READY_WHERE + " LIMIT 1"  # noqa: S608 -- constants
 
@@ -94,7 +100,10 @@ async def claim_next(
         row = await cursor.fetchone()
     if row is None:
         return None
-    return Claimed(row["id"], json.loads(row["payload"]), int(row["attempts"]), row["created_at"])
+    return Claimed(
+        row["id"], json.loads(row["payload"]), int(row["attempts"]), row["created_at"],
+        row["retried_at"],
+    )
 
 
 async def any_ready(db: Database, *, dead_owners: list[str] | None = None) -> bool:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from sync.receipt_model import parse_submission
-from sync.store import receipt_work, receipts
+from sync.store import ops_queries, receipt_work, receipts
 from sync.store.db import Database
 from sync.store.partners import create_partner
 from tests.flow.conftest import receipt_body
@@ -221,4 +222,26 @@ async def test_step_log_refuses_to_mark_a_write_once_the_receipt_is_not_ours(
     with pytest.raises(receipt_work.LeaseLost):
         await log.attempting("bill")
     assert await receipt_work.load_steps(db, receipt_id) == {}
+    await db.close()
+
+
+async def test_operator_retry_restarts_the_retry_window(tmp_path: Path) -> None:
+    """A failed receipt two days old, retried by an operator, gets a fresh 24 h retry window
+    (counted from the retry), not a single attempt before failing again."""
+    db = await Database.open(tmp_path / "w.db")
+    [receipt_id] = await _store(db, 1)
+    await db.execute(
+        "UPDATE receipts SET status = 'failed', created_at = '2000-01-01T00:00:00+00:00'"
+        " WHERE id = ?", (receipt_id,),
+    )
+    assert await ops_queries.retry_failed_receipt(db, receipt_id)
+
+    claimed = await receipt_work.claim_next(db, owner="h:1:a", lease_s=60)
+
+    assert claimed is not None
+    assert claimed.created_at.startswith("2000-01-01")
+    assert claimed.retried_at is not None
+    assert claimed.window_start == claimed.retried_at  # the retry's time, not the arrival
+    age = datetime.now(UTC) - datetime.fromisoformat(claimed.window_start)
+    assert age.total_seconds() < 60
     await db.close()
