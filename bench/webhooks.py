@@ -2,6 +2,7 @@
 calls a burst of events costs.
 
     .venv/bin/python bench/webhooks.py [--seconds 4] [--rounds 3] [--concurrency 16]
+                                       [--worker-rate 150] [--window-s 2]
 
 Everything runs on loopback as separate processes: the simulator (`python -m sync.simulator`),
 the worker (`python -m sync`), and for each variant a fresh uvicorn with the Procfile's flags,
@@ -14,10 +15,13 @@ driven by a keep-alive HTTP/1.1 load generator at a fixed concurrency:
 
 The worker works through a backlog of due inbox rows the whole time (each one an Alegra fetch and
 two write transactions on the same SQLite file), so every variant runs next to a writing worker;
-variants alternate, round after round. Every acknowledged delivery is then looked up in the
+variants alternate, round after round. The worker spends `--worker-rate` Alegra requests a minute,
+by default Alegra's limit of 150 (the most it can ever spend against Alegra), spread over windows
+of `--window-s` so that it writes during every run; `--worker-rate 6000` is a stress test at 40
+times what Alegra allows. Every acknowledged delivery is then looked up in the
 inbox by the id its answer gave, and its body checked. `web CPU ms/ack` (from /proc) is what the
-web process spent per acknowledgement: on a machine busy with other work it is the steadier
-measure, and its ratio says what throughput a dedicated core would reach.
+web process and its inbox committer spent per acknowledgement: on a machine busy with other work
+it is the steadier measure, and its ratio says what throughput dedicated cores would reach.
 
 Then a burst of 5,000 events over 200 contacts goes through the real web process and a fresh
 worker, and the simulator's request log says how many contacts the worker fetched.
@@ -123,11 +127,19 @@ class Bench:
     sim_url: str = ""
     contact_ids: list[str] = field(default_factory=list)
     procs: list[ManagedProcess] = field(default_factory=list)
+    rate: int = 150  # Alegra requests a minute the worker may spend
+
+    @property
+    def per_window(self) -> int:
+        """Requests per (shortened) window that make `rate` a minute: the same rate as Alegra's
+        window of a minute, spread evenly so the worker writes during every run."""
+        return max(1, round(self.rate * self.args.window_s / 60))
 
     def env(self, db: Path, port: int) -> dict[str, str]:
         return product_env(
             db, alegra_base_url=f"{self.sim_url}/api/v1", email=SIM_EMAIL, token=SIM_TOKEN,
-            port=port, ALEGRA_RATE_LIMIT=str(self.args.worker_rate), LOG_LEVEL="info",
+            port=port, ALEGRA_RATE_LIMIT=str(self.per_window),
+            ALEGRA_RATE_WINDOW_S=str(self.args.window_s), LOG_LEVEL="info",
         )
 
     def track(self, proc: ManagedProcess) -> ManagedProcess:
@@ -140,12 +152,15 @@ class Bench:
             proc.stop()
 
 
-def start_simulator(bench: Bench, contacts: int) -> None:
+def start_simulator(bench: Bench, contacts: int, rate: int) -> None:
+    """A fresh simulator allowing `rate` requests a minute (the worker is told the same)."""
+    bench.rate = rate
     port = free_port()
     args = [sys.executable, "-m", "sync.simulator", "--port", str(port), "--email", SIM_EMAIL,
-            "--token", SIM_TOKEN, "--rate-limit", str(bench.args.worker_rate), "--window-s", "60"]
+            "--token", SIM_TOKEN, "--rate-limit", str(bench.per_window),
+            "--window-s", str(bench.args.window_s)]
     proc = bench.track(ManagedProcess(
-        "simulator", args, {**os.environ, "PYTHONPATH": str(ROOT)}, bench.work).start())
+        f"simulator-{rate}", args, {**os.environ, "PYTHONPATH": str(ROOT)}, bench.work).start())
     bench.sim_url = f"http://127.0.0.1:{port}"
     proc.wait_http(f"{bench.sim_url}/_sim/state")
     seeded = httpx.post(f"{bench.sim_url}/_sim/seed", json={"contacts": contacts}).json()
@@ -153,10 +168,30 @@ def start_simulator(bench: Bench, contacts: int) -> None:
 
 
 def cpu_s(proc: ManagedProcess) -> float:
-    """CPU time (user + system) the process has used so far, from /proc (Linux)."""
+    """CPU time (user + system) the process and its running children (the inbox committer)
+    have used so far, from /proc (Linux)."""
     assert proc.proc is not None
-    fields = Path(f"/proc/{proc.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(_pid_cpu_s(pid) for pid in (proc.proc.pid, *_children(proc.proc.pid)))
+
+
+def _pid_cpu_s(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and int(
+                    (entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return found
 
 
 @contextmanager
@@ -166,10 +201,11 @@ def web(bench: Bench, variant: str, db: Path) -> Iterator[tuple[str, ManagedProc
     args = [sys.executable, "-m", "uvicorn", VARIANTS[variant], "--factory", "--host",
             "127.0.0.1", "--port", str(port), "--no-access-log", "--log-level", "warning"]
     proc = ManagedProcess(f"web-{variant}", args, bench.env(db, port), bench.work).start()
+    url = f"http://127.0.0.1:{port}"
     try:
-        proc.wait_http(f"http://127.0.0.1:{port}/healthz" if variant != "bare"
-                       else f"http://127.0.0.1:{port}/")
-        yield f"http://127.0.0.1:{port}", proc
+        proc.wait_http(f"{url}/healthz" if variant != "bare" else f"{url}/")
+        httpx.post(f"{url}{PATH}", content=b"{}")  # starts the committer before measuring
+        yield url, proc
     finally:
         proc.stop()
 
@@ -327,6 +363,7 @@ class Row:
     loads: list[Load]
     worker_rows: int = 0  # inbox rows the worker settled while this variant ran
     worker_s: float = 0.0
+    worker_cpu_s: float = 0.0
     lost: int = 0
 
     @property
@@ -354,6 +391,7 @@ def throughput(bench: Bench) -> list[Row]:
     for round_no in range(bench.args.rounds):
         for variant in VARIANTS:
             before, began = settled_rows(db), time.monotonic()
+            worker_cpu = cpu_s(worker) if worker is not None else 0.0
             with web(bench, variant, db) as (url, server):
                 cpu_before = cpu_s(server)
                 load = asyncio.run(drive(url, bodies, concurrency=bench.args.concurrency,
@@ -363,6 +401,7 @@ def throughput(bench: Bench) -> list[Row]:
             row.loads.append(load)
             row.worker_rows += settled_rows(db) - before
             row.worker_s += time.monotonic() - began
+            row.worker_cpu_s += (cpu_s(worker) - worker_cpu) if worker is not None else 0.0
             if variant != "bare":
                 row.lost += missing_acknowledged(db, load)
             print(f"  round {round_no + 1} {variant:12s} {load.per_s:8.0f}/s "
@@ -434,14 +473,15 @@ def report(rows: list[Row], result: Burst, args: argparse.Namespace) -> None:
           f"{args.seconds:.0f} s per variant; median throughput, latency over all rounds; "
           f"the worker spending up to {args.worker_rate} Alegra requests/min")
     print(f"{'variant':13s}{'acks/s':>9s}{'of bare':>9s}{'p50 ms':>9s}{'p99 ms':>9s}"
-          f"{'max ms':>9s}{'lost':>6s}{'worker rows/s':>15s}{'web CPU ms/ack':>16s}"
-          f"{'CPU-bound ratio':>17s}")
+          f"{'max ms':>9s}{'lost':>6s}{'worker rows/s':>15s}{'worker CPU':>12s}"
+          f"{'web CPU ms/ack':>16s}{'CPU-bound ratio':>17s}")
     for row in rows:
         pooled = row.pooled
         lost = "-" if row.variant == "bare" else str(row.lost)
         print(f"{row.variant:13s}{row.per_s:9.0f}{row.per_s / ceiling:9.0%}{pooled.pct(0.5):9.1f}"
               f"{pooled.pct(0.99):9.1f}{max(pooled.latencies) * 1000:9.1f}{lost:>6s}"
-              f"{row.worker_rows / max(row.worker_s, 1e-9):15.0f}{row.cpu_ms:16.3f}"
+              f"{row.worker_rows / max(row.worker_s, 1e-9):15.0f}"
+              f"{row.worker_cpu_s / max(row.worker_s, 1e-9):12.0%}{row.cpu_ms:16.3f}"
               f"{cpu_ceiling / row.cpu_ms if row.cpu_ms else 0:17.0%}")
     print(f"\nBurst: {result.events} events over {result.contacts} contacts: "
           f"{result.acknowledged} acknowledged, {result.lost} lost; the worker fetched "
@@ -458,8 +498,14 @@ def main() -> int:
     parser.add_argument("--contacts", type=int, default=200)
     parser.add_argument("--burst", type=int, default=5000)
     parser.add_argument("--burst-contacts", type=int, default=200)
-    parser.add_argument("--worker-rate", type=int, default=6000,
-                        help="Alegra requests per minute the worker may spend (Alegra: 150)")
+    parser.add_argument("--worker-rate", type=int, default=150,
+                        help="Alegra requests per minute the worker may spend (default: Alegra's "
+                             "limit, the most the worker can ever spend; more is a stress test)")
+    parser.add_argument("--burst-rate", type=int, default=6000,
+                        help="Alegra requests per minute for the burst (it counts fetches, so a "
+                             "faster simulator only makes it end sooner)")
+    parser.add_argument("--window-s", type=float, default=2.0,
+                        help="the simulator's rate-limit window (Alegra's is 60 s)")
     parser.add_argument("--backlog", type=int, default=20000,
                         help="due inbox rows the worker works through during the runs")
     parser.add_argument("--no-worker", dest="worker", action="store_false",
@@ -468,9 +514,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-webhooks-") as tmp:
         bench = Bench(args, Path(tmp))
         try:
-            start_simulator(bench, max(args.contacts, args.burst_contacts))
+            start_simulator(bench, args.contacts, args.worker_rate)
             print("throughput (each run on a fresh uvicorn):", flush=True)
             rows = throughput(bench)
+            start_simulator(bench, args.burst_contacts, args.burst_rate)
             result = burst(bench)
         finally:
             bench.stop_all()

@@ -1,17 +1,19 @@
 """`POST /webhooks/alegra/{token}`: check the URL token, store the delivery, answer.
 
-Nothing else happens in the request: no Alegra call, no cache write. A delivery is committed to
-the inbox (group commit: `store/inbox_writer.py`) before the 2xx; a body that is not JSON or not
-a shape we know is stored as such and still answered 2xx, because every non-2xx counts toward
-Alegra deleting the subscription. The only non-2xx answers: 404 for a bad token (nothing stored),
-413 past the body bound, and 503 if the store could not commit in time (Alegra retries).
+Nothing else happens in the request: no Alegra call, no cache write, not even parsing the body.
+A delivery is committed to the inbox (group commit through the committer process:
+`store/inbox_writer.py`) before the 2xx; a body that is not JSON or not a shape we know is
+stored as such (and logged by the committer as `webhook.unusable`) and still answered 2xx,
+because every non-2xx counts toward Alegra deleting the subscription. The only non-2xx answers:
+404 for a bad token (nothing stored), 413 past the body bound, and 503 if the store could not
+commit in time (Alegra retries).
 The token is a secret: it is never logged (only `fingerprint()`), and uvicorn runs without
 access logs (Procfile) so the path never reaches a log line either.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -23,9 +25,9 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from receiver.errors import ApiError
-from sync.events.parse import parse_delivery
 from sync.logs import get_logger, register_secrets
-from sync.store.inbox import Item, NewDelivery, NewHandshake
+from sync.store.inbox import NewDelivery, NewHandshake
+from sync.store.inbox_channel import CommitterOptions
 from sync.store.inbox_writer import InboxWriter
 from sync.webhook_tokens import TokenTable, all_tokens, fingerprint
 
@@ -48,7 +50,8 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     """Start the inbox's group-commit writer; at shutdown, commit what is queued."""
     settings = app.state.settings
     register_secrets(all_tokens(settings.secret_keys))
-    writer = InboxWriter(settings.database_path, on_commit=_log_stored)
+    options = CommitterOptions(log_format=settings.log_format, log_level=settings.log_level)
+    writer = InboxWriter(settings.database_path, options=options)
     await writer.start()
     app.state.webhooks = Endpoint(
         TokenTable(settings.secret_keys), settings.max_webhook_body_bytes, writer)
@@ -72,14 +75,7 @@ async def receive(request: Request) -> Response:
     body = await read_bounded(request, endpoint.max_body)
     if not body or body.isspace():
         return await _handshake(endpoint.writer, key_index)
-    parsed = parse_delivery(body)
-    delivery = NewDelivery(
-        body, parsed.shape, parsed.subject, parsed.resource, parsed.resource_id, key_index
-    )
-    inbox_id = await _store(endpoint.writer, delivery)
-    if parsed.shape != "ok":
-        get_logger(inbox_id=inbox_id).warning(
-            "webhook.unusable", shape=parsed.shape, subject=parsed.subject)
+    inbox_id = await _store(endpoint.writer, NewDelivery(body, key_index))
     return Response(b'{"status":"stored","id":%d}' % inbox_id, media_type=JSON)
 
 
@@ -130,15 +126,6 @@ async def _handshake(writer: InboxWriter, key_index: int) -> Response:
         get_logger().warning("webhook.handshake_not_recorded", error=type(exc).__name__)
     get_logger().info("webhook.handshake", key_index=key_index)
     return Response(b'{"status":"ok"}', media_type=JSON)
-
-
-def _log_stored(items: Sequence[Item], ids: list[int]) -> None:
-    """One line per committed batch (per-request lines would cost as much as the request). A
-    batch's deliveries have consecutive ids, so the first and last say which rows they are."""
-    stored = [i for item, i in zip(items, ids, strict=True) if isinstance(item, NewDelivery)]
-    if stored:
-        get_logger(first_id=stored[0], last_id=stored[-1]).info(
-            "webhook.stored", count=len(stored))
 
 
 routes: list[BaseRoute] = [Route("/webhooks/alegra/{token}", receive, methods=["POST"])]

@@ -1,7 +1,9 @@
 """The webhook inbox: deliveries committed before the 2xx, then worked by the events lane.
 
 Web side: the rows a delivery and a handshake leave (`NewDelivery`, `NewHandshake`), written in
-batches by `store/inbox_writer.py` (group commit).
+batches (group commit) by `store/inbox_writer.py` through the committer process
+(`store/inbox_committer.py`). What a row records about its body (shape, subject, resource, id) is
+parsed when the row is written, off the web process's event loop.
 
 Worker side: rows move received → applied | skipped | failed (retried after `next_attempt_at`)
 → parked. Rows about the same resource are claimed together, so one fetch from Alegra serves
@@ -13,7 +15,9 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
+from sync.events.parse import parse_delivery
 from sync.store.db import Database, Row, utcnow
 
 PENDING_STATES = ("received", "failed")
@@ -21,11 +25,9 @@ PENDING_STATES = ("received", "failed")
 
 @dataclass(frozen=True)
 class NewDelivery:
+    """A delivery as received: its bytes, and which SECRET_KEY's URL it came in on."""
+
     body: bytes
-    shape: str
-    subject: str | None
-    resource: str | None
-    resource_id: str | None
     key_index: int
 
 
@@ -45,12 +47,27 @@ INSERT_DELIVERY = INSERT_DELIVERIES + DELIVERY_ROW
 INSERT_HANDSHAKE = "INSERT INTO webhook_handshakes(received_at, key_index) VALUES (?, ?)"
 
 
-def delivery_params(items: Sequence[Item], at: str) -> list[tuple[object, ...]]:
-    """The INSERT parameters of the deliveries among `items`, in order (pure)."""
-    return [
-        (at, i.subject, i.resource, i.resource_id, i.body, i.shape, i.key_index)
-        for i in items if isinstance(i, NewDelivery)
-    ]
+class DeliveryRow(NamedTuple):
+    """One delivery's INSERT parameters, in DELIVERY_ROW's order."""
+
+    received_at: str
+    subject: str | None
+    resource: str | None
+    resource_id: str | None
+    body: bytes
+    shape: str
+    key_index: int
+
+
+def delivery_params(items: Sequence[Item], at: str) -> list[DeliveryRow]:
+    """The rows of the deliveries among `items`, in order, each body parsed (pure)."""
+    rows = []
+    for item in items:
+        if isinstance(item, NewDelivery):
+            parsed = parse_delivery(item.body)
+            rows.append(DeliveryRow(at, parsed.subject, parsed.resource, parsed.resource_id,
+                                    item.body, parsed.shape, item.key_index))
+    return rows
 
 
 def handshake_params(items: Sequence[Item], at: str) -> list[tuple[object, ...]]:
@@ -90,22 +107,34 @@ class Group:
     rows: tuple[Row, ...]
 
 
+SCAN_PER_GROUP = 25  # due_groups reads at most this many pending rows per group it may return
+
+
 async def due_groups(
     db: Database, *, quiet_before: str, waited_before: str, limit: int
 ) -> list[tuple[str, str]]:
     """(resource, id) pairs with work due, oldest first. Work is due once the inbox has been
     quiet (no delivery since `quiet_before`: a burst is over), or once a pair's oldest waiting
     delivery arrived before `waited_before`: a burst settles into one fetch per resource, and no
-    delivery waits much longer than that, even under a steady stream."""
+    delivery waits much longer than that, even under a steady stream.
+
+    Reads only the oldest pending rows (through `inbox_pending`; a received row never has a
+    next attempt time), so a round costs the same with 20 or 20,000 deliveries waiting."""
+    scan = limit * SCAN_PER_GROUP
     rows = await db.fetchall(
-        "SELECT resource, resource_id, MIN(received_at) AS first_at FROM inbox"
-        " WHERE shape = 'ok' AND (state = 'received'"
-        "   OR (state = 'failed' AND next_attempt_at <= ?))"
-        " GROUP BY resource, resource_id"
-        " HAVING (SELECT received_at FROM inbox ORDER BY id DESC LIMIT 1) <= ?"
-        "   OR MIN(received_at) <= ?"
-        " ORDER BY first_at LIMIT ?",
-        (utcnow(), quiet_before, waited_before, limit),
+        "SELECT resource, resource_id, MIN(id) AS first_id FROM ("
+        "  SELECT * FROM (SELECT id, resource, resource_id, received_at FROM inbox"
+        "   WHERE state = 'received' AND next_attempt_at IS NULL AND shape = 'ok'"
+        "   ORDER BY id LIMIT :scan)"
+        "  UNION ALL"
+        "  SELECT * FROM (SELECT id, resource, resource_id, received_at FROM inbox"
+        "   WHERE state = 'failed' AND next_attempt_at <= :now AND shape = 'ok'"
+        "   ORDER BY next_attempt_at LIMIT :scan))"
+        " WHERE (SELECT received_at FROM inbox ORDER BY id DESC LIMIT 1) <= :quiet"
+        "   OR received_at <= :waited"
+        " GROUP BY resource, resource_id ORDER BY first_id LIMIT :limit",
+        {"scan": scan, "now": utcnow(), "quiet": quiet_before, "waited": waited_before,
+         "limit": limit},
     )
     return [(r["resource"], r["resource_id"]) for r in rows]
 
@@ -145,7 +174,8 @@ async def mark_retry(
 
 async def skip_unusable(db: Database, *, limit: int = 500) -> list[Row]:
     """Mark received rows that are not JSON or not a known shape as skipped; returns them.
-    (A read first: the common case, nothing to skip, takes no write lock.)"""
+    (A read first, through the small `inbox_unusable` index: the common case, nothing to skip,
+    takes no write lock and reads no pending row.)"""
     if await db.fetchone(
         "SELECT 1 FROM inbox WHERE state = 'received' AND shape != 'ok' LIMIT 1"
     ) is None:

@@ -1,97 +1,28 @@
 """Group commit for the webhook inbox: the web process's hot path.
 
 Each request hands its row to `InboxWriter.submit` and waits on the future it gets. One writer
-task takes everything queued, writes it in ONE transaction on its own SQLite connection in its
-own thread, commits, and only then resolves each request's future: one fsync serves a whole
-batch, and every 2xx is sent after its row is durable. The batch is one call into the thread
-(BEGIN … COMMIT together), so a busy event loop never makes a transaction wait on the GIL between
-statements, and the writer never queues behind the web process's other queries.
+task takes everything queued and sends it as ONE batch to the committer process
+(`store/inbox_committer.py`, through `store/inbox_channel.py`), which parses the bodies, writes the
+batch in one transaction and commits before it answers; only then is each request's future
+resolved. One fsync serves a whole batch, every 2xx is sent after its row is durable, and the
+event loop's share of a batch is one frame out and one answer in: no thread, no GIL hand-off.
 
-When the worker holds the write lock, the writer's thread waits it out in fine steps (never the
-event loop); a request that waits past its own deadline is answered 503 by the receiver.
+While a batch is being committed the next one gathers. When the worker holds the write lock the
+committer waits it out in fine steps; a request that waits past its own deadline is answered 503
+by the receiver.
 """
 
 from __future__ import annotations
 
 import asyncio
-import sqlite3
-import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar
 
-from sync.store.db import utcnow
-from sync.store.inbox import (
-    DELIVERY_ROW,
-    INSERT_DELIVERIES,
-    INSERT_HANDSHAKE,
-    Item,
-    delivery_params,
-    handshake_params,
-    ids_for,
-)
+from sync.store.inbox import Item, NewDelivery
+from sync.store.inbox_channel import CommitterChannel, CommitterOptions
 
-WAL_AUTOCHECKPOINT_PAGES = 10_000  # SQLite's default is 1,000 (what the other connections use)
-LOCK_WAIT_S = 2.5  # less than the receiver's deadline: a batch that cannot lock fails, not hangs
+MAX_BATCH_BYTES = 4 << 20  # a batch stops growing past this many bytes of bodies (or max_batch)
 SWEEP_S = 0.05  # how often deadlines are checked: a timeout fires up to this much late
 Entry = tuple[Item, "asyncio.Future[int]"]
-OnCommit = Callable[[Sequence[Item], list[int]], None]
-T = TypeVar("T")
-
-
-def insert_items(conn: sqlite3.Connection, items: Sequence[Item]) -> list[int]:
-    """Write a batch in one transaction (blocking; on the writer's thread). Returns the ids."""
-    at = utcnow()
-    deliveries, handshakes = delivery_params(items, at), handshake_params(items, at)
-    if not handshakes:  # the usual batch: ONE statement, which is its own transaction
-        return ids_for(items, retry_locked(lambda: _insert_deliveries(conn, deliveries)))
-    begin_immediate(conn)
-    try:
-        conn.executemany(INSERT_HANDSHAKE, handshakes)
-        last = _insert_deliveries(conn, deliveries) if deliveries else 0
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:  # a failed COMMIT too: the next batch must start clean
-            conn.execute("ROLLBACK")
-        raise
-    return ids_for(items, last)
-
-
-def _insert_deliveries(conn: sqlite3.Connection, rows: list[tuple[object, ...]]) -> int:
-    """Every delivery in ONE multi-row INSERT (rows keep their order); returns the last rowid.
-
-    One statement is one `sqlite3_step`, so the thread gives up and takes back the GIL once per
-    batch instead of once per row: under a busy event loop each take-back can wait the interpreter's
-    switch interval (5 ms), and costs both threads CPU. Outside BEGIN (autocommit) the statement is
-    a transaction of its own: it takes the write lock, inserts every row and commits (fsync under
-    `synchronous = FULL`) in that one step; if it cannot lock, nothing was written.
-    """
-    sql = INSERT_DELIVERIES + ", ".join([DELIVERY_ROW] * len(rows))
-    cursor = conn.execute(sql, [value for row in rows for value in row])
-    return int(cursor.lastrowid or 0)
-
-
-def begin_immediate(conn: sqlite3.Connection) -> None:
-    """Take the write lock (see `retry_locked`)."""
-    retry_locked(lambda: conn.execute("BEGIN IMMEDIATE"))
-
-
-def retry_locked(write: Callable[[], T]) -> T:
-    """Run `write` (a statement that takes the write lock first), polling every fraction of a
-    millisecond while another process holds the lock. SQLite's own busy handler sleeps 1, 2, 5,
-    10, 15, 20, 25… ms between tries, which adds tens of milliseconds to every delivery that meets
-    one of the worker's short transactions. Raises sqlite3.OperationalError after LOCK_WAIT_S."""
-    deadline = time.monotonic() + LOCK_WAIT_S
-    pause = 0.0002
-    while True:
-        try:
-            return write()
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() >= deadline:
-                raise
-        time.sleep(pause)
-        pause = min(pause * 2, 0.002)
 
 
 class StoreTimeout(TimeoutError):
@@ -101,29 +32,23 @@ class StoreTimeout(TimeoutError):
 class InboxWriter:
     """`await start()` in the lifespan, `submit()` per request, `await close()` at shutdown.
 
-    `on_commit(items, ids)` is called after each committed batch (one log line per batch rather
-    than one per request: on the hot path a log line costs as much as the rest of the request).
     Per request there is only a list append and a future: no queue, no timer (one sweep every
     SWEEP_S expires what passed its deadline).
     """
 
     def __init__(
-        self, path: Path, *, max_batch: int = 256, on_commit: OnCommit | None = None
+        self, path: Path, *, max_batch: int = 256, options: CommitterOptions | None = None
     ) -> None:
-        self.path = path
         self.max_batch = max_batch
-        self.on_commit = on_commit
+        self.channel = CommitterChannel(path, options)
         self._pending: list[Entry] = []
         self._wake: asyncio.Future[None] | None = None  # set while the writer waits for work
         self._deadlines: list[tuple[float, asyncio.Future[int]]] = []
         self._sweeper: asyncio.TimerHandle | None = None
         self._closing = False
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inbox-writer")
-        self._conn: sqlite3.Connection | None = None
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        await self._call(self._open)
         self._task = asyncio.create_task(self._run(), name="inbox-writer")
 
     def submit(self, item: Item, *, timeout_s: float | None = None) -> asyncio.Future[int]:
@@ -141,7 +66,7 @@ class InboxWriter:
         return future
 
     async def close(self) -> None:
-        """Commit what is queued, then stop and close the connection."""
+        """Commit what is queued, then stop the committer."""
         if self._task is not None:
             self._closing = True
             if self._wake is not None and not self._wake.done():
@@ -151,24 +76,7 @@ class InboxWriter:
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
-        if self._conn is not None:
-            await self._call(self._conn.close)
-            self._conn = None
-        self._thread.shutdown(wait=False)
-
-    def _open(self) -> None:
-        conn = sqlite3.connect(self.path, isolation_level=None, timeout=0)  # see retry_locked
-        conn.execute("PRAGMA synchronous = FULL")  # per connection: durable before the 2xx
-        # Checkpoints (copying the WAL into the database file) are left to the other connections,
-        # the worker's above all, which commit often: one run from here would stall a batch of
-        # acknowledgements. Past this many pages (~40 MB) this connection checkpoints too, so the
-        # WAL stays bounded while the worker is down.
-        conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
-        self._conn = conn
-
-    async def _call(self, fn: object, *args: object) -> object:
-        assert callable(fn)
-        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
+        await self.channel.stop()
 
     async def _run(self) -> None:
         """Commit whatever is queued, batch after batch; wait when nothing is; after close(),
@@ -179,26 +87,31 @@ class InboxWriter:
                 await self._wake
                 self._wake = None
                 continue
-            batch = self._pending[: self.max_batch]
-            del self._pending[: self.max_batch]
-            await self._commit(batch)
+            await self._commit(self._take_batch())
+
+    def _take_batch(self) -> list[Entry]:
+        """The oldest queued rows: up to max_batch of them and about MAX_BATCH_BYTES of bodies."""
+        size, count = 0, 0
+        for item, _ in self._pending[: self.max_batch]:
+            count += 1
+            size += len(item.body) if isinstance(item, NewDelivery) else 0
+            if size >= MAX_BATCH_BYTES:
+                break
+        batch = self._pending[:count]
+        del self._pending[:count]
+        return batch
 
     async def _commit(self, batch: list[Entry]) -> None:
-        assert self._conn is not None
-        items = [item for item, _ in batch]
         try:
-            ids = await self._call(insert_items, self._conn, items)
+            ids = await self.channel.commit([item for item, _ in batch])
         except Exception as exc:  # the requests answer 503 and Alegra retries; the writer lives on
             for _, future in batch:
                 if not future.done():
                     future.set_exception(exc)
             return
-        assert isinstance(ids, list)
         for (_, future), inbox_id in zip(batch, ids, strict=True):
             if not future.done():  # a request whose deadline passed was already answered
                 future.set_result(inbox_id)
-        if self.on_commit is not None:
-            self.on_commit(items, ids)
 
     def _sweep(self) -> None:
         """Fail the futures whose deadline has passed; forget the settled ones."""

@@ -72,9 +72,7 @@ class Store:
         self.run(lambda db: upsert_contacts(db, records, source=source))
 
     def deliveries(self, *bodies: dict[str, Any]) -> list[int]:
-        items = [NewDelivery(json.dumps(b).encode(), "ok", b["subject"],
-                             next(iter(b["message"])), str(next(iter(b["message"].values()))["id"]),
-                             0) for b in bodies]
+        items = [NewDelivery(json.dumps(b).encode(), 0) for b in bodies]
         return self.run(lambda db: write_batch(db, items))
 
     def fail_delivery(self, inbox_id: int, state: str = "failed", error: str = "boom") -> None:

@@ -14,7 +14,6 @@ from structlog.testing import capture_logs
 from sync.alegra.client import AlegraClient
 from sync.events.apply import RetryPolicy
 from sync.events.lane import LaneConfig, run_round
-from sync.events.parse import parse_delivery
 from sync.store import inbox
 from sync.store.contacts import get_cached_contact
 from sync.store.db import Database
@@ -28,9 +27,7 @@ FAST = LaneConfig(quiet_s=0.0, max_wait_s=0.0, poll_s=0.01,
 
 
 def as_received(body: bytes) -> inbox.NewDelivery:
-    parsed = parse_delivery(body)
-    return inbox.NewDelivery(
-        body, parsed.shape, parsed.subject, parsed.resource, parsed.resource_id, 0)
+    return inbox.NewDelivery(body, 0)
 
 
 async def deliver(db: Database, subject: str, resource: str, **fields: Any) -> int:
@@ -238,8 +235,7 @@ async def test_unused_and_unusable_deliveries_are_skipped_without_fetching(
     await deliver(db, "new-item", "item", id="1")
     await deliver(db, "edit-invoice", "invoice", id="2")
     await deliver(db, "archive-client", "client", id="3")
-    [bad] = await inbox.write_batch(db, [inbox.NewDelivery(b"{oops", "malformed", None, None,
-                                                           None, 0)])
+    [bad] = await inbox.write_batch(db, [inbox.NewDelivery(b"{oops", 0)])
     simulator.state.clear_log()
     await settle(alegra, db)
     assert simulator.state.calls() == 0
@@ -267,3 +263,25 @@ async def test_a_burst_waits_for_quiet_or_the_longest_wait(db: Database) -> None
                                   limit=10) == [("client", "1"), ("client", "2")]
     assert await inbox.due_groups(db, quiet_before=before_any, waited_before=oldest,
                                   limit=10) == [("client", "1")]
+
+
+async def test_due_work_is_the_oldest_pending_whatever_the_backlog(db: Database) -> None:
+    """With thousands of resources waiting, each round gets the oldest ones (a failed row whose
+    retry is due and a requeued row included), and what lies past one round's reading comes
+    in later rounds."""
+    await inbox.write_batch(db, [as_received(delivery("edit-client", "client", id=str(n)))
+                                 for n in range(600)])
+    now = datetime.now(UTC).isoformat()
+    await inbox.mark_retry(db, [(1, "failed", "2000-01-01T00:00:00+00:00"),
+                                (2, "failed", "2999-01-01T00:00:00+00:00"),
+                                (3, "parked", None)], error="boom")
+    assert await inbox.requeue(db, [3]) == 1
+    due = await inbox.due_groups(db, quiet_before=now, waited_before=now, limit=4)
+    assert due == [("client", "0"), ("client", "2"), ("client", "3"), ("client", "4")]
+    seen: list[tuple[str, str]] = []
+    while batch := await inbox.due_groups(db, quiet_before=now, waited_before=now, limit=10):
+        seen += batch
+        for resource, resource_id in batch:
+            group = await inbox.claim_group(db, resource, resource_id)
+            await inbox.mark_done(db, [r["id"] for r in group.rows], state="applied", note=None)
+    assert sorted(int(i) for _, i in seen) == [n for n in range(600) if n != 1]

@@ -7,9 +7,9 @@ import asyncio
 import pytest
 
 from sync.settings import Settings
-from sync.store import inbox_writer
 from sync.store.db import Database
 from sync.store.inbox import NewDelivery, NewHandshake
+from sync.store.inbox_channel import CommitterOptions
 from sync.store.inbox_writer import InboxWriter
 from tests.webhooks.conftest import read_db
 from tests.webhooks.test_receiver import hold_write_lock
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.anyio
 
 
 def item(n: int) -> NewDelivery:
-    return NewDelivery(f'{{"n": {n}}}'.encode(), "unknown", None, None, f"r{n}", 0)
+    return NewDelivery(f'{{"n": {n}}}'.encode(), 0)
 
 
 async def test_queued_rows_share_one_commit_and_keep_their_ids(
@@ -31,22 +31,21 @@ async def test_queued_rows_share_one_commit_and_keep_their_ids(
     futures.insert(10, writer.submit(NewHandshake(1)))
     ids = await asyncio.gather(*futures)
     await writer.close()
-    rows = {r["id"]: r["resource_id"] for r in read_db(settings.database_path,
-                                                        "SELECT id, resource_id FROM inbox")}
+    rows = {r["id"]: r["body"] for r in read_db(settings.database_path,
+                                                 "SELECT id, body FROM inbox")}
     delivery_ids = [i for i in ids if i]
     assert ids[10] == 0
-    assert [rows[i] for i in delivery_ids] == [f"r{n}" for n in range(50)]
+    assert [rows[i] for i in delivery_ids] == [item(n).body for n in range(50)]
     handshakes = read_db(settings.database_path, "SELECT key_index FROM webhook_handshakes")
     assert [h["key_index"] for h in handshakes] == [1]
 
 
 async def test_a_batch_that_cannot_lock_fails_and_the_writer_goes_on(
-    db: Database, settings: Settings, monkeypatch: pytest.MonkeyPatch
+    db: Database, settings: Settings
 ) -> None:
-    """Past LOCK_WAIT_S the batch's futures raise (the requests answer 503); the next batch,
+    """Past the lock wait the batch's futures raise (the requests answer 503); the next batch,
     once the lock is free, commits."""
-    monkeypatch.setattr(inbox_writer, "LOCK_WAIT_S", 0.1)
-    writer = InboxWriter(settings.database_path)
+    writer = InboxWriter(settings.database_path, options=CommitterOptions(lock_wait_s=0.1))
     await writer.start()
     holder = hold_write_lock(settings.database_path, seconds=0.5)
     with pytest.raises(Exception, match="locked"):
@@ -54,5 +53,5 @@ async def test_a_batch_that_cannot_lock_fails_and_the_writer_goes_on(
     await asyncio.to_thread(holder.join)
     assert await writer.submit(item(2)) > 0
     await writer.close()
-    assert [r["resource_id"] for r in read_db(settings.database_path,
-                                              "SELECT resource_id FROM inbox")] == ["r2"]
+    assert [r["body"] for r in read_db(settings.database_path,
+                                       "SELECT body FROM inbox")] == [item(2).body]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import time
@@ -68,15 +69,25 @@ def test_bad_token_is_404_stores_nothing_and_logs_no_token(
     assert forged not in repr(logs)
 
 
-def test_no_log_line_carries_the_token(app_client: TestClient, token: str) -> None:
-    """Stored deliveries and handshakes are logged without the URL's token."""
+def test_no_log_line_carries_the_token(
+    app_client: TestClient, token: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Stored deliveries and handshakes are logged (the stored ones by the committer process)
+    without the URL's token."""
     with capture_logs() as logs:
         app_client.post(f"/webhooks/alegra/{token}", content=b"")
         app_client.post(f"/webhooks/alegra/{token}",
                         content=delivery("new-client", "client", id="1"))
-    assert {"webhook.handshake", "webhook.stored"} <= {entry["event"] for entry in logs}
-    assert token not in repr(logs)
-    assert NEW_KEY not in repr(logs)
+        app_client.post(f"/webhooks/alegra/{token}", content=b"not json")
+    committer = [json.loads(line) for line in capfd.readouterr().err.splitlines()]
+    assert "webhook.handshake" in {entry["event"] for entry in logs}
+    stored = [e for e in committer if e["event"] == "webhook.stored"]
+    assert sum(e["count"] for e in stored) == 2
+    unusable = [e for e in committer if e["event"] == "webhook.unusable"]
+    assert [e["shape"] for e in unusable] == ["malformed"]
+    for text in (repr(logs), repr(committer)):
+        assert token not in text
+        assert NEW_KEY not in text
 
 
 def test_old_key_url_still_accepted_after_rotation(tmp_path: Path) -> None:

@@ -1,0 +1,218 @@
+"""The inbox committer: a child process of the web process that writes the webhook inbox.
+
+    python -m sync.store.inbox_committer FD DATABASE [--lock-wait S] [--log-format F]
+                                         [--log-level L]
+
+The web process (`store/inbox_channel.py`) starts it and talks to it over a socket pair, FD being
+this end. Why a process and not a thread: every hand-off between the event loop and a writer
+thread goes through the GIL, and on the hot webhook path that cost the event loop more than
+everything else the endpoint does (measured, see bench/webhooks.py and the README): a process
+shares no GIL, and the loop only writes one frame and reads one answer per batch.
+
+The protocol, one batch in flight at a time: frames of a 4-byte big-endian length and a pickle
+(both ends are this program, over a socket pair nobody else holds). The web process sends a
+batch, a list of `(body, key_index)` with body None for a handshake; the committer parses each
+body (`events/parse.py`: what the row records about it), inserts the batch in ONE transaction,
+commits (`synchronous = FULL`: durable before the answer), and answers `("ok", ids)`, or
+`("error", "<Type>: <message>")` with nothing written. End of file means the web process is done
+or gone: the committer exits. A batch it committed but could not answer for (the web process
+died meanwhile) was answered 503 or not at all, so Alegra delivers it again: a duplicate row,
+which the events lane treats like any repeated delivery.
+"""
+
+from __future__ import annotations
+
+import argparse
+import pickle
+import socket
+import sqlite3
+import struct
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sync.logs import configure_logging, get_logger
+from sync.store.db import utcnow
+from sync.store.inbox import (
+    DELIVERY_ROW,
+    INSERT_DELIVERIES,
+    INSERT_HANDSHAKE,
+    DeliveryRow,
+    Item,
+    NewDelivery,
+    NewHandshake,
+    delivery_params,
+    handshake_params,
+    ids_for,
+)
+
+LOCK_WAIT_S = 2.5  # less than the receiver's deadline: a batch that cannot lock fails, not hangs
+WAL_AUTOCHECKPOINT_PAGES = 10_000  # SQLite's default is 1,000 (what the other connections use)
+HEAD = struct.Struct("!I")
+T = TypeVar("T")
+Wire = tuple[bytes | None, int]
+
+
+# --- the wire format (both ends) --------------------------------------------------------------
+
+def frame(value: object) -> bytes:
+    data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    return HEAD.pack(len(data)) + data
+
+
+def to_wire(items: Sequence[Item]) -> list[Wire]:
+    return [(i.body, i.key_index) if isinstance(i, NewDelivery) else (None, i.key_index)
+            for i in items]
+
+
+def from_wire(batch: Sequence[Wire]) -> list[Item]:
+    return [NewHandshake(key) if body is None else NewDelivery(body, key) for body, key in batch]
+
+
+def read_frame(sock: socket.socket) -> Any | None:
+    """The next frame's value, or None at end of file."""
+    head = _read_exactly(sock, HEAD.size)
+    if head is None:
+        return None
+    body = _read_exactly(sock, HEAD.unpack(head)[0])
+    return None if body is None else pickle.loads(body)  # noqa: S301 — our own parent's batch
+
+
+def _read_exactly(sock: socket.socket, size: int) -> bytes | None:
+    chunks, left = [], size
+    while left:
+        chunk = sock.recv(min(left, 1 << 20))
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+# --- writing ----------------------------------------------------------------------------------
+
+def open_connection(path: Path) -> sqlite3.Connection:
+    """The committer's connection: its own lock waiting (`retry_locked`), FULL sync."""
+    conn = sqlite3.connect(path, isolation_level=None, timeout=0)
+    conn.execute("PRAGMA synchronous = FULL")  # per connection: durable before the 2xx
+    # Checkpoints (copying the WAL into the database file) are left to the other connections,
+    # the worker's above all, which commit often: one run from here would stall a batch of
+    # acknowledgements. Past this many pages (~40 MB) this connection checkpoints too, so the
+    # WAL stays bounded while the worker is down.
+    conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
+    return conn
+
+
+def insert_items(
+    conn: sqlite3.Connection, items: Sequence[Item], lock_wait_s: float = LOCK_WAIT_S
+) -> tuple[list[int], list[DeliveryRow]]:
+    """Write a batch in one transaction. Returns each item's id and the delivery rows written."""
+    at = utcnow()
+    deliveries, handshakes = delivery_params(items, at), handshake_params(items, at)
+    if not handshakes:  # the usual batch: ONE statement, which is its own transaction
+        last = retry_locked(lambda: _insert_deliveries(conn, deliveries), lock_wait_s)
+        return ids_for(items, last), deliveries
+    retry_locked(lambda: conn.execute("BEGIN IMMEDIATE"), lock_wait_s)
+    try:
+        conn.executemany(INSERT_HANDSHAKE, handshakes)
+        last = _insert_deliveries(conn, deliveries) if deliveries else 0
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:  # a failed COMMIT too: the next batch must start clean
+            conn.execute("ROLLBACK")
+        raise
+    return ids_for(items, last), deliveries
+
+
+def _insert_deliveries(conn: sqlite3.Connection, rows: list[DeliveryRow]) -> int:
+    """Every delivery in ONE multi-row INSERT (rows keep their order); returns the last rowid.
+    Outside BEGIN (autocommit) the statement is a transaction of its own: it takes the write
+    lock, inserts every row and commits in that one step; if it cannot lock, nothing was written.
+    """
+    sql = INSERT_DELIVERIES + ", ".join([DELIVERY_ROW] * len(rows))
+    cursor = conn.execute(sql, [value for row in rows for value in row])
+    return int(cursor.lastrowid or 0)
+
+
+def retry_locked(write: Callable[[], T], lock_wait_s: float) -> T:
+    """Run `write` (a statement that takes the write lock first), polling every half millisecond
+    at most while another process holds the lock. SQLite's own busy handler sleeps 1, 2, 5, 10,
+    15, 20, 25… ms between tries, which adds tens of milliseconds to every delivery that meets one
+    of the worker's short transactions. Raises sqlite3.OperationalError after `lock_wait_s`."""
+    deadline = time.monotonic() + lock_wait_s
+    pause = 0.0002
+    while True:
+        try:
+            return write()
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.0005)
+
+
+# --- the process --------------------------------------------------------------------------------
+
+def serve(sock: socket.socket, conn: sqlite3.Connection, lock_wait_s: float) -> None:
+    """Answer batches until end of file. Each answer goes out before the batch's log lines:
+    the requests are waiting for it."""
+    while (batch := read_frame(sock)) is not None:
+        items = from_wire(batch)
+        try:
+            ids, rows = insert_items(conn, items, lock_wait_s)
+        except Exception as exc:  # the batch is answered 503 and Alegra delivers it again
+            if not _answer(sock, ("error", f"{type(exc).__name__}: {exc}")):
+                return
+            get_logger(count=len(items)).error("webhook.store_failed", error=type(exc).__name__)
+            continue
+        if not _answer(sock, ("ok", ids)):
+            return
+        _log_stored(ids, rows)
+
+
+def _answer(sock: socket.socket, reply: tuple[str, Any]) -> bool:
+    """Send the answer; False if the web process is gone."""
+    try:
+        sock.sendall(frame(reply))
+    except OSError:
+        return False
+    return True
+
+
+def _log_stored(ids: list[int], rows: list[DeliveryRow]) -> None:
+    """One line per committed batch (a line per delivery would cost as much as the delivery),
+    and one per delivery whose body is not a shape we know. A batch's deliveries have
+    consecutive ids, so the first and last say which rows they are."""
+    stored = [i for i in ids if i]
+    if not stored:
+        return
+    get_logger(first_id=stored[0], last_id=stored[-1]).info("webhook.stored", count=len(stored))
+    for inbox_id, row in zip(stored, rows, strict=True):
+        if row.shape != "ok":
+            get_logger(inbox_id=inbox_id).warning(
+                "webhook.unusable", shape=row.shape, subject=row.subject)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("fd", type=int)
+    parser.add_argument("database", type=Path)
+    parser.add_argument("--lock-wait", type=float, default=LOCK_WAIT_S)
+    parser.add_argument("--log-format", default="auto")
+    parser.add_argument("--log-level", default="info")
+    args = parser.parse_args(argv)
+    configure_logging(args.log_format, args.log_level)
+    sock = socket.socket(fileno=args.fd)
+    conn = open_connection(args.database)
+    try:
+        serve(sock, conn, args.lock_wait)
+    finally:
+        conn.close()
+        sock.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

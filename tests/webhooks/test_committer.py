@@ -1,0 +1,150 @@
+"""The committer process that writes the inbox for the web process: what it records, and what
+happens when it, or the web process, dies."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from sync.settings import Settings
+from sync.store import inbox_channel
+from sync.store.db import Database
+from sync.store.inbox import NewDelivery, NewHandshake
+from sync.store.inbox_channel import CommitterGone
+from sync.store.inbox_writer import MAX_BATCH_BYTES, InboxWriter
+from tests.webhooks.conftest import delivery, read_db
+from tests.webhooks.test_receiver import hold_write_lock
+
+pytestmark = pytest.mark.anyio
+
+
+def exited(pid: int) -> bool:
+    """True once `pid` has exited (gone, or a zombie nobody has reaped yet)."""
+    try:
+        status = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return True
+    return status in {"Z", "X"}
+
+
+def wait_exited(pid: int, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if exited(pid):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+async def test_each_row_records_what_its_body_is(db: Database, settings: Settings) -> None:
+    """The committer parses each body: resource, id and subject for a known shape, the shape
+    for the rest; a handshake leaves its note and no inbox row."""
+    writer = InboxWriter(settings.database_path)
+    await writer.start()
+    ids = await asyncio.gather(
+        writer.submit(NewDelivery(delivery("edit-client", "client", id="77"), 1)),
+        writer.submit(NewDelivery(b"{not json", 0)),
+        writer.submit(NewHandshake(0)),
+    )
+    await writer.close()
+    rows = read_db(settings.database_path,
+                   "SELECT id, shape, subject, resource, resource_id, key_index FROM inbox")
+    assert [tuple(r) for r in rows] == [
+        (ids[0], "ok", "edit-client", "client", "77", 1),
+        (ids[1], "malformed", None, None, None, 0),
+    ]
+    assert ids[2] == 0
+    assert len(read_db(settings.database_path, "SELECT * FROM webhook_handshakes")) == 1
+
+
+async def test_a_batch_bigger_than_the_byte_bound_is_split_and_all_stored(
+    db: Database, settings: Settings
+) -> None:
+    """Bodies worth more than MAX_BATCH_BYTES go in several batches; every one is stored."""
+    body = b'{"pad": "' + b"x" * (256 * 1024) + b'"}'
+    count = MAX_BATCH_BYTES // len(body) * 2 + 3
+    writer = InboxWriter(settings.database_path)
+    await writer.start()
+    ids = await asyncio.gather(*(writer.submit(NewDelivery(body, 0)) for _ in range(count)))
+    await writer.close()
+    rows = read_db(settings.database_path, "SELECT id, length(body) AS size FROM inbox")
+    assert sorted(ids) == [r["id"] for r in rows]
+    assert {r["size"] for r in rows} == {len(body)}
+
+
+async def test_a_committer_killed_mid_batch_fails_that_batch_and_the_next_one_commits(
+    db: Database, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """kill -9 of the committer while it waits for the lock: the batch is reported failed (the
+    requests answer 503, nothing was written) and the next batch starts a new committer."""
+    monkeypatch.setattr(inbox_channel, "RESTART_EVERY_S", 0.0)
+    writer = InboxWriter(settings.database_path)
+    await writer.start()
+    await writer.submit(NewDelivery(b'{"first": 1}', 0))
+    first_pid = writer.channel.pid
+    assert first_pid is not None
+    holder = hold_write_lock(settings.database_path, seconds=1.0)
+    in_flight = writer.submit(NewDelivery(b'{"lost": 1}', 0))
+    await asyncio.sleep(0.2)  # the committer is now polling for the lock
+    os.kill(first_pid, signal.SIGKILL)
+    with pytest.raises(CommitterGone):
+        await in_flight
+    await asyncio.to_thread(holder.join)
+    assert await writer.submit(NewDelivery(b'{"after": 1}', 0)) > 0
+    assert writer.channel.pid not in (None, first_pid)
+    await writer.close()
+    bodies = [bytes(r["body"]) for r in read_db(settings.database_path, "SELECT body FROM inbox")]
+    assert bodies == [b'{"first": 1}', b'{"after": 1}']
+
+
+async def test_closing_the_writer_stops_the_committer(db: Database, settings: Settings) -> None:
+    """At shutdown the committer finishes and exits; no process is left behind."""
+    writer = InboxWriter(settings.database_path)
+    await writer.start()
+    await writer.submit(NewDelivery(b"{}", 0))
+    pid = writer.channel.pid
+    assert pid is not None
+    await writer.close()
+    assert exited(pid)
+
+
+HOLDER = """
+import asyncio, sys
+from pathlib import Path
+from sync.logs import configure_logging
+from sync.store.inbox import NewDelivery
+from sync.store.inbox_writer import InboxWriter
+
+async def main():
+    configure_logging("json")  # to stderr: stdout is for the pid
+    writer = InboxWriter(Path(sys.argv[1]))
+    await writer.start()
+    await writer.submit(NewDelivery(b"{}", 0))
+    print(writer.channel.pid, flush=True)
+    await asyncio.sleep(60)
+
+asyncio.run(main())
+"""
+
+
+async def test_the_committer_exits_when_the_web_process_is_killed(
+    settings: Settings, db: Database
+) -> None:
+    """kill -9 of the process that started the committer leaves no committer running."""
+    parent = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", HOLDER, str(settings.database_path), stdout=subprocess.PIPE)
+    try:
+        assert parent.stdout is not None
+        committer_pid = int(await asyncio.wait_for(parent.stdout.readline(), 20))
+        assert not exited(committer_pid)
+    finally:
+        parent.kill()
+        await parent.wait()
+    assert await asyncio.to_thread(wait_exited, committer_pid)
