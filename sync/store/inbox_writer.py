@@ -102,6 +102,11 @@ class InboxWriter:
         return batch
 
     async def _commit(self, batch: list[Entry]) -> None:
+        # A request already answered (503 past its deadline) is not stored: Alegra delivers it
+        # again, and a row written now would only be a duplicate of that delivery.
+        batch = [entry for entry in batch if not entry[1].done()]
+        if not batch:
+            return
         try:
             ids = await self.channel.commit([item for item, _ in batch])
         except Exception as exc:  # the requests answer 503 and Alegra retries; the writer lives on

@@ -10,7 +10,7 @@ from sync.settings import Settings
 from sync.store.db import Database
 from sync.store.inbox import NewDelivery, NewHandshake
 from sync.store.inbox_channel import CommitterOptions
-from sync.store.inbox_writer import InboxWriter
+from sync.store.inbox_writer import InboxWriter, StoreTimeout
 from tests.webhooks.conftest import read_db
 from tests.webhooks.test_receiver import hold_write_lock
 
@@ -55,3 +55,24 @@ async def test_a_batch_that_cannot_lock_fails_and_the_writer_goes_on(
     await writer.close()
     assert [r["body"] for r in read_db(settings.database_path,
                                        "SELECT body FROM inbox")] == [item(2).body]
+
+
+async def test_a_delivery_answered_503_while_queued_is_not_stored(
+    db: Database, settings: Settings
+) -> None:
+    """A row whose deadline passes while it waits behind a batch stuck on the lock is answered
+    503 and not written afterwards (Alegra delivers it again: no duplicate row)."""
+    writer = InboxWriter(settings.database_path)
+    await writer.start()
+    await writer.submit(item(0))
+    holder = hold_write_lock(settings.database_path, seconds=0.6)
+    stuck = writer.submit(item(1))
+    await asyncio.sleep(0.05)  # item 1 is in flight, waiting for the lock
+    late = writer.submit(item(2), timeout_s=0.1)
+    with pytest.raises(StoreTimeout):
+        await late
+    assert await stuck > 0
+    await asyncio.to_thread(holder.join)
+    await writer.close()
+    bodies = [r["body"] for r in read_db(settings.database_path, "SELECT body FROM inbox")]
+    assert bodies == [item(0).body, item(1).body]
