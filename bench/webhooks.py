@@ -11,7 +11,9 @@ driven by a keep-alive HTTP/1.1 load generator at a fixed concurrency:
     bare         a Starlette endpoint on the same path that reads the body and answers 200: the
                  ceiling, stores nothing
     group        the real app: group commit, each 2xx sent after its row's commit
-    per-request  the real app with a plain aiosqlite commit per request instead (the baseline)
+    per-request  the real app with a plain aiosqlite commit per request instead (a baseline)
+    blocking     the real app committing each delivery with `sqlite3` on the event loop itself
+                 (the simplest receiver; another baseline)
 
 The worker works through a backlog of due inbox rows the whole time (each one an Alegra fetch and
 two write transactions on the same SQLite file), so every variant runs next to a writing worker;
@@ -43,7 +45,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 
@@ -59,6 +61,7 @@ from receiver import webhooks  # noqa: E402
 from receiver.app import create_app  # noqa: E402
 from sync.store.db import Database  # noqa: E402
 from sync.store.inbox import Item, write_batch  # noqa: E402
+from sync.store.inbox_committer import insert_items, open_connection  # noqa: E402
 from sync.webhook_tokens import make_token  # noqa: E402
 from tests.support.procs import (  # noqa: E402
     TEST_SECRET_KEY,
@@ -75,6 +78,7 @@ VARIANTS = {
     "bare": "bench.webhooks:bare_app",
     "group": "receiver.app:create_app",
     "per-request": "bench.webhooks:per_request_app",
+    "blocking": "bench.webhooks:blocking_app",
 }
 
 
@@ -112,9 +116,37 @@ class PlainCommit:
             await self.db.close()
 
 
+class BlockingCommit:
+    """A commit per request on the event loop itself: a plain `sqlite3` INSERT (its own
+    transaction) in the handler, the loop blocked until the commit's fsync returns."""
+
+    def __init__(self, path: Path, **_: Any) -> None:
+        self.path = path
+        self.conn: sqlite3.Connection | None = None
+
+    async def start(self) -> None:
+        self.conn = open_connection(self.path)
+
+    def submit(self, item: Item, *, timeout_s: float | None = None) -> asyncio.Future[int]:
+        assert self.conn is not None
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        future.set_result(insert_items(self.conn, [item])[0][0])
+        return future
+
+    async def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+
+
 def per_request_app() -> Starlette:
     """The real app with group commit replaced by a plain commit per request (the baseline)."""
-    webhooks.InboxWriter = PlainCommit  # type: ignore[misc,assignment]
+    cast(Any, webhooks).InboxWriter = PlainCommit
+    return create_app()
+
+
+def blocking_app() -> Starlette:
+    """The real app committing each delivery on the event loop (the simplest receiver)."""
+    cast(Any, webhooks).InboxWriter = BlockingCommit
     return create_app()
 
 
@@ -133,7 +165,7 @@ class Bench:
     def per_window(self) -> int:
         """Requests per (shortened) window that make `rate` a minute: the same rate as Alegra's
         window of a minute, spread evenly so the worker writes during every run."""
-        return max(1, round(self.rate * self.args.window_s / 60))
+        return max(1, round(float(self.rate * self.args.window_s) / 60))
 
     def env(self, db: Path, port: int) -> dict[str, str]:
         return product_env(

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import pickle
+import select
 import socket
 import sqlite3
 import struct
@@ -49,6 +50,7 @@ from sync.store.inbox import (
 )
 
 LOCK_WAIT_S = 2.5  # less than the receiver's deadline: a batch that cannot lock fails, not hangs
+LOG_EVERY_S = 1.0  # at most one `webhook.stored` line a second
 WAL_AUTOCHECKPOINT_PAGES = 10_000  # SQLite's default is 1,000 (what the other connections use)
 HEAD = struct.Struct("!I")
 T = TypeVar("T")
@@ -158,18 +160,25 @@ def retry_locked(write: Callable[[], T], lock_wait_s: float) -> T:
 def serve(sock: socket.socket, conn: sqlite3.Connection, lock_wait_s: float) -> None:
     """Answer batches until end of file. Each answer goes out before the batch's log lines:
     the requests are waiting for it."""
-    while (batch := read_frame(sock)) is not None:
+    log = StoredLog()
+    while True:
+        if not select.select([sock], [], [], log.due_in())[0]:
+            log.flush()  # quiet: the last deliveries' line is due
+            continue
+        if (batch := read_frame(sock)) is None:
+            break
         items = from_wire(batch)
         try:
             ids, rows = insert_items(conn, items, lock_wait_s)
         except Exception as exc:  # the batch is answered 503 and Alegra delivers it again
             if not _answer(sock, ("error", f"{type(exc).__name__}: {exc}")):
-                return
+                break
             get_logger(count=len(items)).error("webhook.store_failed", error=type(exc).__name__)
             continue
         if not _answer(sock, ("ok", ids)):
-            return
-        _log_stored(ids, rows)
+            break
+        log.add(ids, rows)
+    log.flush()
 
 
 def _answer(sock: socket.socket, reply: tuple[str, Any]) -> bool:
@@ -181,18 +190,41 @@ def _answer(sock: socket.socket, reply: tuple[str, Any]) -> bool:
     return True
 
 
-def _log_stored(ids: list[int], rows: list[DeliveryRow]) -> None:
-    """One line per committed batch (a line per delivery would cost as much as the delivery),
-    and one per delivery whose body is not a shape we know. A batch's deliveries have
-    consecutive ids, so the first and last say which rows they are."""
-    stored = [i for i in ids if i]
-    if not stored:
-        return
-    get_logger(first_id=stored[0], last_id=stored[-1]).info("webhook.stored", count=len(stored))
-    for inbox_id, row in zip(stored, rows, strict=True):
-        if row.shape != "ok":
-            get_logger(inbox_id=inbox_id).warning(
-                "webhook.unusable", shape=row.shape, subject=row.subject)
+class StoredLog:
+    """`webhook.stored` at most once per LOG_EVERY_S: how many deliveries were committed since
+    the last line, and the first and last of their ids (ids only grow). A delivery is logged at
+    once if no line was written in the last second, else within the second; a burst of thousands
+    is a line a second, not a line a batch (which would cost the committer as much as the batch). A delivery whose body is not a shape we know gets
+    its own `webhook.unusable` line at once."""
+
+    def __init__(self) -> None:
+        self.count, self.first_id, self.last_id = 0, 0, 0
+        self.logged_at = float("-inf")
+
+    def add(self, ids: list[int], rows: list[DeliveryRow]) -> None:
+        stored = [i for i in ids if i]
+        for inbox_id, row in zip(stored, rows, strict=True):
+            if row.shape != "ok":
+                get_logger(inbox_id=inbox_id).warning(
+                    "webhook.unusable", shape=row.shape, subject=row.subject)
+        if stored:
+            self.first_id = self.first_id or stored[0]
+            self.last_id, self.count = stored[-1], self.count + len(stored)
+        if self.due_in() == 0:
+            self.flush()
+
+    def due_in(self) -> float | None:
+        """Seconds until the pending line is due (0: now); None with nothing pending."""
+        if not self.count:
+            return None
+        return max(0.0, LOG_EVERY_S - (time.monotonic() - self.logged_at))
+
+    def flush(self) -> None:
+        if self.count:
+            get_logger(first_id=self.first_id, last_id=self.last_id).info(
+                "webhook.stored", count=self.count)
+        self.count, self.first_id, self.last_id = 0, 0, 0
+        self.logged_at = time.monotonic()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

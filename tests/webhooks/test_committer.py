@@ -4,6 +4,7 @@ happens when it, or the web process, dies."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -17,7 +18,7 @@ from sync.settings import Settings
 from sync.store import inbox_channel
 from sync.store.db import Database
 from sync.store.inbox import NewDelivery, NewHandshake
-from sync.store.inbox_channel import CommitterGone
+from sync.store.inbox_channel import CommitterGone, CommitterOptions
 from sync.store.inbox_writer import MAX_BATCH_BYTES, InboxWriter
 from tests.webhooks.conftest import delivery, read_db
 from tests.webhooks.test_receiver import hold_write_lock
@@ -148,3 +149,19 @@ async def test_the_committer_exits_when_the_web_process_is_killed(
         parent.kill()
         await parent.wait()
     assert await asyncio.to_thread(wait_exited, committer_pid)
+
+
+async def test_a_burst_is_logged_as_a_line_a_second_not_a_line_a_batch(
+    db: Database, settings: Settings, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Twenty batches in quick succession: one `webhook.stored` line at once, the rest in one
+    more line; together they count every delivery, first to last id."""
+    writer = InboxWriter(settings.database_path, options=CommitterOptions(log_format="json"))
+    await writer.start()
+    ids = [await writer.submit(NewDelivery(b"{}", 0)) for _ in range(20)]
+    await writer.close()
+    lines = [json.loads(line) for line in capfd.readouterr().err.splitlines()]
+    stored = [e for e in lines if e["event"] == "webhook.stored"]
+    assert len(stored) == 2
+    assert sum(e["count"] for e in stored) == 20
+    assert (stored[0]["first_id"], stored[-1]["last_id"]) == (ids[0], ids[-1])

@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
@@ -18,6 +19,7 @@ from receiver import webhooks
 from receiver.app import create_app
 from sync.settings import Settings
 from sync.webhook_tokens import make_token
+from tests.support.procs import eventually
 from tests.webhooks.conftest import NEW_KEY, OLD_KEY, delivery, make_settings, read_db
 
 
@@ -79,10 +81,14 @@ def test_no_log_line_carries_the_token(
         app_client.post(f"/webhooks/alegra/{token}",
                         content=delivery("new-client", "client", id="1"))
         app_client.post(f"/webhooks/alegra/{token}", content=b"not json")
-    committer = [json.loads(line) for line in capfd.readouterr().err.splitlines()]
+    committer: list[dict[str, Any]] = []
+
+    def stored() -> int:
+        committer.extend(json.loads(line) for line in capfd.readouterr().err.splitlines())
+        return sum(e["count"] for e in committer if e["event"] == "webhook.stored")
+
     assert "webhook.handshake" in {entry["event"] for entry in logs}
-    stored = [e for e in committer if e["event"] == "webhook.stored"]
-    assert sum(e["count"] for e in stored) == 2
+    eventually(lambda: stored() == 2, timeout=5, what="both deliveries logged as stored")
     unusable = [e for e in committer if e["event"] == "webhook.unusable"]
     assert [e["shape"] for e in unusable] == ["malformed"]
     for text in (repr(logs), repr(committer)):
