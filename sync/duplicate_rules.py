@@ -23,7 +23,7 @@ from sync.receipt_model import Receipt
 
 VOID = "void"
 IN_FLIGHT = frozenset({"queued", "processing"})  # a receipt in these may still create its bill
-NOT_BILLING = frozenset({"failed", "duplicate"})  # a receipt in these made no bill
+NOT_BILLING = frozenset({"failed", "duplicate"})  # made no bill (but see OtherReceipt.may_bill)
 LIKELY = "likely_duplicate"
 
 
@@ -86,6 +86,13 @@ class OtherReceipt:
     total: str | None
     status: str
     bill_id: str | None
+    bill_unknown: bool = False  # its bill step is `attempting`: a bill may exist we never saw
+
+    @property
+    def may_bill(self) -> bool:
+        """In flight, or failed after a bill write whose outcome was never learned (an
+        operator's retry looks it up first)."""
+        return self.status in IN_FLIGHT or (self.status == "failed" and self.bill_unknown)
 
 
 @dataclass(frozen=True)
@@ -127,7 +134,7 @@ def ncf_verdict(
         if (bill.ncf_key == facts.ncf and is_live(bill) and bill.receipt_id != facts.receipt_id
                 and bill_of_supplier(facts, bill, provider_ids)):
             return Verdict("duplicate", bill=bill)
-    if holder is not None and holder.receipt_id != facts.receipt_id and holder.status in IN_FLIGHT:
+    if holder is not None and holder.receipt_id != facts.receipt_id and holder.may_bill:
         return Verdict("wait", holder=holder.receipt_id)
     return CLEAR
 
@@ -151,7 +158,7 @@ def likely_duplicates(
     }
     matched_receipts = {
         r.receipt_id for r in receipts
-        if r.receipt_id != facts.receipt_id and r.status not in NOT_BILLING
+        if r.receipt_id != facts.receipt_id and (r.status not in NOT_BILLING or r.may_bill)
         and r.date == facts.date and same_total(facts.total, r.total)
         and _same_receipt_supplier(facts, r) and r.bill_id not in matched_bills
     }

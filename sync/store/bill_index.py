@@ -3,8 +3,8 @@
 Functions taking `conn` run inside the caller's `db.transaction()` (BEGIN IMMEDIATE), which is
 what makes "look → decide → claim or settle" one step even across processes on the same file.
 `bill_claims` holds, per fiscal document (`<supplier>|<NCF>`), the receipt of ours that may bill
-it; a claim whose receipt can no longer bill it (failed, duplicate, or billed and then voided) is
-simply taken over.
+it; a claim whose receipt can no longer bill it (duplicate, billed and then voided, or failed,
+unless it failed after sending a bill whose outcome it never learned) is simply taken over.
 """
 
 from __future__ import annotations
@@ -75,11 +75,15 @@ def _other(row: Row) -> OtherReceipt:
         receipt_id=row["id"], tax_id=row["supplier_tax_id"],
         name_key=name_key(row["supplier_name"] or ""), date=row["receipt_date"],
         total=row["total"], status=row["status"], bill_id=row["bill_id"],
+        bill_unknown=bool(row["bill_unknown"]),
     )
 
 
 _OTHER = (
-    "SELECT id, supplier_tax_id, supplier_name, receipt_date, total, status, bill_id FROM receipts"
+    "SELECT id, supplier_tax_id, supplier_name, receipt_date, total, status, bill_id,"
+    " EXISTS(SELECT 1 FROM receipt_steps s WHERE s.receipt_id = receipts.id"
+    "  AND s.step = 'bill' AND s.state = 'attempting') AS bill_unknown"
+    " FROM receipts"
 )
 
 

@@ -194,8 +194,9 @@ class StoredLog:
     """`webhook.stored` at most once per LOG_EVERY_S: how many deliveries were committed since
     the last line, and the first and last of their ids (ids only grow). A delivery is logged at
     once if no line was written in the last second, else within the second; a burst of thousands
-    is a line a second, not a line a batch (which would cost the committer as much as the batch). A delivery whose body is not a shape we know gets
-    its own `webhook.unusable` line at once."""
+    is a line a second, not a line a batch (which would cost the committer as much as the
+    batch). A delivery whose body is not a shape we know gets its own `webhook.unusable` line at
+    once."""
 
     def __init__(self) -> None:
         self.count, self.first_id, self.last_id = 0, 0, 0

@@ -178,14 +178,19 @@ def _finish_step_sql(
 def _fail_step_sql(
     receipt_id: str, step: str, error: dict[str, Any]
 ) -> tuple[str, tuple[Any, ...]]:
+    """The step ends `failed` with the error, except a step left `attempting` by an error that
+    said nothing of the write's outcome (a retryable one: timeout, 5xx, outage): it stays
+    `attempting`, because the write may have happened in Alegra and nobody ever found out."""
     now = utcnow()
+    unknown = bool(error.get("retryable"))
     return (
         "INSERT INTO receipt_steps(receipt_id, step, state, detail, started_at, updated_at)"
         " VALUES (?, ?, 'failed', ?, ?, ?)"
-        " ON CONFLICT(receipt_id, step) DO UPDATE SET state = 'failed',"
+        " ON CONFLICT(receipt_id, step) DO UPDATE SET state = CASE"
+        "   WHEN receipt_steps.state = 'attempting' AND ? THEN 'attempting' ELSE 'failed' END,"
         " detail = excluded.detail, updated_at = excluded.updated_at"
         " WHERE receipt_steps.state != 'done'",
-        (receipt_id, step, json.dumps({"error": error}), now, now),
+        (receipt_id, step, json.dumps({"error": error}), now, now, unknown),
     )
 
 

@@ -11,7 +11,7 @@ import pytest
 from sync import metrics
 from sync.flow.run_receipt import run_receipt
 from sync.simulator import bills as sim_bills
-from sync.store import receipt_work
+from sync.store import ops_queries, receipt_work
 from sync.store.receipt_work import Claimed
 from tests.flow.conftest import RNC, Flow, error_of, outcomes, receipt_body, with_png
 from tests.safeguards.conftest import MakeFlow, learn_bill
@@ -177,6 +177,34 @@ async def test_receipt_waits_while_the_ncf_holder_may_still_bill(flow: Flow) -> 
     assert await flow.run_next() == "duplicate"
     assert (await flow.resource(twin))["alegra"]["bill_id"] == (
         await flow.resource(first))["alegra"]["bill_id"]
+    assert len(flow.sim.state.bills) == 2
+
+
+async def test_receipt_that_gave_up_on_an_unanswered_bill_keeps_its_ncf(flow: Flow) -> None:
+    """The first receipt's bill POST is never answered and Alegra stays down past the retry
+    window: it fails with its bill step still `attempting`, and a twin waits rather than bill the
+    document a second time. An operator's retry finds the lost bill; the twin is its duplicate."""
+    await flow.process(receipt_body(ncf="B0100000009"))  # supplier, account and taxes cached
+    flow.sim.state.faults.update({"hang_after_commit": 1, "hang_s": 3.0})
+    first = await flow.process(receipt_body())
+    flow.sim.state.faults.update({"hang_after_commit": 0, "error_rate": 1.0})
+    await flow.db.execute("UPDATE receipts SET created_at = '2000-01-01T00:00:00+00:00'"
+                          " WHERE id = ?", (first,))
+    await flow.make_ready(first)
+    assert await flow.run_next() == "failed"
+    failed = await flow.resource(first)
+    assert {s["step"]: s["state"] for s in failed["steps"]}["bill"] == "attempting"
+    flow.sim.state.faults.update({"error_rate": 0.0})
+    flow.sim.state.clear_log()
+
+    twin = await flow.process(receipt_body())
+
+    assert error_of(await flow.resource(twin))["code"] == "ncf_in_flight"
+    assert flow.calls("POST") == 0
+    assert await ops_queries.retry_failed_receipt(flow.db, first)
+    assert await flow.run_next() == "completed"  # found by its marker, not created again
+    await flow.make_ready(twin)
+    assert await flow.run_next() == "duplicate"
     assert len(flow.sim.state.bills) == 2
 
 

@@ -135,3 +135,10 @@ def test_ncf_of_a_bill_read_from_alegra_is_found_wherever_it_sits(
 ) -> None:
     """The NCF is read from the template (whole or split in prefix and number) or the root."""
     assert bill_number(bill) == key
+
+
+def test_holder_that_failed_after_an_unanswered_bill_still_holds_the_document() -> None:
+    """A claim holder that failed with its bill's outcome never learned may have billed: wait."""
+    holder = replace(OTHER, status="failed", bill_unknown=True)
+    assert ncf_verdict(FACTS, [], set(), holder).outcome == "wait"
+    assert ncf_verdict(FACTS, [], set(), replace(holder, bill_unknown=False)).outcome == "clear"
