@@ -46,6 +46,7 @@ class Settings:
     max_webhook_body_bytes: int = 256 * 1024
     accounts_poll_s: float = 900.0
     reconcile_s: float = 6 * 3600.0
+    bills_refresh_s: float = 6 * 3600.0
     subscriptions_check_s: float = 600.0
     bill_backfill_days: int = 90
     strict_duplicate_check: bool = False
@@ -145,6 +146,7 @@ def load_settings(
         max_webhook_body_bytes=int(_number(config, "MAX_WEBHOOK_BODY_BYTES", int, 256 * 1024)),
         accounts_poll_s=float(_number(config, "ACCOUNTS_POLL_S", float, 900.0)),
         reconcile_s=float(_number(config, "RECONCILE_S", float, 6 * 3600.0)),
+        bills_refresh_s=float(_number(config, "BILLS_REFRESH_S", float, 6 * 3600.0)),
         subscriptions_check_s=float(_number(config, "SUBSCRIPTIONS_CHECK_S", float, 600.0)),
         bill_backfill_days=int(_number(config, "BILL_BACKFILL_DAYS", int, 90)),
         strict_duplicate_check=_flag(config, "STRICT_DUPLICATE_CHECK", False),

@@ -12,22 +12,17 @@ catch those.
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable
-from contextlib import aclosing
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sync.alegra import resources
 from sync.alegra.budget import Priority
 from sync.alegra.pages import MAX_PAGE_SIZE
-from sync.alegra.payloads import contact_tax_id
 from sync.alegra.records import contact_from_alegra
-from sync.jobs import accounts, schedule
-from sync.jobs.prefetch import Fetcher, batches_ahead, fetcher
+from sync.jobs import accounts, bills, schedule
+from sync.jobs.paged import store_pages
+from sync.jobs.prefetch import fetcher
 from sync.jobs.runner import JobResult, JobRun
 from sync.store import jobs as job_store
-from sync.store.bills import KnownBill, bill_from_alegra, get_bill
-from sync.store.contacts import get_cached_contact
 from sync.store.db import Database
 
 SOURCE = "backfill"
@@ -54,7 +49,7 @@ async def _advance(job: JobRun, phase: str) -> dict[str, Any]:
     """Store the start of the next phase (the bills window is fixed here, once)."""
     checkpoint: dict[str, Any] = {"phase": phase, "start": 0}
     if phase == "bills":
-        checkpoint["date_from"] = bills_date_from(job.settings.bill_backfill_days)
+        checkpoint["date_from"] = bills.bills_date_from(job.settings.bill_backfill_days)
     await job_store.save_checkpoint(job.db, job.name, checkpoint)
     return checkpoint
 
@@ -70,68 +65,19 @@ async def _contacts(job: JobRun, checkpoint: dict[str, Any], detail: dict[str, A
             confirmed_at=confirmed_at, checkpoint={"phase": "contacts", "start": following},
         )
 
-    return await _store_pages(
+    return await store_pages(
         job, "contacts", fetch, start=int(checkpoint["start"]), save=save, detail=detail
     )
-
-
-async def _store_pages(
-    job: JobRun,
-    phase: str,
-    fetch: Fetcher,
-    *,
-    start: int,
-    save: Callable[[list[dict[str, Any]], int, str], Awaitable[None]],
-    detail: dict[str, Any],
-) -> bool:
-    """Store the list's pages from `start` in order, each batch of pages that arrived together
-    in one transaction with the checkpoint after it. False when stopped between batches."""
-    async with aclosing(batches_ahead(fetch, start, pace=job.pace_s)) as batches:
-        while (batch := await job.next_unless_stopping(batches)) is not None:
-            following = batch[-1].start + len(batch[-1].rows)
-            rows = [row for page in batch for row in page.rows]
-            await save(rows, following, fetch.confirmed_at(batch))
-            detail[phase] = following
-            await job.page_done(phase, following, batch[-1].total, pages=len(batch))
-            if job.stopping:
-                return False
-    return not job.stopping
 
 
 async def _bills(job: JobRun, checkpoint: dict[str, Any], detail: dict[str, Any]) -> bool:
     """Page through bills dated from `bill_backfill_days` ago (window fixed at phase start)."""
     date_from = str(checkpoint["date_from"])
-    fetch = fetcher(lambda offset: resources.iter_bills(
-        job.alegra, start=offset, date_from=date_from, priority=Priority.BACKGROUND))
-
-    async def save(rows: list[dict[str, Any]], following: int, confirmed_at: str) -> None:
-        known = [await _known_bill(job, row) for row in rows if row.get("id") not in (None, "")]
-        await job_store.save_bills_page(
-            job.db, job.name, known, source=SOURCE, confirmed_at=confirmed_at,
-            checkpoint={"phase": "bills", "start": following, "date_from": date_from},
-        )
-
-    return await _store_pages(
-        job, "bills", fetch, start=int(checkpoint["start"]), save=save, detail=detail
+    return await bills.store_bills(
+        job, start=int(checkpoint["start"]), date_from=date_from, source=SOURCE, detail=detail,
+        checkpoint_at=lambda following: {
+            "phase": "bills", "start": following, "date_from": date_from},
     )
-
-
-async def _known_bill(job: JobRun, raw: dict[str, Any]) -> KnownBill:
-    """A bill with its provider's tax id (from the bill, else the backfilled contact cache),
-    keeping the receipt a bill this service created came from."""
-    provider = raw["provider"] if isinstance(raw.get("provider"), dict) else {}
-    tax_id = contact_tax_id(provider)
-    if tax_id is None and provider.get("id") is not None:
-        cached = await get_cached_contact(job.db, str(provider["id"]))
-        tax_id = cached["tax_id"] if cached is not None else None
-    known = await get_bill(job.db, str(raw["id"]))
-    receipt_id = known.receipt_id if known is not None else None
-    return bill_from_alegra(raw, provider_tax_id=tax_id, receipt_id=receipt_id)
-
-
-def bills_date_from(days: int, today: datetime | None = None) -> str:
-    """The first date of the bills backfill window, `days` before today (UTC)."""
-    return ((today or datetime.now(UTC)) - timedelta(days=days)).date().isoformat()
 
 
 async def reset(db: Database) -> None:

@@ -3,8 +3,8 @@
 Times are aware UTC datetimes here; the store keeps them as `db.utcnow()` text.
 - `backfill` runs on a new database until it succeeds once; the other jobs (but subscription
   health) wait for it, since a reconcile or a poll during a backfill would repeat its work.
-- `accounts` (the chart of accounts and taxes, which have no webhooks), `reconcile` and
-  `subscriptions` repeat every `settings.*_s` after a success, sooner after a failure.
+- `accounts` (the chart of accounts and taxes, which have no webhooks), `reconcile`, `bills`
+  and `subscriptions` repeat every `settings.*_s` after a success, sooner after a failure.
 - A run interrupted by shutdown is due again at once: it resumes from its checkpoint.
 """
 
@@ -22,8 +22,9 @@ from sync.settings import Settings
 BACKFILL = "backfill"
 ACCOUNTS = "accounts"
 RECONCILE = "reconcile"
+BILLS = "bills"
 SUBSCRIPTIONS = "subscriptions"
-JOB_NAMES = (BACKFILL, ACCOUNTS, RECONCILE, SUBSCRIPTIONS)
+JOB_NAMES = (BACKFILL, ACCOUNTS, RECONCILE, BILLS, SUBSCRIPTIONS)
 # Jobs that may run before the first backfill has completed.
 _BEFORE_BACKFILL = frozenset({BACKFILL, SUBSCRIPTIONS})
 # A failed or incomplete run is tried again after about one rate window (at least this long).
@@ -49,6 +50,7 @@ def interval_s(settings: Settings, name: str) -> float | None:
     return {
         ACCOUNTS: settings.accounts_poll_s,
         RECONCILE: settings.reconcile_s,
+        BILLS: settings.bills_refresh_s,
         SUBSCRIPTIONS: settings.subscriptions_check_s,
     }.get(name)
 

@@ -2,8 +2,8 @@
 
 The job runs `sync.subscriptions.ensure_subscriptions` (which re-creates what is missing and
 counts each re-creation in `subscriptions.recreated_count`), logs `subscriptions.recreated` for
-each, and then asks for a reconciliation: Alegra has no replay, so the changes made while the
-subscription was gone only reach the cache through a full comparison.
+each, and then asks for a reconciliation and a bills refresh: Alegra has no replay, so the changes
+made while the subscription was gone only reach the cache by reading them again.
 """
 
 from __future__ import annotations
@@ -38,8 +38,9 @@ async def run(job: JobRun) -> JobResult:
     report = await ensure_subscriptions(job.alegra, job.db, job.settings)
     for event in report.recreated:
         job.log.warning("subscriptions.recreated", subject=event)
-    if report.recreated:
+    if report.recreated:  # what the lost subscription missed: contacts, and bills
         await job_store.request_run(job.db, schedule.RECONCILE)
+        await job_store.request_run(job.db, schedule.BILLS)
     detail = {
         "created": len(report.created), "recreated": report.recreated,
         "kept": len(report.kept), "removed_stale": len(report.deleted),

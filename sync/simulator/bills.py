@@ -76,12 +76,14 @@ def get(state: SimState, bill_id: str) -> dict[str, Any]:
 
 
 def search(state: SimState, params: Mapping[str, str]) -> list[dict[str, Any]]:
-    """Bills filtered by `client_id` (the provider), `date` and `status`."""
+    """Bills filtered by `client_id` (the provider), `date`, `date_afterOrNow` (on or after;
+    the product's [unverified] guess for Alegra's bills, see alegra/resources.py) and `status`."""
     with state.lock:
         rows = list(state.bills.values())
     return [row for row in rows
             if params.get("client_id", row["provider"]["id"]) == row["provider"]["id"]
             and params.get("date", row["date"]) == row["date"]
+            and params.get("date_afterOrNow", row["date"]) <= row["date"]
             and params.get("status", row["status"]) == row["status"]]
 
 

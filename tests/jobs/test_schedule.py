@@ -39,7 +39,7 @@ def test_after_the_backfill_every_due_job_starts_except_running_ones(settings: S
     """Once backfilled, due jobs start in order; one already running is not started twice."""
     due = schedule.due_jobs(states("success"), NOW, running={"reconcile"},
                             subscriptions_enabled=True)
-    assert due == ["backfill", "accounts", "subscriptions"]
+    assert due == ["backfill", "accounts", "bills", "subscriptions"]
 
 
 def test_jobs_due_later_or_switched_off_do_not_start(settings: Settings) -> None:

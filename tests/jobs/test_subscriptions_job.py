@@ -41,9 +41,11 @@ async def test_a_dropped_subscription_comes_back_and_a_reconcile_is_asked_for(
     simulator: RunningSimulator, settings: Settings
 ) -> None:
     """After Alegra deletes the edit-client subscription, the health job re-creates it, logs
-    `subscriptions.recreated`, counts it, and makes the reconciliation due now."""
+    `subscriptions.recreated`, counts it, and makes the reconciliation and the bills refresh due
+    now."""
     async with worker_context(settings) as ctx:
-        await job_store.ensure_jobs(ctx.db, {"reconcile": "2999-01-01T00:00:00+00:00"})
+        await job_store.ensure_jobs(ctx.db, {"reconcile": "2999-01-01T00:00:00+00:00",
+                                             "bills": "2999-01-01T00:00:00+00:00"})
         assert (await ensure_subscriptions(ctx.alegra, ctx.db, settings)).ok
         assert await health.enabled(ctx)
         edit = next(s for s in simulator.state.snapshot()["subscriptions"]
@@ -59,9 +61,10 @@ async def test_a_dropped_subscription_comes_back_and_a_reconcile_is_asked_for(
             "subscriptions.recreated"]
         states = await load_states(ctx.db)
         assert states["edit-client"]["recreated_count"] == 1
-        reconcile_job = await job_store.job_state(ctx.db, schedule.RECONCILE)
-        assert reconcile_job is not None
-        assert reconcile_job["next_run_at"] <= datetime.now(UTC).isoformat()
+        for name in (schedule.RECONCILE, schedule.BILLS):  # what the lost subscription missed
+            job = await job_store.job_state(ctx.db, name)
+            assert job is not None
+            assert job["next_run_at"] <= datetime.now(UTC).isoformat()
 
 
 async def test_health_is_off_on_a_loopback_url_until_subscriptions_are_registered(
