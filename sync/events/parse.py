@@ -36,7 +36,15 @@ MALFORMED = ParsedDelivery(shape="malformed")
 
 
 def parse_delivery(body: bytes) -> ParsedDelivery:
-    """Classify a delivery body. Total: every input gives a ParsedDelivery."""
+    """Classify a delivery body. Total: every input gives a ParsedDelivery, so one odd body can
+    never fail the batch of deliveries it is written with (anything unforeseen: `malformed`)."""
+    try:
+        return _classify(body)
+    except Exception:
+        return MALFORMED
+
+
+def _classify(body: bytes) -> ParsedDelivery:
     try:
         data = json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):
@@ -59,7 +67,7 @@ def _resource(message: Any) -> tuple[str, dict[str, Any]] | None:
     if isinstance(message, str):  # defensive: a message serialised twice
         try:
             message = json.loads(message)
-        except ValueError:
+        except (ValueError, RecursionError):
             return None
     if not isinstance(message, dict):
         return None

@@ -46,6 +46,9 @@ class CommitterOptions:
     lock_wait_s: float = LOCK_WAIT_S
     log_format: str = "auto"
     log_level: str = "info"
+    # A committer that has not answered a batch by then is stuck (stopped, or its disk hung):
+    # it is killed and the next batch starts another. Past its lock wait, with room for fsync.
+    answer_deadline_s: float = LOCK_WAIT_S + 7.5
 
 
 @dataclass
@@ -69,16 +72,33 @@ class CommitterChannel:
         nothing; CommitterGone if it died (the batch may or may not be written)."""
         running = await self._ensure_running()
         try:
-            running.writer.write(frame(to_wire(items)))
-            head = await running.reader.readexactly(HEAD.size)
-            status, value = _unpickle(await running.reader.readexactly(HEAD.unpack(head)[0]))
-        except (asyncio.IncompleteReadError, ConnectionError) as exc:
-            await self._forget(running)
-            raise CommitterGone("the inbox committer exited") from exc
+            status, value = await self._exchange(running, items)
+        except BaseException as exc:
+            # Whatever interrupted the exchange (the child died or hung, or this task was
+            # cancelled), its answer may still come: the next batch must never read it as its
+            # own. So this committer is done with.
+            self._discard(running)
+            if isinstance(exc, asyncio.IncompleteReadError | ConnectionError | TimeoutError):
+                raise CommitterGone("the inbox committer exited or stopped answering") from exc
+            raise
         if status != "ok":
             raise CommitFailed(value)
         assert isinstance(value, list)
         return value
+
+    async def _exchange(self, running: _Running, items: Sequence[Item]) -> tuple[str, object]:
+        running.writer.write(frame(to_wire(items)))
+        async with asyncio.timeout(self.options.answer_deadline_s):
+            head = await running.reader.readexactly(HEAD.size)
+            return _unpickle(await running.reader.readexactly(HEAD.unpack(head)[0]))
+
+    def _discard(self, running: _Running) -> None:
+        """Close our end and kill the process now (asyncio's child watcher reaps it)."""
+        if self._running is running:
+            self._running = None
+        running.writer.close()
+        if running.process.returncode is None:
+            running.process.kill()
 
     async def stop(self) -> None:
         """Close the socket (the committer exits at end of file) and wait for it."""
@@ -117,16 +137,25 @@ class CommitterChannel:
         return _Running(process, reader, writer)
 
     def _command(self, fd: int) -> list[str]:
+        """`-P`: the current directory is not put on the child's path (a `sync/` there must not
+        stand in for this code)."""
         o = self.options
-        return [sys.executable, "-m", "sync.store.inbox_committer", str(fd), str(self.path),
-                "--lock-wait", str(o.lock_wait_s), "--log-format", o.log_format,
+        return [sys.executable, "-P", "-m", "sync.store.inbox_committer", str(fd),
+                str(self.path), "--lock-wait", str(o.lock_wait_s), "--log-format", o.log_format,
                 "--log-level", o.log_level]
 
     @staticmethod
     def _env() -> dict[str, str]:
-        path = os.environ.get("PYTHONPATH")
-        return {**os.environ,
-                "PYTHONPATH": f"{SOURCE_ROOT}{os.pathsep}{path}" if path else str(SOURCE_ROOT)}
+        """The web process's environment; PYTHONPATH gains the directory this code was imported
+        from only when the child would not find it anyway (it was found through the current
+        directory, which `-P` leaves out): never ahead of the standard library otherwise."""
+        env = dict(os.environ)
+        cwd = Path.cwd().resolve()
+        found = {Path(p).resolve() for p in sys.path if p and Path(p).resolve() != cwd}
+        if SOURCE_ROOT not in found:
+            path = env.get("PYTHONPATH")
+            env["PYTHONPATH"] = f"{SOURCE_ROOT}{os.pathsep}{path}" if path else str(SOURCE_ROOT)
+        return env
 
     async def _forget(self, running: _Running) -> None:
         """Close our end and reap the process (killed if it does not exit in time)."""

@@ -161,11 +161,18 @@ def serve(sock: socket.socket, conn: sqlite3.Connection, lock_wait_s: float) -> 
     """Answer batches until end of file. Each answer goes out before the batch's log lines:
     the requests are waiting for it."""
     log = StoredLog()
+    ready = select.poll()  # not select.select(): the fd may be past FD_SETSIZE (1024)
+    ready.register(sock, select.POLLIN)
     while True:
-        if not select.select([sock], [], [], log.due_in())[0]:
+        due = log.due_in()
+        if not ready.poll(None if due is None else due * 1000):
             log.flush()  # quiet: the last deliveries' line is due
             continue
-        if (batch := read_frame(sock)) is None:
+        try:
+            batch = read_frame(sock)
+        except OSError:  # a reset: the web process died with an answer unread
+            batch = None
+        if batch is None:
             break
         items = from_wire(batch)
         try:

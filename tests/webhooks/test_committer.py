@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import resource
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -19,6 +21,7 @@ from sync.store import inbox_channel
 from sync.store.db import Database
 from sync.store.inbox import NewDelivery, NewHandshake
 from sync.store.inbox_channel import CommitterGone, CommitterOptions
+from sync.store.inbox_committer import frame, read_frame, to_wire
 from sync.store.inbox_writer import MAX_BATCH_BYTES, InboxWriter
 from tests.webhooks.conftest import delivery, read_db
 from tests.webhooks.test_receiver import hold_write_lock
@@ -165,3 +168,101 @@ async def test_a_burst_is_logged_as_a_line_a_second_not_a_line_a_batch(
     assert len(stored) == 2
     assert sum(e["count"] for e in stored) == 20
     assert (stored[0]["first_id"], stored[-1]["last_id"]) == (ids[0], ids[-1])
+
+
+async def test_one_body_that_breaks_parsing_does_not_fail_its_batch(
+    db: Database, settings: Settings
+) -> None:
+    """A body nested too deep to parse, sent with others in one batch: every item is stored
+    and answered (the odd one as unusable), none gets a 503."""
+    poison = json.dumps({"subject": "edit-client", "message": "[" * 100_000}).encode()
+    writer = InboxWriter(settings.database_path)
+    await writer.start()
+    ids = await asyncio.gather(
+        writer.submit(NewDelivery(delivery("edit-client", "client", id="1"), 0)),
+        writer.submit(NewDelivery(poison, 0)),
+        writer.submit(NewHandshake(0)),
+    )
+    await writer.close()
+    shapes = {r["id"]: r["shape"] for r in read_db(settings.database_path,
+                                                   "SELECT id, shape FROM inbox")}
+    assert shapes == {ids[0]: "ok", ids[1]: "unknown"}
+
+
+async def test_a_committer_that_stops_answering_is_replaced(
+    db: Database, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A committer frozen mid-life (SIGSTOP) fails its batch once the answer deadline passes,
+    is killed, and the next batch goes to a new one."""
+    monkeypatch.setattr(inbox_channel, "RESTART_EVERY_S", 0.0)
+    writer = InboxWriter(settings.database_path, options=CommitterOptions(answer_deadline_s=0.5))
+    await writer.start()
+    await writer.submit(NewDelivery(b'{"first": 1}', 0))
+    frozen = writer.channel.pid
+    assert frozen is not None
+    os.kill(frozen, signal.SIGSTOP)
+    with pytest.raises(CommitterGone):
+        await writer.submit(NewDelivery(b'{"unanswered": 1}', 0))
+    assert await writer.submit(NewDelivery(b'{"after": 1}', 0)) > 0
+    assert writer.channel.pid not in (None, frozen)
+    await writer.close()
+    assert await asyncio.to_thread(wait_exited, frozen)
+
+
+async def test_a_committer_started_with_a_high_descriptor_works(
+    db: Database, settings: Settings
+) -> None:
+    """A web process holding more than 1,024 descriptors (connections under load) still gets a
+    working committer: its socket's number is past what select() can watch."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip(f"this machine allows {hard} open files")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    held = [socket.socket() for _ in range(1100)]
+    try:
+        writer = InboxWriter(settings.database_path)
+        await writer.start()
+        assert await writer.submit(NewDelivery(b"{}", 0)) > 0
+        await writer.close()
+    finally:
+        for sock in held:
+            sock.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+async def test_a_reset_connection_ends_the_committer_cleanly(
+    db: Database, settings: Settings
+) -> None:
+    """The web process dies with an answer unread (the committer sees a reset, not end of file):
+    it exits 0, and its last `webhook.stored` line counts the deliveries it committed."""
+    ours, theirs = socket.socketpair()
+    channel = inbox_channel.CommitterChannel(
+        settings.database_path, CommitterOptions(log_format="json"))
+    child = await asyncio.create_subprocess_exec(
+        *channel._command(theirs.fileno()), pass_fds=(theirs.fileno(),), env=channel._env(),
+        stderr=subprocess.PIPE)
+    theirs.close()
+    ours.sendall(frame(to_wire([NewDelivery(b"{}", 0)])))
+    assert read_frame(ours) == ("ok", [1])
+    ours.sendall(frame(to_wire([NewDelivery(b"{}", 0)])))
+    await asyncio.sleep(0.3)  # committed; its answer waits unread
+    ours.close()
+    _, err = await asyncio.wait_for(child.communicate(), 10)
+    assert child.returncode == 0
+    stored = [json.loads(line) for line in err.decode().splitlines()
+              if "webhook.stored" in line]
+    assert sum(e["count"] for e in stored) == 2
+
+
+async def test_a_sync_package_in_the_current_directory_is_not_imported(
+    db: Database, settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Started from a directory holding another `sync/`, the committer runs this code."""
+    impostor = tmp_path / "elsewhere" / "sync"
+    impostor.mkdir(parents=True)
+    (impostor / "__init__.py").write_text("raise SystemExit('the wrong sync was imported')\n")
+    monkeypatch.chdir(impostor.parent)
+    writer = InboxWriter(settings.database_path)
+    await writer.start()
+    assert await writer.submit(NewDelivery(b"{}", 0)) > 0
+    await writer.close()

@@ -108,3 +108,10 @@ def test_message_serialised_twice_is_read() -> None:
 def test_non_json_is_malformed(body: bytes) -> None:
     """Bytes that are not JSON (or not UTF-8) are malformed, never an exception."""
     assert parse_delivery(body).shape == "malformed"
+
+
+def test_a_message_serialised_twice_and_nested_too_deep_is_unknown_not_an_error() -> None:
+    """A `message` string that decodes into nesting deeper than Python's recursion limit does
+    not raise (one such body would otherwise fail every delivery committed with it)."""
+    body = json.dumps({"subject": "edit-client", "message": "[" * 100_000}).encode()
+    assert parse_delivery(body).shape == "unknown"
