@@ -95,7 +95,7 @@ TAX = {"type": "object", "properties": {
 _REASON = {"type": "object", "required": ["code", "message"], "properties": {
     "code": {"type": "string", "enum": [
         "worker_down", "backfill_incomplete", "full_scan_stale", "reconcile_incomplete",
-        "accounts_stale", "subscriptions_missing", "subscriptions_unchecked",
+        "accounts_stale", "bills_stale", "subscriptions_missing", "subscriptions_unchecked",
         "inbox_backlog_old", "events_parked"]},
     "message": {"type": "string"},
 }}

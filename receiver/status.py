@@ -11,6 +11,8 @@ entry, `{code, message}`):
 - `reconcile_incomplete`: the latest reconciliation ended incomplete or failed.
 - `accounts_stale`: the chart of accounts (no webhooks exist for it) was last fetched more than
   3 × ACCOUNTS_POLL_S ago.
+- `bills_stale`: the recent bills were last read in full (backfill or bills job) more than
+  2 × BILLS_REFRESH_S ago: the duplicate check may not know a bill no webhook reported.
 - `subscriptions_missing`: no webhook subscription is in place, or one was found gone from Alegra
   (and not re-created): contact changes reach the cache only through reconciliation.
 - `subscriptions_unchecked`: subscriptions were last checked more than 3 × SUBSCRIPTIONS_CHECK_S
@@ -50,11 +52,13 @@ class Limits:
     full_scan_s: float
     accounts_s: float
     subscriptions_s: float
+    bills_s: float
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits:
         return cls(WORKER_STALE_S, INBOX_BACKLOG_S, 2 * settings.reconcile_s,
-                   3 * settings.accounts_poll_s, 3 * settings.subscriptions_check_s)
+                   3 * settings.accounts_poll_s, 3 * settings.subscriptions_check_s,
+                   2 * settings.bills_refresh_s)
 
 
 def age_s(timestamp: str | None, now: datetime) -> float | None:
@@ -102,6 +106,9 @@ def scan_rules(status: dict[str, Any], now: datetime, limits: Limits) -> list[di
     if _too_old(_newest(done.get("backfill"), done.get("accounts")), now, limits.accounts_s):
         reasons.append(_reason("accounts_stale", "chart of accounts not fetched for "
                                f"{limits.accounts_s:.0f} s (3 × ACCOUNTS_POLL_S)"))
+    if _too_old(_newest(done.get("backfill"), done.get("bills")), now, limits.bills_s):
+        reasons.append(_reason("bills_stale", "recent bills not read for "
+                               f"{limits.bills_s:.0f} s (2 × BILLS_REFRESH_S)"))
     return reasons
 
 

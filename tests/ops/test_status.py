@@ -102,8 +102,22 @@ def test_old_full_scan_and_parked_events_are_reasons(ops: OpsApi) -> None:
     (inbox_id,) = ops.store.deliveries(EDIT)
     ops.store.fail_delivery(inbox_id, state="parked")
     assert _codes(ops.get("/v1/cache/status").json()) == [
-        "full_scan_stale", "accounts_stale", "events_parked",
+        "full_scan_stale", "accounts_stale", "bills_stale", "events_parked",
     ]
+
+
+def test_bills_not_read_again_in_time_are_a_reason_until_the_bills_job_runs(
+    ops: OpsApi,
+) -> None:
+    """Bills last read by a backfill older than 2 × BILLS_REFRESH_S are a doubt (contacts and
+    the chart fresh); a bills job run since clears it."""
+    _healthy(ops.store)
+    ops.store.job_run("accounts", "success")
+    long_ago = _ago(3 * ops.settings.bills_refresh_s)
+    ops.store.sql("UPDATE job_runs SET finished_at = ? WHERE name = 'backfill'", (long_ago,))
+    assert _codes(ops.get("/v1/cache/status").json()) == ["bills_stale"]
+    ops.store.job_run("bills", "success")
+    assert _codes(ops.get("/v1/cache/status").json()) == []
 
 
 def test_failed_receipts_are_listed_for_the_operator(ops: OpsApi) -> None:
