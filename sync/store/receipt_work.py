@@ -20,6 +20,7 @@ import aiosqlite
 from sync.store.db import Database, Row, utcnow
 
 Write = Callable[[aiosqlite.Connection], Awaitable[int]]
+WRITE_METHODS = frozenset({"POST", "PUT", "DELETE"})
 
 
 class LeaseLost(Exception):
@@ -179,10 +180,12 @@ def _fail_step_sql(
     receipt_id: str, step: str, error: dict[str, Any]
 ) -> tuple[str, tuple[Any, ...]]:
     """The step ends `failed` with the error, except a step left `attempting` by an error that
-    said nothing of the write's outcome (a retryable one: timeout, 5xx, outage): it stays
-    `attempting`, because the write may have happened in Alegra and nobody ever found out."""
+    said nothing of the write's outcome: it stays `attempting`, because the write may have
+    happened in Alegra and nobody ever found out. Only Alegra refusing the write itself (a
+    non-retryable answer to the POST/PUT/DELETE) settles it; a retryable error (timeout, 5xx,
+    outage), or any error of the lookup a resumed step makes first, does not."""
     now = utcnow()
-    unknown = bool(error.get("retryable"))
+    unknown = bool(error.get("retryable")) or error.get("method") not in WRITE_METHODS
     return (
         "INSERT INTO receipt_steps(receipt_id, step, state, detail, started_at, updated_at)"
         " VALUES (?, ?, 'failed', ?, ?, ?)"

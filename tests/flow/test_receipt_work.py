@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -245,3 +246,26 @@ async def test_operator_retry_restarts_the_retry_window(tmp_path: Path) -> None:
     age = datetime.now(UTC) - datetime.fromisoformat(claimed.window_start)
     assert age.total_seconds() < 60
     await db.close()
+
+
+async def test_receipts_failed_before_the_unknown_outcome_rule_are_brought_under_it(
+    tmp_path: Path,
+) -> None:
+    """Migration 0101: a bill step failed by a retryable error or a lookup's error goes back to
+    `attempting` (its bill may exist); one Alegra refused outright, or a local error, stays."""
+    db = await Database.open(tmp_path / "old.db")
+    await db.conn.execute("PRAGMA foreign_keys = OFF")  # steps alone: receipts do not matter
+    errors = {"rcp_a": {"retryable": True, "method": "POST"},
+              "rcp_b": {"retryable": False, "method": "GET", "status": 401},
+              "rcp_c": {"retryable": False, "method": "POST", "status": 400},
+              "rcp_d": {"kind": "FlowFailed"}}
+    for receipt_id, error in errors.items():
+        await db.execute(
+            "INSERT INTO receipt_steps(receipt_id, step, state, detail, updated_at)"
+            " VALUES (?, 'bill', 'failed', ?, '2024')", (receipt_id, json.dumps({"error": error})))
+    await db.execute("DELETE FROM schema_migrations WHERE version = 101")
+    assert await db.migrate() == [101]
+    rows = await db.fetchall("SELECT receipt_id, state FROM receipt_steps ORDER BY receipt_id")
+    await db.close()
+    assert [tuple(r) for r in rows] == [
+        ("rcp_a", "attempting"), ("rcp_b", "attempting"), ("rcp_c", "failed"), ("rcp_d", "failed")]

@@ -208,6 +208,27 @@ async def test_receipt_that_gave_up_on_an_unanswered_bill_keeps_its_ncf(flow: Fl
     assert len(flow.sim.state.bills) == 2
 
 
+async def test_a_refused_lookup_after_an_unanswered_bill_keeps_the_ncf(flow: Flow) -> None:
+    """The bill POST is never answered, and the resumed receipt's lookup of it is refused (401):
+    the receipt fails with its bill step still `attempting`, and a twin does not bill again."""
+    await flow.process(receipt_body(ncf="B0100000009"))  # supplier, account and taxes cached
+    flow.sim.state.faults.update({"hang_after_commit": 1, "hang_s": 3.0})
+    first = await flow.process(receipt_body())
+    flow.sim.state.faults.update({"hang_after_commit": 0, "error_rate": 1.0, "error_status": 401})
+    await flow.make_ready(first)
+    assert await flow.run_next() == "failed"
+    steps = {s["step"]: s["state"] for s in (await flow.resource(first))["steps"]}
+    assert steps["bill"] == "attempting"
+    flow.sim.state.faults.update({"error_rate": 0.0, "error_status": 500})
+    flow.sim.state.clear_log()
+
+    twin = await flow.process(receipt_body())
+
+    assert (await flow.resource(twin))["status"] == "queued"
+    assert flow.calls("POST") == 0
+    assert len(flow.sim.state.bills) == 2  # the warm-up's and the unanswered one's
+
+
 async def test_strict_mode_asks_alegra_and_finds_a_bill_the_cache_missed(
     make_flow: MakeFlow,
 ) -> None:
