@@ -102,6 +102,7 @@ class Verdict:
     outcome: str
     bill: BillSeen | None = None
     holder: str | None = None
+    holder_status: str | None = None
 
 
 CLEAR = Verdict("clear")
@@ -135,7 +136,7 @@ def ncf_verdict(
                 and bill_of_supplier(facts, bill, provider_ids)):
             return Verdict("duplicate", bill=bill)
     if holder is not None and holder.receipt_id != facts.receipt_id and holder.may_bill:
-        return Verdict("wait", holder=holder.receipt_id)
+        return Verdict("wait", holder=holder.receipt_id, holder_status=holder.status)
     return CLEAR
 
 

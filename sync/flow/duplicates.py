@@ -50,13 +50,23 @@ class Duplicate(Exception):
 
 
 class NcfInFlight(Retryable):
-    """Another receipt of ours claimed this supplier's NCF and may still bill it: try later."""
+    """Another receipt of ours (`holder`) claimed this supplier's NCF and may still bill it: try
+    later. If the holder failed after sending its bill (outcome never learned), only a retry of
+    the holder settles it; the error says so, and names the holder."""
 
-    def __init__(self) -> None:
-        super().__init__(
-            "another receipt for this supplier's NCF is still being billed; waiting for it",
-            code="ncf_in_flight",
-        )
+    def __init__(self, holder: str, *, holder_failed: bool = False) -> None:
+        if holder_failed:
+            message = (f"receipt {holder} holds this supplier's NCF: it failed after sending its"
+                       f" bill, whose outcome was never learned; retry {holder} (it looks its"
+                       " bill up first), and this receipt follows")
+        else:
+            message = f"receipt {holder} holds this supplier's NCF and may still bill it"
+        code = "ncf_held_by_failed_receipt" if holder_failed else "ncf_in_flight"
+        super().__init__(message, code=code)
+        self.holder = holder
+
+    def as_record(self) -> dict[str, Any]:
+        return {**super().as_record(), "holder": self.holder}
 
 
 @asynccontextmanager
@@ -88,9 +98,11 @@ async def check(env: FlowEnv, facts: Facts, owner: str) -> None:
         await _flag_likely(env, facts)
         return
     verdict = await _decide(env, facts, owner, ncf=facts.ncf, claim_key=facts.claim_key)
-    if verdict.outcome == "wait":
-        get_logger(receipt_id=facts.receipt_id).info("receipt.ncf_in_flight", ncf=facts.ncf)
-        raise NcfInFlight()
+    if verdict.outcome == "wait" and verdict.holder is not None:
+        get_logger(receipt_id=facts.receipt_id).info(
+            "receipt.ncf_in_flight", ncf=facts.ncf, holder=verdict.holder,
+            holder_status=verdict.holder_status)
+        raise NcfInFlight(verdict.holder, holder_failed=verdict.holder_status == "failed")
     if verdict.outcome == "duplicate" and verdict.bill is not None:
         get_logger(receipt_id=facts.receipt_id).info(
             "receipt.duplicate", bill_id=verdict.bill.alegra_id, ncf=facts.ncf,

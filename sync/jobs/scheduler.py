@@ -47,11 +47,17 @@ async def load_states(ctx: WorkerContext) -> list[JobState]:
 
 
 async def prepare(ctx: WorkerContext) -> None:
-    """Create the job rows of a new database and pull in runs a shortened interval makes due."""
+    """Create the job rows of a new database and pull in runs a shortened interval makes due.
+    A job new to a database backfilled long ago (an upgrade) is due at once: its first run is
+    not covered by a backfill that has just fetched the same data."""
     now = datetime.now(UTC)
-    await job_store.ensure_jobs(
+    created = await job_store.ensure_jobs(
         ctx.db, {n: _iso(schedule.first_run_at(ctx.settings, n, now)) for n in schedule.JOB_NAMES}
     )
+    backfill = await job_store.job_state(ctx.db, schedule.BACKFILL)
+    if backfill is not None and backfill["last_outcome"] == schedule.SUCCESS:
+        for name in created:
+            await job_store.request_run(ctx.db, name)
     for state in await load_states(ctx):
         at = schedule.clamped(ctx.settings, state, now)
         if at != state.next_run_at:

@@ -36,12 +36,16 @@ def _state(row: Row) -> dict[str, Any]:
     return state
 
 
-async def ensure_jobs(db: Database, first_runs: dict[str, str | None]) -> None:
-    """Create the rows of jobs not seen before, due at the given times; existing rows are kept."""
+async def ensure_jobs(db: Database, first_runs: dict[str, str | None]) -> list[str]:
+    """Create the rows of jobs not seen before, due at the given times; existing rows are kept.
+    Returns the names created now."""
+    existing = {str(r[0]) for r in await db.fetchall("SELECT name FROM jobs")}
+    new = {name: at for name, at in first_runs.items() if name not in existing}
     await db.executemany(
         "INSERT INTO jobs(name, next_run_at) VALUES (?, ?) ON CONFLICT(name) DO NOTHING",
-        list(first_runs.items()),
+        list(new.items()),
     )
+    return list(new)
 
 
 async def job_states(db: Database) -> list[dict[str, Any]]:

@@ -90,3 +90,19 @@ async def _checkpoint_past(ctx: WorkerContext, start: int) -> bool:
     state = await job_store.job_state(ctx.db, schedule.BACKFILL)
     checkpoint = (state or {}).get("checkpoint") or {}
     return checkpoint.get("phase") == "contacts" and checkpoint.get("start", 0) >= start
+
+
+async def test_a_job_new_to_a_backfilled_database_is_due_at_once(ctx: WorkerContext) -> None:
+    """An upgrade adds a job to a database backfilled long ago: it runs now, not one interval
+    later; jobs that existed keep their times."""
+    await job_store.ensure_jobs(ctx.db, {"backfill": None,
+                                         "reconcile": "2999-01-01T00:00:00+00:00"})
+    run_id = await job_store.start_run(ctx.db, "backfill")
+    await job_store.finish_run(ctx.db, run_id, "backfill", owner="test", outcome="success",
+                               duration_s=1.0, error=None, next_run_at=None, detail={})
+    await scheduler.prepare(ctx)
+    now = datetime.now(UTC).isoformat()
+    states = {s["name"]: s["next_run_at"] for s in await job_store.job_states(ctx.db)}
+    assert states["bills"] <= now
+    assert states["accounts"] <= now
+    assert states["reconcile"] > now  # clamped to one interval, not pulled in

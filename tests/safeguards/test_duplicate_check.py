@@ -170,6 +170,7 @@ async def test_receipt_waits_while_the_ncf_holder_may_still_bill(flow: Flow) -> 
     waiting = await flow.resource(twin)
     assert waiting["status"] == "queued"
     assert (error_of(waiting)["code"], error_of(waiting)["retryable"]) == ("ncf_in_flight", True)
+    assert error_of(waiting)["holder"] == first
     assert flow.calls() == 0
     await flow.make_ready(first)
     assert await flow.run_next() == "completed"  # the lost bill is found by its marker
@@ -199,7 +200,9 @@ async def test_receipt_that_gave_up_on_an_unanswered_bill_keeps_its_ncf(flow: Fl
 
     twin = await flow.process(receipt_body())
 
-    assert error_of(await flow.resource(twin))["code"] == "ncf_in_flight"
+    error = error_of(await flow.resource(twin))
+    assert (error["code"], error["holder"]) == ("ncf_held_by_failed_receipt", first)
+    assert f"retry {first}" in error["message"]
     assert flow.calls("POST") == 0
     assert await ops_queries.retry_failed_receipt(flow.db, first)
     assert await flow.run_next() == "completed"  # found by its marker, not created again
@@ -224,7 +227,8 @@ async def test_a_refused_lookup_after_an_unanswered_bill_keeps_the_ncf(flow: Flo
 
     twin = await flow.process(receipt_body())
 
-    assert (await flow.resource(twin))["status"] == "queued"
+    waiting = await flow.resource(twin)
+    assert (waiting["status"], error_of(waiting)["holder"]) == ("queued", first)
     assert flow.calls("POST") == 0
     assert len(flow.sim.state.bills) == 2  # the warm-up's and the unanswered one's
 
