@@ -3,12 +3,16 @@
 The backfill's last phase stores the bills dated from `BILL_BACKFILL_DAYS` ago; after that, bill
 webhooks keep the cache current while they arrive. The `bills` job covers what they miss (a
 subscription Alegra deleted after failed deliveries, this service down, a delivery lost): every
-`BILLS_REFRESH_S`, and at once after subscription health re-created a subscription, it pages
-through the same window again and stores each bill (source `refresh`; newer-wins; a bill keeps
-the receipt it came from). It adds and updates, never deletes: a bill deleted in Alegra while no
-webhook came stays in the cache, so a later receipt with its NCF is settled `duplicate` with that
-bill's id as its evidence, for an operator to check — a bill missed would instead be billed twice.
-Its checkpoint `{"start", "date_from"}` lets an interrupted run resume where it stopped.
+`BILLS_REFRESH_S`, and at once after subscription health re-created a subscription, it reads
+the same window again and stores each bill (source `refresh`; newer-wins; a bill keeps the
+receipt it came from, whose `bill_voided` flag follows the bill). After a complete read, each
+live cached bill of the window that the list did not show is asked for by id, as a `delete-bill`
+webhook would have made the worker do: only Alegra answering 404 marks a bill deleted (a list
+that shifted under deletions, or a filter that does not work as guessed, costs requests, never
+a wrong deletion). At most MAX_CONFIRMATIONS a pass; the rest wait for the next.
+
+A pass always reads from the first page: it is short (the window's bills, 30 a request), and a
+pass resumed at an offset would skip the bills that deletions before it shifted.
 """
 
 from __future__ import annotations
@@ -24,11 +28,14 @@ from sync.jobs import schedule
 from sync.jobs.paged import store_pages
 from sync.jobs.prefetch import fetcher
 from sync.jobs.runner import JobResult, JobRun
+from sync.store import bill_status
 from sync.store import jobs as job_store
-from sync.store.bills import KnownBill, bill_from_alegra, get_bill
+from sync.store.bills import KnownBill, bill_from_alegra, get_bill, live_bill_ids
 from sync.store.contacts import get_cached_contact
+from sync.store.db import utcnow
 
 SOURCE = "refresh"
+MAX_CONFIRMATIONS = 200  # by-id checks of unlisted bills per pass (a GET each, BACKGROUND)
 
 
 def bills_date_from(days: int, today: datetime | None = None) -> str:
@@ -42,16 +49,20 @@ async def store_bills(
     start: int,
     date_from: str,
     source: str,
-    checkpoint_at: Callable[[int], dict[str, Any]],
+    checkpoint_at: Callable[[int], dict[str, Any] | None],
     detail: dict[str, Any],
+    seen: set[str] | None = None,
 ) -> bool:
     """Page through the bills dated from `date_from`, from offset `start`, storing each batch
-    with `checkpoint_at(next offset)`. False when stopped between pages."""
+    with `checkpoint_at(next offset)` and adding the ids to `seen`. False when stopped between
+    pages."""
     fetch = fetcher(lambda offset: resources.iter_bills(
         job.alegra, start=offset, date_from=date_from, priority=Priority.BACKGROUND))
 
     async def save(rows: list[dict[str, Any]], following: int, confirmed_at: str) -> None:
         known = [await known_bill(job, row) for row in rows if row.get("id") not in (None, "")]
+        if seen is not None:
+            seen.update(bill.alegra_id for bill in known)
         await job_store.save_bills_page(
             job.db, job.name, known, source=source, confirmed_at=confirmed_at,
             checkpoint=checkpoint_at(following),
@@ -74,17 +85,35 @@ async def known_bill(job: JobRun, raw: dict[str, Any]) -> KnownBill:
 
 
 async def run(job: JobRun) -> JobResult:
-    """The `bills` job: one pass over the window, resumed from its checkpoint if interrupted."""
-    state = await job_store.job_state(job.db, job.name)
-    checkpoint = (state or {}).get("checkpoint") or {
-        "start": 0, "date_from": bills_date_from(job.settings.bill_backfill_days)}
-    date_from = str(checkpoint["date_from"])
-    detail: dict[str, Any] = {"resumed_from": dict(checkpoint)}
-    done = await store_bills(
-        job, start=int(checkpoint["start"]), date_from=date_from, source=SOURCE, detail=detail,
-        checkpoint_at=lambda following: {"start": following, "date_from": date_from},
+    """The `bills` job: one pass over the window, then the by-id checks of unlisted bills."""
+    date_from = bills_date_from(job.settings.bill_backfill_days)
+    detail: dict[str, Any] = {"date_from": date_from}
+    seen: set[str] = set()
+    listed = await store_bills(
+        job, start=0, date_from=date_from, source=SOURCE, detail=detail, seen=seen,
+        checkpoint_at=lambda _: None,
     )
-    if not done:
+    if not listed or not await _confirm_unlisted(job, date_from, seen, detail):
         return JobResult(schedule.INCOMPLETE, detail, error="stopped", interrupted=True)
-    await job_store.save_checkpoint(job.db, job.name, None)  # the next pass starts afresh
     return JobResult(schedule.SUCCESS, detail)
+
+
+async def _confirm_unlisted(
+    job: JobRun, date_from: str, seen: set[str], detail: dict[str, Any]
+) -> bool:
+    """Ask Alegra for each live cached bill of the window the list did not show. False when
+    stopped between requests."""
+    unlisted = [i for i in await live_bill_ids(job.db, date_from) if i not in seen]
+    detail["unlisted"], detail["gone"] = len(unlisted), 0
+    for bill_id in unlisted[:MAX_CONFIRMATIONS]:
+        if job.stopping:
+            return False
+        raw = await resources.get_bill(job.alegra, bill_id, priority=Priority.BACKGROUND)
+        if raw is None:
+            await bill_status.record_bill_gone(job.db, bill_id, confirmed_at=utcnow(),
+                                               source=SOURCE)
+            detail["gone"] += 1
+        else:
+            await bill_status.record_confirmed_bill(
+                job.db, await known_bill(job, raw), confirmed_at=utcnow(), source=SOURCE)
+    return True

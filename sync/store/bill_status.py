@@ -10,6 +10,7 @@ a bill restored in Alegra clears it.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 
 import aiosqlite
 
@@ -19,28 +20,49 @@ from sync.store.db import Database
 SOURCE = "webhook"
 BILL_FLAGS = ("bill_voided", "bill_deleted")
 
-async def record_confirmed_bill(db: Database, bill: KnownBill, *, confirmed_at: str) -> str | None:
+async def record_confirmed_bill(
+    db: Database, bill: KnownBill, *, confirmed_at: str, source: str = SOURCE
+) -> str | None:
     """Store the bill as Alegra returned it and flag its receipt if it is void (or unflag it).
     Returns the receipt id the bill came from, if one of ours did."""
-    flag = "bill_voided" if (bill.status or "").lower() == "void" else None
     async with db.transaction() as conn:
         changed = await record_seen_bills_in(
-            conn, [bill], source=SOURCE, confirmed_at=confirmed_at
+            conn, [bill], source=source, confirmed_at=confirmed_at
         )
         receipt_id = await _receipt_of(conn, bill.alegra_id)
         if receipt_id is not None and changed > 0:  # 0: a newer answer is stored
-            await _set_bill_flag(conn, receipt_id, flag, confirmed_at)
+            await _set_bill_flag(conn, receipt_id, _flag(bill), confirmed_at)
     return receipt_id
 
 
-async def record_bill_gone(db: Database, bill_id: str, *, confirmed_at: str) -> str | None:
+async def flag_receipts_in(
+    conn: aiosqlite.Connection, bills: Iterable[KnownBill], *, confirmed_at: str
+) -> None:
+    """After a page of bills was stored (inside its transaction): flag or unflag the receipts
+    they came from, for each bill whose stored answer is this one (not a newer one)."""
+    for bill in bills:
+        cursor = await conn.execute(
+            "SELECT receipt_id FROM bills WHERE alegra_id = ? AND confirmed_at = ?"
+            " AND receipt_id IS NOT NULL", (bill.alegra_id, confirmed_at))
+        row = await cursor.fetchone()
+        if row is not None:
+            await _set_bill_flag(conn, str(row[0]), _flag(bill), confirmed_at)
+
+
+def _flag(bill: KnownBill) -> str | None:
+    return "bill_voided" if (bill.status or "").lower() == "void" else None
+
+
+async def record_bill_gone(
+    db: Database, bill_id: str, *, confirmed_at: str, source: str = SOURCE
+) -> str | None:
     """Alegra no longer has the bill: soft-delete its row and flag its receipt. Returns the
     receipt id the bill came from, if one of ours did."""
     async with db.transaction() as conn:
         await conn.execute(
             "UPDATE bills SET deleted = 1, source = ?, confirmed_at = ?, updated_at = ?"
             " WHERE alegra_id = ? AND confirmed_at <= ?",
-            (SOURCE, confirmed_at, confirmed_at, bill_id, confirmed_at),
+            (source, confirmed_at, confirmed_at, bill_id, confirmed_at),
         )
         cursor = await conn.execute(
             "SELECT 1 FROM bills WHERE alegra_id = ? AND confirmed_at > ?", (bill_id, confirmed_at)

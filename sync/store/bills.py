@@ -139,3 +139,12 @@ async def find_bill_by_receipt(db: Database, receipt_id: str) -> KnownBill | Non
 async def get_bill(db: Database, alegra_id: str) -> KnownBill | None:
     row = await db.fetchone("SELECT * FROM bills WHERE alegra_id = ?", (alegra_id,))
     return _from_row(row) if row else None
+
+
+async def live_bill_ids(db: Database, date_from: str) -> list[str]:
+    """Ids of the cached bills not deleted, dated `date_from` or later."""
+    rows = await db.fetchall(
+        "SELECT alegra_id FROM bills WHERE deleted = 0 AND bill_date >= ? ORDER BY bill_date",
+        (date_from,),
+    )
+    return [str(r[0]) for r in rows]

@@ -15,7 +15,7 @@ from typing import Any
 import aiosqlite
 
 from sync.alegra.records import ContactRecord
-from sync.store import bills, cache, contacts
+from sync.store import bill_status, bills, cache, contacts
 from sync.store.bills import KnownBill
 from sync.store.db import Database, Row, utcnow
 
@@ -179,14 +179,17 @@ async def save_bills_page(
     *,
     source: str,
     confirmed_at: str,
-    checkpoint: dict[str, Any],
+    checkpoint: dict[str, Any] | None,
 ) -> int:
     """Upsert one page of known bills and the job's checkpoint after it, in one transaction.
-    A bill's `receipt_id` is never overwritten (a bill the flow just recorded keeps its receipt)."""
+    A bill's `receipt_id` is never overwritten (a bill the flow just recorded keeps its receipt);
+    the receipt a stored bill came from gets its bill-fate flag as a webhook would set it."""
+    known = list(known)
     async with db.transaction() as conn:
         count = await bills.record_seen_bills_in(
             conn, known, source=source, confirmed_at=confirmed_at
         )
+        await bill_status.flag_receipts_in(conn, known, confirmed_at=confirmed_at)
         await _write_checkpoint(conn, name, checkpoint)
         return count
 

@@ -11,7 +11,6 @@ from sync.context import WorkerContext
 from sync.jobs import bills, schedule
 from sync.jobs.runner import Progress
 from sync.simulator.state import SimConfig
-from sync.store import jobs as job_store
 from sync.store.bills import bill_from_alegra, get_bill, record_bill
 from tests.jobs.conftest import run_once
 from tests.support.servers import RunningSimulator
@@ -68,11 +67,11 @@ async def test_bills_outside_the_window_are_not_asked_for(
 
 
 @pytest.mark.parametrize("sim_config", [SimConfig(rate_limit=60, window_s=1.0)])
-async def test_a_stopped_pass_resumes_from_its_checkpoint_then_starts_afresh(
+async def test_a_stopped_pass_starts_over_from_the_first_page(
     simulator: RunningSimulator, ctx: WorkerContext
 ) -> None:
-    """Stopped after its first pages, the next run asks from the checkpoint on; once complete,
-    the checkpoint is cleared so the following pass reads the whole window again."""
+    """Stopped after its first pages, the next run reads the window from the start (deletions
+    meanwhile would shift an offset past live bills) and stores every bill."""
     made = [hand_bill(simulator, f"B01{n:08d}") for n in range(10, 100)]
 
     def stop_after_a_page(progress: Progress) -> None:
@@ -81,16 +80,28 @@ async def test_a_stopped_pass_resumes_from_its_checkpoint_then_starts_afresh(
 
     first = await run_once(ctx, schedule.BILLS, bills.run, stop_after_a_page)
     assert (first.outcome, first.interrupted) == ("incomplete", True)
-    state = await job_store.job_state(ctx.db, schedule.BILLS)
-    assert state is not None
-    resume_at = state["checkpoint"]["start"]
-    assert 0 < resume_at < len(made)
     simulator.state.clear_log()
     ctx.stopping.clear()
     assert (await run_once(ctx, schedule.BILLS, bills.run)).outcome == "success"
     starts = [int(r.query["start"]) for r in simulator.state.matching_requests("GET", "/bills")]
-    assert min(starts) == resume_at
+    assert min(starts) == 0
     assert all([await get_bill(ctx.db, b["id"]) for b in made])
-    state = await job_store.job_state(ctx.db, schedule.BILLS)
-    assert state is not None
-    assert state["checkpoint"] is None
+
+
+async def test_a_bill_deleted_in_alegra_without_a_webhook_is_forgotten(
+    simulator: RunningSimulator, ctx: WorkerContext
+) -> None:
+    """A cached bill the list no longer shows is asked for by id; Alegra's 404 marks it deleted
+    (its NCF is free again). A listed bill is not asked for."""
+    kept, dropped = hand_bill(simulator, "B0100000005"), hand_bill(simulator, "B0100000006")
+    assert (await run_once(ctx, schedule.BILLS, bills.run)).outcome == "success"
+    simulator.state.person_delete_bill(dropped["id"])
+    simulator.state.clear_log()
+    result = await run_once(ctx, schedule.BILLS, bills.run)
+    assert (result.outcome, result.detail["unlisted"], result.detail["gone"]) == ("success", 1, 1)
+    by_id = simulator.state.matching_requests("GET", f"/bills/{dropped['id']}")
+    assert len(by_id) == 1
+    assert simulator.state.matching_requests("GET", f"/bills/{kept['id']}") == []
+    deleted = {r["alegra_id"]: r["deleted"] for r in await ctx.db.fetchall(
+        "SELECT alegra_id, deleted FROM bills")}
+    assert deleted == {kept["id"]: 0, dropped["id"]: 1}

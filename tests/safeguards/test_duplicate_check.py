@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from decimal import ROUND_HALF_EVEN
 from typing import Any
 
 import pytest
 
 from sync import metrics
+from sync.alegra.budget import RateBudget
+from sync.context import WorkerContext
 from sync.flow.run_receipt import run_receipt
+from sync.jobs import bills, schedule
+from sync.jobs.runner import run_job
 from sync.simulator import bills as sim_bills
 from sync.store import ops_queries, receipt_work
 from sync.store.receipt_work import Claimed
@@ -316,3 +321,20 @@ async def test_alegras_total_differing_from_the_receipts_is_recorded(
     assert (resource["total"], bill["detail"]["alegra_total"]) == ("0.89", "0.88")
     assert bill["detail"]["total_difference"] == "-0.01"
     assert outcomes(resource)["bill"] == "created"
+
+
+async def test_bills_job_finds_what_no_webhook_said_and_the_receipts_follow(flow: Flow) -> None:
+    """With no bill webhooks: a bill typed in Alegra makes a later receipt with its NCF a
+    duplicate once the bills job ran, and our bill voided in Alegra flags its receipt."""
+    ours = await flow.process(receipt_body(ncf="B0100000009"))
+    typed = hand_bill(flow, ncf="B0100000001")
+    flow.sim.state.person_void_bill((await flow.resource(ours))["alegra"]["bill_id"])
+    budget = RateBudget(limit=flow.sim.config.rate_limit, window_s=flow.sim.config.window_s)
+    settings = replace(flow.env.settings, bill_backfill_days=10_000)  # receipts of 2024
+    ctx = WorkerContext(settings, flow.db, flow.env.alegra, budget, asyncio.Event())
+    assert (await run_job(ctx, schedule.BILLS, bills.run)).outcome == "success"
+
+    assert (await flow.resource(ours))["flags"] == ["bill_voided"]
+    twin = await flow.process(receipt_body())
+    assert (await flow.resource(twin))["status"] == "duplicate"
+    assert (await flow.resource(twin))["alegra"]["bill_id"] == typed["id"]
