@@ -21,12 +21,11 @@ from sync.alegra import resources
 from sync.alegra.budget import Priority
 from sync.alegra.client import AlegraClient
 from sync.alegra.errors import AlegraError
-from sync.alegra.payloads import bill_provider_id, contact_tax_id
 from sync.alegra.records import contact_from_alegra
 from sync.logs import get_logger
 from sync.store import bill_status, inbox
-from sync.store.bills import bill_from_alegra
-from sync.store.contacts import get_cached_contact, mark_contact_deleted, upsert_contacts
+from sync.store.bills import known_bill
+from sync.store.contacts import mark_contact_deleted, upsert_contacts
 from sync.store.db import Database, Row, utcnow
 
 SOURCE = "webhook"
@@ -45,29 +44,21 @@ async def confirm_contact(alegra: AlegraClient, db: Database, contact_id: str) -
     return "upserted"
 
 
-async def confirm_bill(alegra: AlegraClient, db: Database, bill_id: str) -> str:
+async def confirm_bill(
+    alegra: AlegraClient, db: Database, bill_id: str, *,
+    priority: Priority = Priority.EVENT, source: str = SOURCE,
+) -> str:
     """Store the bill as Alegra has it now (void frees its NCF); gone → marked deleted. The
-    receipt that made it, if ours, is flagged."""
-    raw = await resources.get_bill(alegra, bill_id, priority=Priority.EVENT)
+    receipt that made it, if ours, is flagged. (Also the bills job's check of an unlisted bill,
+    at BACKGROUND priority.)"""
+    raw = await resources.get_bill(alegra, bill_id, priority=priority)
     at = utcnow()
     if raw is None:
-        await bill_status.record_bill_gone(db, bill_id, confirmed_at=at)
+        await bill_status.record_bill_gone(db, bill_id, confirmed_at=at, source=source)
         return "deleted"
-    bill = bill_from_alegra(raw, provider_tax_id=await _provider_tax_id(db, raw))
-    await bill_status.record_confirmed_bill(db, bill, confirmed_at=at)
+    bill = await known_bill(db, raw)
+    await bill_status.record_confirmed_bill(db, bill, confirmed_at=at, source=source)
     return "void" if (bill.status or "").lower() == "void" else "upserted"
-
-
-async def _provider_tax_id(db: Database, raw: dict[str, object]) -> str | None:
-    """The bill's provider's tax id: from the bill itself, else from the cached contact (the
-    duplicate check matches bills on it, and the contact may not be cached yet)."""
-    provider = raw.get("provider")
-    from_bill = contact_tax_id(provider) if isinstance(provider, dict) else None
-    if from_bill is not None:
-        return from_bill
-    provider_id = bill_provider_id(raw)
-    row = None if provider_id is None else await get_cached_contact(db, provider_id)
-    return None if row is None else row["tax_id"]
 
 
 HANDLERS: dict[str, Confirm] = {

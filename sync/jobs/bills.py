@@ -23,16 +23,13 @@ from typing import Any
 
 from sync.alegra import resources
 from sync.alegra.budget import Priority
-from sync.alegra.payloads import contact_tax_id
+from sync.events.apply import confirm_bill
 from sync.jobs import schedule
 from sync.jobs.paged import store_pages
 from sync.jobs.prefetch import fetcher
 from sync.jobs.runner import JobResult, JobRun
-from sync.store import bill_status
 from sync.store import jobs as job_store
-from sync.store.bills import KnownBill, bill_from_alegra, get_bill, live_bill_ids
-from sync.store.contacts import get_cached_contact
-from sync.store.db import utcnow
+from sync.store.bills import known_bill, live_bill_ids
 
 SOURCE = "refresh"
 MAX_CONFIRMATIONS = 200  # by-id checks of unlisted bills per pass (a GET each, BACKGROUND)
@@ -60,7 +57,7 @@ async def store_bills(
         job.alegra, start=offset, date_from=date_from, priority=Priority.BACKGROUND))
 
     async def save(rows: list[dict[str, Any]], following: int, confirmed_at: str) -> None:
-        known = [await known_bill(job, row) for row in rows if row.get("id") not in (None, "")]
+        known = [await known_bill(job.db, row) for row in rows if row.get("id") not in (None, "")]
         if seen is not None:
             seen.update(bill.alegra_id for bill in known)
         await job_store.save_bills_page(
@@ -69,19 +66,6 @@ async def store_bills(
         )
 
     return await store_pages(job, "bills", fetch, start=start, save=save, detail=detail)
-
-
-async def known_bill(job: JobRun, raw: dict[str, Any]) -> KnownBill:
-    """A bill with its provider's tax id (from the bill, else the cached contact), keeping the
-    receipt a bill this service created came from."""
-    provider = raw["provider"] if isinstance(raw.get("provider"), dict) else {}
-    tax_id = contact_tax_id(provider)
-    if tax_id is None and provider.get("id") is not None:
-        cached = await get_cached_contact(job.db, str(provider["id"]))
-        tax_id = cached["tax_id"] if cached is not None else None
-    known = await get_bill(job.db, str(raw["id"]))
-    receipt_id = known.receipt_id if known is not None else None
-    return bill_from_alegra(raw, provider_tax_id=tax_id, receipt_id=receipt_id)
 
 
 async def run(job: JobRun) -> JobResult:
@@ -108,12 +92,7 @@ async def _confirm_unlisted(
     for bill_id in unlisted[:MAX_CONFIRMATIONS]:
         if job.stopping:
             return False
-        raw = await resources.get_bill(job.alegra, bill_id, priority=Priority.BACKGROUND)
-        if raw is None:
-            await bill_status.record_bill_gone(job.db, bill_id, confirmed_at=utcnow(),
-                                               source=SOURCE)
-            detail["gone"] += 1
-        else:
-            await bill_status.record_confirmed_bill(
-                job.db, await known_bill(job, raw), confirmed_at=utcnow(), source=SOURCE)
+        outcome = await confirm_bill(
+            job.alegra, job.db, bill_id, priority=Priority.BACKGROUND, source=SOURCE)
+        detail["gone"] += outcome == "deleted"
     return True

@@ -14,7 +14,7 @@ from typing import Any
 import aiosqlite
 
 from sync.alegra import payloads
-from sync.store import cache
+from sync.store import cache, contacts
 from sync.store.db import Database, Row
 
 TABLE = "bills"
@@ -148,3 +148,16 @@ async def live_bill_ids(db: Database, date_from: str) -> list[str]:
         (date_from,),
     )
     return [str(r[0]) for r in rows]
+
+
+async def known_bill(db: Database, raw: Mapping[str, Any]) -> KnownBill:
+    """A bill as Alegra showed it, with its provider's tax id: from the bill itself, else from
+    the cached contact (the duplicate check matches bills on it, and a bill webhook or list may
+    name the provider by id only)."""
+    provider = raw.get("provider")
+    tax_id = payloads.contact_tax_id(provider) if isinstance(provider, dict) else None
+    provider_id = payloads.bill_provider_id(raw) if tax_id is None else None
+    if provider_id is not None:
+        cached = await contacts.get_cached_contact(db, provider_id)
+        tax_id = cached["tax_id"] if cached is not None else None
+    return bill_from_alegra(raw, provider_tax_id=tax_id)

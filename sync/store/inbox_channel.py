@@ -92,11 +92,15 @@ class CommitterChannel:
             head = await running.reader.readexactly(HEAD.size)
             return _unpickle(await running.reader.readexactly(HEAD.unpack(head)[0]))
 
-    def _discard(self, running: _Running) -> None:
-        """Close our end and kill the process now (asyncio's child watcher reaps it)."""
+    def _detach(self, running: _Running) -> None:
+        """No batch goes to this committer again; closing our end makes it exit."""
         if self._running is running:
             self._running = None
         running.writer.close()
+
+    def _discard(self, running: _Running) -> None:
+        """Detach and kill the process now (asyncio's child watcher reaps it)."""
+        self._detach(running)
         if running.process.returncode is None:
             running.process.kill()
 
@@ -158,10 +162,8 @@ class CommitterChannel:
         return env
 
     async def _forget(self, running: _Running) -> None:
-        """Close our end and reap the process (killed if it does not exit in time)."""
-        if self._running is running:
-            self._running = None
-        running.writer.close()
+        """Detach and reap the process (killed if it does not exit in time)."""
+        self._detach(running)
         try:
             await asyncio.wait_for(running.process.wait(), STOP_WAIT_S)
         except TimeoutError:
