@@ -40,9 +40,9 @@ ITBIS_RATES = (Decimal(0), Decimal(16), Decimal(18))  # percent
 DEFAULT_CURRENCY = "DOP"
 
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
-# A decimal string, as the published spec states it (receiver/receipts_spec.py uses this).
+# A decimal string, as the published spec states it (receiver/receipts_spec.py serves this one).
 DECIMAL_PATTERN = r"^\s*[0-9]+(\.[0-9]+)?\s*$"
-_DECIMAL_TEXT = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+_DECIMAL_TEXT = re.compile(DECIMAL_PATTERN, re.ASCII)
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 _PHONE = re.compile(r"[0-9+()\-. /x]+")
 _CURRENCY = re.compile(r"[A-Z]{3}")
@@ -188,11 +188,11 @@ def decimal_field(value: object, field: str) -> Decimal:
     if isinstance(value, bool) or not isinstance(value, int | Decimal | str | float):
         raise ReceiptInvalid(field, "must be a number or a decimal string")
     if isinstance(value, str):
-        text = ascii_form(value.strip())
+        text = ascii_form(value)
         if text is None or not _DECIMAL_TEXT.fullmatch(text):
             raise ReceiptInvalid(field, "not a decimal number: ASCII digits with an optional "
                                  "decimal point, such as 1000.50 (no sign, exponent or separator)")
-        value = text
+        value = text.strip()
     try:
         number = value if isinstance(value, Decimal) else Decimal(str(value))
     except InvalidOperation as exc:
