@@ -6,7 +6,8 @@ the one error body shape every endpoint shares:
     {"error": {"code": "invalid_field", "message": "...", "field": "supplier.tax_id"}}
 
 `field` is the JSON path of the offending input, present only where it applies. A 500 never
-carries the exception's text: that could hold a secret; it is logged (redacted) instead.
+carries the exception's text: that could hold a secret; it is logged (redacted) instead. A client
+that disconnects before its body is read is no error of ours: one info line, no traceback.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from sync.logs import get_logger
@@ -75,6 +76,11 @@ async def _http_exception(_: Request, exc: Exception) -> Response:
     )
 
 
+async def _client_disconnected(request: Request, _: Exception) -> Response:
+    get_logger(path=request.url.path).info("http.client_disconnected")
+    return JSONResponse(error_body("client_disconnected", "the client left"), status_code=400)
+
+
 async def _unexpected(request: Request, exc: Exception) -> Response:
     get_logger(path=request.url.path).error("http.unhandled", exc_info=exc)
     return JSONResponse(error_body("internal", "internal error"), status_code=500)
@@ -83,5 +89,6 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 HANDLERS: dict[Any, Any] = {
     ApiError: _api_error,
     HTTPException: _http_exception,
+    ClientDisconnect: _client_disconnected,
     Exception: _unexpected,
 }

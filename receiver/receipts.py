@@ -12,17 +12,16 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import AsyncGenerator
 from typing import Any
 
-from starlette.datastructures import FormData, Headers, UploadFile
-from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
 from receiver.auth import Partner, authenticate
 from receiver.errors import ApiError
+from receiver.multipart import FileNameNotUtf8, MalformedMultipart, Part, parse_form
 from receiver.receipts_spec import OPENAPI_PATHS, OPENAPI_SCHEMAS
 from sync.logs import get_logger
 from sync.receipt_model import ReceiptInvalid, Submission, Upload, decode_json, parse_submission
@@ -44,6 +43,7 @@ POLL_FIRST_S = 0.05
 POLL_MAX_S = 0.5
 MAX_IDEMPOTENCY_KEY = 255
 MULTIPART = "multipart/form-data"
+MAX_PARTS = 10
 _WAIT = re.compile(r"(?:^|[\s,;])wait\s*=\s*\"?(\d+)", re.IGNORECASE)
 _VISIBLE = re.compile(r"[\x21-\x7e][\x20-\x7e]*")
 
@@ -154,7 +154,7 @@ async def read_submission(request: Request) -> Submission:
     body = await read_bounded(request, body_limit(max_bytes))
     try:
         if media == MULTIPART:
-            data, upload = await parse_multipart(request.headers, body, body_limit(max_bytes))
+            data, upload = parse_multipart(request.headers, body)
         else:
             data, upload = decode_json(body), None
         return parse_submission(data, max_attachment_bytes=max_bytes, upload=upload)
@@ -179,42 +179,35 @@ def _body_too_large(limit: int) -> ApiError:
     return ApiError(413, "too_large", f"the request body is larger than {limit} bytes")
 
 
-async def parse_multipart(
-    headers: Headers, body: bytes, limit: int
-) -> tuple[object, Upload | None]:
-    """The `receipt` part (JSON) and the optional `file` part. Raises ApiError 400 or
-    ReceiptInvalid."""
-
-    async def replay() -> AsyncGenerator[bytes, None]:
-        yield body
-
-    parser = MultiPartParser(headers, replay(), max_files=2, max_fields=8, max_part_size=limit)
+def parse_multipart(headers: Headers, body: bytes) -> tuple[object, Upload | None]:
+    """The `receipt` part (JSON, UTF-8) and the optional `file` part; other parts are ignored.
+    Raises ApiError 400 (`malformed_multipart`) or ReceiptInvalid."""
     try:
-        form = await parser.parse()
-    except MultiPartException as exc:
-        raise ApiError(400, "malformed_multipart", exc.message) from exc
-    try:
-        return await _receipt_part(form), await _file_part(form)
-    finally:
-        await form.close()
+        parts = parse_form(headers.get("content-type", ""), body, max_parts=MAX_PARTS)
+    except MalformedMultipart as exc:
+        raise ApiError(400, "malformed_multipart", str(exc)) from exc
+    except FileNameNotUtf8 as exc:
+        raise ReceiptInvalid(exc.part_name, "the file name is not UTF-8") from exc
+    return _receipt_part(parts), _file_part(parts)
 
 
-async def _receipt_part(form: FormData) -> object:
-    part = form.get("receipt")
-    if part is None:
+def _receipt_part(parts: list[Part]) -> object:
+    receipt = [part for part in parts if part.name == "receipt"]
+    if not receipt:
         raise ReceiptInvalid("receipt", "required: the receipt as a JSON part named receipt")
-    raw = await part.read() if isinstance(part, UploadFile) else part
-    return decode_json(raw, "receipt")
+    if len(receipt) > 1:
+        raise ReceiptInvalid("receipt", "one part named receipt")
+    return decode_json(receipt[0].data, "receipt")
 
 
-async def _file_part(form: FormData) -> Upload | None:
-    parts = form.getlist("file")
-    if not parts:
+def _file_part(parts: list[Part]) -> Upload | None:
+    files = [part for part in parts if part.name == "file"]
+    if not files:
         return None
-    if len(parts) > 1 or not isinstance(parts[0], UploadFile):
+    if len(files) > 1 or files[0].filename is None:
         raise ReceiptInvalid("file", "one file part named file, sent as a file")
-    part = parts[0]
-    return Upload(part.filename, part.content_type, await part.read())
+    part = files[0]
+    return Upload(part.filename, part.content_type, part.data)
 
 
 routes: list[BaseRoute] = [

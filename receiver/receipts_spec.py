@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from sync.receipt_fields import DECIMAL_PATTERN
+
 _REF = "#/components/schemas/"
 
 
@@ -19,19 +21,17 @@ def _error(description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": _ref("Error")}}}
 
 
-_MONEY = {
-    "oneOf": [
-        {"type": "number", "minimum": 0, "exclusiveMinimum": True},
-        {"type": "string", "pattern": r"^\s*[0-9]+(\.[0-9]{1,2})?\s*$"},
-    ],
-    "description": "Greater than zero, at most 2 decimals; a JSON number or a decimal string "
-    "(read as a decimal, never as a float).",
-}
 _DECIMAL = {
     "oneOf": [
         {"type": "number", "minimum": 0, "exclusiveMinimum": True},
-        {"type": "string", "pattern": r"^\s*[0-9]+(\.[0-9]+)?\s*$"},
+        {"type": "string", "pattern": DECIMAL_PATTERN},
     ]
+}
+_MONEY = {
+    **_DECIMAL,
+    "description": "Greater than zero, at most 2 decimals (trailing zeros aside), at most "
+    "9999999999.99; a JSON number or a decimal string: ASCII digits with an optional decimal "
+    "point, no sign, exponent or digit separator (read as a decimal, never as a float).",
 }
 _NULLABLE_TEXT = {"type": "string", "nullable": True}
 _DECIMAL_TEXT = {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?$", "example": "118.00"}
@@ -40,11 +40,15 @@ SUPPLIER_IN = {
     "type": "object",
     "required": ["name"],
     "properties": {
-        "name": {"type": "string", "minLength": 1, "maxLength": 200},
+        "name": {"type": "string", "minLength": 1, "maxLength": 200,
+                 "description": "Needs at least one letter or digit (a name of only symbols or "
+                 "emoji is refused: it would match every other such name)."},
         "tax_id": {
             "type": "string", "nullable": True, "maxLength": 40, "example": "1-31-24679-6",
             "description": "RNC (9 digits) or cédula (11 digits); dashes and spaces allowed, check "
-            "digit verified. Optional: without it the supplier is matched on its normalised name.",
+            "digit verified; read after NFKC (fullwidth digits are read as ASCII, other digit "
+            "sets are refused). Optional: without it the supplier is matched on its normalised "
+            "name.",
         },
         "email": {"type": "string", "nullable": True, "maxLength": 254, "format": "email"},
         "phone": {"type": "string", "nullable": True, "maxLength": 40},
@@ -60,12 +64,14 @@ LINE_IN = {
         "quantity": {**_DECIMAL, "description": "Default 1; greater than zero, up to 6 decimals."},
         "tax_rate": {
             "nullable": True, "enum": [0, 16, 18, "0", "16", "18", None],
-            "description": "ITBIS percent: 18, 16, or 0 for an exempt line. Omitted or null: "
-            "no tax on the line.",
+            "description": "ITBIS percent: 18, 16, or 0 for an exempt line (a decimal string "
+            "equal to one of them, such as \"18.00\", is read as it). Omitted or null: no tax "
+            "on the line.",
         },
         "category": {
             "type": "string", "nullable": True, "maxLength": 150,
-            "description": "Expense account for this line; overrides the receipt's `category`.",
+            "description": "Expense account for this line; overrides the receipt's `category`. "
+            "Needs at least one letter or digit.",
         },
     },
 }
@@ -88,7 +94,11 @@ RECEIPT_IN = {
     "additionalProperties": True,
     "description": "A supplier's receipt. Unknown fields are accepted and ignored (they are not "
     "stored and do not count for idempotency). Field errors answer 422 naming the field's JSON "
-    "path, e.g. `lines[2].amount`.",
+    "path, e.g. `lines[2].amount`. Identifiers, numbers, dates and the currency are read after "
+    "Unicode NFKC normalisation (so fullwidth `１` is `1`), and the patterns here apply to that "
+    "form; a character still outside ASCII is refused. No text field may hold a lone surrogate, "
+    "a control character (U+0000–U+001F, U+007F–U+009F, U+2028, U+2029), a bidi override or "
+    "isolate (U+202A–U+202E, U+2066–U+2069), or only invisible characters.",
     "properties": {
         "supplier": _ref("SupplierIn"),
         "date": {"type": "string", "format": "date", "example": "2024-05-01"},
@@ -97,14 +107,15 @@ RECEIPT_IN = {
         "ncf": {"type": "string", "nullable": True, "example": "B0100000001",
                 "description": "NCF (B + 10 characters) or e-CF (E + 12); its type is kept."},
         "category": {"type": "string", "minLength": 1, "maxLength": 150,
-                     "description": "Name of the expense account (created if missing)."},
+                     "description": "Name of the expense account (created if missing); needs "
+                     "at least one letter or digit."},
         "currency": {"type": "string", "pattern": "^[A-Za-z]{3}$", "default": "DOP"},
         "exchange_rate": {**_DECIMAL, "nullable": True,
                           "description": "DOP per unit of `currency`; required unless DOP."},
         "total": {**_MONEY, "nullable": True, "description": (
             "Optional check: must equal the sum over lines of amount × quantity plus its ITBIS, "
             "rounded once to the cent, half up; otherwise 422 `total_mismatch` with `expected` "
-            "and `given`.")},
+            "and `given`. That sum may not pass 9999999999.99 (422 on `total`).")},
         "lines": {"type": "array", "minItems": 1, "maxItems": 200, "items": _ref("LineIn")},
         "attachment": {"allOf": [_ref("AttachmentIn")], "nullable": True},
     },

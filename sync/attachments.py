@@ -20,6 +20,7 @@ _ALIASES = {
 # A declared type that says nothing: the bytes decide.
 GENERIC_TYPES = ("", "application/octet-stream", "binary/octet-stream")
 PDF_HEADER_WINDOW = 1024  # readers accept `%PDF-` anywhere in the first KiB
+_ASCII_SPACES = str.maketrans("", "", " \t\r\n")
 
 
 @dataclass(frozen=True)
@@ -54,8 +55,9 @@ def sniff(data: bytes) -> str | None:
 
 
 def decode_base64(text: str) -> bytes:
-    """Standard base64; line breaks and spaces are ignored. Raises ValueError when malformed."""
-    compact = "".join(text.split())
+    """Standard base64; ASCII line breaks, tabs and spaces are ignored. Raises ValueError when
+    malformed (any other character, Unicode spaces and separators included)."""
+    compact = text.translate(_ASCII_SPACES)
     try:
         return base64.b64decode(compact, validate=True)
     except (binascii.Error, ValueError) as exc:

@@ -2,7 +2,9 @@
 
 Pure functions. `normalize_tax_id` is strict (partner input); `loose_tax_id` is forgiving
 (records typed by hand in Alegra may carry dashes, spaces or fail the check digit, and must still
-be matched against a partner's valid number).
+be matched against a partner's valid number). Both read a number through
+`text_rules.ascii_form` (NFKC), so `１３１２４６７９６` is `131246796`, and keep ASCII digits only:
+what they return is always ASCII.
 """
 
 from __future__ import annotations
@@ -14,9 +16,13 @@ from typing import Literal
 from stdnum.do import cedula, ncf, rnc
 from stdnum.exceptions import ValidationError
 
+from sync.text_rules import ascii_digits, ascii_form
+
 TaxKind = Literal["RNC", "CEDULA"]
 
-_NCF_SEPARATORS = re.compile(r"[\s\-.]")
+_NCF_SEPARATORS = re.compile(r"[\s\-.]", re.ASCII)
+_TAX_ID_CHARS = re.compile(r"[0-9\s\-.]*", re.ASCII)
+_ASCII_ONLY = "only ASCII digits 0-9, spaces, dots and dashes are allowed"
 
 
 class InvalidTaxId(ValueError):
@@ -58,14 +64,18 @@ class Ncf:
 
 
 def digits(value: str) -> str:
-    return "".join(ch for ch in value if ch.isdigit())
+    """The ASCII digits of `value` after NFKC; anything else, other digit sets included, is
+    dropped."""
+    return ascii_digits(value)
 
 
 def normalize_tax_id(raw: str) -> TaxId:
-    """Validate an RNC or cédula, dashes and spaces allowed. Raises InvalidTaxId."""
-    number = digits(raw)
-    if re.search(r"[^\d\s\-.]", raw):
-        raise InvalidTaxId(raw, "only digits, spaces, dots and dashes are allowed")
+    """Validate an RNC or cédula, dashes and spaces allowed, read after NFKC. Raises
+    InvalidTaxId."""
+    text = ascii_form(raw)
+    if text is None or not _TAX_ID_CHARS.fullmatch(text):
+        raise InvalidTaxId(raw, _ASCII_ONLY)
+    number = digits(text)
     if len(number) == 9:
         if not rnc.is_valid(number):
             raise InvalidTaxId(raw, "not a valid RNC (check digit does not match)")
@@ -86,8 +96,12 @@ def loose_tax_id(raw: str | None) -> str | None:
 
 
 def normalize_ncf(raw: str) -> Ncf:
-    """Validate an NCF (B + 2 + 8), e-CF (E + 2 + 10) or legacy 19-char NCF. Raises InvalidNcf."""
-    number = _NCF_SEPARATORS.sub("", raw).upper()
+    """Validate an NCF (B + 2 + 8), e-CF (E + 2 + 10) or legacy 19-char NCF, read after NFKC.
+    Raises InvalidNcf."""
+    text = ascii_form(raw)
+    if text is None:
+        raise InvalidNcf(raw, "only ASCII letters and digits (with spaces, dots or dashes)")
+    number = _NCF_SEPARATORS.sub("", text).upper()
     try:
         number = ncf.validate(number)
     except ValidationError as exc:

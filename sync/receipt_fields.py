@@ -2,6 +2,14 @@
 
 Each function takes the raw JSON value and its path (`lines[2].amount`) and returns the clean
 value or raises `ReceiptInvalid` naming that path. `sync.receipt_model` assembles them.
+
+Text is checked by `sync.text_rules`: every text field refuses what could not be stored, read
+back, logged or sent to Alegra (lone surrogates, control and bidi control characters) and text
+with nothing visible in it; names (supplier, categories) also need a non-empty `names.name_key`.
+Numbers, dates and codes are read through `text_rules.ascii_form` (NFKC, then ASCII only).
+A number is a JSON number, or a string of ASCII digits with an optional decimal point
+(`DECIMAL_PATTERN`, surrounding spaces allowed): no sign, exponent, digit separator (`1_000`,
+`1,000`) or other digit set (`١٠`).
 """
 
 from __future__ import annotations
@@ -16,12 +24,14 @@ from typing import Any
 
 from sync import attachments, money
 from sync.attachments import AttachmentInfo
+from sync.names import name_key
+from sync.text_rules import ascii_form, has_visible, storable_problem
 
 MAX_LINES = 200
 MAX_DESCRIPTION = 500
 MAX_CATEGORY = 150
 MAX_FILENAME = 255
-MAX_MONEY = Decimal("9999999999.99")
+MAX_MONEY = Decimal("9999999999.99")  # also the bound of a receipt's computed total
 MAX_QUANTITY = Decimal(10_000_000)
 QUANTITY_PLACES = 6
 MAX_EXCHANGE_RATE = Decimal(1_000_000)
@@ -29,11 +39,13 @@ RATE_PLACES = 6
 ITBIS_RATES = (Decimal(0), Decimal(16), Decimal(18))  # percent
 DEFAULT_CURRENCY = "DOP"
 
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+# A decimal string, as the published spec states it (receiver/receipts_spec.py serves this one).
+DECIMAL_PATTERN = r"^\s*[0-9]+(\.[0-9]+)?\s*$"
+_DECIMAL_TEXT = re.compile(DECIMAL_PATTERN, re.ASCII)
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 _PHONE = re.compile(r"[0-9+()\-. /x]+")
 _CURRENCY = re.compile(r"[A-Z]{3}")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class ReceiptInvalid(ValueError):
@@ -68,10 +80,16 @@ class Upload:
 
 
 def decode_json(raw: bytes | str, field: str | None = None) -> object:
-    """Decode JSON with numbers as Decimal (never float). Raises ReceiptInvalid (400)."""
+    """Decode JSON (UTF-8, RFC 8259) with numbers as Decimal (never float). Raises
+    ReceiptInvalid (400 `malformed_json`), also for nesting too deep to read."""
     try:
-        return json.loads(raw, parse_float=Decimal, parse_constant=_no_constant)
-    except (ValueError, UnicodeDecodeError) as exc:
+        text = raw.decode("utf-8-sig") if isinstance(raw, bytes) else raw
+        return json.loads(text, parse_float=Decimal, parse_constant=_no_constant)
+    except RecursionError as exc:
+        raise ReceiptInvalid(
+            field, "malformed JSON: nested too deep", 400, code="malformed_json"
+        ) from exc
+    except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         raise ReceiptInvalid(field, f"malformed JSON: {exc}", 400, code="malformed_json") from exc
 
 
@@ -86,7 +104,8 @@ def mapping(value: object, field: str | None, message: str) -> Mapping[str, Any]
 
 
 def text_field(value: object, field: str, max_len: int, *, required: bool) -> str | None:
-    """A string, stripped; empty counts as absent. Control characters are refused."""
+    """A string, stripped; empty counts as absent. Text that may not be stored
+    (`text_rules.storable_problem`) or has nothing visible in it is refused."""
     if value is not None and not isinstance(value, str):
         raise ReceiptInvalid(field, "must be a string")
     text = (value or "").strip()
@@ -96,9 +115,32 @@ def text_field(value: object, field: str, max_len: int, *, required: bool) -> st
         return None
     if len(text) > max_len:
         raise ReceiptInvalid(field, f"at most {max_len} characters")
-    if _CONTROL.search(text):
-        raise ReceiptInvalid(field, "control characters are not allowed")
+    problem = storable_problem(text)
+    if problem is not None:
+        raise ReceiptInvalid(field, problem)
+    if not has_visible(text):
+        raise ReceiptInvalid(field, "only invisible characters")
     return text
+
+
+def name_field(value: object, field: str, max_len: int, *, required: bool) -> str | None:
+    """A supplier or expense account name: text whose `name_key` is not empty (a name of only
+    symbols or emoji would match every other such name)."""
+    text = text_field(value, field, max_len, required=required)
+    if text is not None and not name_key(text):
+        raise ReceiptInvalid(field, "a name needs at least one letter or digit")
+    return text
+
+
+def ascii_field(value: object, field: str, max_len: int, *, required: bool) -> str | None:
+    """A code or number as text, read after NFKC (`text_rules.ascii_form`); non-ASCII refused."""
+    text = text_field(value, field, max_len, required=required)
+    if text is None:
+        return None
+    normal = ascii_form(text)
+    if normal is None:
+        raise ReceiptInvalid(field, "only ASCII letters, digits and punctuation are allowed")
+    return normal
 
 
 def email_field(value: object, field: str) -> str | None:
@@ -124,7 +166,7 @@ def date_field(
     value: object, field: str, *, required: bool, latest: dt.date | None = None
 ) -> dt.date | None:
     """An ISO date between EARLIEST_DATE and `latest` (inclusive) when given."""
-    text = text_field(value, field, 10, required=required)
+    text = ascii_field(value, field, 10, required=required)
     if text is None:
         return None
     problem = ReceiptInvalid(field, "not a date: expected YYYY-MM-DD")
@@ -142,11 +184,17 @@ def date_field(
 
 
 def decimal_field(value: object, field: str) -> Decimal:
-    """A JSON number or a decimal string as a finite Decimal."""
+    """A JSON number, or a decimal string (`DECIMAL_PATTERN` after NFKC), as a finite Decimal."""
     if isinstance(value, bool) or not isinstance(value, int | Decimal | str | float):
         raise ReceiptInvalid(field, "must be a number or a decimal string")
+    if isinstance(value, str):
+        text = ascii_form(value)
+        if text is None or not _DECIMAL_TEXT.fullmatch(text):
+            raise ReceiptInvalid(field, "not a decimal number: ASCII digits with an optional "
+                                 "decimal point, such as 1000.50 (no sign, exponent or separator)")
+        value = text.strip()
     try:
-        number = Decimal(str(value).strip()) if not isinstance(value, Decimal) else value
+        number = value if isinstance(value, Decimal) else Decimal(str(value))
     except InvalidOperation as exc:
         raise ReceiptInvalid(field, f"not a decimal number: {str(value)[:40]!r}") from exc
     if not number.is_finite():
@@ -195,7 +243,7 @@ def tax_rate_field(value: object, field: str) -> Decimal | None:
 
 def currency_fields(currency: object, rate: object) -> tuple[str, Decimal | None]:
     """ISO 4217 code (default DOP) and its exchange rate: required unless DOP, where only 1 fits."""
-    code = (text_field(currency, "currency", 3, required=False) or DEFAULT_CURRENCY).upper()
+    code = (ascii_field(currency, "currency", 3, required=False) or DEFAULT_CURRENCY).upper()
     if not _CURRENCY.fullmatch(code):
         raise ReceiptInvalid("currency", "an ISO 4217 code such as DOP or USD")
     if rate is None:

@@ -5,6 +5,9 @@ into a `Submission` (the validated `Receipt` and the attachment's bytes) or rais
 `ReceiptInvalid(field, message, status)`, `field` being the JSON path at fault
 (`supplier.tax_id`, `lines[2].amount`). The rules:
 
+- Text: no lone surrogates, control or bidi control characters, not only invisible characters;
+  names (`supplier.name`, `category`, a line's `category`) need a letter or digit
+  (`sync.receipt_fields`, `sync.text_rules`).
 - `supplier.name` required; `supplier.tax_id` optional (RNC or cédula, dashes and spaces allowed,
   check digit verified); without it the supplier is matched on its normalised name.
 - `date` required and `due_date` optional (default: `date`), both `YYYY-MM-DD`, `due_date >= date`.
@@ -15,8 +18,10 @@ into a `Submission` (the validated `Receipt` and the attachment's bytes) or rais
   at most 2 decimals; `quantity` defaults to 1, > 0; `tax_rate` is the ITBIS percent, 0, 16 or 18
   (0 marks an exempt line; omitted or null means no tax on the line).
 - `total` optional; when given it must equal `money.receipt_total(lines)` (code `total_mismatch`,
-  with `expected` and `given`).
-- Amounts are JSON numbers or decimal strings, Decimal throughout. Unknown fields are ignored.
+  with `expected` and `given`). The computed total is at most `MAX_MONEY`, as each amount is.
+- Amounts are JSON numbers or decimal strings (ASCII digits, optional decimal point, after NFKC),
+  Decimal throughout. Identifiers (tax id, NCF), dates and the currency are read after NFKC and
+  must then be ASCII. Unknown fields are ignored.
 - `attachment` (or the multipart `file`): see `sync.attachments`; over the size bound → 413,
   a type not allowed or bytes that are not the declared type → 415, bad base64 → 422.
 
@@ -53,6 +58,7 @@ from sync.receipt_fields import (
     MAX_CATEGORY,
     MAX_DESCRIPTION,
     MAX_LINES,
+    MAX_MONEY,
     ReceiptInvalid,
     Upload,
     amount_field,
@@ -63,6 +69,7 @@ from sync.receipt_fields import (
     decode_json,
     email_field,
     mapping,
+    name_field,
     phone_field,
     quantity_field,
     tax_rate_field,
@@ -147,7 +154,7 @@ def parse_submission(
 ) -> Submission:
     """Validate a decoded request body (and a multipart file). Raises ReceiptInvalid."""
     body = mapping(data, None, "the receipt must be a JSON object")
-    category = text_field(body.get("category"), "category", MAX_CATEGORY, required=True)
+    category = name_field(body.get("category"), "category", MAX_CATEGORY, required=True)
     assert category is not None
     # One day of slack: the partner's clock may be ahead of UTC's date (the DR is UTC-4).
     latest = dt.datetime.now(dt.UTC).date() + dt.timedelta(days=1)
@@ -170,7 +177,7 @@ def parse_submission(
 
 def _supplier(value: object) -> Supplier:
     data = mapping(value, "supplier", "required: an object with at least name")
-    name = text_field(data.get("name"), "supplier.name", 200, required=True)
+    name = name_field(data.get("name"), "supplier.name", 200, required=True)
     assert name is not None
     raw_tax_id = text_field(data.get("tax_id"), "supplier.tax_id", 40, required=False)
     tax_id = None
@@ -207,7 +214,7 @@ def _line(value: object, path: str, default_category: str) -> Line:
         data.get("description"), f"{path}.description", MAX_DESCRIPTION, required=True
     )
     assert description is not None
-    category = text_field(data.get("category"), f"{path}.category", MAX_CATEGORY, required=False)
+    category = name_field(data.get("category"), f"{path}.category", MAX_CATEGORY, required=False)
     return Line(
         description,
         amount_field(data.get("amount"), f"{path}.amount"),
@@ -219,6 +226,9 @@ def _line(value: object, path: str, default_category: str) -> Line:
 
 def _total(value: object, lines: tuple[Line, ...]) -> Decimal:
     expected = money.receipt_total(lines)
+    if expected > MAX_MONEY:
+        raise ReceiptInvalid("total", f"the lines add up to {expected} with their ITBIS, more "
+                             f"than a receipt may total ({MAX_MONEY})")
     if value is None:
         return expected
     given = amount_field(value, "total")

@@ -77,7 +77,7 @@ async def _ask_alegra(env: FlowEnv, tax_id: str) -> ContactRecord | None:
 async def _search_by_name(env: FlowEnv, name: str, key: str) -> ContactRecord | None:
     rows = await resources.find_contacts_by_name(env.alegra, name, priority=PRIORITY)
     records = [contact_from_alegra(row) for row in rows if row.get("id") is not None]
-    same = sorted((r for r in records if r.name_key == key), key=_preference)
+    same = sorted((r for r in records if key and r.name_key == key), key=_preference)
     return same[0] if same else None
 
 

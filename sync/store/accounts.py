@@ -61,7 +61,10 @@ async def mark_missing_accounts_deleted(
 
 
 async def find_expense_account(db: Database, key: str) -> AccountRecord | None:
-    """The active expense leaf whose normalised name is `key` (a document posts to leaves only)."""
+    """The active expense leaf whose normalised name is `key` (a document posts to leaves only).
+    An empty key (a name of only symbols or emoji) matches nothing."""
+    if not key:
+        return None
     row = await db.fetchone(
         "SELECT * FROM accounts WHERE type = 'expense' AND name_key = ? AND deleted = 0"
         " ORDER BY (status = 'inactive'), is_leaf DESC, alegra_id LIMIT 1",

@@ -60,9 +60,11 @@ async def provider_ids(
     conn: aiosqlite.Connection, tax_id: str | None, supplier_name_key: str
 ) -> set[str]:
     """Ids of every cached contact (deleted ones too: their bills remain) with this tax id or,
-    without one, this normalised name."""
+    without one, this normalised name (an empty one matches nothing)."""
     if tax_id is not None:
         rows = await _rows(conn, "SELECT alegra_id FROM contacts WHERE tax_id = ?", (tax_id,))
+    elif not supplier_name_key:
+        return set()
     else:
         rows = await _rows(
             conn, "SELECT alegra_id FROM contacts WHERE name_key = ?", (supplier_name_key,)

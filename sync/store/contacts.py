@@ -73,7 +73,10 @@ async def find_supplier_by_tax_id(db: Database, tax_id: str) -> ContactRecord | 
 
 
 async def find_contacts_by_name_key(db: Database, key: str) -> list[ContactRecord]:
-    """Live contacts whose normalised name equals `key`, best candidate first."""
+    """Live contacts whose normalised name equals `key`, best candidate first. An empty key
+    (a name of only symbols or emoji) matches nothing."""
+    if not key:
+        return []
     rows = await db.fetchall(
         "SELECT * FROM contacts WHERE name_key = ? AND deleted = 0"
         " ORDER BY (status = 'inactive'), (types NOT LIKE '%provider%'), confirmed_at DESC",

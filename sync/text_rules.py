@@ -1,0 +1,60 @@
+"""The Unicode rules for partner input (pure): one place for what is read and what is stored.
+
+- `ascii_form(text)` is the one normalisation of every value the service keys on or computes
+  with: tax id, NCF, amounts, quantities, rates, dates, currency. Unicode NFKC, which reads
+  fullwidth (`１`), mathematical (`𝟏`, `𝟙`) and other compatibility forms as their ASCII
+  character; None when anything outside ASCII remains (Arabic-Indic `١`, Devanagari `१` and
+  other digit sets are not digits the service reads: refused, never guessed).
+- `storable_problem(text)` says why a text may not be stored: a value that is stored must be
+  readable back, listable, loggable and sendable to Alegra as UTF-8, and must not disguise itself
+  on a screen. So: no lone surrogate (`"\\ud83d"`, an emoji cut in half by a JSON encoder), no
+  control character (C0 and DEL, C1 U+0080–U+009F, the separators U+2028/U+2029), and no bidi
+  override or isolate (U+202A–U+202E, U+2066–U+2069).
+- `has_visible(text)` is False for text made only of invisible characters: whitespace, format
+  characters (zero-width space and joiners, BOM, ...), combining marks, and the blank letters
+  (Hangul fillers, Braille blank) that render as nothing.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_BIDI = re.compile("[\u202a-\u202e\u2066-\u2069]")
+_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zs", "Zl", "Zp", "Mn", "Mc", "Me"})
+_BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+
+
+def ascii_form(text: str) -> str | None:
+    """`text` after NFKC if that is all ASCII, else None."""
+    if _SURROGATE.search(text):
+        return None  # NFKC keeps them; they are not ASCII either way
+    normal = unicodedata.normalize("NFKC", text)
+    return normal if normal.isascii() else None
+
+
+def ascii_digits(text: str) -> str:
+    """The ASCII digits of `text` after NFKC, everything else dropped (for forgiving reads of
+    numbers typed by hand in Alegra)."""
+    return "".join(ch for ch in unicodedata.normalize("NFKC", text) if "0" <= ch <= "9")
+
+
+def storable_problem(text: str) -> str | None:
+    """Why `text` may not be stored (a sentence for the API error), or None if it may."""
+    if _SURROGATE.search(text):
+        return "not valid Unicode: a lone surrogate (a character cut in half?)"
+    if _CONTROL.search(text):
+        return "control characters are not allowed"
+    if _BIDI.search(text):
+        return "bidirectional override and isolate characters are not allowed"
+    return None
+
+
+def has_visible(text: str) -> bool:
+    """Whether any character of `text` shows on a screen."""
+    return any(
+        ch not in _BLANK_LETTERS and unicodedata.category(ch) not in _INVISIBLE_CATEGORIES
+        for ch in text
+    )
