@@ -19,9 +19,9 @@ from receiver import query
 from receiver.auth import require_admin
 from receiver.errors import ApiError
 from receiver.inspect_spec import OPENAPI_PATHS, OPENAPI_SCHEMAS
-from receiver.status import cache_status
 from sync.dominican import digits
 from sync.names import name_key
+from sync.status import cache_status
 from sync.store import ops_queries
 from sync.store.contacts import get_cached_contact
 from sync.store.db import Row

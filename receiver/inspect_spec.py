@@ -1,14 +1,14 @@
 """The cache inspection API's part of /openapi.json: /v1/cache/* and their schemas.
 
 Data only; `receiver.openapi` merges it with the other components'. The rules stated here are the
-ones `receiver.inspect` and `receiver.status` enforce; change both together.
+ones `receiver.inspect` and `sync.status` enforce; change both together.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from receiver import status
+from sync import status
 
 _REF = "#/components/schemas/"
 _TEXT = {"type": "string", "nullable": True}
