@@ -1,7 +1,5 @@
-"""The figures behind "can I trust the cache right now?", and the answer.
-
-One implementation for `GET /v1/cache/status` (receiver/inspect.py) and `alegra-sync status`
-(sync/commands/status.py); both read the database only, never Alegra.
+"""The figures behind "can I trust the cache right now?", and the answer: one implementation
+for `GET /v1/cache/status` (receiver/inspect.py) and `alegra-sync status` (sync/commands/).
 
 `trustworthy` is true only when none of these rules fires (each firing rule is one `reasons`
 entry, `{code, message}`):
