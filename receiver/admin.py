@@ -106,7 +106,7 @@ async def list_all_receipts(request: Request) -> JSONResponse:
     partner = query.text(params, "partner")
     partner_id = await ops_queries.partner_id_for(db, partner) if partner else None
     if partner and partner_id is None:
-        return JSONResponse({"data": [], "next_cursor": None})
+        raise query.invalid("partner", "partner: no partner with this name or id")
     try:
         rows, next_cursor = await list_receipts(
             db, partner_id=partner_id, status=query.choice(params, "status", RECEIPT_STATUSES),

@@ -75,7 +75,7 @@ OPENAPI_PATHS: dict[str, Any] = {
         "listReceipts", "Every partner's receipts, newest first (admin)", "", [
             param("status", "Receipt status.", {"type": "string", "enum": [
                 "queued", "processing", "completed", "failed", "duplicate"]}),
-            param("partner", "The partner's id or name."),
+            param("partner", "The partner's id or name (an unknown one is a 400)."),
             param("date_from", "The receipt's own date, from (inclusive).",
                   {"type": "string", "format": "date"}),
             param("date_to", "The receipt's own date, to (inclusive).",

@@ -51,8 +51,20 @@ def error_body(code: str, message: str, field: str | None = None, **extra: Any) 
     return {"error": error}
 
 
-async def _api_error(_: Request, exc: Exception) -> Response:
+def log_refusal(request: Request, status: int, code: str, field: str | None = None) -> None:
+    """One `http.refused` line per refused API request (4xx under /v1/): the partner, status,
+    code and field; never the key, the body or the query. Webhook refusals log their own (the
+    path holds the URL token)."""
+    if 400 <= status < 500 and request.url.path.startswith("/v1/"):
+        partner = getattr(request.state, "partner", None)
+        get_logger().info("http.refused", method=request.method, path=request.url.path,
+                          status=status, code=code, field=field,
+                          partner=None if partner is None else partner.name)
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
+    log_refusal(request, exc.status, exc.code, exc.field)
     body = error_body(exc.code, exc.message, exc.field, **exc.extra)
     return JSONResponse(body, status_code=exc.status, headers=exc.headers)
 
@@ -68,9 +80,10 @@ _HTTP_CODES = {
 }
 
 
-async def _http_exception(_: Request, exc: Exception) -> Response:
+async def _http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code = _HTTP_CODES.get(exc.status_code, "http_error")
+    log_refusal(request, exc.status_code, code)
     return JSONResponse(
         error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers
     )

@@ -19,9 +19,8 @@ from receiver import query
 from receiver.auth import require_admin
 from receiver.errors import ApiError
 from receiver.inspect_spec import OPENAPI_PATHS, OPENAPI_SCHEMAS
-from receiver.status import cache_status
-from sync.dominican import digits
 from sync.names import name_key
+from sync.status import cache_status
 from sync.store import ops_queries
 from sync.store.contacts import get_cached_contact
 from sync.store.db import Row
@@ -91,10 +90,7 @@ async def list_contacts(request: Request) -> JSONResponse:
     """GET /v1/cache/contacts: filtered, ordered by normalised name, cursor-paged."""
     await require_admin(request)
     params = request.query_params
-    raw_tax_id = query.text(params, "tax_id")
-    tax_id = digits(raw_tax_id) if raw_tax_id is not None else None
-    if tax_id == "":
-        raise query.invalid("tax_id", "tax_id: an RNC or cédula, in any formatting")
+    tax_id = query.tax_id(params)
     search = query.text(params, "q")
     limit = query.limit(params)
     rows = await ops_queries.contacts_page(

@@ -1,14 +1,14 @@
 """The cache inspection API's part of /openapi.json: /v1/cache/* and their schemas.
 
 Data only; `receiver.openapi` merges it with the other components'. The rules stated here are the
-ones `receiver.inspect` and `receiver.status` enforce; change both together.
+ones `receiver.inspect` and `sync.status` enforce; change both together.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from receiver import status
+from sync import status
 
 _REF = "#/components/schemas/"
 _TEXT = {"type": "string", "nullable": True}
@@ -161,7 +161,8 @@ def _get(op_id: str, summary: str, parameters: list[dict[str, Any]], responses: 
 
 OPENAPI_PATHS: dict[str, Any] = {
     "/v1/cache/contacts": _get("listCachedContacts", "Cached contacts, by normalised name", [
-        param("tax_id", "RNC or cédula in any formatting (dashes, spaces); exact match."),
+        param("tax_id", "RNC (9 digits) or cédula (11) in any formatting (dashes, spaces, "
+              "dots); exact match. Anything else is a 400."),
         param("q", "Name search: normalised (case, accents, punctuation, company suffix), "
                    "matches anywhere in the name."),
         param("type", "Contact type.", {"type": "string", "enum": ["client", "provider"]}),

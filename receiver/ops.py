@@ -2,7 +2,7 @@
 
 `/healthz` says the process serves requests, nothing more. `/readyz` says whether this instance
 should get traffic: the database answers, every migration shipped with the code is applied, and
-the worker's heartbeat is recent (`status.WORKER_STALE_S`). Otherwise 503 with the reasons.
+the worker's heartbeat is recent (`sync.status.WORKER_STALE_S`). Otherwise 503 with the reasons.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
 from receiver.admin_spec import OPS_PATHS
-from receiver.status import WORKER_STALE_S, worker_summary
+from sync.status import WORKER_STALE_S, worker_summary
 from sync.store import ops_queries
 from sync.store.db import Database
 

@@ -33,8 +33,8 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from receiver.admin_spec import METRICS_PATHS
-from receiver.status import worker_summary
 from sync.metrics import FAMILIES
+from sync.status import worker_summary
 from sync.store import jobs, ops_queries
 from sync.store.db import Database
 from sync.store.inbox import state_counts

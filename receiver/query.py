@@ -18,6 +18,7 @@ from typing import Any
 from starlette.datastructures import QueryParams
 
 from receiver.errors import ApiError
+from sync.dominican import loose_tax_id
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
@@ -66,6 +67,19 @@ def flag(params: QueryParams, name: str, default: bool = False) -> bool:
     if raw.lower() in _TRUE | _FALSE:
         return raw.lower() in _TRUE
     raise invalid(name, f"{name}: true or false")
+
+
+def tax_id(params: QueryParams, name: str = "tax_id") -> str | None:
+    """An RNC (9 digits) or cédula (11) in any formatting, as digits. The check digit is not
+    verified: Alegra keeps numbers as they were typed, and those must still be found."""
+    raw = text(params, name)
+    if raw is None:
+        return None
+    number = loose_tax_id(raw) if re.fullmatch(r"[\d\s.\-]+", raw) else None
+    if number is None:
+        raise invalid(name, f"{name}: an RNC (9 digits) or cédula (11 digits); dashes, spaces"
+                            " and dots allowed")
+    return number
 
 
 def day(params: QueryParams, name: str) -> str | None:

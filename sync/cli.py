@@ -17,6 +17,9 @@ COMMAND_MODULES = (
     "sync.commands.partners",     # partners add/list/revoke
     "sync.commands.webhooks",     # webhooks register/list/remove
     "sync.commands.jobs",         # backfill, reconcile
+    "sync.commands.status",       # status: can the cache be trusted now?
+    "sync.commands.receipts",     # receipts show/retry
+    "sync.commands.db",           # db backup
     "sync.simulator.cli",         # simulator
 )
 

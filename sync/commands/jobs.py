@@ -15,12 +15,13 @@ import signal
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TextIO
 
 from tqdm import tqdm
 
 from sync.alegra.budget import RateBudget
 from sync.alegra.client import build_client
+from sync.alegra.pages import MAX_PAGE_SIZE
 from sync.context import WorkerContext
 from sync.jobs import backfill, reconcile, schedule
 from sync.jobs.runner import JobBusy, JobResult, Progress, run_job
@@ -31,6 +32,8 @@ from sync.store.db import Database
 
 # Ids and fields listed per category when printing a drift report (the JSON form has them all).
 PRINT_LIMIT = 20
+# Rows each Alegra request brings, by progress phase, for the time left (default: a full page).
+ROWS_PER_REQUEST = {reconcile.CONFIRM_PHASE: 1}
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -79,32 +82,46 @@ async def foreground(settings: Settings) -> AsyncIterator[WorkerContext]:
 
 
 class ProgressBar:
-    """tqdm over the rows of the current phase, with the time left at the full rate budget."""
+    """tqdm over the rows of the current phase, labelled `job phase`, with one ETA: the time
+    left at the full rate budget (tqdm's own estimate, from the rate so far, is left out)."""
 
-    def __init__(self, budget: RateBudget) -> None:
+    FORMAT = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]"
+    FORMAT_NO_TOTAL = "{desc}: {n_fmt} rows [{elapsed}]"
+
+    def __init__(self, budget: RateBudget, job: str, file: TextIO | None = None) -> None:
         self.budget = budget
-        self.phase = ""
-        self.bar = tqdm(unit=" rows", desc="backfill", file=sys.stderr, dynamic_ncols=True)
+        self.job = job
+        self.phase: str | None = None
+        self.bar = tqdm(unit=" rows", desc=job, file=file or sys.stderr, dynamic_ncols=True,
+                        bar_format=self.FORMAT_NO_TOTAL)
 
     def __call__(self, progress: Progress) -> None:
-        if self.phase != progress.phase:  # a new phase: its own count and rate
+        if self.phase != progress.phase:  # a new phase: its label and total, then its count
             self.phase = progress.phase
-            self.bar.reset(total=progress.total)
-            self.bar.set_description(progress.phase, refresh=False)
-        self.bar.total = progress.total
+            self.bar.set_description_str(f"{self.job} {progress.phase}", refresh=False)
+            self.bar.set_postfix_str("", refresh=False)
+            self._total(progress.total)
+            self.bar.reset()  # redraws: at 0 of the new phase, under the new label
+        self._total(progress.total)
         self.bar.n = progress.done
+        self.bar.set_postfix_str(_left(self._eta(progress)), refresh=True)
+
+    def _total(self, total: int | None) -> None:
+        self.bar.total = total
+        self.bar.bar_format = self.FORMAT if total is not None else self.FORMAT_NO_TOTAL
+
+    def _eta(self, progress: Progress) -> float | None:
         limit = int(self.budget.snapshot()["limit"])
-        eta = backfill.eta_s(
-            progress.done, progress.total, limit=limit, window_s=self.budget.window_s
-        )
-        self.bar.set_postfix_str(_left(eta), refresh=True)
+        per_request = ROWS_PER_REQUEST.get(progress.phase, MAX_PAGE_SIZE)
+        return backfill.eta_s(progress.done, progress.total, limit=limit,
+                              window_s=self.budget.window_s, per_request=per_request)
 
     def close(self) -> None:
         self.bar.close()
 
 
 def _left(eta_s: float | None) -> str:
-    """The time left at the rate limit, as an operator reads it."""
+    """The time left at the rate limit, as an operator reads it (the postfix after `, `)."""
     if eta_s is None:
         return ""
     return f"≈{eta_s / 60:.0f} min left" if eta_s >= 90 else f"≈{eta_s:.0f} s left"
@@ -116,7 +133,7 @@ async def _backfill(settings: Settings, *, restart: bool) -> int:
         checkpoint = (state or {}).get("checkpoint") or {}
         if restart or checkpoint.get("phase") == "done":
             await backfill.reset(ctx.db)
-        bar = ProgressBar(ctx.budget)
+        bar = ProgressBar(ctx.budget, "backfill")
         try:
             result = await run_job(ctx, schedule.BACKFILL, backfill.run, on_progress=bar)
         finally:
@@ -145,7 +162,11 @@ def backfill_command(args: argparse.Namespace) -> int:
 
 async def _reconcile(settings: Settings, as_json: bool) -> int:
     async with foreground(settings) as ctx:
-        result = await run_job(ctx, schedule.RECONCILE, reconcile.run)
+        bar = ProgressBar(ctx.budget, "reconcile")
+        try:
+            result = await run_job(ctx, schedule.RECONCILE, reconcile.run, on_progress=bar)
+        finally:
+            bar.close()
         report_id = result.detail.get("drift_report_id")
         report = await job_store.get_drift_report(ctx.db, int(report_id)) if report_id else None
     if report is None:
@@ -167,8 +188,14 @@ def reconcile_command(args: argparse.Namespace) -> int:
         return 1
 
 
-def _ids(ids: list[str], count: int) -> str:
-    shown = ", ".join(ids[:PRINT_LIMIT])
+def _named(alegra_id: str, names: dict[str, str]) -> str:
+    """`91 (Ferretería Ochoa)`; the bare id when the report has no name (older reports)."""
+    name = names.get(alegra_id)
+    return f"{alegra_id} ({name})" if name else alegra_id
+
+
+def _ids(ids: list[str], count: int, names: dict[str, str]) -> str:
+    shown = ", ".join(_named(i, names) for i in ids[:PRINT_LIMIT])
     more = count - min(len(ids), PRINT_LIMIT)
     return shown + (f" … and {more} more" if more > 0 else "")
 
@@ -183,13 +210,14 @@ def format_report(report: dict[str, Any]) -> str:
         f"  extra     (cached, gone from Alegra; now deleted): {report['extra']}",
         f"  different (cached fields differed; now updated):  {report['different']}",
     ]
-    if report["missing"]:
-        lines.append(f"  missing ids: {_ids(report.get('missing_ids', []), report['missing'])}")
-    if report["extra"]:
-        lines.append(f"  extra ids: {_ids(report.get('extra_ids', []), report['extra'])}")
+    names = report.get("names") or {}
+    for kind in ("missing", "extra"):
+        if report[kind]:
+            listed = _ids(report.get(f"{kind}_ids", []), report[kind], names)
+            lines.append(f"  {kind} ids: {listed}")
     for alegra_id, fields in list(report.get("differences", {}).items())[:PRINT_LIMIT]:
         changes = "; ".join(f"{name}: {old!r} → {new!r}" for name, (old, new) in fields.items())
-        lines.append(f"  {alegra_id}: {changes}")
+        lines.append(f"  {_named(alegra_id, names)}: {changes}")
     if report["different"] > PRINT_LIMIT:
         lines.append(f"  … and {report['different'] - PRINT_LIMIT} more (--json lists them)")
     return "\n".join(lines)

@@ -31,11 +31,14 @@ SOURCE = "backfill"
 PHASES = ("accounts", "taxes", "contacts", "bills", "done")
 
 
-def eta_s(done: int, total: int | None, *, limit: int, window_s: float) -> float | None:
-    """Seconds left at full budget: pages remaining ÷ (limit per window); None without a total."""
+def eta_s(
+    done: int, total: int | None, *, limit: int, window_s: float, per_request: int = MAX_PAGE_SIZE
+) -> float | None:
+    """Seconds left at full budget: requests remaining (`per_request` rows each) ÷ (limit per
+    window); None without a total."""
     if total is None:
         return None
-    pages = math.ceil(max(0, total - done) / MAX_PAGE_SIZE)
+    pages = math.ceil(max(0, total - done) / per_request)
     return pages * window_s / max(1, limit)
 
 
@@ -94,6 +97,7 @@ async def run(job: JobRun) -> JobResult:
             return JobResult(schedule.SUCCESS, detail)
         if job.stopping:
             return JobResult(schedule.INCOMPLETE, detail, error="stopped", interrupted=True)
+        job.progress(phase, int(checkpoint.get("start", 0)))  # the label changes as it starts
         if not await _run_phase(job, phase, checkpoint, detail):
             return JobResult(schedule.INCOMPLETE, detail, error="stopped", interrupted=True)
         checkpoint = await _advance(job, PHASES[PHASES.index(phase) + 1])

@@ -4,7 +4,9 @@ A `DriftScan` is fed one page of Alegra's contacts at a time and says which of t
 written to the cache; at the end it becomes the drift report stored in `drift_reports`:
 - missing: in Alegra, not in the cache (or cached as deleted);
 - extra: live in the cache, gone from Alegra (known only after a complete scan);
-- different: in both, with the fields that differ as `{field: [cached, alegra]}`.
+- different: in both, with the fields that differ as `{field: [cached, alegra]}`;
+and `names`, each listed contact's name (Alegra's, or the cache's for an extra one), so a report
+reads as suppliers, not bare ids.
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ class DriftScan:
     missing: list[str] = field(default_factory=list)
     different: dict[str, FieldDiffs] = field(default_factory=dict)
     extra: list[str] = field(default_factory=list)
+    names: dict[str, str] = field(default_factory=dict)  # Alegra's names of missing/different
 
     def add_page(self, alegra: Iterable[ContactRecord]) -> list[ContactRecord]:
         """Compare one page of Alegra's contacts; returns those the cache must take (repairs)."""
@@ -69,11 +72,13 @@ class DriftScan:
             mine = self.cached.get(record.alegra_id)
             if mine is None:
                 self.missing.append(record.alegra_id)
+                self.names[record.alegra_id] = record.name
                 repairs.append(record)
                 continue
             diffs = diff_contact(mine, record)
             if diffs:
                 self.different[record.alegra_id] = diffs
+                self.names[record.alegra_id] = record.name
                 repairs.append(record)
         return repairs
 
@@ -84,6 +89,8 @@ class DriftScan:
     def report(self, *, complete: bool) -> dict[str, Any]:
         """The drift report; `extra` is empty unless the scan was complete."""
         extra = self.extra if complete else []
+        listed = [*self.missing[:REPORT_ID_LIMIT], *extra[:REPORT_ID_LIMIT],
+                  *list(self.different)[:REPORT_ID_LIMIT]]
         return {
             "complete": complete,
             "scanned": len(self.seen),
@@ -94,4 +101,9 @@ class DriftScan:
             "extra_ids": extra[:REPORT_ID_LIMIT],
             "differences": dict(list(self.different.items())[:REPORT_ID_LIMIT]),
             "truncated": max(len(self.missing), len(extra), len(self.different)) > REPORT_ID_LIMIT,
+            "names": {i: self._name(i) for i in listed},
         }
+
+    def _name(self, alegra_id: str) -> str:
+        cached = self.cached.get(alegra_id)
+        return self.names.get(alegra_id) or (cached.name if cached is not None else "")

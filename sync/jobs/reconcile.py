@@ -26,6 +26,8 @@ from sync.store.contacts import live_contacts, mark_contact_deleted, upsert_cont
 from sync.store.db import utcnow
 
 SOURCE = "reconcile"
+# Progress phases: the listing, then one request per cached contact the listing did not show.
+SCAN_PHASE, CONFIRM_PHASE = "contacts", "confirm unlisted"
 
 
 async def _scan(job: JobRun, scan: DriftScan) -> bool:
@@ -42,7 +44,8 @@ async def _scan(job: JobRun, scan: DriftScan) -> bool:
             repairs = scan.add_page(job.convert(rows, contact_from_alegra))
             if repairs:
                 await upsert_contacts(job.db, repairs, source=SOURCE, confirmed_at=confirmed_at)
-            await job.page_done("contacts", len(scan.seen), batch[-1].total, repaired=len(repairs))
+            await job.page_done(SCAN_PHASE, len(scan.seen), batch[-1].total,
+                                repaired=len(repairs))
             if job.stopping:
                 return False
     return not job.stopping
@@ -55,7 +58,9 @@ async def _confirm_unseen(job: JobRun, scan: DriftScan) -> list[tuple[str, str]]
     exists was skipped by a shifting offset: it is compared and repaired like a listed one.
     """
     gone: list[tuple[str, str]] = []
-    for alegra_id in scan.unseen():
+    unseen = scan.unseen()
+    for done, alegra_id in enumerate(unseen):
+        job.progress(CONFIRM_PHASE, done, len(unseen))
         if job.stopping:
             return None
         raw = await resources.get_contact(job.alegra, alegra_id, priority=Priority.BACKGROUND)
@@ -65,6 +70,8 @@ async def _confirm_unseen(job: JobRun, scan: DriftScan) -> list[tuple[str, str]]
         confirmed_at = utcnow()
         repairs = scan.add_page([contact_from_alegra(raw)])
         await upsert_contacts(job.db, repairs, source=SOURCE, confirmed_at=confirmed_at)
+    if unseen:
+        job.progress(CONFIRM_PHASE, len(unseen), len(unseen))
     return gone
 
 

@@ -126,11 +126,15 @@ class JobRun:
         await asyncio.gather(step, return_exceptions=True)
         return None
 
+    def progress(self, phase: str, done: int, total: int | None = None) -> None:
+        """Feed the progress hook, if any (`total` None: not known yet, e.g. as a phase starts)."""
+        if self.on_progress is not None:
+            self.on_progress(Progress(phase, done, total))
+
     async def page_done(self, phase: str, done: int, total: int | None, **data: Any) -> None:
         """Report one stored page: log `job.page`, feed the progress hook, keep the claim alive."""
         self.log.info("job.page", phase=phase, done=done, total=total, **data)
-        if self.on_progress is not None:
-            self.on_progress(Progress(phase, done, total))
+        self.progress(phase, done, total)
         if time.monotonic() - self._renewed >= _RENEW_EVERY_S:
             self._renewed = time.monotonic()
             holder = await job_store.claim_job(

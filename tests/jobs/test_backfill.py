@@ -55,6 +55,27 @@ async def test_backfill_makes_the_cache_equal_to_alegra(
 
 
 @pytest.mark.parametrize("sim_config", [PACED])
+async def test_each_phase_is_reported_as_it_starts_then_page_by_page(
+    simulator: RunningSimulator, ctx: WorkerContext
+) -> None:
+    """A progress bar hears of each phase when it begins (no total yet), before any of its rows,
+    so its label never lags one phase behind; then each phase's pages with their totals."""
+    simulator.state.seed_contacts(90)
+    heard: list[Progress] = []
+    assert (await run_once(ctx, schedule.BACKFILL, backfill.run, heard.append)).outcome == (
+        "success")
+    starts = [p.phase for p in heard if p.total is None]
+    assert starts == ["accounts", "taxes", "contacts", "bills"]
+    for phase in starts:
+        reports = [p for p in heard if p.phase == phase]
+        assert (reports[0].done, reports[0].total) == (0, None)
+        first = heard.index(reports[0])
+        assert all(p.phase == phase for p in heard[first:first + len(reports)])
+    contacts = [p for p in heard if p.phase == "contacts" and p.total is not None]
+    assert [(p.done, p.total) for p in contacts][-1] == (90, 90)
+
+
+@pytest.mark.parametrize("sim_config", [PACED])
 async def test_a_stopped_backfill_resumes_from_its_checkpoint(
     simulator: RunningSimulator, ctx: WorkerContext
 ) -> None:

@@ -80,3 +80,14 @@ def test_extra_is_reported_only_for_a_complete_scan() -> None:
     partial = scan.report(complete=False)
     assert (partial["complete"], partial["extra"], partial["extra_ids"]) == (False, 0, [])
     assert (partial["missing"], partial["scanned"]) == (1, 1)
+
+
+def test_the_report_names_every_listed_contact() -> None:
+    """Missing and different contacts carry Alegra's name, an extra one the name it had cached."""
+    cached = {cid: contact_from_alegra(contact(cid, name=f"Cached {cid}")) for cid in ("1", "2")}
+    scan = DriftScan(cached)
+    scan.add_page([contact_from_alegra(contact("1", name="Ochoa Hermanos")),
+                   contact_from_alegra(contact("9", name="Sol del Caribe"))])
+    scan.extra.append("2")
+    report = scan.report(complete=True)
+    assert report["names"] == {"9": "Sol del Caribe", "2": "Cached 2", "1": "Ochoa Hermanos"}

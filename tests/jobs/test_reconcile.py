@@ -63,6 +63,28 @@ async def test_one_reconcile_repairs_edits_creations_and_deletions(
 
 
 @pytest.mark.parametrize("sim_config", [ROOMY])
+async def test_reconcile_reports_its_scan_and_its_look_ups_as_progress(
+    simulator: RunningSimulator, ctx: WorkerContext
+) -> None:
+    """The listing is reported page by page, then each unlisted contact asked for by id, so
+    `alegra-sync reconcile` shows a bar instead of minutes of silence; the report names them."""
+    ids = await backfilled(ctx, simulator, 60)
+    simulator.state.person_delete_contact(ids[7])
+    heard: list[Progress] = []
+    assert (await run_once(ctx, schedule.RECONCILE, reconcile.run, heard.append)).outcome == (
+        "success")
+    scan = [(p.done, p.total) for p in heard if p.phase == reconcile.SCAN_PHASE]
+    assert scan[-1] == (59, 59)
+    assert all(total == 59 for _, total in scan)
+    confirm = [(p.done, p.total) for p in heard if p.phase == reconcile.CONFIRM_PHASE]
+    assert confirm == [(0, 1), (1, 1)]
+    report = await job_store.last_drift_report(ctx.db)
+    assert report is not None
+    assert report["extra_ids"] == [ids[7]]
+    assert report["names"][ids[7]]  # the name it had in the cache
+
+
+@pytest.mark.parametrize("sim_config", [ROOMY])
 @pytest.mark.parametrize("fault", [{"burst_429": 1000}, {"error_rate": 1.0, "error_status": 503}])
 async def test_a_reconcile_cut_short_is_incomplete_and_deletes_nothing(
     simulator: RunningSimulator, ctx: WorkerContext, monkeypatch: pytest.MonkeyPatch,

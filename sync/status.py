@@ -1,4 +1,5 @@
-"""GET /v1/cache/status: the figures behind "can I trust the cache right now?", and the answer.
+"""The figures behind "can I trust the cache right now?", and the answer: one implementation
+for `GET /v1/cache/status` (receiver/inspect.py) and `alegra-sync status` (sync/commands/).
 
 `trustworthy` is true only when none of these rules fires (each firing rule is one `reasons`
 entry, `{code, message}`):
@@ -150,9 +151,11 @@ def verdict(status: dict[str, Any], now: datetime, limits: Limits) -> list[dict[
     return [reason for rule in rules for reason in rule()]
 
 
-async def cache_status(db: Database, settings: Settings) -> dict[str, Any]:
-    """Gather the figures, then judge them."""
-    now = datetime.now(UTC)
+async def cache_status(
+    db: Database, settings: Settings, now: datetime | None = None
+) -> dict[str, Any]:
+    """Gather the figures, then judge them (as of `now`, the current time unless given)."""
+    now = now or datetime.now(UTC)
     successes = await ops_queries.last_successes(db)
     status: dict[str, Any] = {
         "checked_at": now.isoformat(timespec="microseconds"),
