@@ -7,6 +7,7 @@ directory of its own with no credentials; the other commands run from the same d
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pty
 import re
@@ -20,6 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from sync import instance
 from sync.commands.run import read_env_file
 from tests.support.procs import ROOT, eventually, free_port
 
@@ -157,3 +159,58 @@ def test_the_commands_act_on_the_running_demo_and_a_second_run_changes_nothing(
         assert read_env_file(tmp_path / ".env")["DEMO_PARTNER_KEY"] == demo_key
     finally:
         again.interrupt()
+
+
+def test_after_kill_9_the_leftovers_are_named_and_once_gone_a_new_run_starts(
+    tmp_path: Path,
+) -> None:
+    """kill -9 of `run` alone leaves its processes running: a new `run` is refused and names
+    them. Once they are killed too, a new `run` starts on the same database, and the commands
+    follow the new demo, not the dead one's record."""
+    shutil.copy(ROOT / "Procfile", tmp_path / "Procfile")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(
+        ("ALEGRA_", "DATABASE_", "SECRET_", "PUBLIC_", "DEMO_", "SIMULATOR_"))}
+    env.update(PORT=str(free_port()), SIMULATOR_PORT=str(free_port()), LOG_FORMAT="json")
+
+    first = TerminalRun(tmp_path, env)
+    leftovers: list[int] = []
+    try:
+        first.started()
+        leftovers = descendants(first.proc.pid)
+        os.kill(first.proc.pid, signal.SIGKILL)
+        first.proc.wait(timeout=10)
+
+        refused = subprocess.run(
+            [sys.executable, "-m", "sync.cli", "run"], cwd=tmp_path, env=env,
+            capture_output=True, text=True, timeout=60, check=False)
+        assert refused.returncode == 1, refused.stdout + refused.stderr
+        assert f"pid {first.proc.pid} has exited; processes it started still run" in (
+            refused.stderr)
+    finally:
+        for pid in leftovers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+    eventually(lambda: not instance_busy(tmp_path), 20, "the leftovers to exit")
+    second = TerminalRun(tmp_path, env)
+    try:
+        second.started()
+        listed = _cli(tmp_path, env, "webhooks", "list")
+        assert listed.returncode == 0, listed.stderr
+        assert f"running demo (pid {second.proc.pid})" in listed.stderr
+    finally:
+        second.interrupt()
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process under `pid` (honcho puts each in a process group of its own)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            found += [int(child), *descendants(int(child))]
+    return found
+
+
+def instance_busy(project: Path) -> bool:
+    database = project / "data" / "alegra-sync-simulator.db"
+    return instance.holder(database, instance.Role.RUN) is not None
