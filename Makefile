@@ -1,19 +1,30 @@
 # Two commands a newcomer needs: `make run` and `make test`. Everything else is a convenience.
+# `make run` installs only what the service needs; `make test` (and lint, typecheck, bench) the
+# development tools too. Each has its own stamp, redone when pyproject.toml changes.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint typecheck pytest bench install clean
+.PHONY: run test lint typecheck pytest bench install install-service clean
 
-$(BIN)/.installed: pyproject.toml
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+
+$(BIN)/.installed-service: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
 	touch $@
 
-install: $(BIN)/.installed
+$(BIN)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@ $(BIN)/.installed-service
 
-run: install
+install-service: $(BIN)/.installed-service
+
+install: $(BIN)/.installed-dev
+
+# SIMULATOR_PORT, PORT, … given as `make run NAME=value` reach the service's environment.
+run: install-service
 	$(BIN)/alegra-sync run
 
 test: install lint typecheck pytest
@@ -33,4 +44,4 @@ bench: install
 	$(BIN)/python bench/backfill.py
 
 clean:
-	rm -rf $(VENV) data .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) data .mypy_cache .ruff_cache .pytest_cache .hypothesis .schemathesis

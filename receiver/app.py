@@ -7,6 +7,7 @@ The web process stores and reads; it never calls Alegra. Each feature module con
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from types import ModuleType
@@ -15,7 +16,7 @@ from starlette.applications import Starlette
 
 from receiver import admin, errors, inspect, openapi, ops, prometheus, receipts, webhooks
 from sync.logs import configure_logging, register_secrets
-from sync.settings import Settings, load_settings
+from sync.settings import Settings, SettingsError, load_settings
 from sync.store.db import Database
 
 # Webhooks first: Alegra's deliveries are the hottest path and must answer within 5 s; their
@@ -27,7 +28,7 @@ COMPONENTS: tuple[ModuleType, ...] = (
 
 def create_app(settings: Settings | None = None) -> Starlette:
     """Build the ASGI app. Reads settings from the environment unless given (tests give them)."""
-    settings = settings or load_settings()
+    settings = settings or _settings_or_exit()
     configure_logging(settings.log_format, settings.log_level)
     register_secrets(str(k) for k in settings.secret_keys)
     if settings.alegra_token is not None:
@@ -50,3 +51,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     routes = [route for component in COMPONENTS for route in component.routes]
     return Starlette(routes=routes, lifespan=lifespan, exception_handlers=errors.HANDLERS)
+
+
+def _settings_or_exit() -> Settings:
+    """The settings from the environment; a bad one ends the process with one line naming it
+    (uvicorn would print a traceback)."""
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        print(f"alegra-sync web: configuration error: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None

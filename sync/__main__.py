@@ -5,14 +5,27 @@ from __future__ import annotations
 import asyncio
 import sys
 
+from sync.instance import InstanceBusy
 from sync.logs import configure_logging, register_secrets
-from sync.settings import SettingsError, load_settings
+from sync.settings import PRODUCTION_BASE_URL, Settings, SettingsError, load_settings
+from sync.store.db import DatabaseUnavailable
 from sync.worker import run_worker
+
+
+def worker_settings() -> Settings:
+    """The settings, refusing the simulator's credentials for the real Alegra."""
+    settings = load_settings()
+    if settings.simulated and settings.alegra_base_url == PRODUCTION_BASE_URL:
+        raise SettingsError(
+            "ALEGRA_EMAIL", "not set (nor ALEGRA_TOKEN): set both for Alegra, or start the "
+            "demo with `alegra-sync run`, which points the worker at the simulator",
+        )
+    return settings
 
 
 def main() -> int:
     try:
-        settings = load_settings()
+        settings = worker_settings()
     except SettingsError as exc:
         print(f"alegra-sync worker: configuration error: {exc}", file=sys.stderr)
         return 2
@@ -20,7 +33,14 @@ def main() -> int:
     register_secrets(str(k) for k in settings.secret_keys)
     if settings.alegra_token is not None:
         register_secrets([str(settings.alegra_token)])
-    asyncio.run(run_worker(settings))
+    try:
+        asyncio.run(run_worker(settings))
+    except DatabaseUnavailable as exc:
+        print(f"alegra-sync worker: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except InstanceBusy as exc:
+        print(f"alegra-sync worker: not starting: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -10,11 +10,13 @@ import argparse
 import importlib
 import sys
 
+from sync.instance import InstanceBusy
 from sync.settings import SettingsError
+from sync.store.db import DatabaseUnavailable
 
 COMMAND_MODULES = (
     "sync.commands.run",          # run: web + worker (+ simulator without credentials)
-    "sync.commands.partners",     # partners add/list/revoke
+    "sync.commands.partners",     # partners add/list/rotate/revoke
     "sync.commands.webhooks",     # webhooks register/list/remove
     "sync.commands.jobs",         # backfill, reconcile
     "sync.commands.status",       # status: can the cache be trusted now?
@@ -36,9 +38,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args))
-    except SettingsError as exc:
+    except (SettingsError, DatabaseUnavailable) as exc:
         print(f"alegra-sync: configuration error: {exc}", file=sys.stderr)
         return 2
+    except InstanceBusy as exc:
+        print(f"alegra-sync: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

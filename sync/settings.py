@@ -52,6 +52,7 @@ class Settings:
     strict_duplicate_check: bool = False
     log_format: str = "auto"
     log_level: str = "info"
+    simulator_port: int = 8001
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -77,6 +78,32 @@ def database_path_from_url(url: str) -> Path:
             "DATABASE_URL", f"expected sqlite:///path/to/file.db, got {url!r}"
         )
     return Path(url[len(prefix) :])
+
+
+def _database_path(config: Config) -> Path:
+    """DATABASE_URL's file, refused at once when it can be neither opened nor created."""
+    path = database_path_from_url(config("DATABASE_URL", default=DEFAULT_DATABASE_URL))
+    problem = _unusable(path)
+    if problem:
+        raise SettingsError("DATABASE_URL", f"cannot use {path}: {problem}")
+    return path
+
+
+def _unusable(path: Path) -> str | None:
+    """Why SQLite could not keep its file (and the -wal/-shm files beside it) at `path`."""
+    if path.exists():
+        if not path.is_file():
+            return "it is not a file"
+        if not os.access(path, os.R_OK | os.W_OK):
+            return "it is not readable and writable by this user"
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:  # the folder it would be created in
+        folder = folder.parent
+    if not folder.is_dir():
+        return f"{folder} is not a directory"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"the directory {folder} is not writable by this user"
+    return None
 
 
 def _secret_keys(raw: str | None) -> tuple[Secret, ...]:
@@ -134,7 +161,7 @@ def load_settings(
         alegra_email=email,
         alegra_token=token if email else None,
         alegra_base_url=base_url,
-        database_path=database_path_from_url(config("DATABASE_URL", default=DEFAULT_DATABASE_URL)),
+        database_path=_database_path(config),
         secret_keys=_secret_keys(config("SECRET_KEY", default=None)),
         public_url=public_url,
         port=port,
@@ -152,6 +179,7 @@ def load_settings(
         strict_duplicate_check=_flag(config, "STRICT_DUPLICATE_CHECK", False),
         log_format=_choice(config, "LOG_FORMAT", ("auto", "json", "console"), "auto"),
         log_level=_choice(config, "LOG_LEVEL", ("debug", "info", "warning", "error"), "info"),
+        simulator_port=int(_number(config, "SIMULATOR_PORT", int, 8001)),
     )
 
 

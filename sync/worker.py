@@ -4,16 +4,19 @@ It runs lanes side by side, all sharing one `AlegraClient` and its `RateBudget`:
 receipts (priority RECEIPT), webhook events (EVENT), scheduled jobs (BACKGROUND), and a
 heartbeat. Work lives in SQLite rows; the lanes only pick rows up, so a restart resumes.
 SIGTERM sets `ctx.stopping`; each lane finishes or checkpoints its current step and returns.
+One worker per database (`sync/instance.py`): it holds the database's worker lock, and refuses to
+start while another worker holds it or beats in `worker_state`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import os
 import signal
 
-from sync import metrics
+from sync import instance, metrics
 from sync.alegra.budget import RateBudget
 from sync.alegra.client import build_client
 from sync.context import Lane, WorkerContext
@@ -23,6 +26,7 @@ from sync.jobs.scheduler import run as jobs_lane
 from sync.logs import get_logger
 from sync.settings import Settings
 from sync.store.db import Database, utcnow
+from sync.store.ops_queries import worker_state
 
 HEARTBEAT_S = 2.0
 
@@ -60,9 +64,36 @@ async def flush_metrics(db: Database) -> None:
 
 
 async def run_worker(settings: Settings) -> None:
-    """Open the store and the client, run every lane until SIGTERM/SIGINT, then close cleanly."""
+    """Open the store and the client, run every lane until SIGTERM/SIGINT, then close cleanly.
+
+    Raises InstanceBusy, before any lane starts, when another worker runs on the database."""
+    lock = instance.acquire(settings.database_path, instance.Role.WORKER)
+    try:
+        db = await Database.open(settings.database_path)
+        try:
+            await refuse_if_another_beats(db)
+            await _run_lanes(settings, db)
+        finally:
+            await db.close()
+    finally:
+        lock.release()
+
+
+async def refuse_if_another_beats(db: Database, now: dt.datetime | None = None) -> None:
+    """InstanceBusy if another live worker's heartbeat is fresh: one that took no lock (an
+    older version during a deploy overlap, or one started on another machine)."""
+    row = await worker_state(db)
+    if row is None:
+        return
+    age = instance.fresh_heartbeat(row["pid"], row["beat_at"], now or dt.datetime.now(dt.UTC))
+    if age is not None:
+        raise instance.InstanceBusy(
+            db.path, instance.Role.WORKER, row["pid"], f", heartbeat {age:.0f} s ago"
+        )
+
+
+async def _run_lanes(settings: Settings, db: Database) -> None:
     log = get_logger(process="worker")
-    db = await Database.open(settings.database_path)
     budget = RateBudget(limit=settings.rate_limit, window_s=settings.rate_window_s)
     alegra = build_client(settings, budget, on_response=metrics.observe_alegra_call)
     ctx = WorkerContext(settings, db, alegra, budget, asyncio.Event())
@@ -77,7 +108,6 @@ async def run_worker(settings: Settings) -> None:
     finally:
         await alegra.aclose()
         await flush_metrics(db)
-        await db.close()
         log.info("worker.stopped")
 
 

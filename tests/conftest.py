@@ -5,9 +5,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import configuration
 
 from sync.simulator.state import SimConfig
 from tests.support.servers import RunningSimulator, running_simulator
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Hypothesis (under the schemathesis fuzz test) keeps its files in pytest's cache folder,
+    not in the checkout: no `.hypothesis/` left behind."""
+    if config.cache is not None:
+        configuration.set_hypothesis_home_dir(config.cache.mkdir("hypothesis"))
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from sync.commands.store import missing_database
-from sync.settings import load_settings
+from sync.deployment import command_settings
 from sync.store.backup import BackupError, backup_database
 
 
@@ -28,7 +28,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def backup_command(args: argparse.Namespace) -> int:
-    settings = load_settings()
+    settings = command_settings(needs_alegra=False)
     complaint = missing_database(settings)
     if complaint is not None:
         print(complaint, file=sys.stderr)

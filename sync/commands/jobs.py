@@ -23,10 +23,11 @@ from sync.alegra.budget import RateBudget
 from sync.alegra.client import build_client
 from sync.alegra.pages import MAX_PAGE_SIZE
 from sync.context import WorkerContext
+from sync.deployment import command_settings
 from sync.jobs import backfill, reconcile, schedule
 from sync.jobs.runner import JobBusy, JobResult, Progress, run_job
 from sync.logs import configure_logging, register_secrets
-from sync.settings import Settings, load_settings
+from sync.settings import Settings
 from sync.store import jobs as job_store
 from sync.store.db import Database
 
@@ -53,7 +54,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def _settings() -> Settings:
-    settings = load_settings()
+    settings = command_settings(needs_alegra=True)
     # Progress goes to the terminal; log lines only when something is wrong (or when debugging).
     configure_logging(settings.log_format, "debug" if settings.log_level == "debug" else "warning")
     register_secrets(str(k) for k in settings.secret_keys)

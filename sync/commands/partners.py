@@ -1,19 +1,45 @@
-"""`alegra-sync partners add NAME [--admin] | list | revoke NAME`: partner keys.
+"""`alegra-sync partners add NAME [--admin] | list | rotate NAME [--grace 24h] | revoke NAME`.
 
 `add` prints the new key once (only its hash is stored: a lost key is replaced, never recovered);
-`list` shows each key's first characters only; `revoke` stops a key at once.
+`list` shows each key's first characters only; `rotate` prints a new key once and keeps the old
+one valid for a grace period (24 h unless `--grace` says otherwise; `0` ends it at once); on a
+revoked partner it is how the partner gets a key again. `revoke` stops a partner's keys at once.
+Without Alegra credentials these act on the demo's database (`sync/deployment.py`).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
+import re
 import sys
 from collections.abc import Awaitable, Callable
 
-from sync.settings import load_settings
+from sync.deployment import command_settings
 from sync.store.db import Database
-from sync.store.partners import PartnerExists, create_partner, list_partners, revoke_partner
+from sync.store.partners import (
+    PartnerExists,
+    PartnerListing,
+    PartnerNotFound,
+    create_partner,
+    list_partners,
+    revoke_partner,
+    rotate_partner,
+)
+
+DEFAULT_GRACE = "24h"
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def grace_period(text: str) -> dt.timedelta:
+    """`90s`, `30m`, `24h`, `7d` or `0` → a duration (argparse type)."""
+    found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text)
+    if found is None or (not found.group(2) and float(found.group(1)) != 0):
+        raise argparse.ArgumentTypeError(
+            f"expected a duration such as 30m, 24h or 7d (or 0), got {text!r}"
+        )
+    return dt.timedelta(seconds=float(found.group(1)) * _UNITS.get(found.group(2), 1))
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -25,7 +51,16 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     add.set_defaults(handler=lambda args: _run(_add, args))
     show = actions.add_parser("list", help="list partners (never their keys)")
     show.set_defaults(handler=lambda args: _run(_list, args))
-    revoke = actions.add_parser("revoke", help="revoke a partner's key")
+    rotate = actions.add_parser(
+        "rotate", help="give a partner a new key (printed once); a revoked partner too"
+    )
+    rotate.add_argument("name")
+    rotate.add_argument(
+        "--grace", type=grace_period, default=grace_period(DEFAULT_GRACE), metavar="DURATION",
+        help=f"how long the old key keeps working, e.g. 30m, 24h, 7d, 0 (default {DEFAULT_GRACE})",
+    )
+    rotate.set_defaults(handler=lambda args: _run(_rotate, args))
+    revoke = actions.add_parser("revoke", help="revoke a partner's keys at once")
     revoke.add_argument("name")
     revoke.set_defaults(handler=lambda args: _run(_revoke, args))
 
@@ -34,8 +69,8 @@ Action = Callable[[Database, argparse.Namespace], Awaitable[int]]
 
 
 def _run(action: Action, args: argparse.Namespace) -> int:
-    """Load the settings, open the store, run one action, close."""
-    settings = load_settings()
+    """Load the deployment's settings, open the store, run one action, close."""
+    settings = command_settings(needs_alegra=False)
 
     async def main() -> int:
         db = await Database.open(settings.database_path)
@@ -68,10 +103,47 @@ async def _list(db: Database, _: argparse.Namespace) -> int:
     partners = await list_partners(db)
     if not partners:
         print("No partners yet: alegra-sync partners add NAME")
+        return 0
+    print(format_partners(partners))
+    return 0
+
+
+def format_partners(partners: list[PartnerListing]) -> str:
+    """A table with a header row: names, ids, key prefixes (never keys), role, state."""
+    rows = [("NAME", "ID", "KEY", "ROLE", "STATE", "CREATED")]
     for p in partners:
-        state = f"revoked {p.revoked_at}" if p.revoked_at else "active"
+        if p.revoked_at:
+            state = f"revoked {p.revoked_at}"
+        elif p.old_key_prefix:
+            state = f"active; old key {p.old_key_prefix}… valid until {p.old_key_expires_at}"
+        else:
+            state = "active"
         role = "admin" if p.is_admin else "partner"
-        print(f"{p.name}\t{p.id}\t{p.key_prefix}…\t{role}\t{state}\tcreated {p.created_at}")
+        rows.append((p.name, p.id, f"{p.key_prefix}…", role, state, p.created_at))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False))
+        + "  " + row[-1]
+        for row in rows
+    )
+
+
+async def _rotate(db: Database, args: argparse.Namespace) -> int:
+    try:
+        done = await rotate_partner(db, args.name, args.grace)
+    except PartnerNotFound as exc:
+        print(f"alegra-sync: {exc}", file=sys.stderr)
+        return 1
+    print(f"New key for {done.partner.name} ({done.partner.id}):")
+    print(done.key)
+    print("Store it now: it is not kept and will not be shown again.")
+    if done.reactivated:
+        print(f"{done.partner.name} was revoked: it is active again, with this key only.")
+    elif done.old_key_valid_until:
+        print(f"The old key {done.old_key_prefix}… keeps working until "
+              f"{done.old_key_valid_until}.")
+    else:
+        print(f"The old key {done.old_key_prefix}… no longer authenticates.")
     return 0
 
 
@@ -79,5 +151,5 @@ async def _revoke(db: Database, args: argparse.Namespace) -> int:
     if not await revoke_partner(db, args.name):
         print(f"alegra-sync: no active partner named {args.name!r}", file=sys.stderr)
         return 1
-    print(f"Revoked {args.name}: its key no longer authenticates.")
+    print(f"Revoked {args.name}: its keys no longer authenticate.")
     return 0

@@ -1,14 +1,21 @@
 """`alegra-sync run` (what `make run` calls): the web process and the worker from the Procfile.
 
 Without a SECRET_KEY (in the environment or `.env`) a development key is generated into `.env`.
-Without Alegra credentials the built-in simulator is started too, the other processes are
-pointed at it, a demo partner is made (its key kept in `.env` as DEMO_PARTNER_KEY, simulator mode
-only: keys are otherwise shown once), and a ready-to-paste `curl` is printed.
+Without Alegra credentials the built-in simulator is started too (on SIMULATOR_PORT), the other
+processes are pointed at it, a demo partner is made (its key kept in `.env` as DEMO_PARTNER_KEY,
+simulator mode only: keys are otherwise shown once), and a ready-to-paste `curl` is printed.
+While it runs, `data/demo.json` says where (`sync/deployment.py`), for the other commands.
 
-The simulator keeps its accounting data in memory, so in simulator mode the store is a separate
-file, `./data/alegra-sync-simulator.db`, started afresh each time (unless DATABASE_URL is set):
-a cache filled from one simulator run would name contacts and accounts the next one does not
-have — and a cache filled from the simulator must never meet the real Alegra.
+One deployment, one running instance (`sync/instance.py`): before touching anything (`.env`,
+the database) it takes the database's run lock, and the worker lock until its own worker starts;
+a second `run` on the same database is refused, naming the pid that holds it.
+
+What a restart keeps. The simulator keeps its accounting data in memory, so it starts empty each
+time; the demo's store, `./data/alegra-sync-simulator.db`, starts afresh with it (a cache filled
+from one simulator run would name contacts and accounts the next one does not have, and a cache
+filled from the simulator must never meet the real Alegra), except the partners and their keys,
+which are carried over. With DATABASE_URL set, or with credentials, the database is kept as is.
+The file is only ever removed while this `run` holds both locks and no other process has it open.
 """
 
 from __future__ import annotations
@@ -28,13 +35,20 @@ from typing import Any
 from honcho.environ import parse_procfile
 from honcho.manager import Manager
 
+from sync import instance
 from sync.alegra.client import SIMULATOR_EMAIL, SIMULATOR_TOKEN
+from sync.deployment import SIMULATOR_DATABASE, Demo, forget_demo, record_demo, simulated_store
 from sync.settings import Settings, load_settings
 from sync.store.db import Database
-from sync.store.partners import PartnerExists, create_partner, find_partner_by_key
+from sync.store.partners import (
+    PartnerExists,
+    create_partner,
+    find_partner_by_key,
+    restore_partners,
+    saved_partners,
+)
 
 DEMO_KEY_VAR = "DEMO_PARTNER_KEY"
-SIMULATOR_DB = Path("data") / "alegra-sync-simulator.db"
 
 
 def add_parser(subparsers: Any) -> None:
@@ -43,34 +57,98 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument("--procfile", default="Procfile")
     parser.add_argument("--env-file", default=".env")
-    parser.add_argument("--simulator-port", type=int, default=8001)
+    parser.add_argument("--simulator-port", type=int, default=None,
+                        help="the simulator's port (default: SIMULATOR_PORT, else 8001)")
     parser.set_defaults(handler=handle)
 
 
 def handle(args: argparse.Namespace) -> int:
     env_file = Path(args.env_file)
     environ = {**read_env_file(env_file), **os.environ}
-    if not environ.get("SECRET_KEY"):
-        environ["SECRET_KEY"] = set_env(env_file, "SECRET_KEY", secrets.token_urlsafe(32))
-        say(f"generated a development SECRET_KEY into {env_file}")
     if not Path(args.procfile).is_file():
-        say(f"no {args.procfile} here: run this from the project's directory")
+        fail(f"no {args.procfile} here: run this from the project's directory")
         return 2
-    commands = procfile_commands(Path(args.procfile))
-    if load_settings(env_file=None, environ=environ).simulated:
-        if not port_is_free(args.simulator_port):
-            say(f"port {args.simulator_port} is in use: pass --simulator-port to use another")
+    generated = None
+    if not environ.get("SECRET_KEY"):  # kept in memory until this run holds the lock
+        generated = environ["SECRET_KEY"] = secrets.token_urlsafe(32)
+    if args.simulator_port is not None:
+        environ["SIMULATOR_PORT"] = str(args.simulator_port)
+    settings = simulated_store(load_settings(env_file=None, environ=environ))
+    try:
+        run_lock = instance.acquire(settings.database_path, instance.Role.RUN)
+    except instance.InstanceBusy as exc:
+        fail(str(exc))
+        return 1
+    try:
+        return _start(settings, environ, args, env_file, generated)
+    except instance.InstanceBusy as exc:
+        fail(str(exc))
+        return 1
+    finally:
+        run_lock.release()
+
+
+def _start(
+    settings: Settings, environ: dict[str, str], args: argparse.Namespace, env_file: Path,
+    generated_key: str | None,
+) -> int:
+    """Holding the run lock: check the worker lock and the ports, prepare, run the processes."""
+    demo: Demo | None = None
+    worker_lock = instance.acquire(settings.database_path, instance.Role.WORKER)
+    try:
+        if generated_key:
+            set_env(env_file, "SECRET_KEY", generated_key)
+            say(f"generated a development SECRET_KEY into {env_file}")
+        commands = procfile_commands(Path(args.procfile))
+        busy = busy_port(settings)
+        if busy:
+            fail(busy)
             return 1
-        fresh_simulator_store(environ)
-        commands = simulate(commands, environ, args.simulator_port)
-        settings = load_settings(env_file=None, environ=environ)
-        key = asyncio.run(demo_partner_key(settings, environ.get(DEMO_KEY_VAR), env_file))
-        print(sample_curl(settings.port, key), flush=True)
-    return run_processes(commands, child_environment(environ))
+        if settings.simulated:
+            demo = _prepare_demo(settings, environ, env_file)
+            if demo is None:
+                return 1
+            commands = simulate(commands, environ, settings.simulator_port)
+    finally:
+        worker_lock.release()  # the worker about to start takes it
+    try:
+        return run_processes(commands, child_environment(environ, sys.stdout.isatty()))
+    finally:
+        if demo is not None:
+            forget_demo(demo)
+
+
+def _prepare_demo(settings: Settings, environ: dict[str, str], env_file: Path) -> Demo | None:
+    """Point the processes at the simulator and its store (afresh, partners kept), make the
+    demo partner, record the demo, print the sample; None if the store is open elsewhere."""
+    db_path = settings.database_path
+    fresh = db_path == SIMULATOR_DATABASE
+    kept: list[dict[str, Any]] = []
+    if fresh:
+        holders = instance.processes_with_open(db_path)
+        if holders:
+            fail(f"{db_path} is open in another process (pid {', '.join(map(str, holders))}): "
+                 "stop it first; the demo's database is never removed while in use")
+            return None
+        kept = reset_demo_store(db_path)
+    environ["DATABASE_URL"] = f"sqlite:///{db_path}"
+    environ["ALEGRA_BASE_URL"] = f"http://127.0.0.1:{settings.simulator_port}/api/v1"
+    say(simulator_line(environ["ALEGRA_BASE_URL"], db_path, fresh, len(kept)))
+    settings = load_settings(env_file=None, environ=environ)
+    key = asyncio.run(demo_partner_key(settings, environ.get(DEMO_KEY_VAR), env_file, kept))
+    demo = Demo(os.getpid(), db_path, settings.alegra_base_url, settings.public_url,
+                settings.port)
+    record_demo(demo)
+    print(sample_curl(settings.port, key), flush=True)
+    return demo
 
 
 def say(line: str) -> None:
     print(f"alegra-sync: {line}", flush=True)
+
+
+def fail(line: str) -> None:
+    print(f"alegra-sync: {line}", file=sys.stderr, flush=True)
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -100,14 +178,13 @@ def set_env(path: Path, name: str, value: str) -> str:
     return value
 
 
-def fresh_simulator_store(environ: dict[str, str]) -> None:
-    """Point DATABASE_URL at a simulator-only file, emptied now (unless DATABASE_URL is set)."""
-    if environ.get("DATABASE_URL"):
-        return
-    path = SIMULATOR_DB
+def reset_demo_store(path: Path) -> list[dict[str, Any]]:
+    """Remove the demo's store (and its -wal/-shm) for a fresh start; returns its partners'
+    rows, to carry over. Only called holding both locks, with no other process using it."""
+    kept = saved_partners(path)
     for leftover in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
         leftover.unlink(missing_ok=True)
-    environ["DATABASE_URL"] = f"sqlite:///./{path}"
+    return kept
 
 
 def procfile_commands(path: Path) -> dict[str, str]:
@@ -116,11 +193,27 @@ def procfile_commands(path: Path) -> dict[str, str]:
     return {str(name): str(command) for name, command in procfile.processes.items()}
 
 
-def child_environment(environ: dict[str, str]) -> dict[str, str]:
-    """The processes' environment: ours plus the virtualenv's bin first on PATH."""
+def child_environment(environ: dict[str, str], on_terminal: bool = False) -> dict[str, str]:
+    """The processes' environment: ours plus the virtualenv's bin first on PATH. On a terminal,
+    LOG_FORMAT=auto becomes console: honcho pipes the processes' output, so they see none."""
     bin_dir = str(Path(sys.executable).parent)
     path = os.pathsep.join([bin_dir, environ.get("PATH", os.defpath)])
-    return {**environ, "PATH": path, "PYTHONUNBUFFERED": "1"}
+    child = {**environ, "PATH": path, "PYTHONUNBUFFERED": "1"}
+    if on_terminal and environ.get("LOG_FORMAT", "auto").strip().lower() == "auto":
+        child["LOG_FORMAT"] = "console"
+    return child
+
+
+def busy_port(settings: Settings) -> str | None:
+    """Why the processes could not listen (a port taken, and the setting that moves it)."""
+    ports = [("PORT", settings.port)]
+    if settings.simulated:
+        ports.append(("SIMULATOR_PORT", settings.simulator_port))
+    for name, port in ports:
+        if not port_is_free(port):
+            return (f"port {port} is in use by another program: set {name} (environment, .env, "
+                    f"or `make run {name}=...`) to a free port")
+    return None
 
 
 def port_is_free(port: int) -> bool:
@@ -136,21 +229,33 @@ def port_is_free(port: int) -> bool:
 
 
 def simulate(commands: dict[str, str], env: dict[str, str], port: int) -> dict[str, str]:
-    """Add the simulator process and point the others at it (credentials the client uses)."""
-    env["ALEGRA_BASE_URL"] = f"http://127.0.0.1:{port}/api/v1"
+    """Add the simulator process (on `port`, with the credentials the client uses)."""
     simulator = shlex.join([
         sys.executable, "-m", "sync.cli", "simulator", "--port", str(port),
         "--email", SIMULATOR_EMAIL, "--token", SIMULATOR_TOKEN,
     ])
-    say(f"no ALEGRA_EMAIL/ALEGRA_TOKEN set: using the built-in Alegra simulator at "
-        f"{env['ALEGRA_BASE_URL']} (nothing reaches the real Alegra; data starts fresh)")
     return {"simulator": simulator, **commands}
 
 
-async def demo_partner_key(settings: Settings, known: str | None, env_file: Path) -> str:
-    """The demo partner's key: the one kept in `.env` if still valid, else a new partner's."""
+def simulator_line(base_url: str, db_path: Path, fresh: bool, partners_kept: int) -> str:
+    """The one line saying what simulator mode means for this start, and what it keeps."""
+    head = (f"no ALEGRA_EMAIL/ALEGRA_TOKEN set: using the built-in Alegra simulator at {base_url} "
+            "(nothing reaches the real Alegra); it starts empty, ")
+    if fresh:
+        return head + (f"so {db_path} starts afresh too (partners and their keys kept: "
+                       f"{partners_kept})")
+    return head + (f"while DATABASE_URL's {db_path} is kept as it is (its cache may name "
+                   "records this simulator does not have)")
+
+
+async def demo_partner_key(
+    settings: Settings, known: str | None, env_file: Path, kept: list[dict[str, Any]] | None = None
+) -> str:
+    """The demo partner's key: the one kept in `.env` if still valid, else a new partner's.
+    `kept` partners (from the previous store) are put back first."""
     db = await Database.open(settings.database_path)
     try:
+        await restore_partners(db, kept or [])
         if known and await find_partner_by_key(db, known) is not None:
             return known
         for name in ("demo", f"demo-{secrets.token_hex(3)}"):

@@ -11,7 +11,8 @@ import asyncio
 import sys
 from collections.abc import Awaitable, Callable
 
-from sync.settings import Settings, load_settings
+from sync.deployment import command_settings
+from sync.settings import Settings
 from sync.store.db import Database
 
 Action = Callable[[Settings, Database], Awaitable[int]]
@@ -27,7 +28,7 @@ def missing_database(settings: Settings) -> str | None:
 
 def run_on_store(action: Action) -> int:
     """Load the settings, open the existing store, run `action`, close it; its exit code."""
-    settings = load_settings()
+    settings = command_settings(needs_alegra=False)
     complaint = missing_database(settings)
     if complaint is not None:
         print(complaint, file=sys.stderr)

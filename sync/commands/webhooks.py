@@ -17,8 +17,9 @@ from collections.abc import Awaitable, Callable
 from sync.alegra.budget import RateBudget
 from sync.alegra.client import AlegraClient, build_client
 from sync.alegra.errors import AlegraError
+from sync.deployment import command_settings
 from sync.logs import configure_logging, register_secrets
-from sync.settings import Settings, load_settings
+from sync.settings import Settings
 from sync.store.db import Database
 from sync.subscriptions import (
     Listed,
@@ -48,7 +49,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def _run(action: Action) -> int:
     """Load settings, open the store and an Alegra client, run one action, close."""
-    settings = load_settings()
+    settings = command_settings(needs_alegra=True)
     configure_logging(settings.log_format, "warning")
     register_secrets([*(str(k) for k in settings.secret_keys), *all_tokens(settings.secret_keys)])
     if settings.alegra_token is not None:

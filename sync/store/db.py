@@ -22,6 +22,13 @@ BUSY_TIMEOUT_MS = 10_000
 Row = sqlite3.Row
 
 
+class DatabaseUnavailable(Exception):
+    """The DATABASE_URL file cannot be opened as a SQLite database; the message says why."""
+
+    def __init__(self, path: Path, reason: object) -> None:
+        super().__init__(f"DATABASE_URL: cannot open {path} as a SQLite database: {reason}")
+
+
 def utcnow() -> str:
     """The one timestamp format of the store: ISO 8601, UTC, microseconds, sortable as text."""
     return datetime.now(UTC).isoformat(timespec="microseconds")
@@ -49,12 +56,19 @@ class Database:
     async def open(cls, path: Path | str, *, migrate: bool = True) -> Database:
         """Connect, set the pragmas, and apply pending migrations (idempotent, concurrent-safe)."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        conn = await aiosqlite.connect(str(path), isolation_level=None)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            conn = await aiosqlite.connect(str(path), isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise DatabaseUnavailable(path, exc) from exc
         conn.row_factory = sqlite3.Row
         db = cls(conn, path)
-        await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        await conn.execute("PRAGMA journal_mode = WAL")
+        try:
+            await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            await conn.execute("PRAGMA journal_mode = WAL")
+        except sqlite3.DatabaseError as exc:  # not a database, or unreadable: close, or it hangs
+            await conn.close()
+            raise DatabaseUnavailable(path, exc) from exc
         # FULL: a committed row survives power loss too, not only a killed process. Group commit
         # (see store/inbox_writer.py) is what keeps this affordable on the hot webhook path.
         await conn.execute("PRAGMA synchronous = FULL")

@@ -8,11 +8,15 @@ its row (its receipts point to it) and no longer authenticates.
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 import hashlib
 import hmac
 import secrets
 import sqlite3
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from sync.store.db import Database, utcnow
 
@@ -22,6 +26,10 @@ SHOWN_PREFIX_CHARS = 8  # `as_` + 5 random characters: enough to tell keys apart
 
 class PartnerExists(ValueError):
     """A partner with that name exists already (revoked ones too: names are never reused)."""
+
+
+class PartnerNotFound(LookupError):
+    """No partner has that name."""
 
 
 @dataclass(frozen=True)
@@ -41,6 +49,19 @@ class PartnerListing:
     key_prefix: str
     created_at: str
     revoked_at: str | None
+    old_key_prefix: str | None = None  # the replaced key, while its grace period lasts
+    old_key_expires_at: str | None = None
+
+
+@dataclass(frozen=True)
+class Rotation:
+    """What `rotate_partner` did: the new key (shown once) and what became of the old one."""
+
+    partner: Partner
+    key: str
+    old_key_prefix: str
+    old_key_valid_until: str | None  # None: the old key stopped at once
+    reactivated: bool  # the partner had been revoked
 
 
 def hash_key(key: str) -> str:
@@ -51,10 +72,15 @@ def new_key() -> str:
     return KEY_PREFIX + secrets.token_urlsafe(32)
 
 
+def _stamp(now: dt.datetime | None) -> str:
+    """`utcnow()`'s format for a given instant (injected clocks in tests)."""
+    return utcnow() if now is None else now.astimezone(dt.UTC).isoformat(timespec="microseconds")
+
+
 async def create_partner(db: Database, name: str, is_admin: bool = False) -> tuple[Partner, str]:
     """Create a partner and its key; the key is returned once and stored nowhere.
 
-    Raises PartnerExists."""
+    Raises PartnerExists (saying how to re-key it when the name is a revoked partner's)."""
     partner = Partner("ptn_" + secrets.token_hex(12), name, is_admin)
     key = new_key()
     try:
@@ -64,39 +90,113 @@ async def create_partner(db: Database, name: str, is_admin: bool = False) -> tup
             (partner.id, name, hash_key(key), key[:SHOWN_PREFIX_CHARS], int(is_admin), utcnow()),
         )
     except sqlite3.IntegrityError as exc:
+        revoked = await db.scalar("SELECT revoked_at FROM partners WHERE name = ?", (name,))
+        if revoked:
+            raise PartnerExists(
+                f"a revoked partner named {name!r} exists (revoked {revoked}): "
+                f"`alegra-sync partners rotate {name!r}` gives it a new key"
+            ) from exc
         raise PartnerExists(f"a partner named {name!r} exists already") from exc
     return partner, key
 
 
-async def find_partner_by_key(db: Database, key: str) -> Partner | None:
-    """The active partner holding this key, or None (unknown or revoked)."""
+async def find_partner_by_key(
+    db: Database, key: str, now: dt.datetime | None = None
+) -> Partner | None:
+    """The active partner holding this key (its current one, or the one it replaced while the
+    grace period lasts), or None (unknown, expired or revoked)."""
     digest = hash_key(key)
     row = await db.fetchone(
-        "SELECT id, name, is_admin, key_hash FROM partners"
-        " WHERE key_hash = ? AND revoked_at IS NULL",
-        (digest,),
+        "SELECT id, name, is_admin, key_hash, old_key_hash FROM partners"
+        " WHERE revoked_at IS NULL"
+        " AND (key_hash = ? OR (old_key_hash = ? AND old_key_expires_at > ?))",
+        (digest, digest, _stamp(now)),
     )
-    if row is None or not hmac.compare_digest(row["key_hash"], digest):
+    if row is None:
+        return None
+    matched = row["key_hash"] if row["key_hash"] == digest else row["old_key_hash"]
+    if not hmac.compare_digest(matched, digest):
         return None
     return Partner(row["id"], row["name"], bool(row["is_admin"]))
 
 
-async def list_partners(db: Database) -> list[PartnerListing]:
+async def list_partners(db: Database, now: dt.datetime | None = None) -> list[PartnerListing]:
     rows = await db.fetchall(
-        "SELECT id, name, is_admin, key_prefix, created_at, revoked_at FROM partners ORDER BY name"
+        "SELECT id, name, is_admin, key_prefix, created_at, revoked_at, old_key_prefix,"
+        " CASE WHEN old_key_expires_at > ? THEN old_key_expires_at END AS old_until"
+        " FROM partners ORDER BY name",
+        (_stamp(now),),
     )
     return [
         PartnerListing(
             r["id"], r["name"], bool(r["is_admin"]), r["key_prefix"], r["created_at"],
-            r["revoked_at"],
+            r["revoked_at"], r["old_key_prefix"] if r["old_until"] else None, r["old_until"],
         )
         for r in rows
     ]
 
 
 async def revoke_partner(db: Database, name: str) -> bool:
-    """Revoke the partner's key at once. False if no active partner has that name."""
+    """Revoke the partner's key (and a replaced one still in its grace period) at once.
+    False if no active partner has that name."""
     changed = await db.execute(
-        "UPDATE partners SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL", (utcnow(), name)
+        "UPDATE partners SET revoked_at = ?, old_key_hash = NULL, old_key_prefix = NULL,"
+        " old_key_expires_at = NULL WHERE name = ? AND revoked_at IS NULL",
+        (utcnow(), name),
     )
     return changed > 0
+
+
+async def rotate_partner(
+    db: Database, name: str, grace: dt.timedelta, now: dt.datetime | None = None
+) -> Rotation:
+    """Give the partner a new key. An active partner's current key stays valid for `grace`
+    (zero: it stops now); a revoked partner becomes active again with only the new key.
+
+    Raises PartnerNotFound."""
+    at = now or dt.datetime.now(dt.UTC)
+    key = new_key()
+    async with db.transaction() as conn:
+        cursor = await conn.execute(
+            "SELECT id, is_admin, key_hash, key_prefix, revoked_at FROM partners WHERE name = ?",
+            (name,),
+        )
+        row = await cursor.fetchone()
+        if row is None:
+            raise PartnerNotFound(f"no partner named {name!r}")
+        keeps_old = row["revoked_at"] is None and grace > dt.timedelta(0)
+        until = _stamp(at + grace) if keeps_old else None
+        await conn.execute(
+            "UPDATE partners SET key_hash = ?, key_prefix = ?, revoked_at = NULL, rotated_at = ?,"
+            " old_key_hash = ?, old_key_prefix = ?, old_key_expires_at = ? WHERE id = ?",
+            (hash_key(key), key[:SHOWN_PREFIX_CHARS], _stamp(at),
+             row["key_hash"] if keeps_old else None, row["key_prefix"] if keeps_old else None,
+             until, row["id"]),
+        )
+    return Rotation(Partner(row["id"], name, bool(row["is_admin"])), key, row["key_prefix"],
+                    until, reactivated=row["revoked_at"] is not None)
+
+
+def saved_partners(path: Path) -> list[dict[str, Any]]:
+    """Every partner row of the SQLite file at `path` (hashes, never keys), to carry over to a
+    fresh store; [] when there is no file or no readable partners table."""
+    if not path.is_file():
+        return []
+    with contextlib.suppress(sqlite3.Error), contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.row_factory = sqlite3.Row
+        return [dict(row) for row in conn.execute("SELECT * FROM partners")]
+    return []
+
+
+async def restore_partners(db: Database, rows: list[dict[str, Any]]) -> int:
+    """Put `saved_partners` rows back (the columns this schema has); returns how many."""
+    if not rows:
+        return 0
+    columns = [r["name"] for r in await db.fetchall("PRAGMA table_info(partners)")]
+    kept = [c for c in columns if c in rows[0]]
+    await db.executemany(
+        f"INSERT OR IGNORE INTO partners({', '.join(kept)})"  # noqa: S608 - column names from the schema
+        f" VALUES ({', '.join('?' for _ in kept)})",
+        [[row[c] for c in kept] for row in rows],
+    )
+    return len(rows)
