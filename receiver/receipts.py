@@ -17,11 +17,13 @@ from typing import Any
 
 from starlette.datastructures import FormData, Headers, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
 from receiver.auth import Partner, authenticate
+from receiver.body_budget import BoundedBody
 from receiver.errors import ApiError
 from receiver.receipts_spec import OPENAPI_PATHS, OPENAPI_SCHEMAS
 from sync.logs import get_logger
@@ -218,6 +220,6 @@ async def _file_part(form: FormData) -> Upload | None:
 
 
 routes: list[BaseRoute] = [
-    Route("/v1/receipts", create_receipt, methods=["POST"]),
+    Route("/v1/receipts", create_receipt, methods=["POST"], middleware=[Middleware(BoundedBody)]),
     Route("/v1/receipts/{receipt_id}", read_receipt, methods=["GET"]),
 ]

@@ -240,6 +240,10 @@ _POST = {
         "415": _error("Body not JSON/multipart, or attachment type not accepted / not matching"),
         "422": _error("A field breaks a rule (`field` names it), `total_mismatch`, or "
                       "`idempotency_key_reused`"),
+        "503": {**_error("`busy`: the receipt bodies being received pass "
+                         "MAX_BODY_BYTES_IN_FLIGHT; nothing stored, send it again"),
+                "headers": {"Retry-After": {"schema": {"type": "integer"},
+                                            "description": "Seconds to wait"}}},
     },
 }
 _GET = {
