@@ -171,6 +171,13 @@ def bill_has_marker(bill: Mapping[str, Any], receipt_id: str) -> bool:
     return re.search(pattern, str(bill.get(MARKER_FIELD) or "")) is not None
 
 
+def marked_receipt_id(bill: Mapping[str, Any]) -> str | None:
+    """The receipt whose marker the bill carries (a bill this service made), or None."""
+    pattern = re.escape(MARKER_PREFIX) + r"(rcp_[A-Za-z0-9]+)"
+    found = re.search(pattern, str(bill.get(MARKER_FIELD) or ""))
+    return None if found is None else found.group(1)
+
+
 def bill_provider_id(bill: Mapping[str, Any]) -> str | None:
     provider = bill.get("provider")
     if isinstance(provider, Mapping) and provider.get("id") is not None:
