@@ -102,6 +102,8 @@ class _Hold:
                 "receipt.body_budget_full", size=size, in_flight=self.budget.in_use,
                 limit=self.budget.limit,
             )
+            # Answered at once; the server discards the rest of the body as it arrives (uvicorn
+            # keeps none of it), so the client reads this answer once it has sent its body.
             raise ApiError(
                 503, "busy",
                 "too many receipt bodies are being received at once; retry shortly",
