@@ -15,17 +15,20 @@ import time
 from typing import Any
 
 from starlette.datastructures import Headers
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
 from receiver.auth import Partner, authenticate
+from receiver.body_budget import BoundedBody
 from receiver.errors import ApiError
 from receiver.multipart import FileNameNotUtf8, MalformedMultipart, Part, parse_form
 from receiver.receipts_spec import OPENAPI_PATHS, OPENAPI_SCHEMAS
 from sync.logs import get_logger
 from sync.receipt_model import ReceiptInvalid, Submission, Upload, decode_json, parse_submission
 from sync.store.db import Database
+from sync.store.receipt_view import partner_resource
 from sync.store.receipts import (
     FINAL_STATUSES,
     IdempotencyConflict,
@@ -33,7 +36,6 @@ from sync.store.receipts import (
     get_status,
     get_steps,
     insert_receipt,
-    receipt_resource,
 )
 
 __all__ = ["OPENAPI_PATHS", "OPENAPI_SCHEMAS", "routes"]
@@ -73,7 +75,7 @@ async def create_receipt(request: Request) -> JSONResponse:
         "receipt.stored" if created else "receipt.replayed",
         attachment=submission.receipt.attachment is not None,
     )
-    return await answer(db, receipt_id, request.headers, created=created)
+    return await answer(db, receipt_id, request.headers, created=created, viewer=partner)
 
 
 async def read_receipt(request: Request) -> JSONResponse:
@@ -82,7 +84,8 @@ async def read_receipt(request: Request) -> JSONResponse:
     receipt_id = request.path_params["receipt_id"]
     if await _visible_row(request.app.state.db, receipt_id, partner) is None:
         raise ApiError(404, "not_found", "no such receipt")
-    return await answer(request.app.state.db, receipt_id, request.headers, created=None)
+    return await answer(request.app.state.db, receipt_id, request.headers, created=None,
+                        viewer=partner)
 
 
 async def _visible_row(db: Database, receipt_id: str, partner: Partner) -> Any:
@@ -90,16 +93,18 @@ async def _visible_row(db: Database, receipt_id: str, partner: Partner) -> Any:
 
 
 async def answer(
-    db: Database, receipt_id: str, headers: Headers, *, created: bool | None
+    db: Database, receipt_id: str, headers: Headers, *, created: bool | None, viewer: Partner
 ) -> JSONResponse:
-    """The receipt resource, after waiting if `Prefer: wait=N` asks. `created` is None for a
-    GET: 200. For a POST: 201 if it was created and is final, 200 for a final replay, else 202."""
+    """The receipt resource as `viewer` may read it (`store/receipt_view.py`), after waiting if
+    `Prefer: wait=N` asks. `created` is None for a GET: 200. For a POST: 201 if it was created
+    and is final, 200 for a final replay, else 202."""
     wait = preferred_wait(headers)
     if wait:
         await wait_until_final(db, receipt_id, wait)
     row = await get_receipt(db, receipt_id, None)
     assert row is not None  # receipts are never deleted
-    resource = receipt_resource(row, await get_steps(db, receipt_id))
+    resource = await partner_resource(db, row, await get_steps(db, receipt_id),
+                                      viewer=None if viewer.is_admin else viewer.id)
     final = resource["status"] in FINAL_STATUSES
     status = 200 if created is None or (final and not created) else 201 if final else 202
     out = {"Location": f"/v1/receipts/{receipt_id}"}
@@ -211,6 +216,6 @@ def _file_part(parts: list[Part]) -> Upload | None:
 
 
 routes: list[BaseRoute] = [
-    Route("/v1/receipts", create_receipt, methods=["POST"]),
+    Route("/v1/receipts", create_receipt, methods=["POST"], middleware=[Middleware(BoundedBody)]),
     Route("/v1/receipts/{receipt_id}", read_receipt, methods=["GET"]),
 ]

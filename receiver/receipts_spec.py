@@ -127,7 +127,9 @@ STEP = {
                  "description": (
                      "duplicate_check, supplier, account:<name>, bill or attachment. "
                      "duplicate_check ends `found` with detail {reason, ncf, bill_id, "
-                     "bill_status, known_from} when the supplier's NCF already has a live bill."
+                     "bill_status, known_from} when the supplier's NCF already has a live bill "
+                     "({reason, ncf, bill_id: null, billed_by: another_partner} to a partner "
+                     "key when another partner's receipt made it)."
                  )},
         "state": {"type": "string", "enum": ["pending", "attempting", "done", "failed"]},
         "outcome": {"type": "string", "nullable": True,
@@ -183,14 +185,21 @@ RECEIPT = {
         "alegra": {"type": "object", "properties": {
             "contact_id": _NULLABLE_TEXT,
             "account_ids": {"type": "object", "additionalProperties": {"type": "string"}},
-            "bill_id": {**_NULLABLE_TEXT, "description": "For `duplicate`: the existing bill."},
+            "bill_id": {**_NULLABLE_TEXT, "description": (
+                "For `duplicate`: the existing bill; null to a partner key when another "
+                "partner's receipt made it.")},
             "attachment": {"type": "object", "nullable": True, "additionalProperties": True},
         }},
         "error": {"type": "object", "nullable": True, "additionalProperties": True,
-                  "description": "On failure: the step, Alegra's status, code and message."},
+                  "description": (
+                      "On failure: the step, Alegra's status, code and message. "
+                      "`ncf_in_flight` / `ncf_held_by_failed_receipt` name the receipt holding "
+                      "the NCF in `holder` (null to a partner key when it is another partner's)."
+                  )},
         "flags": {"type": "array", "items": {}, "description": (
             "Notes: `likely_duplicate:<bill or receipt id>` (no NCF, same supplier, date and "
-            "total as a known bill or receipt; still billed), `bill_voided`, `bill_deleted` "
+            "total as a known bill or receipt; still billed; `likely_duplicate` alone when it "
+            "is another partner's), `bill_voided`, `bill_deleted` "
             "(what Alegra later said of the bill)."
         )},
     },
@@ -251,6 +260,10 @@ _POST = {
         "415": _error("Body not JSON/multipart, or attachment type not accepted / not matching"),
         "422": _error("A field breaks a rule (`field` names it), `total_mismatch`, or "
                       "`idempotency_key_reused`"),
+        "503": {**_error("`busy`: the receipt bodies being received pass "
+                         "MAX_BODY_BYTES_IN_FLIGHT; nothing stored, send it again"),
+                "headers": {"Retry-After": {"schema": {"type": "integer"},
+                                            "description": "Seconds to wait"}}},
     },
 }
 _GET = {

@@ -25,6 +25,10 @@ class WorkerContext:
     budget: RateBudget
     stopping: asyncio.Event
 
+    def __post_init__(self) -> None:
+        # Once stopping, no lane waits out a rate window: `acquire` raises `Stopping` instead.
+        self.budget.stop_waiting_on(self.stopping)
+
     async def sleep(self, seconds: float) -> bool:
         """Sleep up to `seconds`, waking early on stop. Returns True if the worker is stopping."""
         try:

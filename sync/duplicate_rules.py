@@ -21,7 +21,10 @@ from sync import money
 from sync.names import name_key
 from sync.receipt_model import Receipt
 
+CHECK_STEP = "duplicate_check"  # the receipt step that records the check's verdict
 VOID = "void"
+NCF_IN_FLIGHT = "ncf_in_flight"  # error codes of a receipt waiting for the NCF's holder
+NCF_HELD_BY_FAILED = "ncf_held_by_failed_receipt"
 IN_FLIGHT = frozenset({"queued", "processing"})  # a receipt in these may still create its bill
 NOT_BILLING = frozenset({"failed", "duplicate"})  # made no bill (but see OtherReceipt.may_bill)
 LIKELY = "likely_duplicate"
@@ -138,6 +141,18 @@ def ncf_verdict(
     if holder is not None and holder.receipt_id != facts.receipt_id and holder.may_bill:
         return Verdict("wait", holder=holder.receipt_id, holder_status=holder.status)
     return CLEAR
+
+
+def ncf_held_message(holder: str | None, *, holder_failed: bool) -> str:
+    """The waiting receipt's error message; `holder` None: a receipt its reader may not see
+    (another partner's), named by what it is, not by its id."""
+    who = f"receipt {holder}" if holder is not None else "another partner's receipt"
+    if not holder_failed:
+        return f"{who} holds this supplier's NCF and may still bill it"
+    retry = (f"retry {holder} (it looks its bill up first)" if holder is not None
+             else "an operator's retry of it settles it (it looks its bill up first)")
+    return (f"{who} holds this supplier's NCF: it failed after sending its bill, whose outcome"
+            f" was never learned; {retry}, and this receipt follows")
 
 
 def likely_flag(target_id: str) -> str:

@@ -44,6 +44,7 @@ class Settings:
     receipt_concurrency: int = 4
     max_attachment_bytes: int = 10 * 1024 * 1024
     max_webhook_body_bytes: int = 256 * 1024
+    max_body_bytes_in_flight: int = 64 * 1024 * 1024
     accounts_poll_s: float = 900.0
     reconcile_s: float = 6 * 3600.0
     bills_refresh_s: float = 6 * 3600.0
@@ -171,6 +172,8 @@ def load_settings(
         receipt_concurrency=int(_number(config, "RECEIPT_CONCURRENCY", int, 4)),
         max_attachment_bytes=int(_number(config, "MAX_ATTACHMENT_BYTES", int, 10 * 1024 * 1024)),
         max_webhook_body_bytes=int(_number(config, "MAX_WEBHOOK_BODY_BYTES", int, 256 * 1024)),
+        max_body_bytes_in_flight=int(
+            _number(config, "MAX_BODY_BYTES_IN_FLIGHT", int, 64 * 1024 * 1024)),
         accounts_poll_s=float(_number(config, "ACCOUNTS_POLL_S", float, 900.0)),
         reconcile_s=float(_number(config, "RECONCILE_S", float, 6 * 3600.0)),
         bills_refresh_s=float(_number(config, "BILLS_REFRESH_S", float, 6 * 3600.0)),

@@ -10,6 +10,10 @@ Waiters are served strictly by priority, FIFO within one priority. EVENT and BAC
 `reserve` slots in each window (5 of 150 by default, ~3% of their throughput) so a receipt that
 arrives mid-window goes at once. `_Ledger` is the pure accounting (it is given `now`);
 `RateBudget` adds the asyncio queue and the timer that wakes waiters when a window ends.
+
+Once the worker is stopping (`stop_waiting_on`), nothing waits for a window any more: a request
+that cannot go at once raises `Stopping` instead of holding shutdown up for the rest of the
+window (up to a minute); its caller hands its work back.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
+
+from sync.alegra.errors import Stopping
 
 
 class Priority(IntEnum):
@@ -165,6 +171,7 @@ class RateBudget:
         self._queue: list[_Waiter] = []
         self._seq = itertools.count()
         self._timer: asyncio.TimerHandle | None = None
+        self._stopping: asyncio.Event | None = None
         self.sent_total = 0
         self.rate_limited_total = 0
 
@@ -177,19 +184,41 @@ class RateBudget:
         """How much longer than reported a window is assumed to last."""
         return self._ledger.margin
 
+    def stop_waiting_on(self, stopping: asyncio.Event) -> None:
+        """Once `stopping` is set, `acquire` no longer waits: see the module docstring."""
+        self._stopping = stopping
+
     async def acquire(self, priority: Priority) -> int:
-        """Wait until a request of this priority may be sent; the slot is then spent."""
+        """Wait until a request of this priority may be sent; the slot is then spent. Raises
+        `Stopping` instead of waiting (or while waiting) once the worker is stopping."""
         head = self._head()
         if (head is None or head.priority > priority) and self._may_send(priority):
             return self._grant()
+        if self._stopping is not None and self._stopping.is_set():
+            raise Stopping("the worker is stopping: not waiting for the rate budget")
         waiter = _Waiter(priority, next(self._seq), asyncio.get_running_loop().create_future())
         heapq.heappush(self._queue, waiter)
         self._arm_timer()
         try:
-            return await waiter.future
-        except asyncio.CancelledError:
+            return await self._wait(waiter)
+        except (asyncio.CancelledError, Stopping):
+            waiter.future.cancel()  # no-op if it was granted: `_withdraw` gives that slot back
             self._withdraw(waiter)
             raise
+
+    async def _wait(self, waiter: _Waiter) -> int:
+        """The waiter's slot, or `Stopping` as soon as the stop signal comes first."""
+        if self._stopping is None:
+            return await waiter.future
+        stop = asyncio.ensure_future(self._stopping.wait())
+        either: set[asyncio.Future[Any]] = {waiter.future, stop}
+        try:
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+        if waiter.future.done():
+            return waiter.future.result()
+        raise Stopping("the worker is stopping: not waiting for the rate budget")
 
     def observe(
         self,

@@ -12,6 +12,10 @@
         ├── AuthFailed       401 (wrong e-mail/token), 402 (suspended / plan limit), 403
         └── NotFound         404
 
+    Stopping                 not an AlegraError: nothing failed. The process is stopping and the
+                             request never went out (it would have had to wait for the rate
+                             budget). Hand the work back as it is; the next run resumes it.
+
 Every exception carries the evidence a receipt's failure record needs: HTTP status, Alegra's
 application `code`, its `message`, and the method and path (never the credentials).
 """
@@ -91,3 +95,7 @@ class AuthFailed(Rejected):
 
 class NotFound(Rejected):
     """404."""
+
+
+class Stopping(Exception):
+    """The worker is stopping: this request was not sent, and will not wait for a slot."""

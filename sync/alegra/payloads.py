@@ -12,7 +12,7 @@ significant digits, and `sync.receipt_fields` bounds amounts (12), quantities (1
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -25,7 +25,7 @@ from sync.receipt_model import Receipt
 IDENTIFICATION_TYPES = {"RNC": "RNC", "CEDULA": "CED"}
 
 # [unverified] Where Alegra DR keeps a supplier bill's NCF: sent as `numberTemplate.number`
-# (seen in public clients); read back from there, or from a root `number` if Alegra moves it.
+# (seen in public clients); read back from every shape a bill is known to come in (`bill_number`).
 NCF_FIELD = ("numberTemplate", "number")
 
 # The bill's free-text field that carries our receipt id, so a bill whose POST answer was lost
@@ -131,18 +131,28 @@ def _line(line: BillLine) -> dict[str, Any]:
 
 
 def bill_number(bill: Mapping[str, Any]) -> str | None:
-    """The NCF / number a bill read from Alegra carries, compact and upper case, or None."""
-    outer, inner = NCF_FIELD
-    template = bill.get(outer)
-    candidates: list[Any] = []
-    if isinstance(template, Mapping):
-        candidates += [_with_prefix(template.get("prefix"), template.get(inner)),
-                       template.get("fullNumber")]
-    candidates.append(bill.get("number"))
-    for value in candidates:
+    """The NCF / number a bill read from Alegra carries, compact and upper case, or None.
+
+    `numberTemplate` comes back as an object or as a list of objects, depending on the record
+    (facts sheet). Each template is read the way Alegra's own duplicate-bill template reads a
+    bill: `fullNumber`, then `billNumber`, then its `number` (with its `prefix`); then the
+    bill's root `billNumber` and `number`. The first value found wins."""
+    for value in _number_candidates(bill):
         if value not in (None, ""):
             return "".join(str(value).split()).replace("-", "").upper()
     return None
+
+
+def _number_candidates(bill: Mapping[str, Any]) -> Iterator[Any]:
+    outer, inner = NCF_FIELD
+    template = bill.get(outer)
+    for each in template if isinstance(template, list) else [template]:
+        if isinstance(each, Mapping):
+            yield each.get("fullNumber")
+            yield each.get("billNumber")
+            yield _with_prefix(each.get("prefix"), each.get(inner))
+    yield bill.get("billNumber")
+    yield bill.get("number")
 
 
 def _with_prefix(prefix: Any, number: Any) -> Any:
@@ -159,6 +169,13 @@ def bill_has_marker(bill: Mapping[str, Any], receipt_id: str) -> bool:
     """True when the bill carries this receipt's marker (we wrote it; the bill is ours)."""
     pattern = re.escape(receipt_marker(receipt_id)) + r"(?!\w)"
     return re.search(pattern, str(bill.get(MARKER_FIELD) or "")) is not None
+
+
+def marked_receipt_id(bill: Mapping[str, Any]) -> str | None:
+    """The receipt whose marker the bill carries (a bill this service made), or None."""
+    pattern = re.escape(MARKER_PREFIX) + r"(rcp_[A-Za-z0-9]+)"
+    found = re.search(pattern, str(bill.get(MARKER_FIELD) or ""))
+    return None if found is None else found.group(1)
 
 
 def bill_provider_id(bill: Mapping[str, Any]) -> str | None:

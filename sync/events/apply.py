@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from sync.alegra import resources
 from sync.alegra.budget import Priority
 from sync.alegra.client import AlegraClient
-from sync.alegra.errors import AlegraError
+from sync.alegra.errors import AlegraError, Stopping
 from sync.alegra.records import contact_from_alegra
 from sync.logs import get_logger
 from sync.store import bill_status, inbox
@@ -93,7 +93,8 @@ async def apply_group(
     alegra: AlegraClient, db: Database, group: inbox.Group, policy: RetryPolicy
 ) -> int:
     """Settle every row of the group: skipped, applied after one fetch, or failed/parked.
-    Returns the number of Alegra fetches made (0 or 1)."""
+    Returns the number of Alegra fetches made (0 or 1). Raises `Stopping` (the rows untouched,
+    no attempt counted) when the worker stops before the fetch could be sent."""
     handled = [r for r in group.rows if r["subject"] in HANDLERS]
     ignored = [r for r in group.rows if r["subject"] not in HANDLERS]
     if ignored:
@@ -103,6 +104,8 @@ async def apply_group(
     confirm = HANDLERS[handled[0]["subject"]]  # parse ensured the subjects agree on the resource
     try:
         outcome = await confirm(alegra, db, group.resource_id)
+    except Stopping:
+        raise
     except Exception as exc:
         await _fail(db, handled, group, exc, policy)
         return 1

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from sync.alegra.client import AlegraClient
+from sync.alegra.errors import Stopping
 from sync.context import WorkerContext
 from sync.events.apply import RetryPolicy, apply_group
 from sync.logs import get_logger
@@ -38,8 +39,9 @@ def _ago(seconds: float) -> str:
 async def run_round(
     alegra: AlegraClient, db: Database, config: LaneConfig, stopping: asyncio.Event | None = None
 ) -> tuple[int, int]:
-    """One round; stops between groups once `stopping` is set (what is left stays pending).
-    Returns (rows settled, Alegra fetches made)."""
+    """One round; stops between groups once `stopping` is set (what is left stays pending, also
+    a group whose fetch would have waited for the rate budget). Returns (rows settled, Alegra
+    fetches made)."""
     unusable = await inbox.skip_unusable(db)
     for row in unusable:
         get_logger(inbox_id=row["id"]).info("event.skipped", shape=row["shape"])
@@ -52,7 +54,10 @@ async def run_round(
         if stopping is not None and stopping.is_set():
             break
         group = await inbox.claim_group(db, resource, resource_id)
-        fetches += await apply_group(alegra, db, group, config.retry)
+        try:
+            fetches += await apply_group(alegra, db, group, config.retry)
+        except Stopping:
+            break
         settled += len(group.rows)
     return settled, fetches
 

@@ -27,7 +27,17 @@ from typing import Any
 from sync import metrics
 from sync.alegra import resources
 from sync.alegra.errors import Retryable
-from sync.duplicate_rules import LIKELY, Facts, Verdict, likely_duplicates, ncf_verdict
+from sync.duplicate_rules import (
+    CHECK_STEP,
+    LIKELY,
+    NCF_HELD_BY_FAILED,
+    NCF_IN_FLIGHT,
+    Facts,
+    Verdict,
+    likely_duplicates,
+    ncf_held_message,
+    ncf_verdict,
+)
 from sync.flow.context import PRIORITY, FlowEnv
 from sync.logs import get_logger
 from sync.receipt_model import Receipt
@@ -36,7 +46,7 @@ from sync.store.bills import bill_from_alegra
 from sync.store.contacts import find_contacts_by_name_key, find_supplier_by_tax_id
 from sync.store.receipt_work import StepState
 
-STEP = "duplicate_check"
+STEP = CHECK_STEP
 SOURCE = "strict_check"  # the `source` of bills stored from the strict mode's look-up
 _STARTED = frozenset({"attempting", "done"})
 
@@ -55,14 +65,8 @@ class NcfInFlight(Retryable):
     the holder settles it; the error says so, and names the holder."""
 
     def __init__(self, holder: str, *, holder_failed: bool = False) -> None:
-        if holder_failed:
-            message = (f"receipt {holder} holds this supplier's NCF: it failed after sending its"
-                       f" bill, whose outcome was never learned; retry {holder} (it looks its"
-                       " bill up first), and this receipt follows")
-        else:
-            message = f"receipt {holder} holds this supplier's NCF and may still bill it"
-        code = "ncf_held_by_failed_receipt" if holder_failed else "ncf_in_flight"
-        super().__init__(message, code=code)
+        code = NCF_HELD_BY_FAILED if holder_failed else NCF_IN_FLIGHT
+        super().__init__(ncf_held_message(holder, holder_failed=holder_failed), code=code)
         self.holder = holder
 
     def as_record(self) -> dict[str, Any]:

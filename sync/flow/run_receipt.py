@@ -5,7 +5,8 @@ Alegra, and `done` with what happened, committed at the latest with the next com
 next `attempting`, or the receipt's outcome; `StepLog`). A crash, a kill -9 or a retry resumes
 after the last `done` step; a step left `attempting` looks up by its natural key before it
 writes again (see each step's module). Between steps the runner stops if the worker is stopping
-or the lease was lost, and hands the receipt back untouched.
+or the lease was lost, and hands the receipt back untouched; so does a step whose request would
+have had to wait for the rate budget while the worker is stopping (`Stopping`: never sent).
 
 Errors: `Retryable` (transport, 5xx, 429, unknown outcome) → the receipt goes back to `queued`
 with exponential backoff (1 s doubling to 15 min, ±20 % jitter; at least the rate limit's reset)
@@ -27,7 +28,7 @@ from decimal import Decimal
 from typing import Any
 
 from sync import metrics
-from sync.alegra.errors import AlegraError, RateLimited, Retryable
+from sync.alegra.errors import AlegraError, RateLimited, Retryable, Stopping
 from sync.alegra.payloads import BillLine
 from sync.flow import duplicates, lease
 from sync.flow.attach import attach
@@ -104,7 +105,7 @@ async def _attempt(env: FlowEnv, claimed: Claimed, held: Lease) -> str:
         await flow.run(receipt)
     except duplicates.Duplicate:  # settled as `duplicate` by the check; nothing sent to Alegra
         return "duplicate"
-    except (Stopped, LeaseLost):
+    except (Stopped, Stopping, LeaseLost):
         await flow.log.release()
         log.info("receipt.released", step=flow.current)
         return "queued"

@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from sync.alegra.client import AlegraClient
-from sync.alegra.errors import AlegraError, Retryable
+from sync.alegra.errors import AlegraError, Retryable, Stopping
 from sync.context import WorkerContext
 from sync.jobs import schedule
 from sync.logs import get_logger
@@ -215,6 +215,8 @@ async def run_job(
 async def _outcome_of(job: JobRun, fn: JobFn) -> JobResult:
     try:
         return await fn(job)
+    except Stopping:  # a request would have waited for the rate budget: resume at next start
+        return JobResult(schedule.INCOMPLETE, error="stopped", interrupted=True)
     except Retryable as exc:
         return JobResult(schedule.INCOMPLETE, error=describe_error(exc))
     except AlegraError as exc:

@@ -18,7 +18,10 @@ if TYPE_CHECKING:
     from sync.simulator.state import SimState
 
 READ_ONLY = ("id", "status", "total", "totalPaid", "balance", "calculationScale", "payments")
-_ECHOED = ("numberTemplate", "number", "currency", "observations", "termsConditions")
+# Kept as written, in whatever shape: a bill typed in Alegra's web app may carry its number in
+# `numberTemplate` as an object or a list of objects, or in a root `billNumber` / `number`.
+_ECHOED = ("numberTemplate", "number", "billNumber", "currency", "observations",
+           "termsConditions")
 # A contact that is only a client is refused as a bill's provider [unverified: Alegra may accept
 # it]; the facts sheet says to add "provider" to its type first, and this makes that step visible.
 REQUIRE_PROVIDER_TYPE = True

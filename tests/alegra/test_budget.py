@@ -9,6 +9,7 @@ import time
 import pytest
 
 from sync.alegra.budget import Priority, RateBudget
+from sync.alegra.errors import Stopping
 
 pytestmark = pytest.mark.anyio
 
@@ -171,6 +172,42 @@ async def test_a_cancelled_waiter_spends_nothing() -> None:
     snapshot = budget.snapshot()
     assert (snapshot["remaining"], snapshot["sent_total"]) == (0, 1)  # one still out, carried
     assert snapshot["waiting"] == {"RECEIPT": 0, "EVENT": 0, "BACKGROUND": 0}
+
+
+async def test_a_waiter_stops_waiting_when_the_worker_stops() -> None:
+    """With the window spent, waiters of every priority raise Stopping once stopping is set,
+    long before the window ends, and spend nothing of the next window."""
+    clock, stopping = FakeClock(), asyncio.Event()
+    budget = RateBudget(limit=3, window_s=60.0, reserve=0, clock=clock)
+    budget.stop_waiting_on(stopping)
+    tickets = await spend(budget, 3)
+    waiters = [asyncio.create_task(budget.acquire(p)) for p in Priority]
+    await asyncio.sleep(0)
+    assert budget.snapshot()["waiting"] == {"RECEIPT": 1, "EVENT": 1, "BACKGROUND": 1}
+
+    stopping.set()
+    outcomes = await asyncio.gather(*waiters, return_exceptions=True)
+
+    assert [type(o) for o in outcomes] == [Stopping] * 3
+    assert budget.snapshot()["waiting"] == {"RECEIPT": 0, "EVENT": 0, "BACKGROUND": 0}
+    assert budget.snapshot()["sent_total"] == 3
+    with pytest.raises(Stopping):  # still within the spent window: refused at once
+        await budget.acquire(Priority.RECEIPT)
+    answered(budget, tickets)
+    clock.advance(60.0 + budget.reset_margin_s)
+    assert budget.snapshot()["remaining"] == 3
+
+
+async def test_once_stopping_a_free_slot_is_still_granted() -> None:
+    """Stopping only ends waiting: a request that may go at once still gets its slot."""
+    stopping = asyncio.Event()
+    stopping.set()
+    budget = RateBudget(limit=2, window_s=60.0, reserve=0, clock=FakeClock())
+    budget.stop_waiting_on(stopping)
+    await spend(budget, 2)
+    with pytest.raises(Stopping):
+        await budget.acquire(Priority.BACKGROUND)
+    assert budget.snapshot()["sent_total"] == 2
 
 
 async def test_the_limit_follows_the_header() -> None:

@@ -28,7 +28,8 @@ def test_receipt_operations_document_every_answer(api: Api) -> None:
     """POST and GET list every status they answer, with the shared error schema."""
     paths = _spec(api)["paths"]
     post = paths["/v1/receipts"]["post"]
-    assert set(post["responses"]) == {"200", "201", "202", "400", "401", "413", "415", "422"}
+    assert set(post["responses"]) == {
+        "200", "201", "202", "400", "401", "413", "415", "422", "503"}
     assert set(post["requestBody"]["content"]) == {"application/json", "multipart/form-data"}
     assert post["security"] == [{"partnerKey": []}]
     assert {p["name"] for p in post["parameters"]} == {"Idempotency-Key", "Prefer"}

@@ -138,7 +138,8 @@ def test_bill_typed_before_connecting_is_found_by_the_backfill(stack: Stack) -> 
 
 
 def test_two_partners_sending_one_paper_receipt_get_one_bill(stack: Stack) -> None:
-    """Two partners, one receipt, at the same time: one bill, one `duplicate` pointing at it."""
+    """Two partners, one receipt, at the same time: one bill, one `duplicate` of it, which does
+    not name the other partner's bill."""
     body = receipt(TWIN_RNC)
     with ThreadPoolExecutor(2) as pool:
         answers = list(pool.map(lambda p: stack.submit(body, "same-paper", p), ["acme", "beta"]))
@@ -146,7 +147,11 @@ def test_two_partners_sending_one_paper_receipt_get_one_bill(stack: Stack) -> No
     resources = [a.json() for a in answers]
     assert [a.status_code for a in answers] == [201, 201]
     assert sorted(r["status"] for r in resources) == ["completed", "duplicate"]
-    [bill_id] = {r["alegra"]["bill_id"] for r in resources}
+    [billed] = [r for r in resources if r["status"] == "completed"]
+    [twin] = [r for r in resources if r["status"] == "duplicate"]
+    bill_id = billed["alegra"]["bill_id"]
+    assert twin["alegra"]["bill_id"] is None
+    assert twin["steps"][0]["detail"]["billed_by"] == "another_partner"
     twins = [b for b in stack.sim.state.bills.values()
              if b["provider"]["identification"] == TWIN_RNC]
     assert [b["id"] for b in twins] == [bill_id]

@@ -129,11 +129,20 @@ def test_receipts_without_tax_id_are_compared_by_name() -> None:
     ({"numberTemplate": {"fullNumber": "b01-00000001"}}, "B0100000001"),
     ({"number": "E31 0000000001"}, "E310000000001"),
     ({"numberTemplate": {}}, None),
+    ({"numberTemplate": [{"fullNumber": "B01-00000001"}]}, "B0100000001"),
+    ({"numberTemplate": [{"id": "3", "prefix": "B01", "number": "00000001"}]}, "B0100000001"),
+    ({"numberTemplate": [{"number": "B0100000001"}]}, "B0100000001"),
+    ({"numberTemplate": [{}, {"billNumber": "B0100000001"}]}, "B0100000001"),
+    ({"numberTemplate": [], "billNumber": "B0100000001"}, "B0100000001"),
+    ({"numberTemplate": {"fullNumber": "B0100000001", "number": "17"}}, "B0100000001"),
+    ({"billNumber": "B0100000001", "number": "17"}, "B0100000001"),
+    ({"numberTemplate": []}, None),
 ])
 def test_ncf_of_a_bill_read_from_alegra_is_found_wherever_it_sits(
     bill: dict[str, object], key: str | None
 ) -> None:
-    """The NCF is read from the template (whole or split in prefix and number) or the root."""
+    """The NCF is read from the template, an object or a list of them (`fullNumber`, then
+    `billNumber`, then `number` with its prefix), or from the root (`billNumber`, `number`)."""
     assert bill_number(bill) == key
 
 
