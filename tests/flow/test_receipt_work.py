@@ -11,9 +11,10 @@ import pytest
 
 from sync.receipt_model import parse_submission
 from sync.store import ops_queries, receipt_work, receipts
-from sync.store.db import Database
+from sync.store.db import Database, _migration_files
 from sync.store.partners import create_partner
 from tests.flow.conftest import receipt_body
+from tests.support import schema
 
 pytestmark = pytest.mark.anyio
 
@@ -251,9 +252,11 @@ async def test_operator_retry_restarts_the_retry_window(tmp_path: Path) -> None:
 async def test_receipts_failed_before_the_unknown_outcome_rule_are_brought_under_it(
     tmp_path: Path,
 ) -> None:
-    """Migration 0101: a bill step failed by a retryable error or a lookup's error goes back to
-    `attempting` (its bill may exist); one Alegra refused outright, or a local error, stays."""
-    db = await Database.open(tmp_path / "old.db")
+    """Migration 0501 (once 0101): a bill step failed by a retryable error or a lookup's error
+    goes back to `attempting` (its bill may exist); one Alegra refused outright, or a local error,
+    stays."""
+    schema.build(tmp_path / "old.db", [m for m in _migration_files() if m[0] < 501])
+    db = await Database.open(tmp_path / "old.db", migrate=False)
     await db.conn.execute("PRAGMA foreign_keys = OFF")  # steps alone: receipts do not matter
     errors = {"rcp_a": {"retryable": True, "method": "POST"},
               "rcp_b": {"retryable": False, "method": "GET", "status": 401},
@@ -263,8 +266,7 @@ async def test_receipts_failed_before_the_unknown_outcome_rule_are_brought_under
         await db.execute(
             "INSERT INTO receipt_steps(receipt_id, step, state, detail, updated_at)"
             " VALUES (?, 'bill', 'failed', ?, '2024')", (receipt_id, json.dumps({"error": error})))
-    await db.execute("DELETE FROM schema_migrations WHERE version = 101")
-    assert await db.migrate() == [101]
+    assert (await db.migrate())[0] == 501
     rows = await db.fetchall("SELECT receipt_id, state FROM receipt_steps ORDER BY receipt_id")
     await db.close()
     assert [tuple(r) for r in rows] == [
