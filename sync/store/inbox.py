@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from sync.events.parse import parse_delivery
+from sync.alegra.webhook_body import parse_delivery
 from sync.store.db import Database, Row, utcnow
 
 PENDING_STATES = ("received", "failed")
