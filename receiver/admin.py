@@ -107,15 +107,18 @@ async def list_all_receipts(request: Request) -> JSONResponse:
     partner_id = await ops_queries.partner_id_for(db, partner) if partner else None
     if partner and partner_id is None:
         return JSONResponse({"data": [], "next_cursor": None})
-    try:
-        rows, next_cursor = await list_receipts(
-            db, partner_id=partner_id, status=query.choice(params, "status", RECEIPT_STATUSES),
-            date_from=query.day(params, "date_from"), date_to=query.day(params, "date_to"),
-            limit=query.limit(params), cursor=query.text(params, "cursor", max_length=1000),
-        )
-    except ValueError as exc:
-        raise query.invalid("cursor", "cursor: pass back a next_cursor this API returned") from exc
-    data = [await _receipt_view(db, row) for row in rows]
+    limit = query.limit(params)
+    rows = await list_receipts(
+        db, partner_id=partner_id, status=query.choice(params, "status", RECEIPT_STATUSES),
+        date_from=query.day(params, "date_from"), date_to=query.day(params, "date_to"),
+        limit=limit + 1, after=query.cursor(params, (str, str)),
+    )
+    page = rows[:limit]
+    next_cursor = (
+        query.encode_cursor([page[-1]["created_at"], page[-1]["id"]])
+        if len(rows) > limit else None
+    )
+    data = [await _receipt_view(db, row) for row in page]
     return JSONResponse({"data": data, "next_cursor": next_cursor})
 
 

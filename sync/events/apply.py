@@ -22,6 +22,7 @@ from sync.alegra.budget import Priority
 from sync.alegra.client import AlegraClient
 from sync.alegra.errors import AlegraError
 from sync.alegra.records import contact_from_alegra
+from sync.backoff import Backoff
 from sync.logs import get_logger
 from sync.store import bill_status, inbox
 from sync.store.bills import known_bill
@@ -74,7 +75,7 @@ HANDLERS: dict[str, Confirm] = {
 @dataclass(frozen=True)
 class RetryPolicy:
     """Backoff for a failed confirmation, then parking. The defaults ride out an Alegra outage of
-    about an hour and a half before a row is parked (parked rows can be requeued)."""
+    about an hour and a half before a row is parked (an operator can replay a parked row)."""
 
     max_attempts: int = 12
     base_s: float = 5.0
@@ -85,7 +86,7 @@ class RetryPolicy:
         attempts = attempts_before + 1
         if attempts >= self.max_attempts:
             return "parked", None
-        delay = min(self.cap_s, self.base_s * 2 ** (attempts - 1))
+        delay = Backoff(self.base_s, self.cap_s).delay(attempts)
         return "failed", (now + timedelta(seconds=delay)).isoformat(timespec="microseconds")
 
 

@@ -18,7 +18,6 @@ that fails it with the last error.
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from typing import Any
 from sync import metrics
 from sync.alegra.errors import AlegraError, RateLimited, Retryable
 from sync.alegra.payloads import BillLine
+from sync.backoff import Backoff
 from sync.flow import duplicates, lease
 from sync.flow.attach import attach
 from sync.flow.context import FlowEnv, FlowFailed, StepResult, StepScope
@@ -44,8 +44,7 @@ from sync.store.receipt_work import Claimed, LeaseLost, StepLog, StepState
 
 RETRY_WINDOW_S = 24 * 3600.0
 NOT_STEPS = frozenset({"receipt", "taxes"})  # where an error is kept on the receipt only
-BACKOFF_BASE_S = 1.0
-BACKOFF_CAP_S = 15 * 60.0
+BACKOFF = Backoff(base_s=1.0, cap_s=15 * 60.0, jitter=(0.8, 1.2))
 
 
 class Stopped(Exception):
@@ -60,9 +59,7 @@ class Lease:
 
 def retry_delay(attempts: int, reset_after: float | None = None) -> float:
     """Seconds before the next attempt after `attempts` tries (pure but for the jitter)."""
-    delay = min(BACKOFF_CAP_S, BACKOFF_BASE_S * float(2 ** min(20, max(0, attempts - 1))))
-    delay *= random.uniform(0.8, 1.2)
-    return max(delay, reset_after or 0.0)
+    return max(BACKOFF.delay(attempts), reset_after or 0.0)
 
 
 async def run_receipt(env: FlowEnv, claimed: Claimed, owner: str) -> str:

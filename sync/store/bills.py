@@ -13,7 +13,7 @@ from typing import Any
 
 import aiosqlite
 
-from sync.alegra import payloads
+from sync.alegra import payloads, records
 from sync.store import cache, contacts
 from sync.store.db import Database, Row
 
@@ -155,7 +155,7 @@ async def known_bill(db: Database, raw: Mapping[str, Any]) -> KnownBill:
     the cached contact (the duplicate check matches bills on it, and a bill webhook or list may
     name the provider by id only)."""
     provider = raw.get("provider")
-    tax_id = payloads.contact_tax_id(provider) if isinstance(provider, dict) else None
+    tax_id = records.identification(provider)[0] if isinstance(provider, dict) else None
     provider_id = payloads.bill_provider_id(raw) if tax_id is None else None
     if provider_id is not None:
         cached = await contacts.get_cached_contact(db, provider_id)

@@ -190,15 +190,6 @@ async def skip_unusable(db: Database, *, limit: int = 500) -> list[Row]:
         return list(await cursor.fetchall())
 
 
-async def requeue(db: Database, ids: Sequence[int]) -> int:
-    """Give parked or failed rows a fresh set of attempts, due now. Returns how many."""
-    return await db.execute(
-        "UPDATE inbox SET state = 'received', attempts = 0, next_attempt_at = NULL"
-        " WHERE state IN ('parked', 'failed') AND id IN (SELECT value FROM json_each(?))",
-        (json.dumps(list(ids)),),
-    )
-
-
 async def state_counts(db: Database) -> dict[str, int]:
     rows = await db.fetchall("SELECT state, COUNT(*) FROM inbox GROUP BY state")
     return {str(r[0]): int(r[1]) for r in rows}

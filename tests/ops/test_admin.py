@@ -147,6 +147,19 @@ def test_receipts_listing_pages_with_a_cursor(ops: OpsApi) -> None:
     assert ops.get("/v1/receipts", cursor="garbage!").status_code == 400
 
 
+def test_every_listing_pages_with_one_cursor_format(ops: OpsApi) -> None:
+    """The receipts listing's cursor is the sort key of the page's last row, in the format of
+    every other listing; a cursor of another listing (an inbox id) is a 400."""
+    _submit(ops, "acme", "k1")
+    _submit(ops, "acme", "k2")
+    page = ops.get("/v1/receipts", limit=1).json()
+    (created_at, last_id), = ops.store.sql(
+        "SELECT created_at, id FROM receipts ORDER BY created_at DESC, id DESC LIMIT 1")
+    assert page["next_cursor"] == query.encode_cursor([created_at, last_id])
+    events_cursor = query.encode_cursor([7])
+    assert ops.get("/v1/receipts", cursor=events_cursor).json()["error"]["field"] == "cursor"
+
+
 def test_retry_puts_a_failed_receipt_back_in_the_queue(ops: OpsApi) -> None:
     """A failed receipt goes back to queued, due now, keeping its recorded steps."""
     receipt_id = _submit(ops, "acme", "a1")
