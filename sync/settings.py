@@ -7,7 +7,7 @@ entry points print it and exit, so a misconfigured service never half-starts.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +52,6 @@ class Settings:
     strict_duplicate_check: bool = False
     log_format: str = "auto"
     log_level: str = "info"
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def simulated(self) -> bool:

@@ -126,16 +126,6 @@ async def find_live_bill(db: Database, provider_tax_id: str, ncf_key: str) -> Kn
     return _from_row(row) if row else None
 
 
-async def find_bill_by_receipt(db: Database, receipt_id: str) -> KnownBill | None:
-    """The bill a receipt produced, if this service recorded one."""
-    row = await db.fetchone(
-        "SELECT * FROM bills WHERE receipt_id = ? AND deleted = 0"
-        " ORDER BY confirmed_at DESC LIMIT 1",
-        (receipt_id,),
-    )
-    return _from_row(row) if row else None
-
-
 async def get_bill(db: Database, alegra_id: str) -> KnownBill | None:
     row = await db.fetchone("SELECT * FROM bills WHERE alegra_id = ?", (alegra_id,))
     return _from_row(row) if row else None

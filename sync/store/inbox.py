@@ -20,8 +20,6 @@ from typing import NamedTuple
 from sync.alegra.webhook_body import parse_delivery
 from sync.store.db import Database, Row, utcnow
 
-PENDING_STATES = ("received", "failed")
-
 
 @dataclass(frozen=True)
 class NewDelivery:
@@ -198,6 +196,3 @@ async def state_counts(db: Database) -> dict[str, int]:
 async def get_row(db: Database, inbox_id: int) -> Row | None:
     return await db.fetchone("SELECT * FROM inbox WHERE id = ?", (inbox_id,))
 
-
-async def handshake_count(db: Database) -> int:
-    return int(await db.scalar("SELECT COUNT(*) FROM webhook_handshakes") or 0)

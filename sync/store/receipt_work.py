@@ -204,33 +204,6 @@ def _bill_id_sql(receipt_id: str, bill_id: str) -> tuple[str, tuple[Any, ...]]:
     )
 
 
-async def mark_attempting(db: Database, receipt_id: str, step: str) -> None:
-    """Record, before a write is sent, that its outcome may be unknown until it is answered."""
-    await db.execute(*_attempting_sql(receipt_id, step))
-
-
-async def finish_step(
-    db: Database,
-    receipt_id: str,
-    step: str,
-    *,
-    outcome: str,
-    alegra_id: str | None,
-    detail: dict[str, Any] | None = None,
-) -> None:
-    """The step is done: what happened (found / created / updated) and the Alegra id it led to."""
-    await db.execute(*_finish_step_sql(receipt_id, step, outcome, alegra_id, detail))
-
-
-async def fail_step(db: Database, receipt_id: str, step: str, error: dict[str, Any]) -> None:
-    """Alegra refused the step: keep its evidence on the step (the receipt fails too)."""
-    await db.execute(*_fail_step_sql(receipt_id, step, error))
-
-
-async def set_bill_id(db: Database, receipt_id: str, bill_id: str) -> None:
-    await db.execute(*_bill_id_sql(receipt_id, bill_id))
-
-
 _COMPLETE = "status = 'completed', completed_at = ?, error = NULL, next_attempt_at = NULL"
 _FAIL = "status = 'failed', completed_at = ?, error = ?"
 _RESCHEDULE = "status = 'queued', next_attempt_at = ?, error = ?"
@@ -246,32 +219,6 @@ def _final_sql(
         " updated_at = ? WHERE id = ? AND status = 'processing' AND lease_owner = ?",
         (*params, utcnow(), receipt_id, owner),
     )
-
-
-async def complete_receipt(db: Database, receipt_id: str, *, owner: str) -> bool:
-    """`completed`, lease released, error cleared. False if the receipt was no longer ours."""
-    return await db.execute(*_final_sql(receipt_id, owner, _COMPLETE, (utcnow(),))) > 0
-
-
-async def fail_receipt(
-    db: Database, receipt_id: str, error: dict[str, Any], *, owner: str
-) -> bool:
-    """`failed` for good, with the evidence (step, Alegra status, code, message)."""
-    sql = _final_sql(receipt_id, owner, _FAIL, (utcnow(), json.dumps(error)))
-    return await db.execute(*sql) > 0
-
-
-async def reschedule_receipt(
-    db: Database, receipt_id: str, error: dict[str, Any], *, delay_s: float, owner: str
-) -> bool:
-    """Back to `queued`, not before `delay_s` from now, with the error that caused it visible."""
-    sql = _final_sql(receipt_id, owner, _RESCHEDULE, (timestamp_in(delay_s), json.dumps(error)))
-    return await db.execute(*sql) > 0
-
-
-async def release_receipt(db: Database, receipt_id: str, *, owner: str) -> bool:
-    """Hand the receipt back untouched (the worker is stopping): ready again at once."""
-    return await db.execute(*_final_sql(receipt_id, owner, _RELEASE, ())) > 0
 
 
 async def _held(conn: aiosqlite.Connection, receipt_id: str, owner: str) -> bool:

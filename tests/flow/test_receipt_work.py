@@ -13,6 +13,7 @@ from sync.receipt_model import parse_submission
 from sync.store import ops_queries, receipt_work, receipts
 from sync.store.db import Database, _migration_files
 from sync.store.partners import create_partner
+from sync.store.receipt_work import StepLog
 from tests.flow.conftest import receipt_body
 from tests.support import schema
 
@@ -85,8 +86,8 @@ async def test_expired_lease_is_claimed_again(tmp_path: Path) -> None:
     assert again is not None
     assert again.receipt_id == receipt_id
     assert again.attempts == 2
-    assert not await receipt_work.complete_receipt(db, receipt_id, owner="h:1:a")
-    assert await receipt_work.complete_receipt(db, receipt_id, owner="h:2:b")
+    assert not await StepLog(db, receipt_id, "h:1:a").complete()
+    assert await StepLog(db, receipt_id, "h:2:b").complete()
     await db.close()
 
 
@@ -128,9 +129,7 @@ async def test_rescheduled_receipt_waits_for_its_time(tmp_path: Path) -> None:
     await receipt_work.claim_next(db, owner="h:1:a", lease_s=60)
     error = {"step": "bill", "retryable": True, "message": "boom"}
 
-    assert await receipt_work.reschedule_receipt(
-        db, receipt_id, error, delay_s=0.3, owner="h:1:a"
-    )
+    assert await StepLog(db, receipt_id, "h:1:a").reschedule(error, 0.3)
     assert await _status(db, receipt_id) == "queued"
     assert await receipt_work.claim_next(db, owner="h:1:a", lease_s=60) is None
     await asyncio.sleep(0.4)
@@ -142,14 +141,16 @@ async def test_rescheduled_receipt_waits_for_its_time(tmp_path: Path) -> None:
 
 
 async def test_done_step_is_never_reopened(tmp_path: Path) -> None:
-    """Once a step is done, marking it attempting again changes nothing."""
+    """Once a step is done, marking it attempting or failing it again changes nothing."""
     db = await Database.open(tmp_path / "w.db")
     [receipt_id] = await _store(db, 1)
-    await receipt_work.mark_attempting(db, receipt_id, "bill")
-    await receipt_work.finish_step(db, receipt_id, "bill", outcome="created", alegra_id="7")
+    await receipt_work.claim_next(db, owner="h:1:a", lease_s=60)
+    log = StepLog(db, receipt_id, "h:1:a")
+    await log.attempting("bill")
+    log.done("bill", outcome="created", alegra_id="7", detail=None)
 
-    await receipt_work.mark_attempting(db, receipt_id, "bill")
-    await receipt_work.fail_step(db, receipt_id, "bill", {"message": "late"})
+    await log.attempting("bill")
+    await log.fail({"message": "late"}, "bill")
 
     step = (await receipt_work.load_steps(db, receipt_id))["bill"]
     assert (step.state, step.outcome, step.alegra_id, step.attempts) == ("done", "created", "7", 1)

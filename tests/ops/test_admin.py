@@ -30,9 +30,8 @@ def _fail_next(ops: OpsApi) -> str:
     async def work(db: Database) -> str:
         claimed = await receipt_work.claim_next(db, owner="w1", lease_s=30)
         assert claimed is not None
-        await receipt_work.fail_step(db, claimed.receipt_id, "bill", {"status": 400})
-        await receipt_work.fail_receipt(db, claimed.receipt_id, {"step": "bill", "status": 400},
-                                        owner="w1")
+        await receipt_work.StepLog(db, claimed.receipt_id, "w1").fail(
+            {"step": "bill", "status": 400}, "bill")
         return claimed.receipt_id
 
     return ops.store.run(work)
