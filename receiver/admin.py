@@ -20,6 +20,7 @@ from receiver.admin_spec import OPENAPI_PATHS, OPENAPI_SCHEMAS
 from receiver.auth import require_admin
 from receiver.errors import ApiError
 from sync.logs import get_logger
+from sync.states import InboxState, ReceiptStatus
 from sync.store import ops_queries
 from sync.store.db import Database, Row
 from sync.store.inbox import get_row
@@ -28,8 +29,8 @@ from sync.webhook_tokens import all_tokens
 
 __all__ = ["OPENAPI_PATHS", "OPENAPI_SCHEMAS", "routes"]
 
-EVENT_STATES = ("received", "applied", "skipped", "failed", "parked")
-RECEIPT_STATUSES = ("queued", "processing", "completed", "failed", "duplicate")
+EVENT_STATES = tuple(state.value for state in InboxState)
+RECEIPT_STATUSES = tuple(status.value for status in ReceiptStatus)
 MAX_BODY_TEXT = 4096
 MAX_ROW_ID = 2**63 - 1
 

@@ -26,9 +26,9 @@ from receiver.errors import ApiError
 from receiver.receipts_spec import OPENAPI_PATHS, OPENAPI_SCHEMAS
 from sync.logs import get_logger
 from sync.receipt_model import ReceiptInvalid, Submission, Upload, decode_json, parse_submission
+from sync.states import FINAL_RECEIPT_STATUSES
 from sync.store.db import Database
 from sync.store.receipts import (
-    FINAL_STATUSES,
     IdempotencyConflict,
     get_receipt,
     get_status,
@@ -100,7 +100,7 @@ async def answer(
     row = await get_receipt(db, receipt_id, None)
     assert row is not None  # receipts are never deleted
     resource = receipt_resource(row, await get_steps(db, receipt_id))
-    final = resource["status"] in FINAL_STATUSES
+    final = resource["status"] in FINAL_RECEIPT_STATUSES
     status = 200 if created is None or (final and not created) else 201 if final else 202
     out = {"Location": f"/v1/receipts/{receipt_id}"}
     if wait is not None:
@@ -123,7 +123,7 @@ async def wait_until_final(db: Database, receipt_id: str, seconds: float) -> Non
     """Re-read the receipt's status until final or `seconds` pass. Holds no transaction."""
     deadline = time.monotonic() + seconds
     pause = POLL_FIRST_S
-    while await get_status(db, receipt_id) not in FINAL_STATUSES:
+    while await get_status(db, receipt_id) not in FINAL_RECEIPT_STATUSES:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from sync.states import ReceiptStatus, StepState
+
 _REF = "#/components/schemas/"
 
 
@@ -118,7 +120,7 @@ STEP = {
                      "duplicate_check ends `found` with detail {reason, ncf, bill_id, "
                      "bill_status, known_from} when the supplier's NCF already has a live bill."
                  )},
-        "state": {"type": "string", "enum": ["pending", "attempting", "done", "failed"]},
+        "state": {"type": "string", "enum": [state.value for state in StepState]},
         "outcome": {"type": "string", "nullable": True,
                     "description": "found, created, updated or skipped"},
         "alegra_id": _NULLABLE_TEXT,
@@ -142,8 +144,7 @@ RECEIPT = {
     "description": "A stored receipt and how far the worker got with it. Decimals are strings.",
     "properties": {
         "id": {"type": "string", "example": "rcp_0123456789abcdef01234567"},
-        "status": {"type": "string",
-                   "enum": ["queued", "processing", "completed", "failed", "duplicate"]},
+        "status": {"type": "string", "enum": [status.value for status in ReceiptStatus]},
         "created_at": {"type": "string", "format": "date-time"},
         "updated_at": {"type": "string", "format": "date-time"},
         "completed_at": {"type": "string", "format": "date-time", "nullable": True},

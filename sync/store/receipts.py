@@ -18,10 +18,9 @@ from aiosqlite import Connection
 
 from sync.names import name_key
 from sync.receipt_model import Submission
+from sync.states import ReceiptStatus, StepState
 from sync.store.db import Database, Row, utcnow
 
-INITIAL_STATUS = "queued"
-FINAL_STATUSES = frozenset({"completed", "failed", "duplicate"})
 _STEP_ORDER = {"supplier": 0, "account": 1, "bill": 2, "attachment": 3}
 
 
@@ -86,7 +85,7 @@ async def _insert_row(
         " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         " ON CONFLICT(partner_id, idempotency_key) DO NOTHING",
         (receipt_id, partner_id, idempotency_key, body_hash, json.dumps(payload),
-         INITIAL_STATUS, payload["supplier"]["tax_id"], payload["supplier"]["name"],
+         ReceiptStatus.QUEUED, payload["supplier"]["tax_id"], payload["supplier"]["name"],
          payload["ncf"], payload["ncf_type"], payload["date"], payload["total"],
          payload["currency"], now, now),
     )
@@ -243,7 +242,7 @@ def _alegra_ids(
 
 def _uploaded(step: Mapping[str, Any] | None) -> dict[str, Any] | None:
     """What Alegra answered for the attachment (`name`, `url`), once the step is done."""
-    if step is None or step["state"] != "done":
+    if step is None or step["state"] != StepState.DONE:
         return None
     detail = step["detail"]
     return {"name": detail.get("name"), "url": detail.get("url")}
