@@ -31,6 +31,7 @@ test: install lint typecheck pytest
 
 lint: install
 	$(BIN)/ruff check sync receiver tests bench
+	$(BIN)/lint-imports --no-cache
 
 typecheck: install
 	$(BIN)/mypy

@@ -20,6 +20,7 @@ from receiver.admin_spec import OPENAPI_PATHS, OPENAPI_SCHEMAS
 from receiver.auth import require_admin
 from receiver.errors import ApiError
 from sync.logs import get_logger
+from sync.states import InboxState, ReceiptStatus
 from sync.store import ops_queries
 from sync.store.db import Database, Row
 from sync.store.inbox import get_row
@@ -28,8 +29,8 @@ from sync.webhook_tokens import all_tokens
 
 __all__ = ["OPENAPI_PATHS", "OPENAPI_SCHEMAS", "routes"]
 
-EVENT_STATES = ("received", "applied", "skipped", "failed", "parked")
-RECEIPT_STATUSES = ("queued", "processing", "completed", "failed", "duplicate")
+EVENT_STATES = tuple(state.value for state in InboxState)
+RECEIPT_STATUSES = tuple(status.value for status in ReceiptStatus)
 MAX_BODY_TEXT = 4096
 MAX_ROW_ID = 2**63 - 1
 
@@ -107,15 +108,18 @@ async def list_all_receipts(request: Request) -> JSONResponse:
     partner_id = await ops_queries.partner_id_for(db, partner) if partner else None
     if partner and partner_id is None:
         raise query.invalid("partner", "partner: no partner with this name or id")
-    try:
-        rows, next_cursor = await list_receipts(
-            db, partner_id=partner_id, status=query.choice(params, "status", RECEIPT_STATUSES),
-            date_from=query.day(params, "date_from"), date_to=query.day(params, "date_to"),
-            limit=query.limit(params), cursor=query.text(params, "cursor", max_length=1000),
-        )
-    except ValueError as exc:
-        raise query.invalid("cursor", "cursor: pass back a next_cursor this API returned") from exc
-    data = [await _receipt_view(db, row) for row in rows]
+    limit = query.limit(params)
+    rows = await list_receipts(
+        db, partner_id=partner_id, status=query.choice(params, "status", RECEIPT_STATUSES),
+        date_from=query.day(params, "date_from"), date_to=query.day(params, "date_to"),
+        limit=limit + 1, after=query.cursor(params, (str, str)),
+    )
+    page = rows[:limit]
+    next_cursor = (
+        query.encode_cursor([page[-1]["created_at"], page[-1]["id"]])
+        if len(rows) > limit else None
+    )
+    data = [await _receipt_view(db, row) for row in page]
     return JSONResponse({"data": data, "next_cursor": next_cursor})
 
 

@@ -21,10 +21,11 @@ from receiver.inspect_spec import (
     param,
     ref,
 )
+from sync.states import InboxState, ReceiptStatus
 
 _TEXT = {"type": "string", "nullable": True}
 _NULL_TIME = {"type": "string", "format": "date-time", "nullable": True}
-_STATES = ["received", "applied", "skipped", "failed", "parked"]
+_STATES = [state.value for state in InboxState]
 
 EVENT = {"type": "object", "properties": {
     "id": {"type": "integer"},
@@ -74,7 +75,7 @@ OPENAPI_PATHS: dict[str, Any] = {
     "/v1/receipts": {"get": _op(
         "listReceipts", "Every partner's receipts, newest first (admin)", "", [
             param("status", "Receipt status.", {"type": "string", "enum": [
-                "queued", "processing", "completed", "failed", "duplicate"]}),
+                status.value for status in ReceiptStatus]}),
             param("partner", "The partner's id or name (an unknown one is a 400)."),
             param("date_from", "The receipt's own date, from (inclusive).",
                   {"type": "string", "format": "date"}),

@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from sync.settings import Settings
+from sync.states import JobOutcome
 
 BACKFILL = "backfill"
 ACCOUNTS = "accounts"
@@ -30,9 +31,6 @@ _BEFORE_BACKFILL = frozenset({BACKFILL, SUBSCRIPTIONS})
 # A failed or incomplete run is tried again after about one rate window (at least this long).
 MIN_RETRY_S = 10.0
 
-SUCCESS = "success"
-INCOMPLETE = "incomplete"
-FAILED = "failed"
 
 
 @dataclass(frozen=True)
@@ -87,7 +85,7 @@ def eligible(
     and (but backfill and subscription health) not before the first backfill has succeeded."""
     by_name = {s.name: s for s in states}
     backfill = by_name.get(BACKFILL)
-    backfilled = backfill is not None and backfill.last_outcome == SUCCESS
+    backfilled = backfill is not None and backfill.last_outcome == JobOutcome.SUCCESS
     chosen = []
     for name in JOB_NAMES:
         state = by_name.get(name)
@@ -118,7 +116,7 @@ def next_run_after(
     """When the job runs next after a run ending with `outcome` (None: not again)."""
     if interrupted:
         return finished
-    if outcome == SUCCESS:
+    if outcome == JobOutcome.SUCCESS:
         every = interval_s(settings, name)
         return None if every is None else finished + timedelta(seconds=every)
     return finished + timedelta(seconds=retry_s(settings, name))

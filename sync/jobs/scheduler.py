@@ -17,6 +17,7 @@ from sync.jobs import subscriptions as subscription_health
 from sync.jobs.runner import JobBusy, JobFn, JobResult, run_job
 from sync.jobs.schedule import JobState
 from sync.logs import get_logger
+from sync.states import JobOutcome
 from sync.store import jobs as job_store
 
 JOBS: dict[str, JobFn] = {
@@ -55,7 +56,7 @@ async def prepare(ctx: WorkerContext) -> None:
         ctx.db, {n: _iso(schedule.first_run_at(ctx.settings, n, now)) for n in schedule.JOB_NAMES}
     )
     backfill = await job_store.job_state(ctx.db, schedule.BACKFILL)
-    if backfill is not None and backfill["last_outcome"] == schedule.SUCCESS:
+    if backfill is not None and backfill["last_outcome"] == JobOutcome.SUCCESS:
         for name in created:
             await job_store.request_run(ctx.db, name)
     for state in await load_states(ctx):

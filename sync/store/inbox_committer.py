@@ -12,7 +12,7 @@ shares no GIL, and the loop only writes one frame and reads one answer per batch
 The protocol, one batch in flight at a time: frames of a 4-byte big-endian length and a pickle
 (both ends are this program, over a socket pair nobody else holds). The web process sends a
 batch, a list of `(body, key_index)` with body None for a handshake; the committer parses each
-body (`events/parse.py`: what the row records about it), inserts the batch in ONE transaction,
+body (`webhook_body.py`: what the row records about it), inserts the batch in ONE transaction,
 commits (`synchronous = FULL`: durable before the answer), and answers `("ok", ids)`, or
 `("error", "<Type>: <message>")` with nothing written. End of file means the web process is done
 or gone: the committer exits. A batch it committed but could not answer for (the web process

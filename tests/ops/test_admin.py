@@ -30,9 +30,8 @@ def _fail_next(ops: OpsApi) -> str:
     async def work(db: Database) -> str:
         claimed = await receipt_work.claim_next(db, owner="w1", lease_s=30)
         assert claimed is not None
-        await receipt_work.fail_step(db, claimed.receipt_id, "bill", {"status": 400})
-        await receipt_work.fail_receipt(db, claimed.receipt_id, {"step": "bill", "status": 400},
-                                        owner="w1")
+        await receipt_work.StepLog(db, claimed.receipt_id, "w1").fail(
+            {"step": "bill", "status": 400}, "bill")
         return claimed.receipt_id
 
     return ops.store.run(work)
@@ -145,6 +144,19 @@ def test_receipts_listing_pages_with_a_cursor(ops: OpsApi) -> None:
         params["cursor"] = page["next_cursor"]
     assert walked == list(reversed(made))
     assert ops.get("/v1/receipts", cursor="garbage!").status_code == 400
+
+
+def test_every_listing_pages_with_one_cursor_format(ops: OpsApi) -> None:
+    """The receipts listing's cursor is the sort key of the page's last row, in the format of
+    every other listing; a cursor of another listing (an inbox id) is a 400."""
+    _submit(ops, "acme", "k1")
+    _submit(ops, "acme", "k2")
+    page = ops.get("/v1/receipts", limit=1).json()
+    (created_at, last_id), = ops.store.sql(
+        "SELECT created_at, id FROM receipts ORDER BY created_at DESC, id DESC LIMIT 1")
+    assert page["next_cursor"] == query.encode_cursor([created_at, last_id])
+    events_cursor = query.encode_cursor([7])
+    assert ops.get("/v1/receipts", cursor=events_cursor).json()["error"]["field"] == "cursor"
 
 
 def test_retry_puts_a_failed_receipt_back_in_the_queue(ops: OpsApi) -> None:

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from sync.events.parse import parse_delivery
+from sync.alegra.webhook_body import parse_delivery
 from tests.webhooks.conftest import delivery
 
 
