@@ -14,6 +14,7 @@ import asyncio
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from sync import metrics
 from sync.alegra.client import AlegraClient
 from sync.context import WorkerContext
 from sync.events.apply import RetryPolicy, apply_group
@@ -41,6 +42,7 @@ async def run_round(
     """One round; stops between groups once `stopping` is set (what is left stays pending).
     Returns (rows settled, Alegra fetches made)."""
     unusable = await inbox.skip_unusable(db)
+    metrics.count_settled("skipped", len(unusable))
     for row in unusable:
         get_logger(inbox_id=row["id"]).info("event.skipped", shape=row["shape"])
     due = await inbox.due_groups(
