@@ -99,7 +99,7 @@ async def replay_event(request: Request) -> JSONResponse:
         raise ApiError(404, "not_found", "no inbox event with this id")
     get_logger(event_id=event_id, admin=admin.name).info("event.replay_requested")
     row = await get_row(db, event_id)
-    assert row is not None  # inbox rows are not deleted by this process
+    assert row is not None  # a replayed row is `received`, which retention never deletes
     return JSONResponse(event_view(row, all_tokens(request.app.state.settings.secret_keys)))
 
 

@@ -50,6 +50,8 @@ class Settings:
     subscriptions_check_s: float = 600.0
     bill_backfill_days: int = 90
     strict_duplicate_check: bool = False
+    inbox_retention_days: int = 30  # 0: kept for ever
+    attachment_retention_days: int = 30  # 0: kept for ever
     log_format: str = "auto"
     log_level: str = "info"
     extra: dict[str, Any] = field(default_factory=dict)
@@ -103,6 +105,17 @@ def _number(config: Config, name: str, cast: type[int] | type[float], default: f
     return value
 
 
+def _days(config: Config, name: str, default: int) -> int:
+    """A number of days; 0 is allowed (for a retention setting: keep for ever)."""
+    try:
+        value = int(config(name, cast=int, default=default))
+    except ValueError as exc:
+        raise SettingsError(name, f"expected a whole number of days: {exc}") from exc
+    if value < 0:
+        raise SettingsError(name, "must be 0 (keep for ever) or more")
+    return value
+
+
 def _flag(config: Config, name: str, default: bool) -> bool:
     try:
         return bool(config(name, cast=bool, default=default))
@@ -150,6 +163,8 @@ def load_settings(
         subscriptions_check_s=float(_number(config, "SUBSCRIPTIONS_CHECK_S", float, 600.0)),
         bill_backfill_days=int(_number(config, "BILL_BACKFILL_DAYS", int, 90)),
         strict_duplicate_check=_flag(config, "STRICT_DUPLICATE_CHECK", False),
+        inbox_retention_days=_days(config, "INBOX_RETENTION_DAYS", 30),
+        attachment_retention_days=_days(config, "ATTACHMENT_RETENTION_DAYS", 30),
         log_format=_choice(config, "LOG_FORMAT", ("auto", "json", "console"), "auto"),
         log_level=_choice(config, "LOG_LEVEL", ("debug", "info", "warning", "error"), "info"),
     )

@@ -13,6 +13,7 @@ import pytest
 
 from receiver import prometheus
 from sync import metrics
+from sync.jobs import retention
 from sync.metrics import Recorder, endpoint_label, step_label
 from sync.store.db import Database
 from sync.store.inbox import NewDelivery, mark_done, write_batch
@@ -230,3 +231,23 @@ def test_settled_deliveries_and_final_receipts_are_counters_not_table_counts(
     assert [sample(text, "alegra_sync_inbox_events", state=s)
             for s in ("received", "failed", "parked")] == [0, 0, 0]
     assert sample(text, "alegra_sync_receipts", status="queued") == 0
+
+
+def test_status_metrics_and_events_still_answer_after_pruning(ops: OpsApi) -> None:
+    """Once retention deleted old settled deliveries, /metrics still counts every delivery ever
+    stored, /v1/cache/status and /v1/events show what is left, and the next delivery's id goes
+    on from the last one."""
+    body = {"subject": "edit-client", "message": {"client": {"id": "7"}}}
+    ids = ops.store.deliveries(body, body, body)
+    ops.store.sql("UPDATE inbox SET state = 'applied', received_at = ?, applied_at = ?"
+                  " WHERE id IN (?, ?)", ("2020-01-01T00:00:00.000000+00:00",) * 2 + (*ids[:2],))
+    pruned = ops.store.run(lambda db: retention.prune_inbox(db, 30, datetime.now(UTC)))
+    assert pruned.deleted == 2
+    text = ops.client.get("/metrics").text
+    assert sample(text, "alegra_sync_webhook_deliveries_total") == 3
+    assert sample(text, "alegra_sync_inbox_events", state="received") == 1
+    status = ops.get("/v1/cache/status")
+    assert status.status_code == 200
+    assert status.json()["inbox"]["by_state"] == {"received": 1}
+    assert [e["id"] for e in ops.get("/v1/events").json()["data"]] == [ids[2]]
+    assert ops.store.deliveries(body) == [ids[2] + 1]
