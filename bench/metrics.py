@@ -31,8 +31,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -137,33 +136,44 @@ async def fill(path: Path, inbox_rows: int) -> str:
         await db.close()
 
 
-async def median_ms(work: Callable[[], Awaitable[object]], times: int) -> float:
-    samples = []
-    for _ in range(times):
-        began = time.perf_counter()
-        await work()
-        samples.append((time.perf_counter() - began) * 1000)
-    return statistics.median(samples)
+def timed_ms(samples: list[float], began: float) -> None:
+    samples.append((time.perf_counter() - began) * 1000)
 
 
 @dataclass
 class Costs:
+    """Milliseconds to compute one scrape at one size: each a list of samples."""
+
     rows: int
-    old_ms: float
-    new_ms: float
-    cached_ms: float
+    old: list[float] = field(default_factory=list)
+    new: list[float] = field(default_factory=list)
+    cached: list[float] = field(default_factory=list)
 
 
-async def scrape_costs(path: Path, rows: int) -> Costs:
-    db = await Database.open(path, migrate=False)
+async def scrape_costs(paths: dict[int, Path], times: int = 15) -> list[Costs]:
+    """Every way of computing a scrape on every database, interleaved `times` over (so that a
+    busy moment of the machine falls on all of them alike)."""
+    dbs = {rows: await Database.open(path, migrate=False) for rows, path in paths.items()}
     try:
-        scrapes = Scrapes(db)
-        await scrapes.text()
-        return Costs(rows, await median_ms(lambda: old_scrape(db), 9),
-                     await median_ms(lambda: scrape(db, datetime.now(UTC)), 21),
-                     await median_ms(scrapes.text, 200))
+        costs = {rows: Costs(rows) for rows in dbs}
+        scrapes = {rows: Scrapes(db) for rows, db in dbs.items()}
+        for rows in dbs:
+            await scrapes[rows].text()  # the cache is warm, and so are the pages
+        for _ in range(times):
+            for rows, db in dbs.items():
+                began = time.perf_counter()
+                await old_scrape(db)
+                timed_ms(costs[rows].old, began)
+                began = time.perf_counter()
+                await scrape(db, datetime.now(UTC))
+                timed_ms(costs[rows].new, began)
+                began = time.perf_counter()
+                await scrapes[rows].text()
+                timed_ms(costs[rows].cached, began)
+        return list(costs.values())
     finally:
-        await db.close()
+        for db in dbs.values():
+            await db.close()
 
 
 # --- the partner API under scrapers -------------------------------------------------------
@@ -280,24 +290,23 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-metrics-") as tmp:
         work = Path(tmp)
-        costs, key, large = [], "", work / "large.db"
-        for rows in (args.small, args.large):
-            path = work / f"{rows}.db"
+        paths, key = {rows: work / f"{rows}.db" for rows in (args.small, args.large)}, ""
+        for rows, path in paths.items():
             began = time.perf_counter()
             key = asyncio.run(fill(path, rows))
             print(f"filled {rows:,} inbox rows (and the rest) in "
                   f"{time.perf_counter() - began:.1f} s", flush=True)
-            costs.append(asyncio.run(scrape_costs(path, rows)))
-            large = path
-        phases = partner_api(args, large, key, work)
-    print("\nComputing one scrape (median; old = the queries before, new = today's, cached ="
-          " within MAX_AGE_S):")
+        costs = asyncio.run(scrape_costs(paths))
+        phases = partner_api(args, paths[args.large], key, work)
+    print("\nComputing one scrape (median of 15, interleaved; old = the queries before, new ="
+          " today's, cached = within MAX_AGE_S):")
     print(f"{'inbox rows':>12} {'old ms':>9} {'new ms':>9} {'cached ms':>10}")
-    for c in costs:
-        print(f"{c.rows:>12,} {c.old_ms:>9.1f} {c.new_ms:>9.2f} {c.cached_ms:>10.3f}")
-    small, big = costs[0], costs[-1]
-    print(f"growth small → large: old ×{big.old_ms / small.old_ms:.1f}, "
-          f"new ×{big.new_ms / small.new_ms:.1f}")
+    medians = [(c.rows, *(statistics.median(x) for x in (c.old, c.new, c.cached))) for c in costs]
+    for rows, old_ms, new_ms, cached_ms in medians:
+        print(f"{rows:>12,} {old_ms:>9.1f} {new_ms:>9.2f} {cached_ms:>10.3f}")
+    (_, old_small, new_small, _), (_, old_large, new_large, _) = medians[0], medians[-1]
+    print(f"growth small → large: old ×{old_large / old_small:.1f}, "
+          f"new ×{new_large / new_small:.1f}")
     print(f"\nPOST /v1/receipts from 2 clients, {args.rounds} rounds of {args.seconds:.0f} s"
           f" per variant, on the {args.large:,}-row database:")
     print(f"{'':<36} {'receipts':>8} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7}"
