@@ -43,6 +43,7 @@ bench: install
 	$(BIN)/python bench/receipts.py
 	$(BIN)/python bench/webhooks.py
 	$(BIN)/python bench/backfill.py
+	$(BIN)/python bench/metrics.py
 
 clean:
 	rm -rf $(VENV) data .mypy_cache .ruff_cache .pytest_cache .hypothesis .schemathesis

@@ -40,10 +40,7 @@ def event_view(row: Row, tokens: list[str]) -> dict[str, Any]:
     text = bytes(row["body"]).decode("utf-8", errors="replace")
     for token in tokens:
         text = text.replace(token, "***")
-    try:
-        body, body_text = json.loads(text), None
-    except ValueError:
-        body, body_text = None, text[:MAX_BODY_TEXT]
+    body, body_text = _body_fields(text)
     return {
         "id": row["id"], "received_at": row["received_at"], "subject": row["subject"],
         "resource": row["resource"], "resource_id": row["resource_id"], "shape": row["shape"],
@@ -51,6 +48,19 @@ def event_view(row: Row, tokens: list[str]) -> dict[str, Any]:
         "next_attempt_at": row["next_attempt_at"], "last_error": row["last_error"],
         "applied_at": row["applied_at"], "body": body, "body_text": body_text,
     }
+
+
+def _body_fields(text: str) -> tuple[Any, str | None]:
+    """(body, body_text): the body parsed if it can be answered as JSON again, else shown as
+    text: not JSON, nested deeper than the parser goes (100,000 brackets), a lone surrogate
+    (`"\\ud83d"`, which has no UTF-8 form), or NaN and numbers past a float (`1e999`), which
+    the answer's strict JSON refuses."""
+    try:
+        body = json.loads(text)
+        json.dumps(body, ensure_ascii=False, allow_nan=False).encode("utf-8")
+    except (ValueError, RecursionError, UnicodeEncodeError):
+        return None, text[:MAX_BODY_TEXT]
+    return body, None
 
 
 def _event_id(request: Request) -> int:
@@ -90,7 +100,7 @@ async def replay_event(request: Request) -> JSONResponse:
         raise ApiError(404, "not_found", "no inbox event with this id")
     get_logger(event_id=event_id, admin=admin.name).info("event.replay_requested")
     row = await get_row(db, event_id)
-    assert row is not None  # inbox rows are not deleted by this process
+    assert row is not None  # a replayed row is `received`, which retention never deletes
     return JSONResponse(event_view(row, all_tokens(request.app.state.settings.secret_keys)))
 
 

@@ -40,9 +40,10 @@ EVENT = {"type": "object", "properties": {
     "last_error": _TEXT,
     "applied_at": _NULL_TIME,
     "body": {"nullable": True, "description": "The delivery's JSON body, parsed (any webhook "
-             "URL token in it is masked); null when it is not JSON."},
-    "body_text": {**_TEXT, "description": "The body as text (first 4096 characters) when it "
-                  "is not JSON."},
+             "URL token in it is masked); null when it is not JSON, or is JSON that has no JSON "
+             "answer (nested too deep, a lone surrogate, NaN)."},
+    "body_text": {**_TEXT, "description": "The body as text (first 4096 characters) when "
+                  "`body` is null for one of those reasons."},
 }}
 ADMIN_RECEIPT = {"allOf": [ref("Receipt"), {"type": "object", "properties": {
     "partner_id": {"type": "string", "description": "The partner that submitted it."}}}]}

@@ -51,6 +51,8 @@ class Settings:
     subscriptions_check_s: float = 600.0
     bill_backfill_days: int = 90
     strict_duplicate_check: bool = False
+    inbox_retention_days: int = 30  # 0: kept for ever
+    attachment_retention_days: int = 30  # 0: kept for ever
     log_format: str = "auto"
     log_level: str = "info"
     simulator_port: int = 8001
@@ -130,6 +132,17 @@ def _number(config: Config, name: str, cast: type[int] | type[float], default: f
     return value
 
 
+def _days(config: Config, name: str, default: int) -> int:
+    """A number of days; 0 is allowed (for a retention setting: keep for ever)."""
+    try:
+        value = int(config(name, cast=int, default=default))
+    except ValueError as exc:
+        raise SettingsError(name, f"expected a whole number of days: {exc}") from exc
+    if value < 0:
+        raise SettingsError(name, "must be 0 (keep for ever) or more")
+    return value
+
+
 def _flag(config: Config, name: str, default: bool) -> bool:
     try:
         return bool(config(name, cast=bool, default=default))
@@ -170,6 +183,10 @@ def load_settings(
            _NUMBERS.items()},
         strict_duplicate_check=_flag(config, "STRICT_DUPLICATE_CHECK",
                                      _default("strict_duplicate_check")),
+        inbox_retention_days=_days(config, "INBOX_RETENTION_DAYS",
+                                   _default("inbox_retention_days")),
+        attachment_retention_days=_days(config, "ATTACHMENT_RETENTION_DAYS",
+                                        _default("attachment_retention_days")),
         log_format=_choice(config, "LOG_FORMAT", "log_format", ("auto", "json", "console")),
         log_level=_choice(config, "LOG_LEVEL", "log_level", ("debug", "info", "warning", "error")),
     )

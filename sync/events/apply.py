@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from sync import metrics
 from sync.alegra import resources
 from sync.alegra.budget import Priority
 from sync.alegra.client import AlegraClient
@@ -113,6 +114,7 @@ async def apply_group(
         await _fail(db, handled, group, exc, policy)
         return 1
     await inbox.mark_done(db, [r["id"] for r in handled], state=InboxState.APPLIED, note=None)
+    metrics.count_settled(InboxState.APPLIED, len(handled))
     for row in handled:
         get_logger(inbox_id=row["id"]).info(
             "event.applied", subject=row["subject"], resource=group.resource,
@@ -124,6 +126,7 @@ async def apply_group(
 async def _skip(db: Database, rows: Sequence[Row]) -> None:
     ids = [r["id"] for r in rows]
     await inbox.mark_done(db, ids, state=InboxState.SKIPPED, note="event not used")
+    metrics.count_settled(InboxState.SKIPPED, len(rows))
     for row in rows:
         get_logger(inbox_id=row["id"]).info("event.skipped", subject=row["subject"])
 

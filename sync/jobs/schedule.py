@@ -5,6 +5,8 @@ Times are aware UTC datetimes here; the store keeps them as `db.utcnow()` text.
   health) wait for it, since a reconcile or a poll during a backfill would repeat its work.
 - `accounts` (the chart of accounts and taxes, which have no webhooks), `reconcile`, `bills`
   and `subscriptions` repeat every `settings.*_s` after a success, sooner after a failure.
+- `retention` (deleting settled inbox rows and final receipts' files, `jobs/retention.py`)
+  runs every RETENTION_EVERY_S from start-up on; it needs no Alegra, so not the backfill either.
 - A run interrupted by shutdown is due again at once: it resumes from its checkpoint.
 """
 
@@ -25,9 +27,11 @@ ACCOUNTS = "accounts"
 RECONCILE = "reconcile"
 BILLS = "bills"
 SUBSCRIPTIONS = "subscriptions"
-JOB_NAMES = (BACKFILL, ACCOUNTS, RECONCILE, BILLS, SUBSCRIPTIONS)
+RETENTION = "retention"
+JOB_NAMES = (BACKFILL, ACCOUNTS, RECONCILE, BILLS, SUBSCRIPTIONS, RETENTION)
 # Jobs that may run before the first backfill has completed.
-_BEFORE_BACKFILL = frozenset({BACKFILL, SUBSCRIPTIONS})
+_BEFORE_BACKFILL = frozenset({BACKFILL, SUBSCRIPTIONS, RETENTION})
+RETENTION_EVERY_S = 3600.0
 # A failed or incomplete run is tried again after about one rate window (at least this long).
 MIN_RETRY_S = 10.0
 
@@ -50,6 +54,7 @@ def interval_s(settings: Settings, name: str) -> float | None:
         RECONCILE: settings.reconcile_s,
         BILLS: settings.bills_refresh_s,
         SUBSCRIPTIONS: settings.subscriptions_check_s,
+        RETENTION: RETENTION_EVERY_S,
     }.get(name)
 
 

@@ -12,7 +12,7 @@ import asyncio
 from datetime import UTC, datetime
 
 from sync.context import WorkerContext
-from sync.jobs import accounts, backfill, bills, reconcile, schedule
+from sync.jobs import accounts, backfill, bills, reconcile, retention, schedule
 from sync.jobs import subscriptions as subscription_health
 from sync.jobs.runner import JobBusy, JobFn, JobResult, run_job
 from sync.jobs.schedule import JobState
@@ -26,6 +26,7 @@ JOBS: dict[str, JobFn] = {
     schedule.RECONCILE: reconcile.run,
     schedule.BILLS: bills.run,
     schedule.SUBSCRIPTIONS: subscription_health.run,
+    schedule.RETENTION: retention.run,
 }
 TICK_S = 1.0  # longest sleep between looks at the table (a run requested meanwhile starts then)
 MIN_TICK_S = 0.05

@@ -78,14 +78,13 @@ async def ping(db: Database) -> bool:
 # --- status ---------------------------------------------------------------------------------
 
 async def cache_counts(db: Database) -> dict[str, dict[str, int]]:
-    """Live and deleted rows of each cached Alegra table."""
+    """Live and deleted rows of each cached Alegra table, each counted through a partial index
+    holding only those rows (migration 0700): no table row is read."""
     counts: dict[str, dict[str, int]] = {}
     for table in CACHE_TABLES:
-        row = await db.fetchone(
-            f"SELECT COUNT(*) - COALESCE(SUM(deleted), 0), COALESCE(SUM(deleted), 0) FROM {table}"  # noqa: S608 -- table names are constants
-        )
-        assert row is not None  # an aggregate always returns a row
-        counts[table] = {"live": int(row[0]), "deleted": int(row[1])}
+        live = await db.scalar(f"SELECT COUNT(*) FROM {table} WHERE deleted = 0")  # noqa: S608 -- table names are constants
+        deleted = await db.scalar(f"SELECT COUNT(*) FROM {table} WHERE deleted = 1")  # noqa: S608 -- table names are constants
+        counts[table] = {"live": int(live), "deleted": int(deleted)}
     return counts
 
 
@@ -122,6 +121,17 @@ async def parked_events_since(db: Database, since: str | None) -> int:
     ))
 
 
+async def count_in_states(
+    db: Database, table: str, column: str, states: tuple[str, ...]
+) -> dict[str, int]:
+    """Rows of `table` in each of `states` of its `column` (inbox.state through inbox_pending,
+    receipts.status through receipts_ready): each is an index range as long as the rows in that
+    state, so counting the open states costs the open work, not the table."""
+    return {state: int(await db.scalar(
+        f"SELECT COUNT(*) FROM {table} WHERE {column} = ?", (state,)))  # noqa: S608 -- names are constants
+        for state in states}
+
+
 async def receipt_counts(db: Database) -> dict[str, int]:
     rows = await db.fetchall("SELECT status, COUNT(*) FROM receipts GROUP BY status")
     return {str(r[0]): int(r[1]) for r in rows}
@@ -146,10 +156,12 @@ async def recent_failed_receipts(db: Database, limit: int = 10) -> list[Row]:
 
 
 async def last_successes(db: Database) -> dict[str, str]:
-    """When each job last finished a run with outcome `success`."""
+    """When each job last finished a run with outcome `success`: per job (every job that ever
+    ran has its `jobs` row), its runs newest first through `job_runs_by_name`, up to the first
+    success; not a pass over every run ever recorded."""
     rows = await db.fetchall(
-        "SELECT name, MAX(finished_at) FROM job_runs"  # noqa: S608
-        f" WHERE outcome = '{JobOutcome.SUCCESS}' GROUP BY name"
+        "SELECT name, (SELECT finished_at FROM job_runs AS r WHERE r.name = jobs.name"  # noqa: S608
+        f" AND r.outcome = '{JobOutcome.SUCCESS}' ORDER BY r.id DESC LIMIT 1) FROM jobs"
     )
     return {str(r[0]): str(r[1]) for r in rows if r[1] is not None}
 
@@ -178,11 +190,12 @@ async def metric_counter_rows(db: Database) -> list[Row]:
 
 
 async def recent_webhook_lags(db: Database, window: int = 500) -> list[float]:
-    """Seconds from arrival to applied, for the applied rows among the last `window` deliveries."""
+    """Seconds from arrival to applied, for the applied rows among the last `window` deliveries.
+    (`+state`: through the id range, never the index of every applied row.)"""
     rows = await db.fetchall(
         "SELECT (julianday(applied_at) - julianday(received_at)) * 86400.0 FROM inbox"  # noqa: S608
         " WHERE id > (SELECT COALESCE(MAX(id), 0) FROM inbox) - ?"
-        f" AND state = '{InboxState.APPLIED}' AND applied_at IS NOT NULL",
+        f" AND +state = '{InboxState.APPLIED}' AND applied_at IS NOT NULL",
         (window,),
     )
     return [max(0.0, float(r[0])) for r in rows if r[0] is not None]

@@ -192,3 +192,23 @@ def test_admin_listing_shows_the_same_resource_partners_read(ops: OpsApi) -> Non
     (listed,) = ops.get("/v1/receipts").json()["data"]
     assert {k: v for k, v in listed.items() if k != "partner_id"} == mine
     assert json.dumps(listed).count(ops.keys["acme"]) == 0
+
+
+def test_events_whose_json_has_no_json_answer_are_shown_as_text(ops: OpsApi) -> None:
+    """Stored bodies that parse but cannot be answered as JSON again (100,000 nested brackets,
+    a lone surrogate, numbers past a float, NaN) are listed and replayed with their text, not
+    a 500 for the whole page."""
+    bodies = [b"[" * 100_000 + b"]" * 100_000, b'{"subject": "edit-client\\ud83d"}',
+              b'{"total": 1e999}', b'{"total": NaN}']
+    for body in bodies:
+        ops.store.sql("INSERT INTO inbox(received_at, body, shape, state)"
+                      " VALUES ('2024', ?, 'malformed', 'skipped')", (body,))
+    ops.store.deliveries(_delivery("edit-client", "7"))
+    response = ops.get("/v1/events")
+    assert response.status_code == 200
+    data = response.json()["data"]
+    assert data[0]["body"] == _delivery("edit-client", "7")
+    assert [(e["body"], e["body_text"]) for e in reversed(data[1:])] == [
+        (None, body.decode()[:4096]) for body in bodies]
+    replayed = ops.post(f"/v1/events/{data[-1]['id']}/replay")
+    assert (replayed.status_code, replayed.json()["body"]) == (200, None)
