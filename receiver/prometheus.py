@@ -30,16 +30,16 @@ from prometheus_client.metrics_core import (
 from prometheus_client.registry import Collector, CollectorRegistry
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
-from receiver.admin_spec import METRICS_PATHS
+from receiver.admin_spec import METRICS
+from receiver.openapi import ApiRoute
 from receiver.status import worker_summary
 from sync.metrics import FAMILIES
 from sync.store import jobs, ops_queries
 from sync.store.db import Database
 from sync.store.inbox import state_counts
 
-OPENAPI_PATHS = METRICS_PATHS
 LAG_QUANTILES = (0.5, 0.99, 1.0)
 P = "alegra_sync_"
 
@@ -214,4 +214,4 @@ async def metrics(request: Request) -> Response:
     return Response(render(families), media_type=CONTENT_TYPE_PLAIN_0_0_4)
 
 
-routes: list[BaseRoute] = [Route("/metrics", metrics, methods=["GET"])]
+routes: list[BaseRoute] = [ApiRoute("/metrics", metrics, "GET", METRICS)]
