@@ -138,12 +138,11 @@ RECEIVE: dict[str, Any] = {
         "is the secret (`alegra-sync webhooks register` makes it). A delivery is committed "
         "before the 2xx; malformed bodies are stored and answered 2xx."
     ),
-    "requestBody": {"required": False, "content": {"application/json": {
-        "schema": {"type": "object", "properties": {
-            "subject": {"type": "string", "example": "edit-client"},
-            "message": {"type": "object"},
-        }},
-    }}},
+    "requestBody": {"required": False, "content": {"application/json": {"schema": {
+        "description": "Any body: Alegra's deliveries are `{\"subject\": \"edit-client\", "
+        "\"message\": {...}}`; anything else is stored as malformed, and answered 2xx too.",
+        "examples": [{"subject": "edit-client", "message": {"client": {"id": "1"}}}],
+    }}}},
     "responses": {
         "200": ok("Stored (or handshake noted)", {"type": "object", "properties": {
             "status": {"type": "string", "enum": ["stored", "ok"]},

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from sync.simulator.state import SimConfig
 from tests.support.servers import RunningSimulator, running_simulator
+
+# Hypothesis (under schemathesis) keeps its caches in `.hypothesis/` of the working directory,
+# which is the checkout: keep them in the temporary directory instead. Read when first written.
+HYPOTHESIS_HOME = Path(tempfile.gettempdir()) / f"alegra-sync-hypothesis-{os.getuid()}"
+os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", str(HYPOTHESIS_HOME))
 
 
 @pytest.fixture
