@@ -38,7 +38,7 @@ from sync.store.receipts import (
     receipt_resource,
 )
 
-OPENAPI_MODELS, OPENAPI_SCHEMAS = spec.OPENAPI_MODELS, spec.OPENAPI_SCHEMAS
+OPENAPI_MODELS = spec.OPENAPI_MODELS
 MAX_WAIT_S = 30
 POLL_FIRST_S = 0.05
 POLL_MAX_S = 0.5

@@ -1,96 +1,94 @@
-"""The receipt API's operations in /openapi.json, and the receipt resource's schema.
+"""The receipt API's operations in /openapi.json, and the receipt resource they answer.
 
-The request body's schema is generated from `sync.receipt_contract` (the models that validate
-it); `receiver.openapi` reads the paths off the routes in `receiver.receipts`.
+The request body is `sync.receipt_contract`'s models; the answer is described by the models here
+(documentation of what `sync.store.receipts.receipt_resource` builds: the fuzz test checks every
+answer against them). `receiver.openapi` reads the paths off the routes in `receiver.receipts`.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import datetime as dt
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field
 
 from receiver.openapi import error, ref
 from sync.receipt_contract import ReceiptIn
 
-_NULLABLE_TEXT = {"type": ["string", "null"]}
-_DECIMAL_TEXT = {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?$", "example": "118.00"}
-_NULLABLE_DECIMAL_TEXT = {**_DECIMAL_TEXT, "type": ["string", "null"]}
-_NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
+DecimalText = Annotated[str, Field(pattern=r"^[0-9]+(\.[0-9]+)?$", examples=["118.00"])]
 
-STEP = {
-    "type": "object",
-    "properties": {
-        "step": {"type": "string", "example": "account:Gastos de oficina",
-                 "description": (
-                     "duplicate_check, supplier, account:<name>, bill or attachment. "
-                     "duplicate_check ends `found` with detail {reason, ncf, bill_id, "
-                     "bill_status, known_from} when the supplier's NCF already has a live bill."
-                 )},
-        "state": {"type": "string", "enum": ["pending", "attempting", "done", "failed"]},
-        "outcome": {"type": ["string", "null"],
-                    "description": "found, created, updated or skipped"},
-        "alegra_id": _NULLABLE_TEXT,
-        "detail": {"type": "object", "additionalProperties": True},
-        "attempts": {"type": "integer"},
-        "updated_at": {"type": "string", "format": "date-time"},
-    },
-}
-_LINE_OUT = {
-    "type": "object",
-    "properties": {
-        "description": {"type": "string"},
-        "amount": _DECIMAL_TEXT,
-        "quantity": _DECIMAL_TEXT,
-        "tax_rate": _NULLABLE_DECIMAL_TEXT,
-        "category": {"type": "string", "description": "The effective expense account."},
-    },
-}
-RECEIPT = {
-    "type": "object",
-    "description": "A stored receipt and how far the worker got with it. Decimals are strings.",
-    "properties": {
-        "id": {"type": "string", "example": "rcp_0123456789abcdef01234567"},
-        "status": {"type": "string",
-                   "enum": ["queued", "processing", "completed", "failed", "duplicate"]},
-        "created_at": {"type": "string", "format": "date-time"},
-        "updated_at": {"type": "string", "format": "date-time"},
-        "completed_at": _NULLABLE_TIME,
-        "idempotency_key": {"type": "string"},
-        "supplier": {"type": "object", "properties": {
-            "name": {"type": "string"},
-            "tax_id": {**_NULLABLE_TEXT, "description": "Digits only."},
-            "tax_id_kind": {"type": ["string", "null"], "enum": ["RNC", "CEDULA", None]},
-        }},
-        "date": {"type": "string", "format": "date"},
-        "due_date": {"type": "string", "format": "date"},
-        "ncf": _NULLABLE_TEXT,
-        "ncf_type": {**_NULLABLE_TEXT, "example": "B01"},
-        "category": {"type": "string"},
-        "currency": {"type": "string"},
-        "exchange_rate": _NULLABLE_DECIMAL_TEXT,
-        "total": _DECIMAL_TEXT,
-        "lines": {"type": "array", "items": _LINE_OUT},
-        "attachment": {"type": ["object", "null"], "properties": {
-            "filename": {"type": "string"}, "content_type": {"type": "string"},
-            "size": {"type": "integer"},
-        }},
-        "attempts": {"type": "integer"},
-        "next_attempt_at": _NULLABLE_TIME,
-        "steps": {"type": "array", "items": ref("ReceiptStep")},
-        "alegra": {"type": "object", "properties": {
-            "contact_id": _NULLABLE_TEXT,
-            "account_ids": {"type": "object", "additionalProperties": {"type": "string"}},
-            "bill_id": {**_NULLABLE_TEXT, "description": "For `duplicate`: the existing bill."},
-            "attachment": {"type": ["object", "null"], "additionalProperties": True},
-        }},
-        "error": {"type": ["object", "null"], "additionalProperties": True,
-                  "description": "On failure: the step, Alegra's status, code and message."},
-        "flags": {"type": "array", "items": {}, "description": (
-            "Notes: `likely_duplicate:<bill or receipt id>` (no NCF, same supplier, date and "
-            "total as a known bill or receipt; still billed), `bill_voided`, `bill_deleted` "
-            "(what Alegra later said of the bill)."
-        )},
-    },
-}
+
+class ReceiptStep(BaseModel):
+    step: str = Field(examples=["account:Gastos de oficina"], description=(
+        "duplicate_check, supplier, account:<name>, bill or attachment. duplicate_check ends "
+        "`found` with detail {reason, ncf, bill_id, bill_status, known_from} when the "
+        "supplier's NCF already has a live bill."))
+    state: Literal["pending", "attempting", "done", "failed"]
+    outcome: str | None = Field(description="found, created, updated or skipped")
+    alegra_id: str | None
+    detail: dict[str, Any]
+    attempts: int
+    updated_at: dt.datetime
+
+
+class ReceiptSupplier(BaseModel):
+    name: str
+    tax_id: str | None = Field(description="Digits only.")
+    tax_id_kind: Literal["RNC", "CEDULA"] | None
+
+
+class ReceiptLine(BaseModel):
+    description: str
+    amount: DecimalText
+    quantity: DecimalText
+    tax_rate: DecimalText | None
+    category: str = Field(description="The effective expense account.")
+
+
+class ReceiptAttachment(BaseModel):
+    filename: str
+    content_type: str
+    size: int
+
+
+class AlegraIds(BaseModel):
+    contact_id: str | None
+    account_ids: dict[str, str]
+    bill_id: str | None = Field(description="For `duplicate`: the existing bill.")
+    attachment: dict[str, Any] | None
+
+
+class Receipt(BaseModel):
+    """A stored receipt and how far the worker got with it. Decimals are strings."""
+
+    id: str = Field(examples=["rcp_0123456789abcdef01234567"])
+    status: Literal["queued", "processing", "completed", "failed", "duplicate"]
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    completed_at: dt.datetime | None
+    idempotency_key: str
+    supplier: ReceiptSupplier
+    date: dt.date
+    due_date: dt.date
+    ncf: str | None
+    ncf_type: str | None = Field(examples=["B01"])
+    category: str
+    currency: str
+    exchange_rate: DecimalText | None
+    total: DecimalText
+    lines: list[ReceiptLine]
+    attachment: ReceiptAttachment | None
+    attempts: int
+    next_attempt_at: dt.datetime | None
+    steps: list[ReceiptStep]
+    alegra: AlegraIds
+    error: dict[str, Any] | None = Field(description="On failure: the step, Alegra's status, "
+                                         "code and message.")
+    flags: list[Any] = Field(description=(
+        "Notes: `likely_duplicate:<bill or receipt id>` (no NCF, same supplier, date and total "
+        "as a known bill or receipt; still billed), `bill_voided`, `bill_deleted` (what Alegra "
+        "later said of the bill)."))
+
 
 _LOCATION = {"Location": {"schema": {"type": "string"}, "description": "/v1/receipts/{id}"}}
 _APPLIED = {"Preference-Applied": {"schema": {"type": "string"}, "description": "wait=N"}}
@@ -101,7 +99,7 @@ def _resource(description: str, headers: dict[str, Any]) -> dict[str, Any]:
     return {
         "description": description,
         "headers": headers,
-        "content": {"application/json": {"schema": ref("Receipt")}},
+        "content": {"application/json": {"schema": ref(Receipt)}},
     }
 
 
@@ -163,5 +161,4 @@ READ = {
     },
 }
 
-OPENAPI_MODELS = (ReceiptIn,)
-OPENAPI_SCHEMAS: dict[str, Any] = {"Receipt": RECEIPT, "ReceiptStep": STEP}
+OPENAPI_MODELS = (ReceiptIn, Receipt)

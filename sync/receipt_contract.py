@@ -113,8 +113,8 @@ _GENERAL = {
     "string_type": "must be a string",
     "model_type": "must be an object",
     "list_type": "must be a list",
-    "too_short": "at least {min_length} items",
-    "too_long": "at most {max_length} items",
+    "too_short": "at least {min_length} required",
+    "too_long": "at most {max_length} allowed",
 }
 
 
