@@ -60,7 +60,6 @@ MAX_QUANTITY = Decimal(10_000_000)
 QUANTITY_PLACES = 6
 MAX_EXCHANGE_RATE = Decimal(1_000_000)
 RATE_PLACES = 6
-ITBIS_RATES = (Decimal(0), Decimal(16), Decimal(18))  # percent
 DEFAULT_CURRENCY = "DOP"
 # Fiscal documents older than this are not receipts a partner captures today (and Alegra's
 # reports start long after); it also stops year-0069 typos from reaching the books.
@@ -302,7 +301,7 @@ def _rate(value: int | str) -> Decimal:
 
 
 TaxRate = Annotated[Decimal, Shape(Annotated[
-    Annotated[Literal[0, 16, 18], Tag("number")]
+    Annotated[Literal[0, 16, 18], Tag("number")]  # the ITBIS rates, percent
     | Annotated[_Str, StringConstraints(pattern=RATE_PATTERN), Tag("text")],
     Discriminator(_json_kind),
 ]), _gate(_RATE_HINT), AfterValidator(_rate)]

@@ -6,10 +6,13 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import json
+import re
 from decimal import Decimal
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 from pydantic import BaseModel
 
@@ -129,3 +132,55 @@ def test_a_deep_copy_of_the_schema_is_what_is_served() -> None:
 def test_tomorrow_is_the_latest_date() -> None:
     """The schema states the date's spelling; the validator adds today's bound."""
     assert accepted(body(date=TODAY, due_date=None))
+
+
+FULL = body(due_date="2024-05-31", ncf="B0100000001", currency="USD", exchange_rate="58.50",
+            supplier={"name": "Ochoa", "tax_id": "1-31-24679-6", "email": "a@b.do",
+                      "phone": "809"},
+            lines=[{"description": "x", "amount": "10", "quantity": 1, "tax_rate": 18,
+                    "category": "Otros"}])
+PATHS = ["supplier", "supplier.name", "supplier.tax_id", "supplier.email", "supplier.phone",
+         "date", "due_date", "ncf", "category", "currency", "exchange_rate", "total", "lines",
+         "lines[0]", "lines[0].description", "lines[0].amount", "lines[0].quantity",
+         "lines[0].tax_rate", "lines[0].category", "attachment"]
+VALUES = st.one_of(
+    st.none(), st.booleans(), st.integers(-5, 10**11), st.text(max_size=20),
+    st.decimals(allow_nan=False, allow_infinity=False, places=3, max_value=10**11),
+    st.text(alphabet="0123456789.-+eE ١٠１𝟏⑩\t", max_size=12),
+    st.sampled_from(["", " ", "18.00", "16", "0.0", "2024-05-02", "usd", "B0100000002"]),
+    st.lists(st.integers(), max_size=2), st.dictionaries(st.sampled_from(["name", "x"]),
+                                                         st.text(max_size=5), max_size=2),
+)
+
+
+def with_value(data: dict[str, Any], path: str, value: object) -> dict[str, Any]:
+    out = copy.deepcopy(data)
+    node: Any = out
+    keys = [int(k) if k.isdigit() else k for k in re.findall(r"[^.\[\]]+", path)]
+    for key in keys[:-1]:
+        node = node[key]
+    node[keys[-1]] = value
+    return out
+
+
+def as_json(data: dict[str, Any]) -> Any:
+    """What a JSON Schema validator sees: the body's JSON, numbers as JSON numbers."""
+    return json.loads(json.dumps(data, default=float))
+
+
+def test_the_base_receipt_is_accepted() -> None:
+    """The receipt the property below varies is valid as it stands."""
+    assert accepted(FULL)
+    assert RECEIPT_SCHEMA.is_valid(as_json(FULL))
+
+
+@pytest.mark.parametrize("path", PATHS)
+@settings(max_examples=60, derandomize=True, database=None, deadline=None,
+          suppress_health_check=list(HealthCheck))
+@given(value=VALUES)
+def test_any_value_the_validator_accepts_the_schema_accepts(path: str, value: object) -> None:
+    """Whatever one field of a valid receipt is set to, if the validator accepts the receipt the
+    published schema does too (the schema never refuses what the service takes)."""
+    data = with_value(FULL, path, value)
+    if accepted(data):
+        assert RECEIPT_SCHEMA.is_valid(as_json(data)), (path, value)
