@@ -13,12 +13,13 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
+from receiver import admin_spec as spec
 from receiver import query
-from receiver.admin_spec import OPENAPI_PATHS, OPENAPI_SCHEMAS
 from receiver.auth import require_admin
 from receiver.errors import ApiError
+from receiver.openapi import ApiRoute
 from sync.logs import get_logger
 from sync.states import InboxState, ReceiptStatus
 from sync.store import ops_queries
@@ -27,7 +28,7 @@ from sync.store.inbox import get_row
 from sync.store.receipts import get_receipt, get_steps, list_receipts, receipt_resource
 from sync.webhook_tokens import all_tokens
 
-__all__ = ["OPENAPI_PATHS", "OPENAPI_SCHEMAS", "routes"]
+OPENAPI_SCHEMAS = spec.OPENAPI_SCHEMAS
 
 EVENT_STATES = tuple(state.value for state in InboxState)
 RECEIPT_STATUSES = tuple(status.value for status in ReceiptStatus)
@@ -153,8 +154,8 @@ async def retry_receipt(request: Request) -> JSONResponse:
 
 
 routes: list[BaseRoute] = [
-    Route("/v1/events", list_events, methods=["GET"]),
-    Route("/v1/events/{event_id}/replay", replay_event, methods=["POST"]),
-    Route("/v1/receipts", list_all_receipts, methods=["GET"]),
-    Route("/v1/receipts/{receipt_id}/retry", retry_receipt, methods=["POST"]),
+    ApiRoute("/v1/events", list_events, "GET", spec.LIST_EVENTS),
+    ApiRoute("/v1/events/{event_id}/replay", replay_event, "POST", spec.REPLAY_EVENT),
+    ApiRoute("/v1/receipts", list_all_receipts, "GET", spec.LIST_RECEIPTS),
+    ApiRoute("/v1/receipts/{receipt_id}/retry", retry_receipt, "POST", spec.RETRY_RECEIPT),
 ]

@@ -1,8 +1,9 @@
 """The operators' repairs, health and metrics in /openapi.json: /v1/events, the admin side of
 /v1/receipts, /healthz, /readyz and /metrics.
 
-Data only; `receiver.openapi` merges it with the other components'. `OPENAPI_PATHS` belongs to
-`receiver.admin`; `OPS_PATHS` to `receiver.ops`; `METRICS_PATHS` to `receiver.prometheus`.
+Data only; the routes that serve them carry them (`receiver.openapi.ApiRoute`): the list and
+repair operations `receiver.admin`'s, `HEALTHZ` and `READYZ` `receiver.ops`', `METRICS`
+`receiver.prometheus`'.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ from receiver.inspect_spec import (
 )
 from sync.states import InboxState, ReceiptStatus
 
-_TEXT = {"type": "string", "nullable": True}
-_NULL_TIME = {"type": "string", "format": "date-time", "nullable": True}
+_TEXT = {"type": ["string", "null"]}
+_NULL_TIME = {"type": ["string", "null"], "format": "date-time"}
 _STATES = [state.value for state in InboxState]
 
 EVENT = {"type": "object", "properties": {
@@ -39,7 +40,7 @@ EVENT = {"type": "object", "properties": {
     "next_attempt_at": _NULL_TIME,
     "last_error": _TEXT,
     "applied_at": _NULL_TIME,
-    "body": {"nullable": True, "description": "The delivery's JSON body, parsed (any webhook "
+    "body": {"description": "The delivery's JSON body, parsed (any webhook "
              "URL token in it is masked); null when it is not JSON, or is JSON that has no JSON "
              "answer (nested too deep, a lone surrogate, NaN)."},
     "body_text": {**_TEXT, "description": "The body as text (first 4096 characters) when "
@@ -57,42 +58,40 @@ def _op(op_id: str, summary: str, description: str, parameters: list[dict[str, A
             "parameters": parameters, "responses": {**responses, **AUTH_ERRORS}}
 
 
-OPENAPI_PATHS: dict[str, Any] = {
-    "/v1/events": {"get": _op(
-        "listEvents", "Webhook deliveries in the inbox, newest first", "", [
-            param("state", "Inbox state.", {"type": "string", "enum": _STATES}),
-            param("subject", "Event type, e.g. `edit-client`."),
-            param("resource", "client, bill, item or invoice."),
-            param("resource_id", "The Alegra id the delivery is about."),
-            LIMIT, CURSOR,
-        ], {"200": ok("A page of inbox rows", page_of("InboxEvent")), **BAD_QUERY})},
-    "/v1/events/{event_id}/replay": {"post": _op(
-        "replayEvent", "Apply an inbox row again",
-        "Sets the row back to `received` (attempts are kept); the worker applies it again. "
-        "Applying fetches the record's current state from Alegra, so a replay is idempotent.",
-        [{"name": "event_id", **_ID, "schema": {"type": "integer", "minimum": 1}}],
-        {"200": ok("The row, now waiting to be applied", ref("InboxEvent")),
-         "404": error("No such inbox row")})},
-    "/v1/receipts": {"get": _op(
-        "listReceipts", "Every partner's receipts, newest first (admin)", "", [
-            param("status", "Receipt status.", {"type": "string", "enum": [
-                status.value for status in ReceiptStatus]}),
-            param("partner", "The partner's id or name (an unknown one is a 400)."),
-            param("date_from", "The receipt's own date, from (inclusive).",
-                  {"type": "string", "format": "date"}),
-            param("date_to", "The receipt's own date, to (inclusive).",
-                  {"type": "string", "format": "date"}),
-            LIMIT, CURSOR,
-        ], {"200": ok("A page of receipts", page_of("AdminReceipt")), **BAD_QUERY})},
-    "/v1/receipts/{receipt_id}/retry": {"post": _op(
-        "retryReceipt", "Run a failed receipt's flow again",
-        "A `failed` receipt goes back to `queued`, due now. The flow resumes from its recorded "
-        "steps: a contact, account or bill already made is never made twice.",
-        [{"name": "receipt_id", **_ID, "schema": {"type": "string"}}],
-        {"202": {**ok("The receipt, queued again", ref("AdminReceipt")), "headers": _LOCATION},
-         "404": error("No such receipt"),
-         "409": error("The receipt is not `failed` (`status` says what it is)")})},
-}
+LIST_EVENTS = _op(
+    "listEvents", "Webhook deliveries in the inbox, newest first", "", [
+        param("state", "Inbox state.", {"type": "string", "enum": _STATES}),
+        param("subject", "Event type, e.g. `edit-client`."),
+        param("resource", "client, bill, item or invoice."),
+        param("resource_id", "The Alegra id the delivery is about."),
+        LIMIT, CURSOR,
+    ], {"200": ok("A page of inbox rows", page_of("InboxEvent")), **BAD_QUERY})
+REPLAY_EVENT = _op(
+    "replayEvent", "Apply an inbox row again",
+    "Sets the row back to `received` (attempts are kept); the worker applies it again. "
+    "Applying fetches the record's current state from Alegra, so a replay is idempotent.",
+    [{"name": "event_id", **_ID, "schema": {"type": "integer", "minimum": 1}}],
+    {"200": ok("The row, now waiting to be applied", ref("InboxEvent")),
+     "404": error("No such inbox row")})
+LIST_RECEIPTS = _op(
+    "listReceipts", "Every partner's receipts, newest first (admin)", "", [
+        param("status", "Receipt status.", {"type": "string", "enum": [
+            status.value for status in ReceiptStatus]}),
+        param("partner", "The partner's id or name (an unknown one is a 400)."),
+        param("date_from", "The receipt's own date, from (inclusive).",
+              {"type": "string", "format": "date"}),
+        param("date_to", "The receipt's own date, to (inclusive).",
+              {"type": "string", "format": "date"}),
+        LIMIT, CURSOR,
+    ], {"200": ok("A page of receipts", page_of("AdminReceipt")), **BAD_QUERY})
+RETRY_RECEIPT = _op(
+    "retryReceipt", "Run a failed receipt's flow again",
+    "A `failed` receipt goes back to `queued`, due now. The flow resumes from its recorded "
+    "steps: a contact, account or bill already made is never made twice.",
+    [],
+    {"202": {**ok("The receipt, queued again", ref("AdminReceipt")), "headers": _LOCATION},
+     "404": error("No such receipt"),
+     "409": error("The receipt is not `failed` (`status` says what it is)")})
 OPENAPI_SCHEMAS: dict[str, Any] = {"InboxEvent": EVENT, "AdminReceipt": ADMIN_RECEIPT}
 
 _READY = {"type": "object", "required": ["status", "reasons"], "properties": {
@@ -100,23 +99,18 @@ _READY = {"type": "object", "required": ["status", "reasons"], "properties": {
     "reasons": {"type": "array", "items": {"type": "string"}},
     "checks": {"type": "object", "additionalProperties": True},
 }}
-OPS_PATHS: dict[str, Any] = {
-    "/healthz": {"get": {
-        "operationId": "healthz", "summary": "The process is alive", "security": [],
-        "responses": {"200": ok("Alive", {"type": "object", "properties": {
-            "status": {"type": "string", "enum": ["ok"]}}})}}},
-    "/readyz": {"get": {
-        "operationId": "readyz", "summary": "Ready for traffic", "security": [],
-        "description": "Ready when the database answers, every migration is applied and the "
-        "worker's heartbeat is at most 30 s old.",
-        "responses": {"200": ok("Ready", _READY), "503": ok("Not ready, with the reasons",
-                                                           _READY)}}},
-}
-METRICS_PATHS: dict[str, Any] = {
-    "/metrics": {"get": {
-        "operationId": "metrics", "summary": "Prometheus metrics", "security": [],
-        "description": "Text format 0.0.4. No key: counts, ages and bounded labels only, never "
-        "an id, a name, a key or a token.",
-        "responses": {"200": {"description": "The metrics", "content": {
-            "text/plain": {"schema": {"type": "string"}}}}}}},
-}
+HEALTHZ: dict[str, Any] = {
+    "operationId": "healthz", "summary": "The process is alive", "security": [],
+    "responses": {"200": ok("Alive", {"type": "object", "properties": {
+        "status": {"type": "string", "enum": ["ok"]}}})}}
+READYZ: dict[str, Any] = {
+    "operationId": "readyz", "summary": "Ready for traffic", "security": [],
+    "description": "Ready when the database answers, every migration is applied and the "
+    "worker's heartbeat is at most 30 s old.",
+    "responses": {"200": ok("Ready", _READY), "503": ok("Not ready, with the reasons", _READY)}}
+METRICS: dict[str, Any] = {
+    "operationId": "metrics", "summary": "Prometheus metrics", "security": [],
+    "description": "Text format 0.0.4. No key: counts, ages and bounded labels only, never "
+    "an id, a name, a key or a token.",
+    "responses": {"200": {"description": "The metrics", "content": {
+        "text/plain": {"schema": {"type": "string"}}}}}}

@@ -1,8 +1,9 @@
 """create_app(): the web process's wiring — routes, lifespan state, error handlers.
 
 The web process stores and reads; it never calls Alegra. Each feature module contributes
-`routes` (and optionally `lifespan(app)`, an async context manager for its own state, and
-`OPENAPI_PATHS` for the spec). Shared state lives on `app.state`: `settings`, `db`.
+`routes` (`receiver.openapi.ApiRoute`s: each carries its OpenAPI operation), optionally
+`lifespan(app)` (an async context manager for its own state), and `OPENAPI_MODELS` /
+`OPENAPI_SCHEMAS` for the spec's schemas. Shared state lives on `app.state`: `settings`, `db`.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
@@ -43,12 +44,26 @@ class ApiError(Exception):
         self.headers = headers
 
 
+class ErrorDetail(BaseModel):
+    """More evidence may follow, e.g. `expected` and `given` for `total_mismatch`, `receipt_id`
+    for `idempotency_key_reused`."""
+
+    model_config = ConfigDict(extra="allow")
+    code: str = Field(examples=["invalid_field"])
+    message: str
+    field: str | None = Field(None, description="JSON path of the input at fault, e.g. "
+                              "`lines[2].amount`, or the header's name; absent when none is.")
+
+
+class Error(BaseModel):
+    """Every error answer's body."""
+
+    error: ErrorDetail
+
+
 def error_body(code: str, message: str, field: str | None = None, **extra: Any) -> dict[str, Any]:
-    error: dict[str, Any] = {"code": code, "message": message}
-    if field is not None:
-        error["field"] = field
-    error.update(extra)
-    return {"error": error}
+    detail = ErrorDetail(code=code, message=message, field=field, **extra)
+    return Error(error=detail).model_dump(exclude_none=True)
 
 
 def log_refusal(request: Request, status: int, code: str, field: str | None = None) -> None:

@@ -13,19 +13,20 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
+from receiver import inspect_spec as spec
 from receiver import query
 from receiver.auth import require_admin
 from receiver.errors import ApiError
-from receiver.inspect_spec import OPENAPI_PATHS, OPENAPI_SCHEMAS
+from receiver.openapi import ApiRoute
 from sync.names import name_key
 from sync.status import cache_status
 from sync.store import ops_queries
 from sync.store.contacts import get_cached_contact
 from sync.store.db import Row
 
-__all__ = ["OPENAPI_PATHS", "OPENAPI_SCHEMAS", "routes"]
+OPENAPI_SCHEMAS = spec.OPENAPI_SCHEMAS
 
 CONTACT_TYPES = ("client", "provider")
 STATUSES = ("active", "inactive")
@@ -156,9 +157,9 @@ async def get_status(request: Request) -> JSONResponse:
 
 
 routes: list[BaseRoute] = [
-    Route("/v1/cache/contacts", list_contacts, methods=["GET"]),
-    Route("/v1/cache/contacts/{contact_id}", get_contact, methods=["GET"]),
-    Route("/v1/cache/accounts", list_accounts, methods=["GET"]),
-    Route("/v1/cache/taxes", list_taxes, methods=["GET"]),
-    Route("/v1/cache/status", get_status, methods=["GET"]),
+    ApiRoute("/v1/cache/contacts", list_contacts, "GET", spec.LIST_CONTACTS),
+    ApiRoute("/v1/cache/contacts/{contact_id}", get_contact, "GET", spec.GET_CONTACT),
+    ApiRoute("/v1/cache/accounts", list_accounts, "GET", spec.LIST_ACCOUNTS),
+    ApiRoute("/v1/cache/taxes", list_taxes, "GET", spec.LIST_TAXES),
+    ApiRoute("/v1/cache/status", get_status, "GET", spec.GET_STATUS),
 ]

@@ -1,34 +1,25 @@
 """The cache inspection API's part of /openapi.json: /v1/cache/* and their schemas.
 
-Data only; `receiver.openapi` merges it with the other components'. The rules stated here are the
-ones `receiver.inspect` and `sync.status` enforce; change both together.
+Data only; the routes of `receiver.inspect` carry these operations (`receiver.openapi.ApiRoute`).
+The rules stated here are the ones `receiver.inspect` and `sync.status` enforce; change both
+together.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from receiver.openapi import error, ok, ref
 from sync import status
 from sync.states import JobOutcome
 
-_REF = "#/components/schemas/"
-_TEXT = {"type": "string", "nullable": True}
+__all__ = ["error", "ok", "ref"]  # the admin spec's helpers too
+
+_TEXT = {"type": ["string", "null"]}
 _TIME = {"type": "string", "format": "date-time"}
-_NULL_TIME = {**_TIME, "nullable": True}
-_NULL_NUMBER = {"type": "number", "nullable": True}
+_NULL_TIME = {**_TIME, "type": ["string", "null"]}
+_NULL_NUMBER = {"type": ["number", "null"]}
 _COUNTS = {"type": "object", "additionalProperties": {"type": "integer"}}
-
-
-def ref(name: str) -> dict[str, str]:
-    return {"$ref": _REF + name}
-
-
-def error(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": ref("Error")}}}
-
-
-def ok(description: str, schema: dict[str, Any]) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
 def page_of(item: str) -> dict[str, Any]:
@@ -103,11 +94,11 @@ _REASON = {"type": "object", "required": ["code", "message"], "properties": {
 _JOB = {"type": "object", "properties": {
     "name": {"type": "string", "example": "reconcile"}, "last_started_at": _NULL_TIME,
     "last_finished_at": _NULL_TIME, "last_success_at": _NULL_TIME,
-    "last_outcome": {"type": "string", "nullable": True,
+    "last_outcome": {"type": ["string", "null"],
                      "enum": [*(outcome.value for outcome in JobOutcome), None]},
     "last_duration_s": _NULL_NUMBER, "last_error": _TEXT, "next_run_at": _NULL_TIME,
     "running": {"type": "boolean"},
-    "checkpoint": {"type": "object", "nullable": True, "additionalProperties": True},
+    "checkpoint": {"type": ["object", "null"], "additionalProperties": True},
 }}
 _SUBSCRIPTION = {"type": "object", "properties": {
     "event": {"type": "string", "example": "edit-client"}, "alegra_id": _TEXT,
@@ -138,15 +129,15 @@ STATUS = {"type": "object", "required": ["trustworthy", "reasons"], "properties"
         "oldest_waiting_age_s": _NULL_NUMBER,
         "recent_failed": {"type": "array", "items": {"type": "object", "properties": {
             "id": {"type": "string"}, "partner_id": {"type": "string"},
-            "error": {"type": "object", "nullable": True, "additionalProperties": True},
+            "error": {"type": ["object", "null"], "additionalProperties": True},
             "updated_at": _TIME}}}}},
     "worker": {"type": "object", "properties": {
-        "pid": {"type": "integer", "nullable": True}, "heartbeat_at": _NULL_TIME,
+        "pid": {"type": ["integer", "null"]}, "heartbeat_at": _NULL_TIME,
         "heartbeat_age_s": _NULL_NUMBER,
-        "budget": {"type": "object", "nullable": True, "additionalProperties": True,
+        "budget": {"type": ["object", "null"], "additionalProperties": True,
                    "description": "The rate budget at the last heartbeat: limit, remaining, "
                    "reset_in_s, in_flight, waiting by priority."}}},
-    "drift": {"type": "object", "nullable": True, "properties": {
+    "drift": {"type": ["object", "null"], "properties": {
         "id": {"type": "integer"}, "created_at": _TIME, "complete": {"type": "boolean"},
         "missing": {"type": "integer"}, "extra": {"type": "integer"},
         "different": {"type": "integer"}}},
@@ -155,44 +146,40 @@ STATUS = {"type": "object", "required": ["trustworthy", "reasons"], "properties"
 
 def _get(op_id: str, summary: str, parameters: list[dict[str, Any]], responses: dict[str, Any],
          description: str = "") -> dict[str, Any]:
-    return {"get": {"operationId": op_id, "summary": summary, "description": description,
-                    **ADMIN_ONLY, "parameters": parameters, "responses": {**responses,
-                                                                          **AUTH_ERRORS}}}
+    return {"operationId": op_id, "summary": summary, "description": description, **ADMIN_ONLY,
+            "parameters": parameters, "responses": {**responses, **AUTH_ERRORS}}
 
 
-OPENAPI_PATHS: dict[str, Any] = {
-    "/v1/cache/contacts": _get("listCachedContacts", "Cached contacts, by normalised name", [
-        param("tax_id", "RNC (9 digits) or cédula (11) in any formatting (dashes, spaces, "
-              "dots); exact match. Anything else is a 400."),
-        param("q", "Name search: normalised (case, accents, punctuation, company suffix), "
-                   "matches anywhere in the name."),
-        param("type", "Contact type.", {"type": "string", "enum": ["client", "provider"]}),
-        param("status", "Contact status.", {"type": "string", "enum": ["active", "inactive"]}),
-        INCLUDE_DELETED, LIMIT, CURSOR,
-    ], {"200": ok("A page of contacts", page_of("CachedContact")), **BAD_QUERY}),
-    "/v1/cache/contacts/{contact_id}": _get("getCachedContact", "One cached contact", [
-        {"name": "contact_id", "in": "path", "required": True, "schema": {"type": "string"}},
-    ], {"200": ok("The contact (deleted ones too)", ref("CachedContact")),
-        "404": error("Not in the cache")}),
-    "/v1/cache/accounts": _get("listCachedAccounts", "The cached chart of accounts", [
-        param("name", "Name search, normalised like `q` for contacts."),
-        param("type", "Account type, e.g. expense.", {"type": "string", "maxLength": 40}),
-        param("view", "`flat` (by code) or `tree` (nested `children`; filters keep the matching "
-              "accounts and their ancestors).", {"type": "string", "enum": ["flat", "tree"],
-                                                 "default": "flat"}),
-        INCLUDE_DELETED,
-    ], {"200": ok("The accounts", {"type": "object", "properties": {"data": {
-        "type": "array", "items": {"anyOf": [ref("CachedAccount"), ref("CachedAccountNode")]}}}}),
-        **BAD_QUERY}),
-    "/v1/cache/taxes": _get("listCachedTaxes", "The cached taxes", [INCLUDE_DELETED], {
-        "200": ok("The taxes", {"type": "object", "properties": {
-            "data": {"type": "array", "items": ref("CachedTax")}}}), **BAD_QUERY}),
-    "/v1/cache/status": _get(
-        "getCacheStatus", "Can the cache be trusted right now?", [],
-        {"200": ok("The verdict and the figures behind it", ref("CacheStatus"))},
-        description=(status.__doc__ or "").split("\n\n", 1)[-1],
-    ),
-}
+LIST_CONTACTS = _get("listCachedContacts", "Cached contacts, by normalised name", [
+    param("tax_id", "RNC (9 digits) or cédula (11) in any formatting (dashes, spaces, "
+          "dots); exact match. Anything else is a 400."),
+    param("q", "Name search: normalised (case, accents, punctuation, company suffix), "
+               "matches anywhere in the name."),
+    param("type", "Contact type.", {"type": "string", "enum": ["client", "provider"]}),
+    param("status", "Contact status.", {"type": "string", "enum": ["active", "inactive"]}),
+    INCLUDE_DELETED, LIMIT, CURSOR,
+], {"200": ok("A page of contacts", page_of("CachedContact")), **BAD_QUERY})
+GET_CONTACT = _get("getCachedContact", "One cached contact", [], {
+    "200": ok("The contact (deleted ones too)", ref("CachedContact")),
+    "404": error("Not in the cache")})
+LIST_ACCOUNTS = _get("listCachedAccounts", "The cached chart of accounts", [
+    param("name", "Name search, normalised like `q` for contacts."),
+    param("type", "Account type, e.g. expense.", {"type": "string", "maxLength": 40}),
+    param("view", "`flat` (by code) or `tree` (nested `children`; filters keep the matching "
+          "accounts and their ancestors).", {"type": "string", "enum": ["flat", "tree"],
+                                             "default": "flat"}),
+    INCLUDE_DELETED,
+], {"200": ok("The accounts", {"type": "object", "properties": {"data": {
+    "type": "array", "items": {"anyOf": [ref("CachedAccount"), ref("CachedAccountNode")]}}}}),
+    **BAD_QUERY})
+LIST_TAXES = _get("listCachedTaxes", "The cached taxes", [INCLUDE_DELETED], {
+    "200": ok("The taxes", {"type": "object", "properties": {
+        "data": {"type": "array", "items": ref("CachedTax")}}}), **BAD_QUERY})
+GET_STATUS = _get(
+    "getCacheStatus", "Can the cache be trusted right now?", [],
+    {"200": ok("The verdict and the figures behind it", ref("CacheStatus"))},
+    description=(status.__doc__ or "").split("\n\n", 1)[-1],
+)
 OPENAPI_SCHEMAS: dict[str, Any] = {
     "CachedContact": CONTACT,
     "CachedAccount": ACCOUNT,

@@ -13,14 +13,13 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
-from receiver.admin_spec import OPS_PATHS
+from receiver.admin_spec import HEALTHZ, READYZ
+from receiver.openapi import ApiRoute
 from sync.status import WORKER_STALE_S, worker_summary
 from sync.store import ops_queries
 from sync.store.db import Database
-
-OPENAPI_PATHS = OPS_PATHS
 
 
 async def healthz(_: Request) -> JSONResponse:
@@ -56,6 +55,6 @@ async def readyz(request: Request) -> JSONResponse:
 
 
 routes: list[BaseRoute] = [
-    Route("/healthz", healthz, methods=["GET"]),
-    Route("/readyz", readyz, methods=["GET"]),
+    ApiRoute("/healthz", healthz, "GET", HEALTHZ),
+    ApiRoute("/readyz", readyz, "GET", READYZ),
 ]

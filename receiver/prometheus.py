@@ -42,16 +42,16 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
-from receiver.admin_spec import METRICS_PATHS
+from receiver.admin_spec import METRICS
+from receiver.openapi import ApiRoute
 from sync.metrics import FAMILIES
 from sync.states import InboxState, ReceiptStatus
 from sync.status import worker_summary
 from sync.store import jobs, ops_queries
 from sync.store.db import Database
 
-OPENAPI_PATHS = METRICS_PATHS
 MAX_AGE_S = 5.0  # a scrape within this long of the last computation gets the same text
 OPEN_RECEIPTS = (ReceiptStatus.QUEUED, ReceiptStatus.PROCESSING, ReceiptStatus.FAILED)
 OPEN_EVENTS = (InboxState.RECEIVED, InboxState.FAILED, InboxState.PARKED)
@@ -270,4 +270,4 @@ async def metrics(request: Request) -> Response:
     return Response(await scrapes.text(), media_type=CONTENT_TYPE_PLAIN_0_0_4)
 
 
-routes: list[BaseRoute] = [Route("/metrics", metrics, methods=["GET"])]
+routes: list[BaseRoute] = [ApiRoute("/metrics", metrics, "GET", METRICS)]

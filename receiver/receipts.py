@@ -4,7 +4,8 @@ A receipt is authenticated, validated (`sync.receipt_model`), committed with its
 transaction, and answered `202 Accepted`; the worker turns it into a bill later. Nothing here calls
 Alegra: `Prefer: wait=N` (RFC 7240, N ≤ 30) only re-reads the receipt's row until its status is
 final, then answers 201 (200 for a replay). Every refusal (400/401/413/415/422) writes no row.
-The API's contract, field by field, is in `receiver/receipts_spec.py` (served at /openapi.json).
+The request body's contract is `sync.receipt_contract` (its schema is served at /openapi.json);
+the operations are described in `receiver/receipts_spec.py`.
 """
 
 from __future__ import annotations
@@ -18,13 +19,14 @@ from starlette.datastructures import Headers
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
+from receiver import receipts_spec as spec
 from receiver.auth import Partner, authenticate
 from receiver.body_budget import BoundedBody
 from receiver.errors import ApiError
 from receiver.multipart import FileNameNotUtf8, MalformedMultipart, Part, parse_form
-from receiver.receipts_spec import OPENAPI_PATHS, OPENAPI_SCHEMAS
+from receiver.openapi import ApiRoute
 from sync.logs import get_logger
 from sync.receipt_model import ReceiptInvalid, Submission, Upload, decode_json, parse_submission
 from sync.states import FINAL_RECEIPT_STATUSES
@@ -38,8 +40,7 @@ from sync.store.receipts import (
     insert_receipt,
 )
 
-__all__ = ["OPENAPI_PATHS", "OPENAPI_SCHEMAS", "routes"]
-
+OPENAPI_MODELS = spec.OPENAPI_MODELS
 MAX_WAIT_S = 30
 POLL_FIRST_S = 0.05
 POLL_MAX_S = 0.5
@@ -216,6 +217,7 @@ def _file_part(parts: list[Part]) -> Upload | None:
 
 
 routes: list[BaseRoute] = [
-    Route("/v1/receipts", create_receipt, methods=["POST"], middleware=[Middleware(BoundedBody)]),
-    Route("/v1/receipts/{receipt_id}", read_receipt, methods=["GET"]),
+    ApiRoute("/v1/receipts", create_receipt, "POST", spec.CREATE,
+             middleware=[Middleware(BoundedBody)]),
+    ApiRoute("/v1/receipts/{receipt_id}", read_receipt, "GET", spec.READ),
 ]

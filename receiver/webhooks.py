@@ -22,9 +22,10 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
 from receiver.errors import ApiError
+from receiver.openapi import ApiRoute, error, ok
 from sync.logs import get_logger, register_secrets
 from sync.store.inbox import NewDelivery, NewHandshake
 from sync.store.inbox_channel import CommitterOptions
@@ -128,43 +129,28 @@ async def _handshake(writer: InboxWriter, key_index: int) -> Response:
     return Response(b'{"status":"ok"}', media_type=JSON)
 
 
-routes: list[BaseRoute] = [Route("/webhooks/alegra/{token}", receive, methods=["POST"])]
-
-_ERROR = {"$ref": "#/components/schemas/Error"}  # receiver/openapi.py provides it
-OPENAPI_PATHS: dict[str, Any] = {
-    "/webhooks/alegra/{token}": {
-        "post": {
-            "operationId": "receiveAlegraWebhook",
-            "summary": "Receive an Alegra webhook delivery",
-            "security": [],
-            "description": (
-                "Alegra's deliveries and its empty-body subscription handshake. The token in "
-                "the path is the secret (`alegra-sync webhooks register` makes it). A delivery "
-                "is committed before the 2xx; malformed bodies are stored and answered 2xx."
-            ),
-            "parameters": [{
-                "name": "token", "in": "path", "required": True, "schema": {"type": "string"},
-            }],
-            "requestBody": {"required": False, "content": {"application/json": {
-                "schema": {"type": "object", "properties": {
-                    "subject": {"type": "string", "example": "edit-client"},
-                    "message": {"type": "object"},
-                }},
-            }}},
-            "responses": {
-                "200": {"description": "Stored (or handshake noted)", "content": {
-                    "application/json": {"schema": {"type": "object", "properties": {
-                        "status": {"type": "string", "enum": ["stored", "ok"]},
-                        "id": {"type": "integer"},
-                    }}},
-                }},
-                "404": {"description": "Unknown token", "content": {
-                    "application/json": {"schema": _ERROR}}},
-                "413": {"description": "Body too large", "content": {
-                    "application/json": {"schema": _ERROR}}},
-                "503": {"description": "Could not store in time; deliver again", "content": {
-                    "application/json": {"schema": _ERROR}}},
-            },
-        },
+RECEIVE: dict[str, Any] = {
+    "operationId": "receiveAlegraWebhook",
+    "summary": "Receive an Alegra webhook delivery",
+    "security": [],
+    "description": (
+        "Alegra's deliveries and its empty-body subscription handshake. The token in the path "
+        "is the secret (`alegra-sync webhooks register` makes it). A delivery is committed "
+        "before the 2xx; malformed bodies are stored and answered 2xx."
+    ),
+    "requestBody": {"required": False, "content": {"application/json": {"schema": {
+        "description": "Any body: Alegra's deliveries are `{\"subject\": \"edit-client\", "
+        "\"message\": {...}}`; anything else is stored as malformed, and answered 2xx too.",
+        "examples": [{"subject": "edit-client", "message": {"client": {"id": "1"}}}],
+    }}}},
+    "responses": {
+        "200": ok("Stored (or handshake noted)", {"type": "object", "properties": {
+            "status": {"type": "string", "enum": ["stored", "ok"]},
+            "id": {"type": "integer"},
+        }}),
+        "404": error("Unknown token"),
+        "413": error("Body too large"),
+        "503": error("Could not store in time; deliver again"),
     },
 }
+routes: list[BaseRoute] = [ApiRoute("/webhooks/alegra/{token}", receive, "POST", RECEIVE)]

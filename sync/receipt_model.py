@@ -3,25 +3,14 @@
 `parse_submission(data, max_attachment_bytes=..., upload=None)` turns the decoded request body
 into a `Submission` (the validated `Receipt` and the attachment's bytes) or raises
 `ReceiptInvalid(field, message, status)`, `field` being the JSON path at fault
-(`supplier.tax_id`, `lines[2].amount`). The rules:
+(`supplier.tax_id`, `lines[2].amount`). Each field's rules are declared once in
+`sync.receipt_contract` (what /openapi.json publishes); the rules between fields are here:
 
-- Text: no lone surrogates, control or bidi control characters, not only invisible characters;
-  names (`supplier.name`, `category`, a line's `category`) need a letter or digit
-  (`sync.receipt_fields`, `sync.text_rules`).
-- `supplier.name` required; `supplier.tax_id` optional (RNC or cédula, dashes and spaces allowed,
-  check digit verified); without it the supplier is matched on its normalised name.
-- `date` required and `due_date` optional (default: `date`), both `YYYY-MM-DD`, `due_date >= date`.
-- `ncf` optional, an NCF or e-CF; its type (B01, E31, ...) is kept.
-- `category` required: the expense account's name. A line's `category` overrides it.
-- `currency` defaults to DOP; any other currency needs `exchange_rate` > 0 (DOP per unit).
-- `lines`: 1 to 200. `amount` is the line's unit price before ITBIS (Alegra's `price`), > 0 with
-  at most 2 decimals; `quantity` defaults to 1, > 0; `tax_rate` is the ITBIS percent, 0, 16 or 18
-  (0 marks an exempt line; omitted or null means no tax on the line).
+- `date` at most one day after today (UTC); `due_date` (default `date`) on or after it and at
+  most ten years later.
+- `currency` other than DOP needs `exchange_rate` (DOP per unit); on DOP only 1 fits (dropped).
 - `total` optional; when given it must equal `money.receipt_total(lines)` (code `total_mismatch`,
   with `expected` and `given`). The computed total is at most `MAX_MONEY`, as each amount is.
-- Amounts are JSON numbers or decimal strings (ASCII digits, optional decimal point, after NFKC),
-  Decimal throughout. Identifiers (tax id, NCF), dates and the currency are read after NFKC and
-  must then be ASCII. Unknown fields are ignored.
 - `attachment` (or the multipart `file`): see `sync.attachments`; over the size bound → 413,
   a type not allowed or bytes that are not the declared type → 415, bad base64 → 422.
 
@@ -46,38 +35,33 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sync import money
+from pydantic import TypeAdapter, ValidationError
+
+from sync import attachments, money
 from sync.attachments import AttachmentInfo
-from sync.dominican import InvalidNcf, InvalidTaxId, Ncf, TaxId, normalize_ncf, normalize_tax_id
-from sync.receipt_fields import (
-    MAX_CATEGORY,
-    MAX_DESCRIPTION,
-    MAX_LINES,
+from sync.dominican import Ncf, TaxId
+from sync.receipt_contract import (
+    DEFAULT_CURRENCY,
     MAX_MONEY,
+    AttachmentIn,
+    Filename,
+    LineIn,
+    ReceiptIn,
     ReceiptInvalid,
-    Upload,
-    amount_field,
-    attachment_from_json,
-    attachment_from_upload,
-    currency_fields,
-    date_field,
     decode_json,
-    email_field,
-    mapping,
-    name_field,
-    phone_field,
-    quantity_field,
-    tax_rate_field,
-    text_field,
+    message,
+    refusal,
 )
 
 PAYLOAD_VERSION = 1
 MAX_DUE_DAYS = 3660  # a due date ten years out is a typo, not a payment term
+_FILENAME: TypeAdapter[str] = TypeAdapter(Filename)
 
 __all__ = [
     "Line",
@@ -149,90 +133,76 @@ class Submission:
     attachment_data: bytes | None
 
 
+@dataclass(frozen=True)
+class Upload:
+    """A multipart file part as it arrived."""
+
+    filename: str | None
+    content_type: str | None
+    data: bytes
+
+
 def parse_submission(
     data: object, *, max_attachment_bytes: int, upload: Upload | None = None
 ) -> Submission:
     """Validate a decoded request body (and a multipart file). Raises ReceiptInvalid."""
-    body = mapping(data, None, "the receipt must be a JSON object")
-    category = name_field(body.get("category"), "category", MAX_CATEGORY, required=True)
-    assert category is not None
-    # One day of slack: the partner's clock may be ahead of UTC's date (the DR is UTC-4).
-    latest = dt.datetime.now(dt.UTC).date() + dt.timedelta(days=1)
-    day = date_field(body.get("date"), "date", required=True, latest=latest)
-    assert day is not None
-    due_latest = day + dt.timedelta(days=MAX_DUE_DAYS)
-    due = date_field(body.get("due_date"), "due_date", required=False, latest=due_latest) or day
-    if due < day:
-        raise ReceiptInvalid("due_date", "must be on or after date")
-    currency, rate = currency_fields(body.get("currency"), body.get("exchange_rate"))
-    lines = _lines(body.get("lines"), category)
-    total = _total(body.get("total"), lines)
-    info, blob = _attachment(body.get("attachment"), upload, max_attachment_bytes)
-    receipt = Receipt(
-        _supplier(body.get("supplier")), day, due, _ncf(body.get("ncf")),
-        category, currency, rate, total, lines, info,
-    )
+    try:
+        body = ReceiptIn.model_validate(data)
+    except ValidationError as exc:
+        raise refusal(exc) from exc
+    due = _dates(body)
+    rate = _exchange_rate(body)
+    lines = tuple(_line(line, body.category) for line in body.lines)
+    total = _total(body.total, lines)
+    info, blob = _attachment(body.attachment, upload, max_attachment_bytes)
+    supplier = Supplier(body.supplier.name, body.supplier.tax_id, body.supplier.email,
+                        body.supplier.phone)
+    receipt = Receipt(supplier, body.date, due, body.ncf, body.category, body.currency, rate,
+                      total, lines, info)
     return Submission(receipt, blob)
 
 
-def _supplier(value: object) -> Supplier:
-    data = mapping(value, "supplier", "required: an object with at least name")
-    name = name_field(data.get("name"), "supplier.name", 200, required=True)
-    assert name is not None
-    raw_tax_id = text_field(data.get("tax_id"), "supplier.tax_id", 40, required=False)
-    tax_id = None
-    if raw_tax_id is not None:
-        try:
-            tax_id = normalize_tax_id(raw_tax_id)
-        except InvalidTaxId as exc:
-            raise ReceiptInvalid("supplier.tax_id", exc.reason) from exc
-    email = email_field(data.get("email"), "supplier.email")
-    return Supplier(name, tax_id, email, phone_field(data.get("phone"), "supplier.phone"))
+def _dates(body: ReceiptIn) -> dt.date:
+    """The due date (default: the date), both checked against today and each other."""
+    # One day of slack: the partner's clock may be ahead of UTC's date (the DR is UTC-4).
+    latest = dt.datetime.now(dt.UTC).date() + dt.timedelta(days=1)
+    if body.date > latest:
+        raise ReceiptInvalid("date", f"must not be after {latest.isoformat()}")
+    due = body.due_date or body.date
+    if due < body.date:
+        raise ReceiptInvalid("due_date", "must be on or after date")
+    due_latest = body.date + dt.timedelta(days=MAX_DUE_DAYS)
+    if due > due_latest:
+        raise ReceiptInvalid("due_date", f"must not be after {due_latest.isoformat()}")
+    return due
 
 
-def _ncf(value: object) -> Ncf | None:
-    raw = text_field(value, "ncf", 40, required=False)
-    if raw is None:
+def _exchange_rate(body: ReceiptIn) -> Decimal | None:
+    """Required unless DOP; on DOP only 1 fits, and it is dropped."""
+    code, rate = body.currency, body.exchange_rate
+    if rate is None:
+        if code != DEFAULT_CURRENCY:
+            raise ReceiptInvalid("exchange_rate", f"required for {code}: DOP per 1 {code}")
         return None
-    try:
-        return normalize_ncf(raw)
-    except InvalidNcf as exc:
-        raise ReceiptInvalid("ncf", exc.reason) from exc
+    if code == DEFAULT_CURRENCY:
+        if rate != 1:
+            raise ReceiptInvalid("exchange_rate", "only for a currency other than DOP")
+        return None
+    return rate
 
 
-def _lines(value: object, default_category: str) -> tuple[Line, ...]:
-    if not isinstance(value, list) or not value:
-        raise ReceiptInvalid("lines", "required: a list of at least one line")
-    if len(value) > MAX_LINES:
-        raise ReceiptInvalid("lines", f"at most {MAX_LINES} lines per receipt")
-    return tuple(_line(item, f"lines[{i}]", default_category) for i, item in enumerate(value))
+def _line(line: LineIn, default_category: str) -> Line:
+    quantity = Decimal(1) if line.quantity is None else line.quantity
+    return Line(line.description, line.amount, quantity, line.tax_rate,
+                line.category or default_category)
 
 
-def _line(value: object, path: str, default_category: str) -> Line:
-    data = mapping(value, path, "each line must be an object")
-    description = text_field(
-        data.get("description"), f"{path}.description", MAX_DESCRIPTION, required=True
-    )
-    assert description is not None
-    category = name_field(data.get("category"), f"{path}.category", MAX_CATEGORY, required=False)
-    return Line(
-        description,
-        amount_field(data.get("amount"), f"{path}.amount"),
-        quantity_field(data.get("quantity"), f"{path}.quantity"),
-        tax_rate_field(data.get("tax_rate"), f"{path}.tax_rate"),
-        category or default_category,
-    )
-
-
-def _total(value: object, lines: tuple[Line, ...]) -> Decimal:
+def _total(given: Decimal | None, lines: tuple[Line, ...]) -> Decimal:
     expected = money.receipt_total(lines)
     if expected > MAX_MONEY:
         raise ReceiptInvalid("total", f"the lines add up to {expected} with their ITBIS, more "
                              f"than a receipt may total ({MAX_MONEY})")
-    if value is None:
-        return expected
-    given = amount_field(value, "total")
-    if given != expected:
+    if given is not None and given != expected:
         raise ReceiptInvalid(
             "total",
             f"the lines add up to {expected} with their ITBIS, not {given}",
@@ -243,15 +213,82 @@ def _total(value: object, lines: tuple[Line, ...]) -> Decimal:
 
 
 def _attachment(
-    value: object, upload: Upload | None, max_bytes: int
+    sent: AttachmentIn | None, upload: Upload | None, max_bytes: int
 ) -> tuple[AttachmentInfo | None, bytes | None]:
-    if value is not None and upload is not None:
+    if sent is not None and upload is not None:
         raise ReceiptInvalid("file", "send the attachment either as the file part or in JSON")
     if upload is not None:
-        return attachment_from_upload(upload, max_bytes)
-    if value is None:
+        return _from_upload(upload, max_bytes)
+    if sent is None:
         return None, None
-    return attachment_from_json(value, max_bytes)
+    return _from_json(sent, max_bytes)
+
+
+def _from_json(sent: AttachmentIn, max_bytes: int) -> tuple[AttachmentInfo, bytes]:
+    """`{"filename", "content_type", "data_base64"}` → checked info and bytes."""
+    filename = _base_name(sent.filename, "attachment.filename")
+    encoded = sent.data_base64
+    if not encoded.strip():
+        raise ReceiptInvalid("attachment.data_base64", "required: the file's bytes in base64")
+    _allowed_declared(sent.content_type, "attachment.content_type")
+    if attachments.decoded_size_bound(encoded) > max_bytes + 3:
+        raise _too_large("attachment.data_base64", max_bytes)
+    try:
+        blob = attachments.decode_base64(encoded)
+    except ValueError as exc:
+        raise ReceiptInvalid("attachment.data_base64", "not valid base64") from exc
+    return _checked(filename, sent.content_type, blob, max_bytes, "attachment")
+
+
+def _from_upload(upload: Upload, max_bytes: int) -> tuple[AttachmentInfo, bytes]:
+    """The multipart `file` part → checked info and bytes."""
+    try:
+        filename = _FILENAME.validate_python(upload.filename or "attachment")
+    except ValidationError as exc:
+        raise ReceiptInvalid("file", message(exc.errors()[0])) from exc
+    filename = _base_name(filename, "file")
+    _allowed_declared(upload.content_type, "file")
+    return _checked(filename, upload.content_type, upload.data, max_bytes, "file")
+
+
+def _base_name(text: str, field: str) -> str:
+    base = re.split(r"[\\/]", text)[-1].strip()
+    if not base or base in (".", ".."):
+        raise ReceiptInvalid(field, "not a file name")
+    return base
+
+
+def _checked(
+    filename: str, declared: str | None, blob: bytes, max_bytes: int, field: str
+) -> tuple[AttachmentInfo, bytes]:
+    if not blob:
+        raise ReceiptInvalid(field, "the file is empty")
+    if len(blob) > max_bytes:
+        raise _too_large(field, max_bytes)
+    media, sniffed = attachments.media_type(declared), attachments.sniff(blob)
+    if sniffed is None or (media not in attachments.GENERIC_TYPES and sniffed != media):
+        shown = media if media not in attachments.GENERIC_TYPES else "an allowed type"
+        raise ReceiptInvalid(
+            field, f"the file's content is not {shown}", 415, code="unsupported_media_type"
+        )
+    return attachments.describe(filename, sniffed, blob), blob
+
+
+def _allowed_declared(declared: str | None, field: str) -> None:
+    media = attachments.media_type(declared)
+    if media not in attachments.ALLOWED_TYPES and media not in attachments.GENERIC_TYPES:
+        raise ReceiptInvalid(
+            field,
+            f"type {media!r} not accepted; allowed: {', '.join(attachments.ALLOWED_TYPES)}",
+            415,
+            code="unsupported_media_type",
+        )
+
+
+def _too_large(field: str, max_bytes: int) -> ReceiptInvalid:
+    return ReceiptInvalid(
+        field, f"the attachment is larger than {max_bytes} bytes", 413, code="too_large"
+    )
 
 
 def _payload(receipt: Receipt) -> dict[str, Any]:

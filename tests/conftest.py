@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
-from hypothesis import configuration
 
 from sync.simulator.state import SimConfig
 from tests.support.servers import RunningSimulator, running_simulator
 
-
-def pytest_configure(config: pytest.Config) -> None:
-    """Hypothesis (under the schemathesis fuzz test) keeps its files in pytest's cache folder,
-    not in the checkout: no `.hypothesis/` left behind."""
-    if config.cache is not None:
-        configuration.set_hypothesis_home_dir(config.cache.mkdir("hypothesis"))
+# Hypothesis (under schemathesis) keeps its caches in `.hypothesis/` of the working directory,
+# which is the checkout: keep them in the temporary directory instead. Read when first written.
+HYPOTHESIS_HOME = Path(tempfile.gettempdir()) / f"alegra-sync-hypothesis-{os.getuid()}"
+os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", str(HYPOTHESIS_HOME))
 
 
 @pytest.fixture

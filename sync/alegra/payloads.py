@@ -6,7 +6,7 @@ free-text field that carries our receipt marker. Change a guess here and nowhere
 
 Money leaves as JSON numbers: `json_number` turns a Decimal into an int or a float only at the
 edge, never for arithmetic. A float's shortest repr round-trips every decimal of up to 15
-significant digits, and `sync.receipt_fields` bounds amounts (12), quantities (14) and rates (13).
+significant digits, and `sync.receipt_contract` bounds amounts (12), quantities (14) and rates (13).
 """
 
 from __future__ import annotations
