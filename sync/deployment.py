@@ -104,8 +104,8 @@ def command_settings(*, needs_alegra: bool, env_file: str | Path = ".env") -> Se
     ours = demo is not None and _same_file(demo.database_path, settings.database_path)
     if demo is not None and ours:
         settings = dataclasses.replace(  # what `run` was given (`make run PORT=…`) counts
-            settings, alegra_base_url=demo.alegra_base_url, public_url=demo.public_url,
-            port=demo.port,
+            settings, alegra_base_url=demo.alegra_base_url, port=demo.port,
+            public_url=_public_url(settings, demo),
         )
         note(f"no ALEGRA_EMAIL/ALEGRA_TOKEN: acting on the running demo (pid {demo.pid}): "
              f"{settings.database_path}, simulator at {demo.alegra_base_url}")
@@ -123,6 +123,14 @@ def command_settings(*, needs_alegra: bool, env_file: str | Path = ".env") -> Se
         note(f"no ALEGRA_EMAIL/ALEGRA_TOKEN: acting on the demo's database "
              f"{settings.database_path} (the demo is not running)")
     return settings
+
+
+def _public_url(settings: Settings, demo: Demo) -> str:
+    """The command's own PUBLIC_URL when it has one (`PUBLIC_URL=https://… webhooks register`),
+    else the demo's (its web process, on the PORT `run` was given)."""
+    if settings.public_url != f"http://127.0.0.1:{settings.port}":
+        return settings.public_url
+    return demo.public_url
 
 
 def _same_file(a: Path, b: Path) -> bool:

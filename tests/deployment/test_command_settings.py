@@ -112,3 +112,20 @@ def test_forgetting_a_demo_removes_only_its_own_record(here: Path) -> None:
 
     forget_demo(_demo())
     assert not DEMO_STATE.exists()
+
+
+def test_a_public_url_of_the_commands_own_wins_over_the_demos(
+    here: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`PUBLIC_URL=https://… alegra-sync webhooks register` against the demo subscribes that
+    URL, not the demo's loopback one (the demo's counts only when the command has none)."""
+    monkeypatch.setenv("PUBLIC_URL", "https://sync.example.com")
+    lock = instance.acquire(SIMULATOR_DATABASE, instance.Role.RUN)
+    try:
+        record_demo(_demo())
+        settings = command_settings(needs_alegra=True)
+    finally:
+        lock.release()
+
+    assert settings.public_url == "https://sync.example.com"
+    assert settings.alegra_base_url == SIM_URL
