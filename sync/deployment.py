@@ -93,6 +93,8 @@ def _read(state: Path) -> Demo | None:
 def command_settings(*, needs_alegra: bool, env_file: str | Path = ".env") -> Settings:
     """The settings of the deployment `run` starts here, for a command (`partners`, `webhooks`,
     `backfill`, …). Without credentials: the demo's database, and the running demo's simulator.
+    What `run` was given and the command was not (`make run PORT=… DATABASE_URL=…`) is the
+    running demo's: its port, its PUBLIC_URL, its database.
 
     Raises SettingsError (one line naming ALEGRA_EMAIL) when the command needs Alegra and there
     is nothing to talk to: no credentials, no ALEGRA_BASE_URL of one's own, no running demo on
@@ -101,6 +103,9 @@ def command_settings(*, needs_alegra: bool, env_file: str | Path = ".env") -> Se
     if not settings.simulated:
         return settings
     demo = running_demo()
+    if demo is not None and settings.database_path == SIMULATOR_DATABASE:
+        # No database of the command's own: the demo's, where `make run DATABASE_URL=…` put it.
+        settings = _on_database(settings, demo.database_path)
     ours = demo is not None and _same_file(demo.database_path, settings.database_path)
     if demo is not None and ours:
         settings = dataclasses.replace(  # what `run` was given (`make run PORT=…`) counts
@@ -123,6 +128,12 @@ def command_settings(*, needs_alegra: bool, env_file: str | Path = ".env") -> Se
         note(f"no ALEGRA_EMAIL/ALEGRA_TOKEN: acting on the demo's database "
              f"{settings.database_path} (the demo is not running)")
     return settings
+
+
+def _on_database(settings: Settings, database: Path) -> Settings:
+    if _same_file(database, settings.database_path):
+        return settings
+    return dataclasses.replace(settings, database_path=database)
 
 
 def _public_url(settings: Settings, demo: Demo) -> str:
