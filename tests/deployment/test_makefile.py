@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -16,8 +17,10 @@ pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="no make he
 
 def planned(target: str, venv: Path) -> list[str]:
     """The commands `make TARGET` would run with a virtualenv not yet made at `venv`."""
-    done = subprocess.run(["make", "-n", target, f"VENV={venv}"], cwd=ROOT, capture_output=True,
-                          text=True, timeout=60, check=True)
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+    done = subprocess.run(["make", "--no-print-directory", "-n", target, f"VENV={venv}"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+                          check=True)
     return done.stdout.splitlines()
 
 
