@@ -31,6 +31,7 @@ test: install lint typecheck pytest
 
 lint: install
 	$(BIN)/ruff check sync receiver tests bench
+	$(BIN)/lint-imports --no-cache
 
 typecheck: install
 	$(BIN)/mypy
@@ -42,6 +43,7 @@ bench: install
 	$(BIN)/python bench/receipts.py
 	$(BIN)/python bench/webhooks.py
 	$(BIN)/python bench/backfill.py
+	$(BIN)/python bench/metrics.py
 
 clean:
 	rm -rf $(VENV) data .mypy_cache .ruff_cache .pytest_cache .hypothesis .schemathesis

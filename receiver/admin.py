@@ -20,6 +20,7 @@ from receiver.admin_spec import OPENAPI_PATHS, OPENAPI_SCHEMAS
 from receiver.auth import require_admin
 from receiver.errors import ApiError
 from sync.logs import get_logger
+from sync.states import InboxState, ReceiptStatus
 from sync.store import ops_queries
 from sync.store.db import Database, Row
 from sync.store.inbox import get_row
@@ -28,8 +29,8 @@ from sync.webhook_tokens import all_tokens
 
 __all__ = ["OPENAPI_PATHS", "OPENAPI_SCHEMAS", "routes"]
 
-EVENT_STATES = ("received", "applied", "skipped", "failed", "parked")
-RECEIPT_STATUSES = ("queued", "processing", "completed", "failed", "duplicate")
+EVENT_STATES = tuple(state.value for state in InboxState)
+RECEIPT_STATUSES = tuple(status.value for status in ReceiptStatus)
 MAX_BODY_TEXT = 4096
 MAX_ROW_ID = 2**63 - 1
 
@@ -39,10 +40,7 @@ def event_view(row: Row, tokens: list[str]) -> dict[str, Any]:
     text = bytes(row["body"]).decode("utf-8", errors="replace")
     for token in tokens:
         text = text.replace(token, "***")
-    try:
-        body, body_text = json.loads(text), None
-    except ValueError:
-        body, body_text = None, text[:MAX_BODY_TEXT]
+    body, body_text = _body_fields(text)
     return {
         "id": row["id"], "received_at": row["received_at"], "subject": row["subject"],
         "resource": row["resource"], "resource_id": row["resource_id"], "shape": row["shape"],
@@ -50,6 +48,19 @@ def event_view(row: Row, tokens: list[str]) -> dict[str, Any]:
         "next_attempt_at": row["next_attempt_at"], "last_error": row["last_error"],
         "applied_at": row["applied_at"], "body": body, "body_text": body_text,
     }
+
+
+def _body_fields(text: str) -> tuple[Any, str | None]:
+    """(body, body_text): the body parsed if it can be answered as JSON again, else shown as
+    text: not JSON, nested deeper than the parser goes (100,000 brackets), a lone surrogate
+    (`"\\ud83d"`, which has no UTF-8 form), or NaN and numbers past a float (`1e999`), which
+    the answer's strict JSON refuses."""
+    try:
+        body = json.loads(text)
+        json.dumps(body, ensure_ascii=False, allow_nan=False).encode("utf-8")
+    except (ValueError, RecursionError, UnicodeEncodeError):
+        return None, text[:MAX_BODY_TEXT]
+    return body, None
 
 
 def _event_id(request: Request) -> int:
@@ -89,7 +100,7 @@ async def replay_event(request: Request) -> JSONResponse:
         raise ApiError(404, "not_found", "no inbox event with this id")
     get_logger(event_id=event_id, admin=admin.name).info("event.replay_requested")
     row = await get_row(db, event_id)
-    assert row is not None  # inbox rows are not deleted by this process
+    assert row is not None  # a replayed row is `received`, which retention never deletes
     return JSONResponse(event_view(row, all_tokens(request.app.state.settings.secret_keys)))
 
 
@@ -107,15 +118,18 @@ async def list_all_receipts(request: Request) -> JSONResponse:
     partner_id = await ops_queries.partner_id_for(db, partner) if partner else None
     if partner and partner_id is None:
         raise query.invalid("partner", "partner: no partner with this name or id")
-    try:
-        rows, next_cursor = await list_receipts(
-            db, partner_id=partner_id, status=query.choice(params, "status", RECEIPT_STATUSES),
-            date_from=query.day(params, "date_from"), date_to=query.day(params, "date_to"),
-            limit=query.limit(params), cursor=query.text(params, "cursor", max_length=1000),
-        )
-    except ValueError as exc:
-        raise query.invalid("cursor", "cursor: pass back a next_cursor this API returned") from exc
-    data = [await _receipt_view(db, row) for row in rows]
+    limit = query.limit(params)
+    rows = await list_receipts(
+        db, partner_id=partner_id, status=query.choice(params, "status", RECEIPT_STATUSES),
+        date_from=query.day(params, "date_from"), date_to=query.day(params, "date_to"),
+        limit=limit + 1, after=query.cursor(params, (str, str)),
+    )
+    page = rows[:limit]
+    next_cursor = (
+        query.encode_cursor([page[-1]["created_at"], page[-1]["id"]])
+        if len(rows) > limit else None
+    )
+    data = [await _receipt_view(db, row) for row in page]
     return JSONResponse({"data": data, "next_cursor": next_cursor})
 
 

@@ -21,10 +21,11 @@ from receiver.inspect_spec import (
     param,
     ref,
 )
+from sync.states import InboxState, ReceiptStatus
 
 _TEXT = {"type": "string", "nullable": True}
 _NULL_TIME = {"type": "string", "format": "date-time", "nullable": True}
-_STATES = ["received", "applied", "skipped", "failed", "parked"]
+_STATES = [state.value for state in InboxState]
 
 EVENT = {"type": "object", "properties": {
     "id": {"type": "integer"},
@@ -39,9 +40,10 @@ EVENT = {"type": "object", "properties": {
     "last_error": _TEXT,
     "applied_at": _NULL_TIME,
     "body": {"nullable": True, "description": "The delivery's JSON body, parsed (any webhook "
-             "URL token in it is masked); null when it is not JSON."},
-    "body_text": {**_TEXT, "description": "The body as text (first 4096 characters) when it "
-                  "is not JSON."},
+             "URL token in it is masked); null when it is not JSON, or is JSON that has no JSON "
+             "answer (nested too deep, a lone surrogate, NaN)."},
+    "body_text": {**_TEXT, "description": "The body as text (first 4096 characters) when "
+                  "`body` is null for one of those reasons."},
 }}
 ADMIN_RECEIPT = {"allOf": [ref("Receipt"), {"type": "object", "properties": {
     "partner_id": {"type": "string", "description": "The partner that submitted it."}}}]}
@@ -74,7 +76,7 @@ OPENAPI_PATHS: dict[str, Any] = {
     "/v1/receipts": {"get": _op(
         "listReceipts", "Every partner's receipts, newest first (admin)", "", [
             param("status", "Receipt status.", {"type": "string", "enum": [
-                "queued", "processing", "completed", "failed", "duplicate"]}),
+                status.value for status in ReceiptStatus]}),
             param("partner", "The partner's id or name (an unknown one is a 400)."),
             param("date_from", "The receipt's own date, from (inclusive).",
                   {"type": "string", "format": "date"}),

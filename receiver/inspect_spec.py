@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from sync import status
+from sync.states import JobOutcome
 
 _REF = "#/components/schemas/"
 _TEXT = {"type": "string", "nullable": True}
@@ -103,7 +104,7 @@ _JOB = {"type": "object", "properties": {
     "name": {"type": "string", "example": "reconcile"}, "last_started_at": _NULL_TIME,
     "last_finished_at": _NULL_TIME, "last_success_at": _NULL_TIME,
     "last_outcome": {"type": "string", "nullable": True,
-                     "enum": ["success", "incomplete", "failed", None]},
+                     "enum": [*(outcome.value for outcome in JobOutcome), None]},
     "last_duration_s": _NULL_NUMBER, "last_error": _TEXT, "next_run_at": _NULL_TIME,
     "running": {"type": "boolean"},
     "checkpoint": {"type": "object", "nullable": True, "additionalProperties": True},

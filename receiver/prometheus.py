@@ -1,11 +1,19 @@
 """GET /metrics: the Prometheus text format (0.0.4), rendered with prometheus-client.
 
-Two sources, read at scrape time:
+Two sources:
 - the worker's counters and histograms (Alegra calls by endpoint and status, 429s, receipts by
-  outcome, step latency), which the worker adds to `metric_counters` on every heartbeat
-  (see `sync.metrics`): they lag by at most one heartbeat;
-- gauges computed from the tables: receipts by status, inbox depth and oldest pending age,
+  outcome, deliveries settled, rows pruned, step latency), which the worker adds to
+  `metric_counters` on every heartbeat (see `sync.metrics`): they lag by at most one heartbeat;
+- gauges computed from the tables: open receipts and inbox rows by state, oldest pending age,
   webhook-to-cache lag, rate budget, worker heartbeat age, subscriptions, drift, jobs, cache rows.
+
+A scrape must cost the same with a thousand rows or a million, and never slow the partner API.
+So the text is computed at most once per `MAX_AGE_S`, however many scrapers ask (`Scrapes`), on
+a read-only connection of its own (the web process's shared one serialises its queries, and a
+slow scrape there made every partner request wait), and every query is an index lookup or
+range over open work: rows in a final state (completed receipts, applied deliveries) grow for
+ever, so they are counters kept as they change (`receipts_processed`, `inbox_settled`), never
+counted from the tables.
 
 No key is needed, so a stock Prometheus scrape config works: the output holds counts, ages and
 bounded labels (statuses, step kinds, endpoint templates, event and job names), never an id, a
@@ -14,9 +22,12 @@ name, a key or a token. Restrict who may reach /metrics at the network edge if c
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections import defaultdict
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,18 +39,22 @@ from prometheus_client.metrics_core import (
     Metric,
 )
 from prometheus_client.registry import Collector, CollectorRegistry
+from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from receiver.admin_spec import METRICS_PATHS
 from sync.metrics import FAMILIES
+from sync.states import InboxState, ReceiptStatus
 from sync.status import worker_summary
 from sync.store import jobs, ops_queries
 from sync.store.db import Database
-from sync.store.inbox import state_counts
 
 OPENAPI_PATHS = METRICS_PATHS
+MAX_AGE_S = 5.0  # a scrape within this long of the last computation gets the same text
+OPEN_RECEIPTS = (ReceiptStatus.QUEUED, ReceiptStatus.PROCESSING, ReceiptStatus.FAILED)
+OPEN_EVENTS = (InboxState.RECEIVED, InboxState.FAILED, InboxState.PARKED)
 LAG_QUANTILES = (0.5, 0.99, 1.0)
 P = "alegra_sync_"
 
@@ -97,16 +112,18 @@ def _quantile(values: list[float], q: float) -> float:
 
 async def table_families(db: Database, now: datetime) -> list[Metric]:
     """Gauges (and table-kept counters) read from the store at scrape time."""
-    receipts = await ops_queries.receipt_counts(db)
-    inbox = await state_counts(db)
+    receipts = await ops_queries.count_in_states(db, "receipts", "status", OPEN_RECEIPTS)
+    inbox = await ops_queries.count_in_states(db, "inbox", "state", OPEN_EVENTS)
     oldest = _epoch(await ops_queries.oldest_pending_event_at(db))
     lags = await ops_queries.recent_webhook_lags(db)
     deliveries = CounterMetricFamily(P + "webhook_deliveries", "Webhook deliveries stored.")
     deliveries.add_metric([], await ops_queries.deliveries_stored(db))
     return [
-        gauge("receipts", "Receipts stored, by current status.",
+        gauge("receipts", "Receipts not completed: queued, processing or failed, by status "
+              "(completed and duplicate ones: alegra_sync_receipts_processed_total).",
               {(k,): v for k, v in receipts.items()}, ("status",)),
-        gauge("inbox_events", "Inbox rows (webhook deliveries), by state.",
+        gauge("inbox_events", "Inbox rows (webhook deliveries) waiting or given up on: received, "
+              "failed or parked (settled ones: alegra_sync_inbox_settled_total).",
               {(k,): v for k, v in inbox.items()}, ("state",)),
         gauge("inbox_oldest_pending_age_seconds",
               "Age of the oldest delivery waiting to be applied (0: none waiting).",
@@ -206,12 +223,51 @@ def render(families: list[Metric]) -> bytes:
     return generate_latest(registry)
 
 
+async def scrape(db: Database, now: datetime) -> bytes:
+    """The whole exposition, computed now."""
+    rows = await ops_queries.metric_counter_rows(db)
+    return render(worker_families(rows) + await table_families(db, now))
+
+
+class Scrapes:
+    """The exposition, computed at most once per `max_age_s` whoever asks: scrapers arriving
+    meanwhile get the same text (those arriving during a computation wait for it)."""
+
+    def __init__(self, db: Database, *, max_age_s: float = MAX_AGE_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.db = db
+        self.max_age_s = max_age_s
+        self.clock = clock
+        self.computed = 0  # how many times the text was computed (for tests and the bench)
+        self._text = b""
+        self._at = float("-inf")
+        self._lock = asyncio.Lock()
+
+    async def text(self) -> bytes:
+        async with self._lock:
+            if self.clock() - self._at >= self.max_age_s:
+                self._text = await scrape(self.db, datetime.now(UTC))
+                self._at = self.clock()
+                self.computed += 1
+            return self._text
+
+
+@asynccontextmanager
+async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    """The metrics' own read-only connection (the main one has applied the migrations)."""
+    db = await Database.open(app.state.settings.database_path, migrate=False)
+    await db.conn.execute("PRAGMA query_only = ON")
+    app.state.scrapes = Scrapes(db)
+    try:
+        yield
+    finally:
+        await db.close()
+
+
 async def metrics(request: Request) -> Response:
     """GET /metrics."""
-    db: Database = request.app.state.db
-    rows = await ops_queries.metric_counter_rows(db)
-    families = worker_families(rows) + await table_families(db, datetime.now(UTC))
-    return Response(render(families), media_type=CONTENT_TYPE_PLAIN_0_0_4)
+    scrapes: Scrapes = request.app.state.scrapes
+    return Response(await scrapes.text(), media_type=CONTENT_TYPE_PLAIN_0_0_4)
 
 
 routes: list[BaseRoute] = [Route("/metrics", metrics, methods=["GET"])]

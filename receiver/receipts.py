@@ -27,10 +27,10 @@ from receiver.multipart import FileNameNotUtf8, MalformedMultipart, Part, parse_
 from receiver.receipts_spec import OPENAPI_PATHS, OPENAPI_SCHEMAS
 from sync.logs import get_logger
 from sync.receipt_model import ReceiptInvalid, Submission, Upload, decode_json, parse_submission
+from sync.states import FINAL_RECEIPT_STATUSES
 from sync.store.db import Database
 from sync.store.receipt_view import partner_resource
 from sync.store.receipts import (
-    FINAL_STATUSES,
     IdempotencyConflict,
     get_receipt,
     get_status,
@@ -105,7 +105,7 @@ async def answer(
     assert row is not None  # receipts are never deleted
     resource = await partner_resource(db, row, await get_steps(db, receipt_id),
                                       viewer=None if viewer.is_admin else viewer.id)
-    final = resource["status"] in FINAL_STATUSES
+    final = resource["status"] in FINAL_RECEIPT_STATUSES
     status = 200 if created is None or (final and not created) else 201 if final else 202
     out = {"Location": f"/v1/receipts/{receipt_id}"}
     if wait is not None:
@@ -128,7 +128,7 @@ async def wait_until_final(db: Database, receipt_id: str, seconds: float) -> Non
     """Re-read the receipt's status until final or `seconds` pass. Holds no transaction."""
     deadline = time.monotonic() + seconds
     pause = POLL_FIRST_S
-    while await get_status(db, receipt_id) not in FINAL_STATUSES:
+    while await get_status(db, receipt_id) not in FINAL_RECEIPT_STATUSES:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from sync.receipt_fields import DECIMAL_PATTERN
+from sync.states import ReceiptStatus, StepState
 
 _REF = "#/components/schemas/"
 
@@ -131,7 +132,7 @@ STEP = {
                      "({reason, ncf, bill_id: null, billed_by: another_partner} to a partner "
                      "key when another partner's receipt made it)."
                  )},
-        "state": {"type": "string", "enum": ["pending", "attempting", "done", "failed"]},
+        "state": {"type": "string", "enum": [state.value for state in StepState]},
         "outcome": {"type": "string", "nullable": True,
                     "description": "found, created, updated or skipped"},
         "alegra_id": _NULLABLE_TEXT,
@@ -155,8 +156,7 @@ RECEIPT = {
     "description": "A stored receipt and how far the worker got with it. Decimals are strings.",
     "properties": {
         "id": {"type": "string", "example": "rcp_0123456789abcdef01234567"},
-        "status": {"type": "string",
-                   "enum": ["queued", "processing", "completed", "failed", "duplicate"]},
+        "status": {"type": "string", "enum": [status.value for status in ReceiptStatus]},
         "created_at": {"type": "string", "format": "date-time"},
         "updated_at": {"type": "string", "format": "date-time"},
         "completed_at": {"type": "string", "format": "date-time", "nullable": True},

@@ -48,19 +48,11 @@ class TaxId:
     number: str  # digits only
     kind: TaxKind
 
-    @property
-    def formatted(self) -> str:
-        return rnc.format(self.number) if self.kind == "RNC" else cedula.format(self.number)
-
 
 @dataclass(frozen=True)
 class Ncf:
     number: str  # compact, upper case: B0100000001, E310000000001
     type_code: str  # B01, E31, ... (for the legacy 19-char form, the type inside it)
-
-    @property
-    def gives_itbis_credit(self) -> bool:
-        return self.type_code in {"B01", "E31"}
 
 
 def digits(value: str) -> str:

@@ -20,13 +20,15 @@ from decimal import Decimal, InvalidOperation
 from sync import money
 from sync.names import name_key
 from sync.receipt_model import Receipt
+from sync.states import ReceiptStatus
 
 CHECK_STEP = "duplicate_check"  # the receipt step that records the check's verdict
 VOID = "void"
 NCF_IN_FLIGHT = "ncf_in_flight"  # error codes of a receipt waiting for the NCF's holder
 NCF_HELD_BY_FAILED = "ncf_held_by_failed_receipt"
-IN_FLIGHT = frozenset({"queued", "processing"})  # a receipt in these may still create its bill
-NOT_BILLING = frozenset({"failed", "duplicate"})  # made no bill (but see OtherReceipt.may_bill)
+# A receipt in these may still create its bill; one in these made none (but see may_bill).
+IN_FLIGHT = frozenset({ReceiptStatus.QUEUED, ReceiptStatus.PROCESSING})
+NOT_BILLING = frozenset({ReceiptStatus.FAILED, ReceiptStatus.DUPLICATE})
 LIKELY = "likely_duplicate"
 
 
@@ -95,7 +97,8 @@ class OtherReceipt:
     def may_bill(self) -> bool:
         """In flight, or failed after a bill write whose outcome was never learned (an
         operator's retry looks it up first)."""
-        return self.status in IN_FLIGHT or (self.status == "failed" and self.bill_unknown)
+        return self.status in IN_FLIGHT or (
+            self.status == ReceiptStatus.FAILED and self.bill_unknown)
 
 
 @dataclass(frozen=True)

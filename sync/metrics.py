@@ -57,6 +57,12 @@ FAMILIES = {
         Family("alegra_sync_receipts_flagged", "counter",
                "Receipts flagged by the duplicate check (likely_duplicate: same supplier, date"
                " and total as a known bill or receipt, without an NCF), by flag.", ("flag",)),
+        Family("alegra_sync_inbox_settled", "counter",
+               "Webhook deliveries settled, by state: applied, or skipped (unusable, or an"
+               " event not used).", ("state",)),
+        Family("alegra_sync_pruned", "counter",
+               "Rows the retention job deleted, by kind (inbox: settled deliveries;"
+               " attachment: uploaded receipt files).", ("kind",)),
     )
 }
 
@@ -138,6 +144,18 @@ def count_receipt(outcome: str) -> None:
 def count_flag(flag: str) -> None:
     """A receipt got `flag` (e.g. likely_duplicate) for the first time."""
     RECORDER.inc("alegra_sync_receipts_flagged", flag=flag)
+
+
+def count_settled(state: str, rows: int) -> None:
+    """`rows` inbox deliveries ended `state` (applied | skipped)."""
+    if rows:
+        RECORDER.inc("alegra_sync_inbox_settled", float(rows), state=state)
+
+
+def count_pruned(kind: str, rows: int) -> None:
+    """The retention job deleted `rows` of `kind` (inbox | attachment)."""
+    if rows:
+        RECORDER.inc("alegra_sync_pruned", float(rows), kind=kind)
 
 
 def observe_step(step: str, outcome: str, seconds: float) -> None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from sync.states import ReceiptStatus, StepState
+
 RETRY = "alegra-sync receipts retry {id}"
 
 # Our own codes of a failed receipt (FlowFailed, NcfInFlight, the worker's internal error).
@@ -50,8 +52,8 @@ _BY_KIND = {
 }
 
 _WAITING = {
-    "queued": "Waiting for the worker.",
-    "processing": "The worker is on it now.",
+    ReceiptStatus.QUEUED: "Waiting for the worker.",
+    ReceiptStatus.PROCESSING: "The worker is on it now.",
 }
 
 
@@ -59,9 +61,9 @@ def advice(resource: Mapping[str, Any]) -> str | None:
     """What happens next, or what to do, for this receipt (None: nothing to do)."""
     status = resource["status"]
     error = resource.get("error") or {}
-    if status == "completed":
+    if status == ReceiptStatus.COMPLETED:
         return None
-    if status == "duplicate":
+    if status == ReceiptStatus.DUPLICATE:
         return _duplicate(resource)
     if status in _WAITING:
         return _waiting(resource, error) if error else _WAITING[status]
@@ -94,7 +96,7 @@ def _failed(resource: Mapping[str, Any], error: Mapping[str, Any]) -> str:
 
 
 def _bill_unknown(resource: Mapping[str, Any]) -> bool:
-    return any(step["step"] == "bill" and step["state"] == "attempting"
+    return any(step["step"] == "bill" and step["state"] == StepState.ATTEMPTING
                for step in resource.get("steps") or [])
 
 

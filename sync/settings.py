@@ -7,7 +7,7 @@ entry points print it and exit, so a misconfigured service never half-starts.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -57,10 +57,11 @@ class Settings:
     subscriptions_check_s: float = 600.0
     bill_backfill_days: int = 90
     strict_duplicate_check: bool = False
+    inbox_retention_days: int = 30  # 0: kept for ever
+    attachment_retention_days: int = 30  # 0: kept for ever
     log_format: str = "auto"
     log_level: str = "info"
     simulator_port: int = 8001
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def simulated(self) -> bool:
@@ -129,11 +130,22 @@ def _secret_keys(raw: str | None) -> tuple[Secret, ...]:
 
 def _number(config: Config, name: str, cast: type[int] | type[float], default: float) -> Any:
     try:
-        value = config(name, cast=cast, default=default)
+        value = cast(config(name, cast=cast, default=default))
     except ValueError as exc:
         raise SettingsError(name, f"expected a number: {exc}") from exc
     if value <= 0:
         raise SettingsError(name, "must be greater than zero")
+    return value
+
+
+def _days(config: Config, name: str, default: int) -> int:
+    """A number of days; 0 is allowed (for a retention setting: keep for ever)."""
+    try:
+        value = int(config(name, cast=int, default=default))
+    except ValueError as exc:
+        raise SettingsError(name, f"expected a whole number of days: {exc}") from exc
+    if value < 0:
+        raise SettingsError(name, "must be 0 (keep for ever) or more")
     return value
 
 
@@ -173,27 +185,43 @@ def load_settings(
         public_url=public_url,
         port=port,
         expense_parent_account_id=config("EXPENSE_PARENT_ACCOUNT_ID", default=None) or None,
-        rate_limit=int(_number(config, "ALEGRA_RATE_LIMIT", int, 150)),
-        rate_window_s=float(_number(config, "ALEGRA_RATE_WINDOW_S", float, 60.0)),
-        receipt_concurrency=int(_number(config, "RECEIPT_CONCURRENCY", int, 4)),
-        max_attachment_bytes=int(_number(config, "MAX_ATTACHMENT_BYTES", int, 10 * 1024 * 1024)),
-        max_webhook_body_bytes=int(_number(config, "MAX_WEBHOOK_BODY_BYTES", int, 256 * 1024)),
-        max_body_bytes_in_flight=int(
-            _number(config, "MAX_BODY_BYTES_IN_FLIGHT", int, 64 * 1024 * 1024)),
-        accounts_poll_s=float(_number(config, "ACCOUNTS_POLL_S", float, 900.0)),
-        reconcile_s=float(_number(config, "RECONCILE_S", float, 6 * 3600.0)),
-        bills_refresh_s=float(_number(config, "BILLS_REFRESH_S", float, 6 * 3600.0)),
-        subscriptions_check_s=float(_number(config, "SUBSCRIPTIONS_CHECK_S", float, 600.0)),
-        bill_backfill_days=int(_number(config, "BILL_BACKFILL_DAYS", int, 90)),
-        strict_duplicate_check=_flag(config, "STRICT_DUPLICATE_CHECK", False),
-        log_format=_choice(config, "LOG_FORMAT", ("auto", "json", "console"), "auto"),
-        log_level=_choice(config, "LOG_LEVEL", ("debug", "info", "warning", "error"), "info"),
-        simulator_port=int(_number(config, "SIMULATOR_PORT", int, 8001)),
+        **{field: _number(config, name, cast, _default(field)) for field, (name, cast) in
+           _NUMBERS.items()},
+        strict_duplicate_check=_flag(config, "STRICT_DUPLICATE_CHECK",
+                                     _default("strict_duplicate_check")),
+        inbox_retention_days=_days(config, "INBOX_RETENTION_DAYS",
+                                   _default("inbox_retention_days")),
+        attachment_retention_days=_days(config, "ATTACHMENT_RETENTION_DAYS",
+                                        _default("attachment_retention_days")),
+        log_format=_choice(config, "LOG_FORMAT", "log_format", ("auto", "json", "console")),
+        log_level=_choice(config, "LOG_LEVEL", "log_level", ("debug", "info", "warning", "error")),
     )
 
 
-def _choice(config: Config, name: str, allowed: tuple[str, ...], default: str) -> str:
-    value = str(config(name, default=default)).lower()
+# The numeric settings: field → (variable, type). Their defaults are the fields' own.
+_NUMBERS: dict[str, tuple[str, type[int] | type[float]]] = {
+    "rate_limit": ("ALEGRA_RATE_LIMIT", int),
+    "rate_window_s": ("ALEGRA_RATE_WINDOW_S", float),
+    "receipt_concurrency": ("RECEIPT_CONCURRENCY", int),
+    "max_attachment_bytes": ("MAX_ATTACHMENT_BYTES", int),
+    "max_webhook_body_bytes": ("MAX_WEBHOOK_BODY_BYTES", int),
+    "accounts_poll_s": ("ACCOUNTS_POLL_S", float),
+    "reconcile_s": ("RECONCILE_S", float),
+    "bills_refresh_s": ("BILLS_REFRESH_S", float),
+    "subscriptions_check_s": ("SUBSCRIPTIONS_CHECK_S", float),
+    "bill_backfill_days": ("BILL_BACKFILL_DAYS", int),
+    "max_body_bytes_in_flight": ("MAX_BODY_BYTES_IN_FLIGHT", int),
+    "simulator_port": ("SIMULATOR_PORT", int),
+}
+
+
+def _default(field: str) -> Any:
+    """A setting's default: the one written on its `Settings` field."""
+    return Settings.__dataclass_fields__[field].default
+
+
+def _choice(config: Config, name: str, field: str, allowed: tuple[str, ...]) -> str:
+    value = str(config(name, default=_default(field))).lower()
     if value not in allowed:
         raise SettingsError(name, f"expected one of {', '.join(allowed)}, got {value!r}")
     return value

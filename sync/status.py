@@ -33,6 +33,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sync.settings import Settings
+from sync.states import PENDING_INBOX_STATES, JobOutcome
 from sync.store import jobs, ops_queries
 from sync.store.db import Database
 from sync.store.inbox import state_counts
@@ -101,7 +102,8 @@ def scan_rules(status: dict[str, Any], now: datetime, limits: Limits) -> list[di
         reasons.append(_reason("full_scan_stale", "no complete contact scan for "
                                f"{limits.full_scan_s:.0f} s (2 × RECONCILE_S)"))
     reconcile = next((j for j in status["jobs"] if j["name"] == "reconcile"), None)
-    if reconcile is not None and reconcile["last_outcome"] in ("incomplete", "failed"):
+    if reconcile is not None and reconcile["last_outcome"] in (
+            JobOutcome.INCOMPLETE, JobOutcome.FAILED):
         reasons.append(_reason("reconcile_incomplete",
                                f"the latest reconciliation ended {reconcile['last_outcome']}"))
     if _too_old(_newest(done.get("backfill"), done.get("accounts")), now, limits.accounts_s):
@@ -203,7 +205,8 @@ async def _subscriptions(db: Database) -> dict[str, Any]:
 async def _inbox(db: Database, now: datetime, last_scan: str | None) -> dict[str, Any]:
     counts = await state_counts(db)
     oldest = await ops_queries.oldest_pending_event_at(db)
-    return {"by_state": counts, "pending": counts.get("received", 0) + counts.get("failed", 0),
+    pending = sum(counts.get(state, 0) for state in PENDING_INBOX_STATES)
+    return {"by_state": counts, "pending": pending,
             "oldest_pending_at": oldest, "oldest_pending_age_s": age_s(oldest, now),
             "parked_since_last_scan": await ops_queries.parked_events_since(db, last_scan)}
 

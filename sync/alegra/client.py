@@ -11,7 +11,6 @@ any method waits out the window and is repeated, a bounded number of times.
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from sync.alegra.budget import Priority, RateBudget
 from sync.alegra.errors import OutcomeUnknown, RateLimited, Retryable, Unavailable
 from sync.alegra.pages import UnexpectedListBody, next_start, page_limit, parse_list_body
 from sync.alegra.responses import decipher, rate_headers, transport_error
+from sync.backoff import FULL_JITTER, Backoff
 from sync.logs import get_logger
 from sync.settings import Settings
 
@@ -68,7 +68,7 @@ class AlegraClient:
         )
         self._budget = budget
         self._max_attempts = max(1, max_attempts)
-        self._backoff = (backoff_base_s, backoff_cap_s)
+        self._backoff = Backoff(backoff_base_s, backoff_cap_s, FULL_JITTER)
         self._on_response = on_response
         self._log = get_logger(component="alegra")
 
@@ -149,7 +149,7 @@ class AlegraClient:
         """Back off before repeating; re-raise when it must not or may no longer be repeated."""
         if isinstance(exc, OutcomeUnknown) or failures >= self._max_attempts:
             raise exc
-        delay = backoff_delay(failures, *self._backoff)
+        delay = self._backoff.delay(failures)
         self._log.info(
             "alegra.retry",
             method=exc.method,
@@ -189,11 +189,6 @@ class AlegraClient:
                 self._on_response(method, path_template(path), status, seconds)
             except Exception:  # a metrics bug must never turn a created bill into a "failure"
                 self._log.exception("alegra.on_response_failed")
-
-
-def backoff_delay(failures: int, base_s: float, cap_s: float) -> float:
-    """Exponential backoff with full jitter: uniform in [0, min(cap, base * 2^(failures-1))]."""
-    return random.uniform(0.0, min(cap_s, base_s * 2 ** (failures - 1)))
 
 
 def path_template(path: str) -> str:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sync.dominican import TaxId, loose_tax_id
+from sync.dominican import TaxId
 from sync.receipt_model import Receipt
 
 # [unverified] Alegra DR's identification type codes: "RNC" for a 9-digit company number and
@@ -184,11 +184,3 @@ def bill_provider_id(bill: Mapping[str, Any]) -> str | None:
         return str(provider["id"])
     return None
 
-
-
-def contact_tax_id(contact: Mapping[str, Any]) -> str | None:
-    """Digits of a contact's identification as Alegra returns it (string or object)."""
-    ident = contact.get("identification")
-    if isinstance(ident, Mapping):
-        ident = ident.get("number")
-    return loose_tax_id(None if ident is None else str(ident))

@@ -8,6 +8,7 @@ create — stores the same normalised record.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,8 +65,10 @@ def _text(value: Any) -> str | None:
     return str(value)
 
 
-def _identification(raw: dict[str, Any]) -> tuple[str | None, str | None]:
-    """(digits, type) from `identification` as a string or an object, or `identificationObject`."""
+def identification(raw: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """(digits, type) of a contact's identification, wherever Alegra put it: `identification` as
+    a string (REST, beside `identificationObject`) or an object (webhooks), or
+    `identificationObject` alone. The one reader of it: contacts, and bills' providers."""
     ident = raw.get("identification")
     obj = raw.get("identificationObject")
     if isinstance(ident, dict):
@@ -90,7 +93,7 @@ def contact_from_alegra(raw: dict[str, Any]) -> ContactRecord:
     if alegra_id is None:
         raise ValueError("contact without id")
     name = display_name(raw.get("name"))
-    tax_id, id_type = _identification(raw)
+    tax_id, id_type = identification(raw)
     return ContactRecord(
         alegra_id=alegra_id,
         name=name,

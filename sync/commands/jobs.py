@@ -28,6 +28,7 @@ from sync.jobs import backfill, reconcile, schedule
 from sync.jobs.runner import JobBusy, JobResult, Progress, run_job
 from sync.logs import configure_logging, register_secrets
 from sync.settings import Settings
+from sync.states import JobOutcome
 from sync.store import jobs as job_store
 from sync.store.db import Database
 
@@ -143,7 +144,7 @@ async def _backfill(settings: Settings, *, restart: bool) -> int:
 
 
 def _report_backfill(result: JobResult) -> int:
-    if result.outcome == schedule.SUCCESS:
+    if result.outcome == JobOutcome.SUCCESS:
         counts = {k: v for k, v in result.detail.items() if k != "resumed_from"}
         print("backfill complete: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
         return 0
@@ -174,10 +175,10 @@ async def _reconcile(settings: Settings, as_json: bool) -> int:
         print(f"alegra-sync: reconcile {result.outcome}: {result.error}", file=sys.stderr)
         return 1
     print(json.dumps(report, indent=2, ensure_ascii=False) if as_json else format_report(report))
-    if result.outcome != schedule.SUCCESS:
+    if result.outcome != JobOutcome.SUCCESS:
         print(f"alegra-sync: reconcile {result.outcome}: {result.error}; nothing was marked "
               "deleted.", file=sys.stderr)
-    return 0 if result.outcome == schedule.SUCCESS else 1
+    return 0 if result.outcome == JobOutcome.SUCCESS else 1
 
 
 def reconcile_command(args: argparse.Namespace) -> int:

@@ -20,13 +20,15 @@ from sync.commands.store import run_on_store
 from sync.commands.terminal import Paint, colour_wanted, since
 from sync.receipt_advice import advice
 from sync.settings import Settings
+from sync.states import ReceiptStatus, StepState
 from sync.store import ops_queries
 from sync.store.db import Database
 from sync.store.partners import list_partners
 from sync.store.receipts import get_receipt, get_steps, receipt_resource
 
 WIDTH = 100  # advice is wrapped to this many columns
-_STATUS_STYLE = {"completed": "green", "duplicate": "green", "failed": "red"}
+_STATUS_STYLE = {ReceiptStatus.COMPLETED: "green", ReceiptStatus.DUPLICATE: "green",
+                 ReceiptStatus.FAILED: "red"}
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -111,7 +113,8 @@ def _facts(
         ("received", f"{resource['created_at']} ({since(resource['created_at'], now)}),"
                      f" attempts {resource['attempts']}"),
     ]
-    if resource["status"] in ("queued", "processing") and resource["next_attempt_at"]:
+    waiting = resource["status"] in (ReceiptStatus.QUEUED, ReceiptStatus.PROCESSING)
+    if waiting and resource["next_attempt_at"]:
         facts.append(("next try", since(resource["next_attempt_at"], now)))
     alegra = resource["alegra"]
     ids = [f"contact {alegra['contact_id']}" if alegra["contact_id"] else "",
@@ -128,7 +131,7 @@ def _steps(steps: list[dict[str, Any]], paint: Paint) -> list[str]:
         return [_field("steps", "none started")]
     lines = []
     for n, step in enumerate(steps):
-        style = {"done": "green", "failed": "red"}.get(step["state"], "yellow")
+        style = {StepState.DONE: "green", StepState.FAILED: "red"}.get(step["state"], "yellow")
         outcome = f" ({step['outcome']})" if step["outcome"] else ""
         alegra_id = f" → {step['alegra_id']}" if step["alegra_id"] else ""
         text = f"{step['step']}: {paint(step['state'], style)}{outcome}{alegra_id}"

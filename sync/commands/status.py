@@ -16,6 +16,7 @@ from typing import Any
 from sync.commands.store import run_on_store
 from sync.commands.terminal import Paint, colour_wanted, duration, since
 from sync.settings import Settings
+from sync.states import InboxState
 from sync.status import cache_status
 from sync.store.db import Database
 
@@ -121,7 +122,7 @@ def _inbox(inbox: dict[str, Any]) -> str:
     text = f"{inbox['pending']} waiting to be applied"
     if inbox["oldest_pending_age_s"] is not None:
         text += f" (oldest {duration(inbox['oldest_pending_age_s'])})"
-    parked = inbox["by_state"].get("parked", 0)
+    parked = inbox["by_state"].get(InboxState.PARKED, 0)
     if parked:
         text += f"; {parked} parked ({inbox['parked_since_last_scan']} since the last full scan)"
     return text

@@ -17,12 +17,15 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from sync import metrics
 from sync.alegra import resources
 from sync.alegra.budget import Priority
 from sync.alegra.client import AlegraClient
 from sync.alegra.errors import AlegraError, Stopping
 from sync.alegra.records import contact_from_alegra
+from sync.backoff import Backoff
 from sync.logs import get_logger
+from sync.states import InboxState
 from sync.store import bill_status, inbox
 from sync.store.bills import known_bill
 from sync.store.contacts import mark_contact_deleted, upsert_contacts
@@ -74,19 +77,20 @@ HANDLERS: dict[str, Confirm] = {
 @dataclass(frozen=True)
 class RetryPolicy:
     """Backoff for a failed confirmation, then parking. The defaults ride out an Alegra outage of
-    about an hour and a half before a row is parked (parked rows can be requeued)."""
+    about an hour and a half before a row is parked (an operator can replay a parked row)."""
 
     max_attempts: int = 12
     base_s: float = 5.0
     cap_s: float = 1800.0
 
-    def next_state(self, attempts_before: int, now: datetime) -> tuple[str, str | None]:
-        """('failed', when to try again) or ('parked', None) once attempts are used up."""
+    def next_state(self, attempts_before: int, now: datetime) -> tuple[InboxState, str | None]:
+        """(failed, when to try again) or (parked, None) once attempts are used up."""
         attempts = attempts_before + 1
         if attempts >= self.max_attempts:
-            return "parked", None
-        delay = min(self.cap_s, self.base_s * 2 ** (attempts - 1))
-        return "failed", (now + timedelta(seconds=delay)).isoformat(timespec="microseconds")
+            return InboxState.PARKED, None
+        delay = Backoff(self.base_s, self.cap_s).delay(attempts)
+        at = now + timedelta(seconds=delay)
+        return InboxState.FAILED, at.isoformat(timespec="microseconds")
 
 
 async def apply_group(
@@ -109,7 +113,8 @@ async def apply_group(
     except Exception as exc:
         await _fail(db, handled, group, exc, policy)
         return 1
-    await inbox.mark_done(db, [r["id"] for r in handled], state="applied", note=None)
+    await inbox.mark_done(db, [r["id"] for r in handled], state=InboxState.APPLIED, note=None)
+    metrics.count_settled(InboxState.APPLIED, len(handled))
     for row in handled:
         get_logger(inbox_id=row["id"]).info(
             "event.applied", subject=row["subject"], resource=group.resource,
@@ -119,7 +124,9 @@ async def apply_group(
 
 
 async def _skip(db: Database, rows: Sequence[Row]) -> None:
-    await inbox.mark_done(db, [r["id"] for r in rows], state="skipped", note="event not used")
+    ids = [r["id"] for r in rows]
+    await inbox.mark_done(db, ids, state=InboxState.SKIPPED, note="event not used")
+    metrics.count_settled(InboxState.SKIPPED, len(rows))
     for row in rows:
         get_logger(inbox_id=row["id"]).info("event.skipped", subject=row["subject"])
 
@@ -133,7 +140,7 @@ async def _fail(
     await inbox.mark_retry(db, outcomes, error=json.dumps(error))
     for inbox_id, state, next_at in outcomes:
         log = get_logger(inbox_id=inbox_id, resource=group.resource, resource_id=group.resource_id)
-        if state == "parked":
+        if state == InboxState.PARKED:
             log.error("event.parked", error=error)
         else:
             log.warning("event.failed", error=error, next_attempt_at=next_at)

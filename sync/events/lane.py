@@ -14,6 +14,7 @@ import asyncio
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from sync import metrics
 from sync.alegra.client import AlegraClient
 from sync.alegra.errors import Stopping
 from sync.context import WorkerContext
@@ -43,6 +44,7 @@ async def run_round(
     a group whose fetch would have waited for the rate budget). Returns (rows settled, Alegra
     fetches made)."""
     unusable = await inbox.skip_unusable(db)
+    metrics.count_settled("skipped", len(unusable))
     for row in unusable:
         get_logger(inbox_id=row["id"]).info("event.skipped", shape=row["shape"])
     due = await inbox.due_groups(

@@ -18,8 +18,9 @@ from sync.alegra.budget import Priority
 from sync.alegra.client import AlegraClient
 from sync.flow.locks import KeyedLocks
 from sync.settings import Settings
+from sync.states import StepState
 from sync.store.db import Database
-from sync.store.receipt_work import StepLog, StepState
+from sync.store.receipt_work import StepLog, StepRecord
 
 PRIORITY = Priority.RECEIPT  # every Alegra call of the receipt flow
 
@@ -62,7 +63,7 @@ class StepScope:
 
     log: StepLog
     step: str
-    prior: StepState | None = None
+    prior: StepRecord | None = None
 
     @property
     def receipt_id(self) -> str:
@@ -71,7 +72,7 @@ class StepScope:
     @property
     def resumed(self) -> bool:
         """A write of this step may have been sent before: look up before creating again."""
-        return self.prior is not None and self.prior.state != "done"
+        return self.prior is not None and self.prior.state != StepState.DONE
 
     async def attempting(self) -> None:
         """Commit that a write is about to be sent (call right before sending it)."""

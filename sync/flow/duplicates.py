@@ -41,14 +41,15 @@ from sync.duplicate_rules import (
 from sync.flow.context import PRIORITY, FlowEnv
 from sync.logs import get_logger
 from sync.receipt_model import Receipt
+from sync.states import ReceiptStatus, StepState
 from sync.store import bill_index
 from sync.store.bills import bill_from_alegra
 from sync.store.contacts import find_contacts_by_name_key, find_supplier_by_tax_id
-from sync.store.receipt_work import StepState
+from sync.store.receipt_work import StepRecord
 
 STEP = CHECK_STEP
 SOURCE = "strict_check"  # the `source` of bills stored from the strict mode's look-up
-_STARTED = frozenset({"attempting", "done"})
+_STARTED = frozenset({StepState.ATTEMPTING, StepState.DONE})
 
 
 class Duplicate(Exception):
@@ -75,7 +76,7 @@ class NcfInFlight(Retryable):
 
 @asynccontextmanager
 async def guard(
-    env: FlowEnv, receipt: Receipt, receipt_id: str, owner: str, steps: Mapping[str, StepState]
+    env: FlowEnv, receipt: Receipt, receipt_id: str, owner: str, steps: Mapping[str, StepRecord]
 ) -> AsyncIterator[None]:
     """Check before the steps run, and keep the NCF's lock while they do. Raises Duplicate,
     NcfInFlight, or an AlegraError from the strict mode's look-up."""
@@ -106,7 +107,8 @@ async def check(env: FlowEnv, facts: Facts, owner: str) -> None:
         get_logger(receipt_id=facts.receipt_id).info(
             "receipt.ncf_in_flight", ncf=facts.ncf, holder=verdict.holder,
             holder_status=verdict.holder_status)
-        raise NcfInFlight(verdict.holder, holder_failed=verdict.holder_status == "failed")
+        failed = verdict.holder_status == ReceiptStatus.FAILED
+        raise NcfInFlight(verdict.holder, holder_failed=failed)
     if verdict.outcome == "duplicate" and verdict.bill is not None:
         get_logger(receipt_id=facts.receipt_id).info(
             "receipt.duplicate", bill_id=verdict.bill.alegra_id, ncf=facts.ncf,

@@ -19,7 +19,6 @@ that fails it with the last error.
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from typing import Any
 from sync import metrics
 from sync.alegra.errors import AlegraError, RateLimited, Retryable, Stopping
 from sync.alegra.payloads import BillLine
+from sync.backoff import Backoff
 from sync.flow import duplicates, lease
 from sync.flow.attach import attach
 from sync.flow.context import FlowEnv, FlowFailed, StepResult, StepScope
@@ -40,13 +40,13 @@ from sync.flow.taxes import resolve_taxes
 from sync.logs import get_logger
 from sync.names import name_key
 from sync.receipt_model import Receipt
+from sync.states import ReceiptStatus
 from sync.store import receipt_work
-from sync.store.receipt_work import Claimed, LeaseLost, StepLog, StepState
+from sync.store.receipt_work import Claimed, LeaseLost, StepLog, StepRecord
 
 RETRY_WINDOW_S = 24 * 3600.0
 NOT_STEPS = frozenset({"receipt", "taxes"})  # where an error is kept on the receipt only
-BACKOFF_BASE_S = 1.0
-BACKOFF_CAP_S = 15 * 60.0
+BACKOFF = Backoff(base_s=1.0, cap_s=15 * 60.0, jitter=(0.8, 1.2))
 
 
 class Stopped(Exception):
@@ -61,12 +61,10 @@ class Lease:
 
 def retry_delay(attempts: int, reset_after: float | None = None) -> float:
     """Seconds before the next attempt after `attempts` tries (pure but for the jitter)."""
-    delay = min(BACKOFF_CAP_S, BACKOFF_BASE_S * float(2 ** min(20, max(0, attempts - 1))))
-    delay *= random.uniform(0.8, 1.2)
-    return max(delay, reset_after or 0.0)
+    return max(BACKOFF.delay(attempts), reset_after or 0.0)
 
 
-async def run_receipt(env: FlowEnv, claimed: Claimed, owner: str) -> str:
+async def run_receipt(env: FlowEnv, claimed: Claimed, owner: str) -> ReceiptStatus:
     """Work one claimed receipt; returns its state afterwards (completed, duplicate, failed,
     queued)."""
     held = Lease(owner)
@@ -95,7 +93,7 @@ async def _keep_lease(env: FlowEnv, receipt_id: str, held: Lease) -> None:
             return
 
 
-async def _attempt(env: FlowEnv, claimed: Claimed, held: Lease) -> str:
+async def _attempt(env: FlowEnv, claimed: Claimed, held: Lease) -> ReceiptStatus:
     log = get_logger(receipt_id=claimed.receipt_id)
     flow = _Flow(env, StepLog(env.db, claimed.receipt_id, held.owner), held, log)
     try:
@@ -104,11 +102,11 @@ async def _attempt(env: FlowEnv, claimed: Claimed, held: Lease) -> str:
             flow.steps = await receipt_work.load_steps(env.db, claimed.receipt_id)
         await flow.run(receipt)
     except duplicates.Duplicate:  # settled as `duplicate` by the check; nothing sent to Alegra
-        return "duplicate"
+        return ReceiptStatus.DUPLICATE
     except (Stopped, Stopping, LeaseLost):
         await flow.log.release()
         log.info("receipt.released", step=flow.current)
-        return "queued"
+        return ReceiptStatus.QUEUED
     except Retryable as exc:
         return await _retry_later(flow, claimed, exc.as_record(), exc=exc)
     except (AlegraError, FlowFailed) as exc:
@@ -119,12 +117,12 @@ async def _attempt(env: FlowEnv, claimed: Claimed, held: Lease) -> str:
                   "message": f"{type(exc).__name__} in step {flow.current}", "retryable": True}
         return await _retry_later(flow, claimed, record, exc=None)
     log.info("receipt.completed", bill_id=flow.bill_id)
-    return "completed"
+    return ReceiptStatus.COMPLETED
 
 
 async def _retry_later(
     flow: _Flow, claimed: Claimed, record: dict[str, Any], *, exc: AlegraError | None
-) -> str:
+) -> ReceiptStatus:
     error = {"step": flow.current, **record, "attempts": claimed.attempts}
     if _age_s(claimed.window_start) > RETRY_WINDOW_S:
         error["gave_up_after_s"] = RETRY_WINDOW_S
@@ -135,15 +133,15 @@ async def _retry_later(
     flow.logger.warning(
         "receipt.rescheduled", step=flow.current, delay_s=round(delay, 2), error=record
     )
-    return "queued"
+    return ReceiptStatus.QUEUED
 
 
-async def _fail(flow: _Flow, record: dict[str, Any]) -> str:
+async def _fail(flow: _Flow, record: dict[str, Any]) -> ReceiptStatus:
     error = {"step": flow.current, **record}
     on_step = flow.current if flow.current not in NOT_STEPS else None
     await flow.log.fail(error, on_step)
     flow.logger.error("receipt.failed", error=error)
-    return "failed"
+    return ReceiptStatus.FAILED
 
 
 def _age_s(since: str) -> float:
@@ -159,7 +157,7 @@ class _Flow:
     def __init__(self, env: FlowEnv, log: StepLog, held: Lease, logger: Any) -> None:
         self.env, self.log, self.held, self.logger = env, log, held, logger
         self.receipt_id = log.receipt_id
-        self.steps: dict[str, StepState] = {}
+        self.steps: dict[str, StepRecord] = {}
         self.current = "receipt"
         self.bill_id: str | None = None
         self.fresh: set[str] = set()  # steps done in this attempt (not skipped as done before)

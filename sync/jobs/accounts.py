@@ -10,8 +10,8 @@ from __future__ import annotations
 from sync.alegra import resources
 from sync.alegra.budget import Priority
 from sync.alegra.records import flatten_accounts, tax_from_alegra
-from sync.jobs import schedule
 from sync.jobs.runner import JobResult, JobRun
+from sync.states import JobOutcome
 from sync.store.accounts import mark_missing_accounts_deleted, upsert_accounts
 from sync.store.db import utcnow
 from sync.store.taxes import mark_missing_taxes_deleted, upsert_taxes
@@ -60,4 +60,4 @@ async def run(job: JobRun) -> JobResult:
     """The `accounts` job: refresh the chart of accounts, then the taxes."""
     detail = await refresh_accounts(job, source=SOURCE)
     detail |= await refresh_taxes(job, source=SOURCE)
-    return JobResult(schedule.SUCCESS, detail)
+    return JobResult(JobOutcome.SUCCESS, detail)

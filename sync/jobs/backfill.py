@@ -22,6 +22,7 @@ from sync.jobs import accounts, bills, schedule
 from sync.jobs.paged import store_pages
 from sync.jobs.prefetch import fetcher
 from sync.jobs.runner import JobResult, JobRun
+from sync.states import JobOutcome
 from sync.store import jobs as job_store
 from sync.store.db import Database
 
@@ -94,14 +95,14 @@ async def run(job: JobRun) -> JobResult:
     detail: dict[str, Any] = {"resumed_from": dict(checkpoint)}
     for phase in PHASES[PHASES.index(checkpoint["phase"]):]:
         if phase == "done":
-            return JobResult(schedule.SUCCESS, detail)
+            return JobResult(JobOutcome.SUCCESS, detail)
         if job.stopping:
-            return JobResult(schedule.INCOMPLETE, detail, error="stopped", interrupted=True)
+            return JobResult(JobOutcome.INCOMPLETE, detail, error="stopped", interrupted=True)
         job.progress(phase, int(checkpoint.get("start", 0)))  # the label changes as it starts
         if not await _run_phase(job, phase, checkpoint, detail):
-            return JobResult(schedule.INCOMPLETE, detail, error="stopped", interrupted=True)
+            return JobResult(JobOutcome.INCOMPLETE, detail, error="stopped", interrupted=True)
         checkpoint = await _advance(job, PHASES[PHASES.index(phase) + 1])
-    return JobResult(schedule.SUCCESS, detail)
+    return JobResult(JobOutcome.SUCCESS, detail)
 
 
 async def _run_phase(

@@ -24,10 +24,10 @@ from typing import Any
 from sync.alegra import resources
 from sync.alegra.budget import Priority
 from sync.events.apply import confirm_bill
-from sync.jobs import schedule
 from sync.jobs.paged import store_pages
 from sync.jobs.prefetch import fetcher
 from sync.jobs.runner import JobResult, JobRun
+from sync.states import JobOutcome
 from sync.store import jobs as job_store
 from sync.store.bills import known_bill, live_bill_ids
 
@@ -78,8 +78,8 @@ async def run(job: JobRun) -> JobResult:
         checkpoint_at=lambda _: None,
     )
     if not listed or not await _confirm_unlisted(job, date_from, seen, detail):
-        return JobResult(schedule.INCOMPLETE, detail, error="stopped", interrupted=True)
-    return JobResult(schedule.SUCCESS, detail)
+        return JobResult(JobOutcome.INCOMPLETE, detail, error="stopped", interrupted=True)
+    return JobResult(JobOutcome.SUCCESS, detail)
 
 
 async def _confirm_unlisted(

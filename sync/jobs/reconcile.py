@@ -17,10 +17,10 @@ from sync.alegra import resources
 from sync.alegra.budget import Priority
 from sync.alegra.errors import Retryable
 from sync.alegra.records import contact_from_alegra
-from sync.jobs import schedule
 from sync.jobs.drift import DriftScan
 from sync.jobs.prefetch import batches_ahead, fetcher
 from sync.jobs.runner import JobResult, JobRun, describe_error
+from sync.states import JobOutcome
 from sync.store import jobs as job_store
 from sync.store.contacts import live_contacts, mark_contact_deleted, upsert_contacts
 from sync.store.db import utcnow
@@ -108,5 +108,5 @@ async def run(job: JobRun) -> JobResult:
     report_id = await job_store.save_drift_report(job.db, job.run_id, report)
     counts = {k: report[k] for k in ("scanned", "missing", "extra", "different")}
     job.log.info("reconcile.drift", complete=complete, drift_report_id=report_id, **counts)
-    outcome = schedule.SUCCESS if complete else schedule.INCOMPLETE
+    outcome = JobOutcome.SUCCESS if complete else JobOutcome.INCOMPLETE
     return JobResult(outcome, {**counts, "drift_report_id": report_id}, error, interrupted)

@@ -24,6 +24,7 @@ from sync.context import WorkerContext
 from sync.jobs import schedule
 from sync.logs import get_logger
 from sync.settings import Settings
+from sync.states import JobOutcome
 from sync.store import jobs as job_store
 from sync.store.db import Database
 
@@ -56,7 +57,7 @@ class Progress:
 class JobResult:
     """What a job's code returns; exceptions become `incomplete` or `failed` in `run_job`."""
 
-    outcome: str
+    outcome: JobOutcome
     detail: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     interrupted: bool = False  # stopped by shutdown: due again at once, resuming its checkpoint
@@ -205,7 +206,7 @@ async def run_job(
     try:
         result = await _outcome_of(job, fn)
     except asyncio.CancelledError:
-        result = JobResult(schedule.INCOMPLETE, error="cancelled", interrupted=True)
+        result = JobResult(JobOutcome.INCOMPLETE, error="cancelled", interrupted=True)
         await _finish(job, result, time.monotonic() - started)
         raise
     await _finish(job, result, time.monotonic() - started)
@@ -216,14 +217,14 @@ async def _outcome_of(job: JobRun, fn: JobFn) -> JobResult:
     try:
         return await fn(job)
     except Stopping:  # a request would have waited for the rate budget: resume at next start
-        return JobResult(schedule.INCOMPLETE, error="stopped", interrupted=True)
+        return JobResult(JobOutcome.INCOMPLETE, error="stopped", interrupted=True)
     except Retryable as exc:
-        return JobResult(schedule.INCOMPLETE, error=describe_error(exc))
+        return JobResult(JobOutcome.INCOMPLETE, error=describe_error(exc))
     except AlegraError as exc:
-        return JobResult(schedule.FAILED, error=describe_error(exc))
+        return JobResult(JobOutcome.FAILED, error=describe_error(exc))
     except Exception as exc:
         job.log.exception("job.crashed")
-        return JobResult(schedule.FAILED, error=describe_error(exc))
+        return JobResult(JobOutcome.FAILED, error=describe_error(exc))
 
 
 async def _finish(job: JobRun, result: JobResult, duration_s: float) -> None:
@@ -236,6 +237,6 @@ async def _finish(job: JobRun, result: JobResult, duration_s: float) -> None:
         duration_s=round(duration_s, 3), error=result.error,
         next_run_at=_iso(next_run) if next_run else None, detail=result.detail,
     )
-    log = job.log.warning if result.outcome != schedule.SUCCESS else job.log.info
+    log = job.log.warning if result.outcome != JobOutcome.SUCCESS else job.log.info
     log("job.finished", outcome=result.outcome, duration_s=round(duration_s, 3),
         error=result.error, interrupted=result.interrupted, **result.detail)

@@ -5,6 +5,8 @@ Times are aware UTC datetimes here; the store keeps them as `db.utcnow()` text.
   health) wait for it, since a reconcile or a poll during a backfill would repeat its work.
 - `accounts` (the chart of accounts and taxes, which have no webhooks), `reconcile`, `bills`
   and `subscriptions` repeat every `settings.*_s` after a success, sooner after a failure.
+- `retention` (deleting settled inbox rows and final receipts' files, `jobs/retention.py`)
+  runs every RETENTION_EVERY_S from start-up on; it needs no Alegra, so not the backfill either.
 - A run interrupted by shutdown is due again at once: it resumes from its checkpoint.
 """
 
@@ -18,21 +20,21 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from sync.settings import Settings
+from sync.states import JobOutcome
 
 BACKFILL = "backfill"
 ACCOUNTS = "accounts"
 RECONCILE = "reconcile"
 BILLS = "bills"
 SUBSCRIPTIONS = "subscriptions"
-JOB_NAMES = (BACKFILL, ACCOUNTS, RECONCILE, BILLS, SUBSCRIPTIONS)
+RETENTION = "retention"
+JOB_NAMES = (BACKFILL, ACCOUNTS, RECONCILE, BILLS, SUBSCRIPTIONS, RETENTION)
 # Jobs that may run before the first backfill has completed.
-_BEFORE_BACKFILL = frozenset({BACKFILL, SUBSCRIPTIONS})
+_BEFORE_BACKFILL = frozenset({BACKFILL, SUBSCRIPTIONS, RETENTION})
+RETENTION_EVERY_S = 3600.0
 # A failed or incomplete run is tried again after about one rate window (at least this long).
 MIN_RETRY_S = 10.0
 
-SUCCESS = "success"
-INCOMPLETE = "incomplete"
-FAILED = "failed"
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,7 @@ def interval_s(settings: Settings, name: str) -> float | None:
         RECONCILE: settings.reconcile_s,
         BILLS: settings.bills_refresh_s,
         SUBSCRIPTIONS: settings.subscriptions_check_s,
+        RETENTION: RETENTION_EVERY_S,
     }.get(name)
 
 
@@ -87,7 +90,7 @@ def eligible(
     and (but backfill and subscription health) not before the first backfill has succeeded."""
     by_name = {s.name: s for s in states}
     backfill = by_name.get(BACKFILL)
-    backfilled = backfill is not None and backfill.last_outcome == SUCCESS
+    backfilled = backfill is not None and backfill.last_outcome == JobOutcome.SUCCESS
     chosen = []
     for name in JOB_NAMES:
         state = by_name.get(name)
@@ -118,7 +121,7 @@ def next_run_after(
     """When the job runs next after a run ending with `outcome` (None: not again)."""
     if interrupted:
         return finished
-    if outcome == SUCCESS:
+    if outcome == JobOutcome.SUCCESS:
         every = interval_s(settings, name)
         return None if every is None else finished + timedelta(seconds=every)
     return finished + timedelta(seconds=retry_s(settings, name))

@@ -12,11 +12,12 @@ import asyncio
 from datetime import UTC, datetime
 
 from sync.context import WorkerContext
-from sync.jobs import accounts, backfill, bills, reconcile, schedule
+from sync.jobs import accounts, backfill, bills, reconcile, retention, schedule
 from sync.jobs import subscriptions as subscription_health
 from sync.jobs.runner import JobBusy, JobFn, JobResult, run_job
 from sync.jobs.schedule import JobState
 from sync.logs import get_logger
+from sync.states import JobOutcome
 from sync.store import jobs as job_store
 
 JOBS: dict[str, JobFn] = {
@@ -25,6 +26,7 @@ JOBS: dict[str, JobFn] = {
     schedule.RECONCILE: reconcile.run,
     schedule.BILLS: bills.run,
     schedule.SUBSCRIPTIONS: subscription_health.run,
+    schedule.RETENTION: retention.run,
 }
 TICK_S = 1.0  # longest sleep between looks at the table (a run requested meanwhile starts then)
 MIN_TICK_S = 0.05
@@ -55,7 +57,7 @@ async def prepare(ctx: WorkerContext) -> None:
         ctx.db, {n: _iso(schedule.first_run_at(ctx.settings, n, now)) for n in schedule.JOB_NAMES}
     )
     backfill = await job_store.job_state(ctx.db, schedule.BACKFILL)
-    if backfill is not None and backfill["last_outcome"] == schedule.SUCCESS:
+    if backfill is not None and backfill["last_outcome"] == JobOutcome.SUCCESS:
         for name in created:
             await job_store.request_run(ctx.db, name)
     for state in await load_states(ctx):

@@ -14,6 +14,7 @@ from typing import Any
 from sync.context import WorkerContext
 from sync.jobs import schedule
 from sync.jobs.runner import JobResult, JobRun
+from sync.states import JobOutcome
 from sync.store import jobs as job_store
 from sync.store.subscriptions import load_states
 from sync.subscriptions import ensure_subscriptions
@@ -47,5 +48,5 @@ async def run(job: JobRun) -> JobResult:
     }
     if not report.ok:
         failures = "; ".join(f"{event}: {reason}" for event, reason in report.failed.items())
-        return JobResult(schedule.FAILED, detail, error=failures[:500])
-    return JobResult(schedule.SUCCESS, detail)
+        return JobResult(JobOutcome.FAILED, detail, error=failures[:500])
+    return JobResult(JobOutcome.SUCCESS, detail)

@@ -17,6 +17,7 @@ import aiosqlite
 
 from sync.duplicate_rules import BillSeen, OtherReceipt
 from sync.names import name_key
+from sync.states import ReceiptStatus, StepState
 from sync.store.bills import KnownBill, record_seen_bills_in
 from sync.store.db import Database, Row, utcnow
 
@@ -82,9 +83,9 @@ def _other(row: Row) -> OtherReceipt:
 
 
 _OTHER = (
-    "SELECT id, supplier_tax_id, supplier_name, receipt_date, total, status, bill_id,"
+    "SELECT id, supplier_tax_id, supplier_name, receipt_date, total, status, bill_id,"  # noqa: S608
     " EXISTS(SELECT 1 FROM receipt_steps s WHERE s.receipt_id = receipts.id"
-    "  AND s.step = 'bill' AND s.state = 'attempting') AS bill_unknown"
+    f"  AND s.step = 'bill' AND s.state = '{StepState.ATTEMPTING}') AS bill_unknown"
     " FROM receipts"
 )
 
@@ -125,17 +126,20 @@ async def settle_duplicate(
     `duplicate_check` step. False (nothing written) when the lease is no longer `owner`'s."""
     now = utcnow()
     cursor = await conn.execute(
-        "UPDATE receipts SET status = 'duplicate', bill_id = ?, completed_at = ?, error = NULL,"
+        f"UPDATE receipts SET status = '{ReceiptStatus.DUPLICATE}', bill_id = ?,"  # noqa: S608
+        " completed_at = ?, error = NULL,"
         " next_attempt_at = NULL, lease_until = NULL, lease_owner = NULL, updated_at = ?"
-        " WHERE id = ? AND status = 'processing' AND lease_owner = ?",
+        f" WHERE id = ? AND status = '{ReceiptStatus.PROCESSING}' AND lease_owner = ?",
         (bill_id, now, now, receipt_id, owner),
     )
     if cursor.rowcount == 0:
         return False
     await conn.execute(
-        "INSERT INTO receipt_steps(receipt_id, step, state, outcome, alegra_id, detail, attempts,"
-        " started_at, updated_at) VALUES (?, 'duplicate_check', 'done', 'found', ?, ?, 1, ?, ?)"
-        " ON CONFLICT(receipt_id, step) DO UPDATE SET state = 'done', outcome = 'found',"
+        "INSERT INTO receipt_steps(receipt_id, step, state, outcome, alegra_id, detail, attempts,"  # noqa: S608
+        " started_at, updated_at)"
+        f" VALUES (?, 'duplicate_check', '{StepState.DONE}', 'found', ?, ?, 1, ?, ?)"
+        f" ON CONFLICT(receipt_id, step) DO UPDATE SET state = '{StepState.DONE}',"
+        " outcome = 'found',"
         " alegra_id = excluded.alegra_id, detail = excluded.detail,"
         " updated_at = excluded.updated_at",
         (receipt_id, bill_id, json.dumps(detail), now, now),

@@ -13,7 +13,7 @@ from typing import Any
 
 import aiosqlite
 
-from sync.alegra import payloads
+from sync.alegra import payloads, records
 from sync.store import cache, contacts
 from sync.store.db import Database, Row
 
@@ -126,16 +126,6 @@ async def find_live_bill(db: Database, provider_tax_id: str, ncf_key: str) -> Kn
     return _from_row(row) if row else None
 
 
-async def find_bill_by_receipt(db: Database, receipt_id: str) -> KnownBill | None:
-    """The bill a receipt produced, if this service recorded one."""
-    row = await db.fetchone(
-        "SELECT * FROM bills WHERE receipt_id = ? AND deleted = 0"
-        " ORDER BY confirmed_at DESC LIMIT 1",
-        (receipt_id,),
-    )
-    return _from_row(row) if row else None
-
-
 async def get_bill(db: Database, alegra_id: str) -> KnownBill | None:
     row = await db.fetchone("SELECT * FROM bills WHERE alegra_id = ?", (alegra_id,))
     return _from_row(row) if row else None
@@ -155,7 +145,7 @@ async def known_bill(db: Database, raw: Mapping[str, Any]) -> KnownBill:
     the cached contact (the duplicate check matches bills on it, and a bill webhook or list may
     name the provider by id only)."""
     provider = raw.get("provider")
-    tax_id = payloads.contact_tax_id(provider) if isinstance(provider, dict) else None
+    tax_id = records.identification(provider)[0] if isinstance(provider, dict) else None
     provider_id = payloads.bill_provider_id(raw) if tax_id is None else None
     if provider_id is not None:
         cached = await contacts.get_cached_contact(db, provider_id)

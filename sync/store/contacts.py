@@ -51,16 +51,6 @@ async def mark_contact_deleted(
     return await cache.mark_deleted(db, TABLE, alegra_id, source=source, confirmed_at=confirmed_at)
 
 
-async def mark_missing_contacts_deleted(
-    db: Database, seen_ids: set[str], *, source: str, scan_started_at: str
-) -> list[str]:
-    return await cache.mark_missing_deleted(
-        db, TABLE, seen_ids, source=source, scan_started_at=scan_started_at
-    )
-
-
-
-
 async def find_supplier_by_tax_id(db: Database, tax_id: str) -> ContactRecord | None:
     """The live contact with this tax id, preferring active suppliers over clients."""
     row = await db.fetchone(

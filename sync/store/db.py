@@ -20,6 +20,15 @@ import aiosqlite
 
 BUSY_TIMEOUT_MS = 10_000
 Row = sqlite3.Row
+# Migrations renumbered after a release: old version → new. A database that recorded the old
+# number has the migration applied; `migrate` moves its record to the new number.
+# (0101 was added after 0401 and 0500 had shipped; it became 0501 so the sequence only grows.)
+RENUMBERED = {101: 501}
+
+
+class MigrationOutOfOrder(RuntimeError):
+    """A migration not applied yet is numbered below one already applied: a fresh database and
+    this one would apply them in different orders. Renumber it above every released one."""
 
 
 class DatabaseUnavailable(Exception):
@@ -103,11 +112,13 @@ class Database:
                 "CREATE TABLE IF NOT EXISTS schema_migrations ("
                 " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
             )
+            files = _migration_files()
+            await _renumber(conn, {version: name for version, name, _ in files})
             cursor = await conn.execute("SELECT version FROM schema_migrations")
             done = {row[0] for row in await cursor.fetchall()}
-            for version, name, sql in _migration_files():
-                if version in done:
-                    continue
+            pending = [(v, n, sql) for v, n, sql in files if v not in done]
+            _refuse_out_of_order([v for v, _, _ in pending], done)
+            for version, name, sql in pending:
                 for statement in _split_sql(sql):
                     await conn.execute(statement)
                 await conn.execute(
@@ -120,7 +131,7 @@ class Database:
     async def pending_migrations(self) -> list[int]:
         """Versions shipped with the code but not applied to this file (for /readyz)."""
         rows = await self.fetchall("SELECT version FROM schema_migrations")
-        done = {row[0] for row in rows}
+        done = {RENUMBERED.get(row[0], row[0]) for row in rows}
         return [v for v, _, _ in _migration_files() if v not in done]
 
     @asynccontextmanager
@@ -159,6 +170,27 @@ class Database:
     async def scalar(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Any:
         row = await self.fetchone(sql, params)
         return None if row is None else row[0]
+
+
+async def _renumber(conn: aiosqlite.Connection, names: dict[int, str]) -> None:
+    """Move the record of each renumbered migration to its new number (and file name)."""
+    for old, new in RENUMBERED.items():
+        await conn.execute(
+            "UPDATE OR IGNORE schema_migrations SET version = ?, name = ? WHERE version = ?",
+            (new, names[new], old),
+        )
+
+
+def _refuse_out_of_order(pending: list[int], done: set[int]) -> None:
+    """Migrations only grow: each one not applied yet must be numbered above every applied one."""
+    highest = max(done, default=0)
+    behind = [version for version in pending if version < highest]
+    if behind:
+        raise MigrationOutOfOrder(
+            f"migrations {', '.join(map(str, behind))} are not applied yet but numbered below"
+            f" {highest}, which is: a fresh database would apply them in another order."
+            " Renumber them above every released migration"
+        )
 
 
 def _split_sql(script: str) -> list[str]:

@@ -17,10 +17,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from sync.events.parse import parse_delivery
+from sync.alegra.webhook_body import parse_delivery
+from sync.states import InboxState
 from sync.store.db import Database, Row, utcnow
-
-PENDING_STATES = ("received", "failed")
 
 
 @dataclass(frozen=True)
@@ -42,7 +41,7 @@ INSERT_DELIVERIES = (
     "INSERT INTO inbox(received_at, subject, resource, resource_id, body, shape, state, key_index)"
     " VALUES "
 )
-DELIVERY_ROW = "(?, ?, ?, ?, ?, ?, 'received', ?)"
+DELIVERY_ROW = f"(?, ?, ?, ?, ?, ?, '{InboxState.RECEIVED}', ?)"
 INSERT_DELIVERY = INSERT_DELIVERIES + DELIVERY_ROW
 INSERT_HANDSHAKE = "INSERT INTO webhook_handshakes(received_at, key_index) VALUES (?, ?)"
 
@@ -122,13 +121,13 @@ async def due_groups(
     next attempt time), so a round costs the same with 20 or 20,000 deliveries waiting."""
     scan = limit * SCAN_PER_GROUP
     rows = await db.fetchall(
-        "SELECT resource, resource_id, MIN(id) AS first_id FROM ("
+        "SELECT resource, resource_id, MIN(id) AS first_id FROM ("  # noqa: S608
         "  SELECT * FROM (SELECT id, resource, resource_id, received_at FROM inbox"
-        "   WHERE state = 'received' AND next_attempt_at IS NULL AND shape = 'ok'"
+        f"   WHERE state = '{InboxState.RECEIVED}' AND next_attempt_at IS NULL AND shape = 'ok'"
         "   ORDER BY id LIMIT :scan)"
         "  UNION ALL"
         "  SELECT * FROM (SELECT id, resource, resource_id, received_at FROM inbox"
-        "   WHERE state = 'failed' AND next_attempt_at <= :now AND shape = 'ok'"
+        f"   WHERE state = '{InboxState.FAILED}' AND next_attempt_at <= :now AND shape = 'ok'"
         "   ORDER BY next_attempt_at LIMIT :scan))"
         " WHERE (SELECT received_at FROM inbox ORDER BY id DESC LIMIT 1) <= :quiet"
         "   OR received_at <= :waited"
@@ -143,17 +142,19 @@ async def claim_group(db: Database, resource: str, resource_id: str) -> Group:
     """Every pending delivery about this resource right now (a later one waits for its own fetch,
     since it may report a change made after this fetch)."""
     rows = await db.fetchall(
-        "SELECT id, subject, attempts, received_at FROM inbox"
+        "SELECT id, subject, attempts, received_at FROM inbox"  # noqa: S608
         " WHERE resource = ? AND resource_id = ? AND shape = 'ok'"
-        " AND state IN ('received', 'failed') ORDER BY id",
+        f" AND state IN ('{InboxState.RECEIVED}', '{InboxState.FAILED}') ORDER BY id",
         (resource, resource_id),
     )
     return Group(resource, resource_id, tuple(rows))
 
 
-async def mark_done(db: Database, ids: Sequence[int], *, state: str, note: str | None) -> None:
+async def mark_done(
+    db: Database, ids: Sequence[int], *, state: InboxState, note: str | None
+) -> None:
     """Finish rows as `applied` or `skipped` (with the reason in `last_error` for skipped)."""
-    applied_at = utcnow() if state == "applied" else None
+    applied_at = utcnow() if state == InboxState.APPLIED else None
     await db.execute(
         "UPDATE inbox SET state = ?, last_error = ?, next_attempt_at = NULL, applied_at = ?"
         " WHERE id IN (SELECT value FROM json_each(?))",
@@ -162,7 +163,7 @@ async def mark_done(db: Database, ids: Sequence[int], *, state: str, note: str |
 
 
 async def mark_retry(
-    db: Database, outcomes: Sequence[tuple[int, str, str | None]], *, error: str
+    db: Database, outcomes: Sequence[tuple[int, InboxState, str | None]], *, error: str
 ) -> None:
     """Count a failed attempt on each row: (id, 'failed' | 'parked', next_attempt_at)."""
     await db.executemany(
@@ -177,26 +178,18 @@ async def skip_unusable(db: Database, *, limit: int = 500) -> list[Row]:
     (A read first, through the small `inbox_unusable` index: the common case, nothing to skip,
     takes no write lock and reads no pending row.)"""
     if await db.fetchone(
-        "SELECT 1 FROM inbox WHERE state = 'received' AND shape != 'ok' LIMIT 1"
+        f"SELECT 1 FROM inbox WHERE state = '{InboxState.RECEIVED}' AND shape != 'ok' LIMIT 1"  # noqa: S608
     ) is None:
         return []
     async with db.transaction() as conn:
         cursor = await conn.execute(
-            "UPDATE inbox SET state = 'skipped', last_error = 'shape ' || shape"
-            " WHERE id IN (SELECT id FROM inbox WHERE state = 'received' AND shape != 'ok'"
+            f"UPDATE inbox SET state = '{InboxState.SKIPPED}', last_error = 'shape ' || shape"  # noqa: S608
+            f" WHERE id IN (SELECT id FROM inbox WHERE state = '{InboxState.RECEIVED}'"
+            " AND shape != 'ok'"
             " LIMIT ?) RETURNING id, shape",
             (limit,),
         )
         return list(await cursor.fetchall())
-
-
-async def requeue(db: Database, ids: Sequence[int]) -> int:
-    """Give parked or failed rows a fresh set of attempts, due now. Returns how many."""
-    return await db.execute(
-        "UPDATE inbox SET state = 'received', attempts = 0, next_attempt_at = NULL"
-        " WHERE state IN ('parked', 'failed') AND id IN (SELECT value FROM json_each(?))",
-        (json.dumps(list(ids)),),
-    )
 
 
 async def state_counts(db: Database) -> dict[str, int]:
@@ -207,6 +200,3 @@ async def state_counts(db: Database) -> dict[str, int]:
 async def get_row(db: Database, inbox_id: int) -> Row | None:
     return await db.fetchone("SELECT * FROM inbox WHERE id = ?", (inbox_id,))
 
-
-async def handshake_count(db: Database) -> int:
-    return int(await db.scalar("SELECT COUNT(*) FROM webhook_handshakes") or 0)

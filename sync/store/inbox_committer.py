@@ -12,12 +12,14 @@ shares no GIL, and the loop only writes one frame and reads one answer per batch
 The protocol, one batch in flight at a time: frames of a 4-byte big-endian length and a pickle
 (both ends are this program, over a socket pair nobody else holds). The web process sends a
 batch, a list of `(body, key_index)` with body None for a handshake; the committer parses each
-body (`events/parse.py`: what the row records about it), inserts the batch in ONE transaction,
+body (`webhook_body.py`: what the row records about it), inserts the batch in ONE transaction,
 commits (`synchronous = FULL`: durable before the answer), and answers `("ok", ids)`, or
-`("error", "<Type>: <message>")` with nothing written. End of file means the web process is done
-or gone: the committer exits. A batch it committed but could not answer for (the web process
-died meanwhile) was answered 503 or not at all, so Alegra delivers it again: a duplicate row,
-which the events lane treats like any repeated delivery.
+`("error", "<Type>: <message>")` with nothing written. A row SQLite refuses is stored as
+`malformed` and answered like the others (`insert_items`): one body never fails its batch.
+End of file means the web process is done or gone: the committer exits. A batch it committed
+but could not answer for (the web process died meanwhile) was answered 503 or not at all, so
+Alegra delivers it again: a duplicate row, which the events lane treats like any repeated
+delivery.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ import sqlite3
 import struct
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -39,6 +42,7 @@ from sync.store.db import utcnow
 from sync.store.inbox import (
     DELIVERY_ROW,
     INSERT_DELIVERIES,
+    INSERT_DELIVERY,
     INSERT_HANDSHAKE,
     DeliveryRow,
     Item,
@@ -110,22 +114,83 @@ def open_connection(path: Path) -> sqlite3.Connection:
 def insert_items(
     conn: sqlite3.Connection, items: Sequence[Item], lock_wait_s: float = LOCK_WAIT_S
 ) -> tuple[list[int], list[DeliveryRow]]:
-    """Write a batch in one transaction. Returns each item's id and the delivery rows written."""
+    """Write a batch in one transaction. Returns each item's id and the delivery rows written.
+
+    If the batch's statement fails for any reason but the write lock (which every row would
+    meet alike: the batch fails, answered 503), the batch is written again row by row, so that
+    one row SQLite refuses cannot fail its batch-mates (`insert_row_by_row`)."""
     at = utcnow()
     deliveries, handshakes = delivery_params(items, at), handshake_params(items, at)
+    try:
+        return _insert_batch(conn, items, deliveries, handshakes, lock_wait_s), deliveries
+    except Exception as exc:
+        if _is_locked(exc):
+            raise
+        get_logger(count=len(items)).warning("webhook.batch_refused", error=type(exc).__name__)
+    return insert_row_by_row(conn, items, at, lock_wait_s)
+
+
+def _insert_batch(
+    conn: sqlite3.Connection, items: Sequence[Item], deliveries: list[DeliveryRow],
+    handshakes: list[tuple[object, ...]], lock_wait_s: float,
+) -> list[int]:
     if not handshakes:  # the usual batch: ONE statement, which is its own transaction
         last = retry_locked(lambda: _insert_deliveries(conn, deliveries), lock_wait_s)
-        return ids_for(items, last), deliveries
-    retry_locked(lambda: conn.execute("BEGIN IMMEDIATE"), lock_wait_s)
-    try:
+        return ids_for(items, last)
+    with _transaction(conn, lock_wait_s):
         conn.executemany(INSERT_HANDSHAKE, handshakes)
         last = _insert_deliveries(conn, deliveries) if deliveries else 0
+    return ids_for(items, last)
+
+
+def insert_row_by_row(
+    conn: sqlite3.Connection, items: Sequence[Item], at: str, lock_wait_s: float = LOCK_WAIT_S
+) -> tuple[list[int], list[DeliveryRow]]:
+    """The batch again, in one transaction, one statement per row: a delivery whose row SQLite
+    refuses is stored as `malformed` instead (its body, which is bytes, and nothing parsed from
+    it), so it still gets its 2xx and its batch-mates theirs. If even that row is refused, the
+    fault is not the row's (the disk, the database): the batch fails as a whole, as before."""
+    ids: list[int] = []
+    rows: list[DeliveryRow] = []
+    with _transaction(conn, lock_wait_s):
+        for item in items:
+            if isinstance(item, NewHandshake):
+                conn.execute(INSERT_HANDSHAKE, (at, item.key_index))
+                ids.append(0)
+                continue
+            [row] = delivery_params([item], at)
+            try:
+                cursor = conn.execute(INSERT_DELIVERY, row)
+            except Exception as exc:
+                if _is_locked(exc) or not conn.in_transaction:
+                    raise
+                get_logger().warning("webhook.row_refused", error=type(exc).__name__)
+                row = malformed_row(item, at)
+                cursor = conn.execute(INSERT_DELIVERY, row)
+            ids.append(int(cursor.lastrowid or 0))
+            rows.append(row)
+    return ids, rows
+
+
+def malformed_row(item: NewDelivery, at: str) -> DeliveryRow:
+    """A delivery's row with nothing parsed from its body: what any body can be stored as."""
+    return DeliveryRow(at, None, None, None, item.body, "malformed", item.key_index)
+
+
+@contextmanager
+def _transaction(conn: sqlite3.Connection, lock_wait_s: float) -> Iterator[None]:
+    retry_locked(lambda: conn.execute("BEGIN IMMEDIATE"), lock_wait_s)
+    try:
+        yield
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:  # a failed COMMIT too: the next batch must start clean
             conn.execute("ROLLBACK")
         raise
-    return ids_for(items, last), deliveries
+
+
+def _is_locked(exc: BaseException) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
 
 
 def _insert_deliveries(conn: sqlite3.Connection, rows: list[DeliveryRow]) -> int:
@@ -149,7 +214,7 @@ def retry_locked(write: Callable[[], T], lock_wait_s: float) -> T:
         try:
             return write()
         except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() >= deadline:
+            if not _is_locked(exc) or time.monotonic() >= deadline:
                 raise
         time.sleep(pause)
         pause = min(pause * 2, 0.0005)

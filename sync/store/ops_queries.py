@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from sync.states import PENDING_INBOX_STATES, InboxState, JobOutcome, ReceiptStatus
 from sync.store.db import Database, Row, utcnow
 
 CACHE_TABLES = ("contacts", "accounts", "taxes", "bills")
-PENDING_EVENT_STATES = ("received", "failed")
 
 
 def _like_fragment(text: str) -> str:
@@ -78,14 +78,13 @@ async def ping(db: Database) -> bool:
 # --- status ---------------------------------------------------------------------------------
 
 async def cache_counts(db: Database) -> dict[str, dict[str, int]]:
-    """Live and deleted rows of each cached Alegra table."""
+    """Live and deleted rows of each cached Alegra table, each counted through a partial index
+    holding only those rows (migration 0700): no table row is read."""
     counts: dict[str, dict[str, int]] = {}
     for table in CACHE_TABLES:
-        row = await db.fetchone(
-            f"SELECT COUNT(*) - COALESCE(SUM(deleted), 0), COALESCE(SUM(deleted), 0) FROM {table}"  # noqa: S608 -- table names are constants
-        )
-        assert row is not None  # an aggregate always returns a row
-        counts[table] = {"live": int(row[0]), "deleted": int(row[1])}
+        live = await db.scalar(f"SELECT COUNT(*) FROM {table} WHERE deleted = 0")  # noqa: S608 -- table names are constants
+        deleted = await db.scalar(f"SELECT COUNT(*) FROM {table} WHERE deleted = 1")  # noqa: S608 -- table names are constants
+        counts[table] = {"live": int(live), "deleted": int(deleted)}
     return counts
 
 
@@ -109,7 +108,7 @@ async def subscription_rows(db: Database) -> list[Row]:
 async def oldest_pending_event_at(db: Database) -> str | None:
     """When the oldest delivery still waiting to be applied (received or failed) arrived."""
     value = await db.scalar(
-        "SELECT MIN(received_at) FROM inbox WHERE state IN (?, ?)", PENDING_EVENT_STATES
+        "SELECT MIN(received_at) FROM inbox WHERE state IN (?, ?)", PENDING_INBOX_STATES
     )
     return None if value is None else str(value)
 
@@ -117,8 +116,20 @@ async def oldest_pending_event_at(db: Database) -> str | None:
 async def parked_events_since(db: Database, since: str | None) -> int:
     """Deliveries given up on (parked) that arrived after `since` (None: ever)."""
     return int(await db.scalar(
-        "SELECT COUNT(*) FROM inbox WHERE state = 'parked' AND received_at > ?", (since or "",)
+        f"SELECT COUNT(*) FROM inbox WHERE state = '{InboxState.PARKED}' AND received_at > ?",  # noqa: S608
+        (since or "",),
     ))
+
+
+async def count_in_states(
+    db: Database, table: str, column: str, states: tuple[str, ...]
+) -> dict[str, int]:
+    """Rows of `table` in each of `states` of its `column` (inbox.state through inbox_pending,
+    receipts.status through receipts_ready): each is an index range as long as the rows in that
+    state, so counting the open states costs the open work, not the table."""
+    return {state: int(await db.scalar(
+        f"SELECT COUNT(*) FROM {table} WHERE {column} = ?", (state,)))  # noqa: S608 -- names are constants
+        for state in states}
 
 
 async def receipt_counts(db: Database) -> dict[str, int]:
@@ -129,23 +140,28 @@ async def receipt_counts(db: Database) -> dict[str, int]:
 async def oldest_waiting_receipt_at(db: Database) -> str | None:
     """When the oldest receipt not yet final (queued or processing) was received."""
     value = await db.scalar(
-        "SELECT MIN(created_at) FROM receipts WHERE status IN ('queued', 'processing')"
+        "SELECT MIN(created_at) FROM receipts"  # noqa: S608
+        f" WHERE status IN ('{ReceiptStatus.QUEUED}', '{ReceiptStatus.PROCESSING}')"
     )
     return None if value is None else str(value)
 
 
 async def recent_failed_receipts(db: Database, limit: int = 10) -> list[Row]:
     return await db.fetchall(
-        "SELECT id, partner_id, error, updated_at FROM receipts WHERE status = 'failed'"
+        "SELECT id, partner_id, error, updated_at FROM receipts"  # noqa: S608
+        f" WHERE status = '{ReceiptStatus.FAILED}'"
         " ORDER BY updated_at DESC LIMIT ?",
         (limit,),
     )
 
 
 async def last_successes(db: Database) -> dict[str, str]:
-    """When each job last finished a run with outcome `success`."""
+    """When each job last finished a run with outcome `success`: per job (every job that ever
+    ran has its `jobs` row), its runs newest first through `job_runs_by_name`, up to the first
+    success; not a pass over every run ever recorded."""
     rows = await db.fetchall(
-        "SELECT name, MAX(finished_at) FROM job_runs WHERE outcome = 'success' GROUP BY name"
+        "SELECT name, (SELECT finished_at FROM job_runs AS r WHERE r.name = jobs.name"  # noqa: S608
+        f" AND r.outcome = '{JobOutcome.SUCCESS}' ORDER BY r.id DESC LIMIT 1) FROM jobs"
     )
     return {str(r[0]): str(r[1]) for r in rows if r[1] is not None}
 
@@ -174,11 +190,12 @@ async def metric_counter_rows(db: Database) -> list[Row]:
 
 
 async def recent_webhook_lags(db: Database, window: int = 500) -> list[float]:
-    """Seconds from arrival to applied, for the applied rows among the last `window` deliveries."""
+    """Seconds from arrival to applied, for the applied rows among the last `window` deliveries.
+    (`+state`: through the id range, never the index of every applied row.)"""
     rows = await db.fetchall(
-        "SELECT (julianday(applied_at) - julianday(received_at)) * 86400.0 FROM inbox"
+        "SELECT (julianday(applied_at) - julianday(received_at)) * 86400.0 FROM inbox"  # noqa: S608
         " WHERE id > (SELECT COALESCE(MAX(id), 0) FROM inbox) - ?"
-        " AND state = 'applied' AND applied_at IS NOT NULL",
+        f" AND +state = '{InboxState.APPLIED}' AND applied_at IS NOT NULL",
         (window,),
     )
     return [max(0.0, float(r[0])) for r in rows if r[0] is not None]
@@ -231,7 +248,8 @@ async def replay_event(db: Database, event_id: int) -> bool:
 
     False if there is no such row."""
     changed = await db.execute(
-        "UPDATE inbox SET state = 'received', next_attempt_at = NULL, applied_at = NULL"
+        f"UPDATE inbox SET state = '{InboxState.RECEIVED}', next_attempt_at = NULL,"  # noqa: S608
+        " applied_at = NULL"
         " WHERE id = ?",
         (event_id,),
     )
@@ -253,9 +271,10 @@ async def retry_failed_receipt(db: Database, receipt_id: str) -> bool:
     False (nothing changed) unless the receipt exists and is `failed`."""
     now = utcnow()
     changed = await db.execute(
-        "UPDATE receipts SET status = 'queued', next_attempt_at = ?, completed_at = NULL,"
+        f"UPDATE receipts SET status = '{ReceiptStatus.QUEUED}', next_attempt_at = ?,"  # noqa: S608
+        " completed_at = NULL,"
         " lease_until = NULL, lease_owner = NULL, updated_at = ?, retried_at = ?"
-        " WHERE id = ? AND status = 'failed'",
+        f" WHERE id = ? AND status = '{ReceiptStatus.FAILED}'",
         (now, now, now, receipt_id),
     )
     return changed > 0

@@ -30,6 +30,7 @@ from sync.duplicate_rules import (
     NCF_HELD_BY_FAILED,
     ncf_held_message,
 )
+from sync.states import ReceiptStatus
 from sync.store.db import Database, Row
 from sync.store.receipts import receipt_resource
 
@@ -53,7 +54,7 @@ async def partner_resource(
     for step in resource["steps"]:
         await seen.step(step)
     bill_id = resource["alegra"]["bill_id"]
-    if resource["status"] == "duplicate" and bill_id and not await seen.bill(bill_id):
+    if resource["status"] == ReceiptStatus.DUPLICATE and bill_id and not await seen.bill(bill_id):
         resource["alegra"]["bill_id"] = None
     resource["flags"] = await seen.flags(resource["flags"])
     return resource

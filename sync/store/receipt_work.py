@@ -17,6 +17,7 @@ from typing import Any
 
 import aiosqlite
 
+from sync.states import ReceiptStatus, StepState
 from sync.store.db import Database, Row, utcnow
 
 Write = Callable[[aiosqlite.Connection], Awaitable[int]]
@@ -44,9 +45,9 @@ class Claimed:
 
 
 @dataclass(frozen=True)
-class StepState:
+class StepRecord:
     step: str
-    state: str  # attempting | done | failed
+    state: StepState
     outcome: str | None
     alegra_id: str | None
     detail: dict[str, Any] = field(default_factory=dict)
@@ -54,7 +55,7 @@ class StepState:
 
     @property
     def done(self) -> bool:
-        return self.state == "done"
+        return self.state == StepState.DONE
 
 
 def timestamp_in(seconds: float) -> str:
@@ -65,12 +66,14 @@ def timestamp_in(seconds: float) -> str:
 # A receipt is ready when queued, or processing under a lease that ran out or whose holder is
 # dead, and its next attempt is due. Parameters: now, dead holders (JSON list), now.
 _READY_WHERE = (
-    " WHERE (status = 'queued' OR (status = 'processing' AND (lease_until IS NULL"
+    f" WHERE (status = '{ReceiptStatus.QUEUED}' OR (status = '{ReceiptStatus.PROCESSING}'"  # noqa: S608
+    " AND (lease_until IS NULL"
     "        OR lease_until < ? OR lease_owner IN (SELECT value FROM json_each(?)))))"
     "   AND (next_attempt_at IS NULL OR next_attempt_at <= ?)"
 )
 _CLAIM = (  # built from constants only
-    "UPDATE receipts SET status = 'processing', lease_until = ?, lease_owner = ?,"  # noqa: S608
+    f"UPDATE receipts SET status = '{ReceiptStatus.PROCESSING}', lease_until = ?,"  # noqa: S608
+    " lease_owner = ?,"
     " attempts = attempts + 1, updated_at = ?"
     " WHERE id = (SELECT id FROM receipts" + _READY_WHERE +
     "   AND id NOT IN (SELECT value FROM json_each(?))"
@@ -117,7 +120,7 @@ async def any_ready(db: Database, *, dead_owners: list[str] | None = None) -> bo
 async def foreign_lease_owners(db: Database, owner: str) -> list[str]:
     """Holders, other than `owner`, of the leases on receipts in `processing`."""
     rows = await db.fetchall(
-        "SELECT DISTINCT lease_owner FROM receipts WHERE status = 'processing'"
+        f"SELECT DISTINCT lease_owner FROM receipts WHERE status = '{ReceiptStatus.PROCESSING}'"  # noqa: S608
         " AND lease_owner IS NOT NULL AND lease_owner != ?",
         (owner,),
     )
@@ -127,22 +130,22 @@ async def foreign_lease_owners(db: Database, owner: str) -> list[str]:
 async def renew_lease(db: Database, receipt_id: str, *, owner: str, lease_s: float) -> bool:
     """Extend our lease. False when the receipt is no longer ours (the lease was taken over)."""
     changed = await db.execute(
-        "UPDATE receipts SET lease_until = ? WHERE id = ? AND status = 'processing'"
-        " AND lease_owner = ?",
+        "UPDATE receipts SET lease_until = ? WHERE id = ?"  # noqa: S608
+        f" AND status = '{ReceiptStatus.PROCESSING}' AND lease_owner = ?",
         (timestamp_in(lease_s), receipt_id, owner),
     )
     return changed > 0
 
 
-async def load_steps(db: Database, receipt_id: str) -> dict[str, StepState]:
+async def load_steps(db: Database, receipt_id: str) -> dict[str, StepRecord]:
     rows = await db.fetchall("SELECT * FROM receipt_steps WHERE receipt_id = ?", (receipt_id,))
     return {row["step"]: _step(row) for row in rows}
 
 
-def _step(row: Row) -> StepState:
-    return StepState(
+def _step(row: Row) -> StepRecord:
+    return StepRecord(
         step=row["step"],
-        state=row["state"],
+        state=StepState(row["state"]),
         outcome=row["outcome"],
         alegra_id=row["alegra_id"],
         detail=json.loads(row["detail"] or "{}"),
@@ -153,11 +156,11 @@ def _step(row: Row) -> StepState:
 def _attempting_sql(receipt_id: str, step: str) -> tuple[str, tuple[Any, ...]]:
     now = utcnow()
     return (
-        "INSERT INTO receipt_steps(receipt_id, step, state, attempts, started_at, updated_at)"
-        " VALUES (?, ?, 'attempting', 1, ?, ?)"
-        " ON CONFLICT(receipt_id, step) DO UPDATE SET state = 'attempting',"
+        "INSERT INTO receipt_steps(receipt_id, step, state, attempts, started_at, updated_at)"  # noqa: S608
+        f" VALUES (?, ?, '{StepState.ATTEMPTING}', 1, ?, ?)"
+        f" ON CONFLICT(receipt_id, step) DO UPDATE SET state = '{StepState.ATTEMPTING}',"
         " attempts = receipt_steps.attempts + 1, updated_at = excluded.updated_at"
-        " WHERE receipt_steps.state != 'done'",
+        f" WHERE receipt_steps.state != '{StepState.DONE}'",
         (receipt_id, step, now, now),
     )
 
@@ -167,9 +170,10 @@ def _finish_step_sql(
 ) -> tuple[str, tuple[Any, ...]]:
     now = utcnow()
     return (
-        "INSERT INTO receipt_steps(receipt_id, step, state, outcome, alegra_id, detail,"
-        " started_at, updated_at) VALUES (?, ?, 'done', ?, ?, ?, ?, ?)"
-        " ON CONFLICT(receipt_id, step) DO UPDATE SET state = 'done', outcome = excluded.outcome,"
+        "INSERT INTO receipt_steps(receipt_id, step, state, outcome, alegra_id, detail,"  # noqa: S608
+        f" started_at, updated_at) VALUES (?, ?, '{StepState.DONE}', ?, ?, ?, ?, ?)"
+        f" ON CONFLICT(receipt_id, step) DO UPDATE SET state = '{StepState.DONE}',"
+        " outcome = excluded.outcome,"
         " alegra_id = excluded.alegra_id, detail = excluded.detail,"
         " updated_at = excluded.updated_at",
         (receipt_id, step, outcome, alegra_id, json.dumps(detail or {}), now, now),
@@ -187,12 +191,13 @@ def _fail_step_sql(
     now = utcnow()
     unknown = bool(error.get("retryable")) or error.get("method") not in WRITE_METHODS
     return (
-        "INSERT INTO receipt_steps(receipt_id, step, state, detail, started_at, updated_at)"
-        " VALUES (?, ?, 'failed', ?, ?, ?)"
+        "INSERT INTO receipt_steps(receipt_id, step, state, detail, started_at, updated_at)"  # noqa: S608
+        f" VALUES (?, ?, '{StepState.FAILED}', ?, ?, ?)"
         " ON CONFLICT(receipt_id, step) DO UPDATE SET state = CASE"
-        "   WHEN receipt_steps.state = 'attempting' AND ? THEN 'attempting' ELSE 'failed' END,"
+        f"   WHEN receipt_steps.state = '{StepState.ATTEMPTING}' AND ?"
+        f" THEN '{StepState.ATTEMPTING}' ELSE '{StepState.FAILED}' END,"
         " detail = excluded.detail, updated_at = excluded.updated_at"
-        " WHERE receipt_steps.state != 'done'",
+        f" WHERE receipt_steps.state != '{StepState.DONE}'",
         (receipt_id, step, json.dumps({"error": error}), now, now, unknown),
     )
 
@@ -204,37 +209,12 @@ def _bill_id_sql(receipt_id: str, bill_id: str) -> tuple[str, tuple[Any, ...]]:
     )
 
 
-async def mark_attempting(db: Database, receipt_id: str, step: str) -> None:
-    """Record, before a write is sent, that its outcome may be unknown until it is answered."""
-    await db.execute(*_attempting_sql(receipt_id, step))
-
-
-async def finish_step(
-    db: Database,
-    receipt_id: str,
-    step: str,
-    *,
-    outcome: str,
-    alegra_id: str | None,
-    detail: dict[str, Any] | None = None,
-) -> None:
-    """The step is done: what happened (found / created / updated) and the Alegra id it led to."""
-    await db.execute(*_finish_step_sql(receipt_id, step, outcome, alegra_id, detail))
-
-
-async def fail_step(db: Database, receipt_id: str, step: str, error: dict[str, Any]) -> None:
-    """Alegra refused the step: keep its evidence on the step (the receipt fails too)."""
-    await db.execute(*_fail_step_sql(receipt_id, step, error))
-
-
-async def set_bill_id(db: Database, receipt_id: str, bill_id: str) -> None:
-    await db.execute(*_bill_id_sql(receipt_id, bill_id))
-
-
-_COMPLETE = "status = 'completed', completed_at = ?, error = NULL, next_attempt_at = NULL"
-_FAIL = "status = 'failed', completed_at = ?, error = ?"
-_RESCHEDULE = "status = 'queued', next_attempt_at = ?, error = ?"
-_RELEASE = "status = 'queued', next_attempt_at = NULL"
+_COMPLETE = (
+    f"status = '{ReceiptStatus.COMPLETED}', completed_at = ?, error = NULL, next_attempt_at = NULL"
+)
+_FAIL = f"status = '{ReceiptStatus.FAILED}', completed_at = ?, error = ?"
+_RESCHEDULE = f"status = '{ReceiptStatus.QUEUED}', next_attempt_at = ?, error = ?"
+_RELEASE = f"status = '{ReceiptStatus.QUEUED}', next_attempt_at = NULL"
 
 
 def _final_sql(
@@ -243,40 +223,16 @@ def _final_sql(
     """End our hold on the receipt; changes nothing if the receipt is no longer ours."""
     return (
         f"UPDATE receipts SET {assignments}, lease_until = NULL, lease_owner = NULL,"  # noqa: S608
-        " updated_at = ? WHERE id = ? AND status = 'processing' AND lease_owner = ?",
+        f" updated_at = ? WHERE id = ? AND status = '{ReceiptStatus.PROCESSING}'"
+        " AND lease_owner = ?",
         (*params, utcnow(), receipt_id, owner),
     )
 
 
-async def complete_receipt(db: Database, receipt_id: str, *, owner: str) -> bool:
-    """`completed`, lease released, error cleared. False if the receipt was no longer ours."""
-    return await db.execute(*_final_sql(receipt_id, owner, _COMPLETE, (utcnow(),))) > 0
-
-
-async def fail_receipt(
-    db: Database, receipt_id: str, error: dict[str, Any], *, owner: str
-) -> bool:
-    """`failed` for good, with the evidence (step, Alegra status, code, message)."""
-    sql = _final_sql(receipt_id, owner, _FAIL, (utcnow(), json.dumps(error)))
-    return await db.execute(*sql) > 0
-
-
-async def reschedule_receipt(
-    db: Database, receipt_id: str, error: dict[str, Any], *, delay_s: float, owner: str
-) -> bool:
-    """Back to `queued`, not before `delay_s` from now, with the error that caused it visible."""
-    sql = _final_sql(receipt_id, owner, _RESCHEDULE, (timestamp_in(delay_s), json.dumps(error)))
-    return await db.execute(*sql) > 0
-
-
-async def release_receipt(db: Database, receipt_id: str, *, owner: str) -> bool:
-    """Hand the receipt back untouched (the worker is stopping): ready again at once."""
-    return await db.execute(*_final_sql(receipt_id, owner, _RELEASE, ())) > 0
-
-
 async def _held(conn: aiosqlite.Connection, receipt_id: str, owner: str) -> bool:
     cursor = await conn.execute(
-        "SELECT 1 FROM receipts WHERE id = ? AND status = 'processing' AND lease_owner = ?",
+        "SELECT 1 FROM receipts WHERE id = ?"  # noqa: S608
+        f" AND status = '{ReceiptStatus.PROCESSING}' AND lease_owner = ?",
         (receipt_id, owner),
     )
     return await cursor.fetchone() is not None

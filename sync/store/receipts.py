@@ -8,8 +8,6 @@ its step rows into the JSON a partner reads at `GET /v1/receipts/{id}`.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import secrets
 from collections.abc import Mapping, Sequence
@@ -20,10 +18,9 @@ from aiosqlite import Connection
 
 from sync.names import name_key
 from sync.receipt_model import Submission
+from sync.states import ReceiptStatus, StepState
 from sync.store.db import Database, Row, utcnow
 
-INITIAL_STATUS = "queued"
-FINAL_STATUSES = frozenset({"completed", "failed", "duplicate"})
 _STEP_ORDER = {"supplier": 0, "account": 1, "bill": 2, "attachment": 3}
 
 
@@ -88,7 +85,7 @@ async def _insert_row(
         " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         " ON CONFLICT(partner_id, idempotency_key) DO NOTHING",
         (receipt_id, partner_id, idempotency_key, body_hash, json.dumps(payload),
-         INITIAL_STATUS, payload["supplier"]["tax_id"], payload["supplier"]["name"],
+         ReceiptStatus.QUEUED, payload["supplier"]["tax_id"], payload["supplier"]["name"],
          payload["ncf"], payload["ncf_type"], payload["date"], payload["total"],
          payload["currency"], now, now),
     )
@@ -144,24 +141,20 @@ async def list_receipts(
     date_from: str | None = None,
     date_to: str | None = None,
     limit: int = 50,
-    cursor: str | None = None,
-) -> tuple[list[Row], str | None]:
-    """Newest first, filtered (dates are the receipt's own date, inclusive). Returns a page and
-    the cursor of the next one (None on the last page). Raises ValueError for a bad cursor."""
+    after: tuple[str, str] | None = None,
+) -> list[Row]:
+    """Newest first, filtered (dates are the receipt's own date, inclusive), at most `limit`,
+    after the row whose (created_at, id) is `after`."""
     clauses, params = _list_filters(partner_id, status, date_from, date_to)
-    if cursor is not None:
-        created_at, last_id = decode_cursor(cursor)
+    if after is not None:
+        created_at, last_id = after
         clauses.append("(created_at < ? OR (created_at = ? AND id < ?))")
         params += [created_at, created_at, last_id]
     where = " WHERE " + " AND ".join(clauses) if clauses else ""
-    rows = await db.fetchall(
+    return await db.fetchall(
         f"SELECT * FROM receipts{where} ORDER BY created_at DESC, id DESC LIMIT ?",  # noqa: S608 -- clauses are constants; values are bound
-        [*params, limit + 1],
+        [*params, limit],
     )
-    if len(rows) <= limit:
-        return rows, None
-    last = rows[limit - 1]
-    return rows[:limit], encode_cursor(last["created_at"], last["id"])
 
 
 def _list_filters(
@@ -175,18 +168,6 @@ def _list_filters(
     }
     clauses = [clause for clause, value in wanted.items() if value is not None]
     return clauses, [value for value in wanted.values() if value is not None]
-
-
-def encode_cursor(created_at: str, receipt_id: str) -> str:
-    return base64.urlsafe_b64encode(f"{created_at}|{receipt_id}".encode()).decode()
-
-
-def decode_cursor(cursor: str) -> tuple[str, str]:
-    try:
-        created_at, receipt_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
-    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
-        raise ValueError("not a cursor this service issued") from exc
-    return created_at, receipt_id
 
 
 def receipt_resource(
@@ -261,7 +242,7 @@ def _alegra_ids(
 
 def _uploaded(step: Mapping[str, Any] | None) -> dict[str, Any] | None:
     """What Alegra answered for the attachment (`name`, `url`), once the step is done."""
-    if step is None or step["state"] != "done":
+    if step is None or step["state"] != StepState.DONE:
         return None
     detail = step["detail"]
     return {"name": detail.get("name"), "url": detail.get("url")}

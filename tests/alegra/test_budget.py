@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 
 import pytest
 
@@ -87,11 +86,15 @@ async def test_waiters_are_served_by_priority_then_in_arrival_order() -> None:
 
 async def test_a_waiter_wakes_when_the_window_ends() -> None:
     """A request over the limit goes out as soon as the window has reset, not before."""
-    budget = RateBudget(limit=2, window_s=0.2)
-    started = time.monotonic()
+    clock = FakeClock()
+    budget = RateBudget(limit=2, window_s=0.2, clock=clock)
     answered(budget, await spend(budget, 2))
-    await spend(budget, 1)
-    assert 0.2 <= time.monotonic() - started < 1.0
+    waiter = asyncio.create_task(budget.acquire(Priority.RECEIPT))
+    clock.advance(0.19)
+    await asyncio.sleep(0.25)  # the budget's wake-up for the window's end has come and gone
+    assert not waiter.done()  # … but by its clock the window has not ended
+    clock.advance(0.01 + budget.reset_margin_s)
+    await asyncio.wait_for(waiter, timeout=5.0)
 
 
 async def test_after_a_window_ends_without_news_the_full_limit_is_assumed() -> None:
@@ -165,10 +168,11 @@ async def test_a_429_holds_every_priority_until_the_reset() -> None:
 
 async def test_a_cancelled_waiter_spends_nothing() -> None:
     """A waiter that gives up before its turn takes no slot in the next window."""
-    budget = RateBudget(limit=1, window_s=0.1)
+    clock = FakeClock()
+    budget = RateBudget(limit=1, window_s=0.1, clock=clock)
     await spend(budget, 1)
     assert await is_held(budget, Priority.RECEIPT)
-    await asyncio.sleep(0.15)
+    clock.advance(0.1 + budget.reset_margin_s)
     snapshot = budget.snapshot()
     assert (snapshot["remaining"], snapshot["sent_total"]) == (0, 1)  # one still out, carried
     assert snapshot["waiting"] == {"RECEIPT": 0, "EVENT": 0, "BACKGROUND": 0}

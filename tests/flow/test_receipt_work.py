@@ -11,9 +11,11 @@ import pytest
 
 from sync.receipt_model import parse_submission
 from sync.store import ops_queries, receipt_work, receipts
-from sync.store.db import Database
+from sync.store.db import Database, _migration_files
 from sync.store.partners import create_partner
+from sync.store.receipt_work import StepLog
 from tests.flow.conftest import receipt_body
+from tests.support import schema
 
 pytestmark = pytest.mark.anyio
 
@@ -84,8 +86,8 @@ async def test_expired_lease_is_claimed_again(tmp_path: Path) -> None:
     assert again is not None
     assert again.receipt_id == receipt_id
     assert again.attempts == 2
-    assert not await receipt_work.complete_receipt(db, receipt_id, owner="h:1:a")
-    assert await receipt_work.complete_receipt(db, receipt_id, owner="h:2:b")
+    assert not await StepLog(db, receipt_id, "h:1:a").complete()
+    assert await StepLog(db, receipt_id, "h:2:b").complete()
     await db.close()
 
 
@@ -127,9 +129,7 @@ async def test_rescheduled_receipt_waits_for_its_time(tmp_path: Path) -> None:
     await receipt_work.claim_next(db, owner="h:1:a", lease_s=60)
     error = {"step": "bill", "retryable": True, "message": "boom"}
 
-    assert await receipt_work.reschedule_receipt(
-        db, receipt_id, error, delay_s=0.3, owner="h:1:a"
-    )
+    assert await StepLog(db, receipt_id, "h:1:a").reschedule(error, 0.3)
     assert await _status(db, receipt_id) == "queued"
     assert await receipt_work.claim_next(db, owner="h:1:a", lease_s=60) is None
     await asyncio.sleep(0.4)
@@ -141,14 +141,16 @@ async def test_rescheduled_receipt_waits_for_its_time(tmp_path: Path) -> None:
 
 
 async def test_done_step_is_never_reopened(tmp_path: Path) -> None:
-    """Once a step is done, marking it attempting again changes nothing."""
+    """Once a step is done, marking it attempting or failing it again changes nothing."""
     db = await Database.open(tmp_path / "w.db")
     [receipt_id] = await _store(db, 1)
-    await receipt_work.mark_attempting(db, receipt_id, "bill")
-    await receipt_work.finish_step(db, receipt_id, "bill", outcome="created", alegra_id="7")
+    await receipt_work.claim_next(db, owner="h:1:a", lease_s=60)
+    log = StepLog(db, receipt_id, "h:1:a")
+    await log.attempting("bill")
+    log.done("bill", outcome="created", alegra_id="7", detail=None)
 
-    await receipt_work.mark_attempting(db, receipt_id, "bill")
-    await receipt_work.fail_step(db, receipt_id, "bill", {"message": "late"})
+    await log.attempting("bill")
+    await log.fail({"message": "late"}, "bill")
 
     step = (await receipt_work.load_steps(db, receipt_id))["bill"]
     assert (step.state, step.outcome, step.alegra_id, step.attempts) == ("done", "created", "7", 1)
@@ -251,9 +253,11 @@ async def test_operator_retry_restarts_the_retry_window(tmp_path: Path) -> None:
 async def test_receipts_failed_before_the_unknown_outcome_rule_are_brought_under_it(
     tmp_path: Path,
 ) -> None:
-    """Migration 0101: a bill step failed by a retryable error or a lookup's error goes back to
-    `attempting` (its bill may exist); one Alegra refused outright, or a local error, stays."""
-    db = await Database.open(tmp_path / "old.db")
+    """Migration 0501 (once 0101): a bill step failed by a retryable error or a lookup's error
+    goes back to `attempting` (its bill may exist); one Alegra refused outright, or a local error,
+    stays."""
+    schema.build(tmp_path / "old.db", [m for m in _migration_files() if m[0] < 501])
+    db = await Database.open(tmp_path / "old.db", migrate=False)
     await db.conn.execute("PRAGMA foreign_keys = OFF")  # steps alone: receipts do not matter
     errors = {"rcp_a": {"retryable": True, "method": "POST"},
               "rcp_b": {"retryable": False, "method": "GET", "status": 401},
@@ -263,8 +267,7 @@ async def test_receipts_failed_before_the_unknown_outcome_rule_are_brought_under
         await db.execute(
             "INSERT INTO receipt_steps(receipt_id, step, state, detail, updated_at)"
             " VALUES (?, 'bill', 'failed', ?, '2024')", (receipt_id, json.dumps({"error": error})))
-    await db.execute("DELETE FROM schema_migrations WHERE version = 101")
-    assert await db.migrate() == [101]
+    assert (await db.migrate())[0] == 501
     rows = await db.fetchall("SELECT receipt_id, state FROM receipt_steps ORDER BY receipt_id")
     await db.close()
     assert [tuple(r) for r in rows] == [

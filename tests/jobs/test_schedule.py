@@ -27,19 +27,20 @@ def states(backfill_outcome: str | None, due_in_s: float = -1) -> list[JobState]
             for name in schedule.JOB_NAMES]
 
 
-def test_on_a_new_database_only_backfill_and_subscription_health_are_due(
+def test_on_a_new_database_only_backfill_subscription_health_and_retention_are_due(
     settings: Settings,
 ) -> None:
-    """Before the first backfill succeeds, polls and reconciliation wait for it."""
+    """Before the first backfill succeeds, polls and reconciliation wait for it (retention,
+    which needs no Alegra, does not)."""
     due = schedule.due_jobs(states(None), NOW, running=set(), subscriptions_enabled=True)
-    assert due == ["backfill", "subscriptions"]
+    assert due == ["backfill", "subscriptions", "retention"]
 
 
 def test_after_the_backfill_every_due_job_starts_except_running_ones(settings: Settings) -> None:
     """Once backfilled, due jobs start in order; one already running is not started twice."""
     due = schedule.due_jobs(states("success"), NOW, running={"reconcile"},
                             subscriptions_enabled=True)
-    assert due == ["backfill", "accounts", "bills", "subscriptions"]
+    assert due == ["backfill", "accounts", "bills", "subscriptions", "retention"]
 
 
 def test_jobs_due_later_or_switched_off_do_not_start(settings: Settings) -> None:

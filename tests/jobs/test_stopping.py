@@ -16,6 +16,7 @@ from sync.alegra.budget import Priority, RateBudget
 from sync.events.lane import LaneConfig, run_round
 from sync.jobs import schedule
 from sync.jobs.runner import JobResult, JobRun, run_job
+from sync.states import JobOutcome
 from sync.store import inbox
 from tests.jobs.conftest import sim_settings, worker_context
 from tests.support.servers import RunningSimulator
@@ -47,7 +48,7 @@ async def test_a_job_waiting_for_the_budget_ends_interrupted_on_stop(
 
         async def job(run: JobRun) -> JobResult:
             await run.alegra.get("/contacts", priority=Priority.BACKGROUND)
-            return JobResult(schedule.SUCCESS)
+            return JobResult(JobOutcome.SUCCESS)
 
         task = asyncio.create_task(run_job(ctx, schedule.RECONCILE, job))
         await until_waiting(ctx.budget, Priority.BACKGROUND)
@@ -55,7 +56,7 @@ async def test_a_job_waiting_for_the_budget_ends_interrupted_on_stop(
         result = await asyncio.wait_for(task, BOUND_S)
 
     assert (result.outcome, result.interrupted, result.error) == (
-        schedule.INCOMPLETE, True, "stopped")
+        JobOutcome.INCOMPLETE, True, "stopped")
     assert simulator.state.calls() == 0
 
 

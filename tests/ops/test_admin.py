@@ -30,9 +30,8 @@ def _fail_next(ops: OpsApi) -> str:
     async def work(db: Database) -> str:
         claimed = await receipt_work.claim_next(db, owner="w1", lease_s=30)
         assert claimed is not None
-        await receipt_work.fail_step(db, claimed.receipt_id, "bill", {"status": 400})
-        await receipt_work.fail_receipt(db, claimed.receipt_id, {"step": "bill", "status": 400},
-                                        owner="w1")
+        await receipt_work.StepLog(db, claimed.receipt_id, "w1").fail(
+            {"step": "bill", "status": 400}, "bill")
         return claimed.receipt_id
 
     return ops.store.run(work)
@@ -147,6 +146,19 @@ def test_receipts_listing_pages_with_a_cursor(ops: OpsApi) -> None:
     assert ops.get("/v1/receipts", cursor="garbage!").status_code == 400
 
 
+def test_every_listing_pages_with_one_cursor_format(ops: OpsApi) -> None:
+    """The receipts listing's cursor is the sort key of the page's last row, in the format of
+    every other listing; a cursor of another listing (an inbox id) is a 400."""
+    _submit(ops, "acme", "k1")
+    _submit(ops, "acme", "k2")
+    page = ops.get("/v1/receipts", limit=1).json()
+    (created_at, last_id), = ops.store.sql(
+        "SELECT created_at, id FROM receipts ORDER BY created_at DESC, id DESC LIMIT 1")
+    assert page["next_cursor"] == query.encode_cursor([created_at, last_id])
+    events_cursor = query.encode_cursor([7])
+    assert ops.get("/v1/receipts", cursor=events_cursor).json()["error"]["field"] == "cursor"
+
+
 def test_retry_puts_a_failed_receipt_back_in_the_queue(ops: OpsApi) -> None:
     """A failed receipt goes back to queued, due now, keeping its recorded steps."""
     receipt_id = _submit(ops, "acme", "a1")
@@ -180,3 +192,23 @@ def test_admin_listing_shows_the_same_resource_partners_read(ops: OpsApi) -> Non
     (listed,) = ops.get("/v1/receipts").json()["data"]
     assert {k: v for k, v in listed.items() if k != "partner_id"} == mine
     assert json.dumps(listed).count(ops.keys["acme"]) == 0
+
+
+def test_events_whose_json_has_no_json_answer_are_shown_as_text(ops: OpsApi) -> None:
+    """Stored bodies that parse but cannot be answered as JSON again (100,000 nested brackets,
+    a lone surrogate, numbers past a float, NaN) are listed and replayed with their text, not
+    a 500 for the whole page."""
+    bodies = [b"[" * 100_000 + b"]" * 100_000, b'{"subject": "edit-client\\ud83d"}',
+              b'{"total": 1e999}', b'{"total": NaN}']
+    for body in bodies:
+        ops.store.sql("INSERT INTO inbox(received_at, body, shape, state)"
+                      " VALUES ('2024', ?, 'malformed', 'skipped')", (body,))
+    ops.store.deliveries(_delivery("edit-client", "7"))
+    response = ops.get("/v1/events")
+    assert response.status_code == 200
+    data = response.json()["data"]
+    assert data[0]["body"] == _delivery("edit-client", "7")
+    assert [(e["body"], e["body_text"]) for e in reversed(data[1:])] == [
+        (None, body.decode()[:4096]) for body in bodies]
+    replayed = ops.post(f"/v1/events/{data[-1]['id']}/replay")
+    assert (replayed.status_code, replayed.json()["body"]) == (200, None)

@@ -55,10 +55,10 @@ def _fail_with_alegra_refusal(ops: OpsApi) -> str:
         claimed = await receipt_work.claim_next(db, owner="w1", lease_s=30)
         assert claimed is not None
         error = {"step": "bill", **refusal.as_record()}
-        await receipt_work.finish_step(db, claimed.receipt_id, "supplier", outcome="found",
-                                       alegra_id="77")
-        await receipt_work.fail_step(db, claimed.receipt_id, "bill", error)
-        await receipt_work.fail_receipt(db, claimed.receipt_id, error, owner="w1")
+        log = receipt_work.StepLog(db, claimed.receipt_id, "w1")
+        log.done("supplier", outcome="found", alegra_id="77", detail=None)
+        await log.attempting("bill")
+        assert await log.fail(error, "bill")
         return claimed.receipt_id
 
     return ops.store.run(work)
@@ -103,10 +103,11 @@ def test_a_receipt_whose_bill_outcome_is_unknown_says_retry_never_resubmit(
     async def work(db: Database) -> str:
         claimed = await receipt_work.claim_next(db, owner="w1", lease_s=30)
         assert claimed is not None
-        await receipt_work.mark_attempting(db, claimed.receipt_id, "bill")
+        log = receipt_work.StepLog(db, claimed.receipt_id, "w1")
+        await log.attempting("bill")
         error = {"step": "bill", "kind": "OutcomeUnknown", "status": None, "code": None,
                  "message": "no answer", "retryable": True, "gave_up_after_s": 86400.0}
-        await receipt_work.fail_receipt(db, claimed.receipt_id, error, owner="w1")
+        assert await log.fail(error, None)
         return claimed.receipt_id
 
     receipt_id = cli.store.run(work)

@@ -32,6 +32,7 @@ def test_every_setting_is_in_the_configuration_table() -> None:
     source = _source("sync/settings.py")
     names = set(re.findall(r"config\(\s*\"([A-Z][A-Z0-9_]+)\"", source))
     names |= set(re.findall(r"_(?:number|flag|choice)\(config, \"([A-Z][A-Z0-9_]+)\"", source))
+    names |= set(re.findall(r"\(\"([A-Z][A-Z0-9_]+)\", (?:int|float)\)", source))  # _NUMBERS
     assert len(names) > 15
     assert _undocumented(names, _section("## Configuration")) == set()
 

@@ -18,6 +18,7 @@ from sync.alegra.budget import RateBudget
 from sync.context import WorkerContext
 from sync.jobs import backfill, bills, schedule
 from sync.jobs.runner import JobFn, run_job
+from sync.states import JobOutcome
 from tests.flow.conftest import Flow, receipt_body
 from tests.safeguards.conftest import learn_bill
 from tests.safeguards.test_duplicate_check import hand_bill
@@ -38,7 +39,7 @@ async def _job(flow: Flow, name: str, fn: JobFn) -> None:
     budget = RateBudget(limit=flow.sim.config.rate_limit, window_s=flow.sim.config.window_s)
     settings = replace(flow.env.settings, bill_backfill_days=10_000)  # the receipts are of 2024
     ctx = WorkerContext(settings, flow.db, flow.env.alegra, budget, asyncio.Event())
-    assert (await run_job(ctx, name, fn)).outcome == schedule.SUCCESS
+    assert (await run_job(ctx, name, fn)).outcome == JobOutcome.SUCCESS
 
 
 async def by_webhook(flow: Flow, bill_id: str) -> None:

@@ -14,7 +14,7 @@ from structlog.testing import capture_logs
 from sync.alegra.client import AlegraClient
 from sync.events.apply import RetryPolicy
 from sync.events.lane import LaneConfig, run_round
-from sync.store import inbox
+from sync.store import inbox, ops_queries
 from sync.store.contacts import get_cached_contact
 from sync.store.db import Database
 from tests.support.servers import RunningSimulator
@@ -210,7 +210,8 @@ async def test_failed_fetch_is_retried_with_backoff_then_applied(
 async def test_row_is_parked_after_max_attempts_and_logged(
     simulator: RunningSimulator, alegra: AlegraClient, db: Database
 ) -> None:
-    """A row that keeps failing is parked (not dropped) after RetryPolicy.max_attempts."""
+    """A row that keeps failing is parked (not dropped) after RetryPolicy.max_attempts; the
+    operators' replay (POST /v1/events/{id}/replay) applies it once Alegra answers again."""
     contact = simulator.state.person_create_contact(name="Sin Suerte SRL")
     inbox_id = await deliver(db, "new-client", "client", **contact)
     simulator.state.faults.update({"error_rate": 1.0, "error_status": 500})
@@ -225,7 +226,13 @@ async def test_row_is_parked_after_max_attempts_and_logged(
     assert (row["state"], row["attempts"]) == ("parked", 3)
     events = [(e["event"], e.get("inbox_id")) for e in logs if e["event"].startswith("event.")]
     assert events == [("event.failed", inbox_id)] * 2 + [("event.parked", inbox_id)]
-    assert await inbox.requeue(db, [inbox_id]) == 1  # an operator can give it another go
+    assert await ops_queries.replay_event(db, inbox_id)
+    simulator.state.faults.update({"error_rate": 0.0})
+    await settle(alegra, db)
+    row = await inbox.get_row(db, inbox_id)
+    assert row is not None
+    assert (row["state"], row["attempts"]) == ("applied", 3)  # a replay keeps the attempts
+    await assert_cache_matches(db, simulator, contact["id"])
 
 
 async def test_unused_and_unusable_deliveries_are_skipped_without_fetching(
@@ -267,7 +274,7 @@ async def test_a_burst_waits_for_quiet_or_the_longest_wait(db: Database) -> None
 
 async def test_due_work_is_the_oldest_pending_whatever_the_backlog(db: Database) -> None:
     """With thousands of resources waiting, each round gets the oldest ones (a failed row whose
-    retry is due and a requeued row included), and what lies past one round's reading comes
+    retry is due and a replayed row included), and what lies past one round's reading comes
     in later rounds."""
     await inbox.write_batch(db, [as_received(delivery("edit-client", "client", id=str(n)))
                                  for n in range(600)])
@@ -275,7 +282,7 @@ async def test_due_work_is_the_oldest_pending_whatever_the_backlog(db: Database)
     await inbox.mark_retry(db, [(1, "failed", "2000-01-01T00:00:00+00:00"),
                                 (2, "failed", "2999-01-01T00:00:00+00:00"),
                                 (3, "parked", None)], error="boom")
-    assert await inbox.requeue(db, [3]) == 1
+    assert await ops_queries.replay_event(db, 3)
     due = await inbox.due_groups(db, quiet_before=now, waited_before=now, limit=4)
     assert due == [("client", "0"), ("client", "2"), ("client", "3"), ("client", "4")]
     seen: list[tuple[str, str]] = []

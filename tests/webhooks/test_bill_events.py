@@ -118,3 +118,18 @@ async def test_bill_made_elsewhere_is_learned_with_its_supplier_tax_id(
     live = await bills.find_live_bill(db, "131246796", "B0100000001")
     assert live is not None
     assert (live.alegra_id, live.receipt_id) == (bill["id"], None)
+
+
+@pytest.mark.parametrize("provider", [
+    {"id": "77", "identification": "131246796"},
+    {"id": "77", "identification": {"type": "RNC", "number": "1-31-24679-6"}},
+    {"id": "77", "identification": None,
+     "identificationObject": {"type": "RNC", "number": "131246796"}},
+])
+async def test_a_bills_provider_tax_id_is_read_wherever_alegra_puts_it(
+    db: Database, provider: dict[str, Any]
+) -> None:
+    """A bill's provider gives its tax id as a string, an object or `identificationObject`
+    alone: each is read the way a contact's is, so the duplicate check can match the bill."""
+    known = await bills.known_bill(db, {"id": "9", "provider": provider})
+    assert known.provider_tax_id == "131246796"

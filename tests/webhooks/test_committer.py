@@ -9,6 +9,7 @@ import os
 import resource
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -16,14 +17,24 @@ from pathlib import Path
 
 import pytest
 
+from sync.alegra.client import AlegraClient
 from sync.settings import Settings
 from sync.store import inbox_channel
+from sync.store.contacts import get_cached_contact
 from sync.store.db import Database
 from sync.store.inbox import NewDelivery, NewHandshake
 from sync.store.inbox_channel import CommitterGone, CommitterOptions
-from sync.store.inbox_committer import frame, read_frame, to_wire
+from sync.store.inbox_committer import (
+    frame,
+    insert_items,
+    open_connection,
+    read_frame,
+    to_wire,
+)
 from sync.store.inbox_writer import MAX_BATCH_BYTES, InboxWriter
+from tests.support.servers import RunningSimulator
 from tests.webhooks.conftest import delivery, read_db
+from tests.webhooks.test_apply import settle
 from tests.webhooks.test_receiver import hold_write_lock
 
 pytestmark = pytest.mark.anyio
@@ -266,3 +277,100 @@ async def test_a_sync_package_in_the_current_directory_is_not_imported(
     await writer.start()
     assert await writer.submit(NewDelivery(b"{}", 0)) > 0
     await writer.close()
+
+
+POISON_BODIES = [
+    b'{"subject": "edit-client\\ud83d", "message": {"client": {"id": "1"}}}',
+    b'{"subject": "edit-client", "message": {"client": {"id": "1\\ud83d"}}}',
+    b"[" * 100_000,
+    b'{"subject": "edit-client\\u0000", "message": {"client": {"id": 1e999999}}}',
+    b'{"subject": "edit-client", "message": {"client": {"id": ' + b"9" * 5000 + b"}}}",
+    b'"just a string"',
+    b"\xff\xfe not UTF-8",
+]
+
+
+async def test_a_poison_delivery_among_genuine_ones_fails_none_and_the_genuine_are_applied(
+    db: Database, settings: Settings, simulator: RunningSimulator, alegra: AlegraClient
+) -> None:
+    """Genuine deliveries sent in one batch with bodies SQLite or the parser could choke on
+    (lone surrogates in the subject or id, deep nesting, huge numbers, non-objects, bytes that
+    are not UTF-8): every one is committed and answered; the genuine ones are then applied."""
+    contacts = [simulator.state.person_create_contact(name=f"Ferretería {n}", type=["provider"])
+                for n in range(6)]
+    genuine = [delivery("new-client", "client", **c) for c in contacts]
+    bodies = genuine[:3] + POISON_BODIES + genuine[3:]
+    writer = InboxWriter(settings.database_path)
+    await writer.start()
+    ids = await asyncio.gather(*(writer.submit(NewDelivery(b, 0)) for b in bodies))
+    await writer.close()
+    assert all(ids)
+    assert len(set(ids)) == len(bodies)
+    stored = {r["id"]: (bytes(r["body"]), r["shape"]) for r in read_db(
+        settings.database_path, "SELECT id, body, shape FROM inbox")}
+    assert [stored[i][0] for i in ids] == bodies
+    assert [stored[i][1] for i in ids[:3] + ids[-3:]] == ["ok"] * 6
+    await settle(alegra, db)
+    states = {r["id"]: r["state"] for r in await db.fetchall("SELECT id, state FROM inbox")}
+    assert [states[i] for i in ids[:3] + ids[-3:]] == ["applied"] * 6
+    assert {states[i] for i in ids[3:-3]} == {"skipped"}
+    for contact in contacts:
+        assert await get_cached_contact(db, contact["id"]) is not None
+
+
+def _refuse_subject(path: Path, subject: str) -> None:
+    """A trigger that makes SQLite refuse any inbox row with this subject: a stand-in for a row
+    refused for a reason nobody foresaw."""
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON inbox"
+            f" WHEN NEW.subject = '{subject}' BEGIN SELECT RAISE(ABORT, 'refused'); END")
+
+
+async def test_a_row_refused_for_an_unforeseen_reason_is_stored_malformed_alone(
+    db: Database, settings: Settings
+) -> None:
+    """When the batch's INSERT fails for a reason that is not the lock, the batch is written
+    row by row: the refused row is stored as malformed (its body kept), its batch-mates as
+    they are, and each keeps its own id in order."""
+    _refuse_subject(settings.database_path, "edit-bill")
+    conn = open_connection(settings.database_path)
+    try:
+        items = [NewDelivery(delivery("edit-client", "client", id="1"), 0),
+                 NewDelivery(delivery("edit-bill", "bill", id="2"), 1),
+                 NewHandshake(0),
+                 NewDelivery(delivery("edit-client", "client", id="3"), 0)]
+        ids, rows = insert_items(conn, items)
+    finally:
+        conn.close()
+    assert ids[2] == 0
+    assert ids[0] < ids[1] < ids[3]
+    stored = read_db(settings.database_path,
+                     "SELECT id, shape, subject, resource_id, key_index, body FROM inbox")
+    assert [tuple(r)[:5] for r in stored] == [
+        (ids[0], "ok", "edit-client", "1", 0),
+        (ids[1], "malformed", None, None, 1),
+        (ids[3], "ok", "edit-client", "3", 0),
+    ]
+    assert bytes(stored[1]["body"]) == items[1].body  # type: ignore[union-attr]
+    assert [r.shape for r in rows] == ["ok", "malformed", "ok"]
+    assert len(read_db(settings.database_path, "SELECT * FROM webhook_handshakes")) == 1
+
+
+async def test_a_database_that_refuses_every_row_fails_the_batch_and_writes_nothing(
+    db: Database, settings: Settings
+) -> None:
+    """If even a row's malformed form is refused, the fault is not the row's: the batch fails
+    (answered 503, Alegra delivers again) and nothing of it is written."""
+    with sqlite3.connect(settings.database_path) as conn:
+        conn.execute("CREATE TRIGGER refuse BEFORE INSERT ON inbox"
+                     " BEGIN SELECT RAISE(ABORT, 'disk says no'); END")
+    conn = open_connection(settings.database_path)
+    try:
+        with pytest.raises(sqlite3.IntegrityError):
+            insert_items(conn, [NewDelivery(b"{}", 0), NewHandshake(0)])
+        assert not conn.in_transaction
+    finally:
+        conn.close()
+    assert read_db(settings.database_path, "SELECT * FROM inbox") == []
+    assert read_db(settings.database_path, "SELECT * FROM webhook_handshakes") == []

@@ -137,6 +137,10 @@ def test_body_at_the_limit_is_stored(
     (b"\xff\xfe", "malformed"),
     (b'{"subject": "new-client", "message": {}}', "unknown"),
     (b'{"hello": "world"}', "unknown"),
+    (b'{"subject": "edit-client\\ud83d", "message": {"client": {"id": "1"}}}', "malformed"),
+    (b'{"subject": "edit-client", "message": {"client": {"id": "1\\ud83d"}}}', "malformed"),
+    (b"[" * 100_000, "malformed"),
+    (b"[1e999999]", "unknown"),
 ])
 def test_malformed_or_unknown_body_is_stored_and_acknowledged(
     app_client: TestClient, settings: Settings, token: str, body: bytes, shape: str

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from sync.events.parse import parse_delivery
+from sync.alegra.webhook_body import ParsedDelivery, parse_delivery
 from tests.webhooks.conftest import delivery
 
 
@@ -115,3 +115,33 @@ def test_a_message_serialised_twice_and_nested_too_deep_is_unknown_not_an_error(
     not raise (one such body would otherwise fail every delivery committed with it)."""
     body = json.dumps({"subject": "edit-client", "message": "[" * 100_000}).encode()
     assert parse_delivery(body).shape == "unknown"
+
+
+@pytest.mark.parametrize("body", [
+    b'{"subject": "edit-client\\ud83d", "message": {"client": {"id": "1"}}}',
+    b'{"subject": "edit-client", "message": {"client": {"id": "1\\ud83d"}}}',
+    b'{"subject": "\\udc00edit-client", "message": {"client": {"id": 7}}}',
+])
+def test_a_lone_surrogate_in_what_the_row_records_is_malformed(body: bytes) -> None:
+    """A subject or id holding a lone surrogate escape (valid JSON, but text with no UTF-8
+    form, which SQLite cannot store) is malformed, with nothing parsed kept."""
+    assert parse_delivery(body) == ParsedDelivery(shape="malformed")
+
+
+def test_a_lone_surrogate_elsewhere_in_the_body_does_not_matter() -> None:
+    """Only the subject and id are stored from the body: a surrogate in the contact's name
+    leaves a usable delivery (the worker fetches the contact from Alegra anyway)."""
+    body = b'{"subject": "edit-client", "message": {"client": {"id": "1", "name": "A\\ud83d"}}}'
+    assert parse_delivery(body).shape == "ok"
+
+
+@pytest.mark.parametrize(("body", "shape"), [
+    (b'{"subject": "edit-client", "message": {"client": {"id": 1e999999}}}', "unknown"),
+    (b'{"subject": "edit-client", "message": {"client": {"id": ' + b"9" * 5000 + b"}}}",
+     "malformed"),  # past Python's 4,300-digit limit for int()
+    (b"123", "unknown"),
+    (b"\x00", "malformed"),
+])
+def test_huge_numbers_and_odd_bytes_are_classified_not_raised(body: bytes, shape: str) -> None:
+    """Numbers past a float or an int's digit limit, bare scalars and NUL bytes give a shape."""
+    assert parse_delivery(body).shape == shape

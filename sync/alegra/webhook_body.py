@@ -9,7 +9,8 @@ required.
 
     shape = "ok"         resource and id found
             "unknown"    valid JSON, but not the shape above (no message, no resource, no id)
-            "malformed"  not JSON (or not UTF-8)
+            "malformed"  not JSON (or not UTF-8), or its subject or id is text that cannot be
+                         stored (a lone surrogate such as `"\\ud83d"`: valid JSON, not UTF-8)
 """
 
 from __future__ import annotations
@@ -39,9 +40,10 @@ def parse_delivery(body: bytes) -> ParsedDelivery:
     """Classify a delivery body. Total: every input gives a ParsedDelivery, so one odd body can
     never fail the batch of deliveries it is written with (anything unforeseen: `malformed`)."""
     try:
-        return _classify(body)
+        parsed = _classify(body)
     except Exception:
         return MALFORMED
+    return parsed if _storable(parsed) else MALFORMED
 
 
 def _classify(body: bytes) -> ParsedDelivery:
@@ -60,6 +62,19 @@ def _classify(body: bytes) -> ParsedDelivery:
     if resource_id is None or not _subject_agrees(subject, resource):
         return ParsedDelivery(shape="unknown", subject=subject, resource=resource)
     return ParsedDelivery("ok", subject, resource, resource_id)
+
+
+def _storable(parsed: ParsedDelivery) -> bool:
+    """Every text the row records encodes as UTF-8. JSON's `\\ud83d` escape (what JavaScript
+    leaves when it cuts a string inside an emoji) decodes to a lone surrogate, which SQLite
+    cannot be given: the INSERT would fail, and with it the whole batch."""
+    try:
+        for text in (parsed.subject, parsed.resource, parsed.resource_id):
+            if text is not None:
+                text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _resource(message: Any) -> tuple[str, dict[str, Any]] | None:

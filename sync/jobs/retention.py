@@ -1,0 +1,116 @@
+"""The `retention` job: deletes what the service no longer needs, every hour, in short batches.
+
+- Inbox rows settled (applied, or skipped) more than `INBOX_RETENTION_DAYS` ago. A delivery
+  still waiting (received, failed) or given up on (parked) is kept whatever its age: it is work,
+  or what an operator must look at and replay.
+- The stored file of a receipt that reached a final state more than
+  `ATTACHMENT_RETENTION_DAYS` ago: completed (the file is on its bill) or duplicate (it never
+  will be). A queued, processing or failed receipt keeps its file: a retry uploads it.
+- Never a receipt, its steps, its claims, a cached Alegra row or a job run.
+
+0 days keeps that kind for ever. The job needs no Alegra call, so it also runs before the first
+backfill has completed. Each batch is one short transaction (`store/retention.py`); a worker
+stopping mid-run stops between batches, and the next run starts again from the oldest rows.
+SQLite reuses the pages freed for new rows, so the file stops growing; it does not shrink.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sync import metrics
+from sync.jobs.runner import JobResult, JobRun
+from sync.settings import Settings
+from sync.states import JobOutcome
+from sync.store import retention
+from sync.store.db import Database
+
+INBOX_BATCH = 500
+ATTACHMENT_BATCH = 50
+ATTACHMENT_BATCH_BYTES = 16 << 20  # files freed per transaction (freeing reads their pages)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """How many days each kind is kept once it is no longer needed (0: for ever)."""
+
+    inbox_days: int
+    attachment_days: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Policy:
+        return cls(settings.inbox_retention_days, settings.attachment_retention_days)
+
+
+@dataclass(frozen=True)
+class Pruned:
+    """What one pass deleted; `interrupted` when it stopped early for shutdown."""
+
+    deleted: int
+    interrupted: bool = False
+
+
+Batcher = Callable[[int], Awaitable[retention.Batch]]
+
+
+def cutoff(now: datetime, days: int) -> str:
+    """The store's timestamp `days` before `now` (an aware UTC datetime)."""
+    return (now - timedelta(days=days)).isoformat(timespec="microseconds")
+
+
+async def prune_inbox(
+    db: Database, days: int, now: datetime, stopping: Callable[[], bool] = lambda: False
+) -> Pruned:
+    """Delete inbox rows settled more than `days` before `now`."""
+    if not days:
+        return Pruned(0)
+    before = cutoff(now, days)
+    return await _walk(lambda after: retention.prune_inbox_batch(
+        db, before=before, after=after, limit=INBOX_BATCH), stopping)
+
+
+async def prune_attachments(
+    db: Database, days: int, now: datetime, stopping: Callable[[], bool] = lambda: False
+) -> Pruned:
+    """Delete the files of receipts final for more than `days` before `now`."""
+    if not days:
+        return Pruned(0)
+    before = cutoff(now, days)
+    return await _walk(lambda after: retention.prune_attachments_batch(
+        db, before=before, after=after, limit=ATTACHMENT_BATCH,
+        max_bytes=ATTACHMENT_BATCH_BYTES), stopping)
+
+
+async def _walk(batch: Batcher, stopping: Callable[[], bool]) -> Pruned:
+    """Batches from the oldest row until the walk is over (or the worker stops)."""
+    after, deleted = 0, 0
+    while True:
+        if stopping():
+            return Pruned(deleted, interrupted=True)
+        outcome = await batch(after)
+        deleted, after = deleted + outcome.deleted, outcome.after
+        if outcome.done:
+            return Pruned(deleted)
+        await asyncio.sleep(0)  # the other lanes between transactions
+
+
+async def run(job: JobRun) -> JobResult:
+    """The `retention` job: prune the inbox, then the attachments."""
+    policy = Policy.from_settings(job.settings)
+    now = datetime.now(UTC)
+    detail: dict[str, int] = {}
+    interrupted = False
+    for kind, prune, days in (("inbox", prune_inbox, policy.inbox_days),
+                              ("attachment", prune_attachments, policy.attachment_days)):
+        pruned = await prune(job.db, days, now, lambda: job.stopping)
+        metrics.count_pruned(kind, pruned.deleted)
+        detail[f"{kind}_deleted"] = pruned.deleted
+        await job.page_done(kind, pruned.deleted, None)
+        if pruned.interrupted:
+            interrupted = True
+            break
+    outcome = JobOutcome.INCOMPLETE if interrupted else JobOutcome.SUCCESS
+    return JobResult(outcome, detail, interrupted=interrupted)

@@ -1,0 +1,60 @@
+"""Settings from the environment: one default per setting, every variable read and checked."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from sync.settings import Settings, SettingsError, load_settings
+
+BASE = {"SECRET_KEY": "a-secret-key-of-sixteen+"}
+NUMBERS = {  # variable → (field, a value other than the default)
+    "ALEGRA_RATE_LIMIT": ("rate_limit", 90),
+    "ALEGRA_RATE_WINDOW_S": ("rate_window_s", 30.5),
+    "RECEIPT_CONCURRENCY": ("receipt_concurrency", 2),
+    "MAX_ATTACHMENT_BYTES": ("max_attachment_bytes", 1024),
+    "MAX_WEBHOOK_BODY_BYTES": ("max_webhook_body_bytes", 2048),
+    "ACCOUNTS_POLL_S": ("accounts_poll_s", 60.0),
+    "RECONCILE_S": ("reconcile_s", 120.0),
+    "BILLS_REFRESH_S": ("bills_refresh_s", 180.0),
+    "SUBSCRIPTIONS_CHECK_S": ("subscriptions_check_s", 240.0),
+    "BILL_BACKFILL_DAYS": ("bill_backfill_days", 30),
+}
+
+
+def test_an_unset_variable_gives_its_fields_default() -> None:
+    """With only SECRET_KEY set, every setting that has a default takes its field's default."""
+    settings = load_settings(env_file=None, environ=BASE)
+    defaults = {f.name: f.default for f in dataclasses.fields(Settings)
+                if f.default is not dataclasses.MISSING}
+    assert {name: getattr(settings, name) for name in defaults} == defaults
+
+
+def test_every_numeric_variable_is_read_with_its_type() -> None:
+    """Each numeric variable sets its field, as an int or a float like the default."""
+    environ = {**BASE, **{name: str(value) for name, (_, value) in NUMBERS.items()}}
+    settings = load_settings(env_file=None, environ=environ)
+    for name, (field, value) in NUMBERS.items():
+        loaded = getattr(settings, field)
+        assert (loaded, type(loaded)) == (value, type(value)), name
+
+
+@pytest.mark.parametrize("name", sorted(NUMBERS))
+@pytest.mark.parametrize("value", ["0", "-1", "many"])
+def test_a_number_that_is_not_positive_is_refused_by_name(name: str, value: str) -> None:
+    """Zero, a negative or a word: SettingsError naming the variable."""
+    with pytest.raises(SettingsError) as caught:
+        load_settings(env_file=None, environ={**BASE, name: value})
+    assert caught.value.name == name
+
+
+def test_choices_and_flags_are_read() -> None:
+    """LOG_FORMAT, LOG_LEVEL (any case) and STRICT_DUPLICATE_CHECK; an unknown choice names
+    its variable."""
+    settings = load_settings(env_file=None, environ={
+        **BASE, "LOG_FORMAT": "JSON", "LOG_LEVEL": "debug", "STRICT_DUPLICATE_CHECK": "true"})
+    assert (settings.log_format, settings.log_level, settings.strict_duplicate_check) == (
+        "json", "debug", True)
+    with pytest.raises(SettingsError, match="LOG_LEVEL"):
+        load_settings(env_file=None, environ={**BASE, "LOG_LEVEL": "loud"})
