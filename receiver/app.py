@@ -17,8 +17,8 @@ from starlette.applications import Starlette
 
 from receiver import admin, errors, inspect, openapi, ops, prometheus, receipts, webhooks
 from sync.logs import configure_logging, register_secrets
-from sync.settings import Settings, SettingsError, load_settings
-from sync.store.db import Database
+from sync.settings import CONFIG_ERROR_EXIT, Settings, SettingsError, load_settings
+from sync.store.db import Database, DatabaseUnavailable, check_openable
 
 # Webhooks first: Alegra's deliveries are the hottest path and must answer within 5 s; their
 # route is matched before any other.
@@ -55,10 +55,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
 
 def _settings_or_exit() -> Settings:
-    """The settings from the environment; a bad one ends the process with one line naming it
-    (uvicorn would print a traceback)."""
+    """The settings from the environment, and a database that opens; a bad one ends the process
+    with one line naming it and CONFIG_ERROR_EXIT, before uvicorn starts the app (a failure in
+    the app's start-up would be uvicorn's traceback and exit status 3)."""
     try:
-        return load_settings()
-    except SettingsError as exc:
+        settings = load_settings()
+        check_openable(settings.database_path)
+    except (SettingsError, DatabaseUnavailable) as exc:
         print(f"alegra-sync web: configuration error: {exc}", file=sys.stderr, flush=True)
-        raise SystemExit(2) from None
+        raise SystemExit(CONFIG_ERROR_EXIT) from None
+    return settings

@@ -7,7 +7,13 @@ import sys
 
 from sync.instance import InstanceBusy
 from sync.logs import configure_logging, register_secrets
-from sync.settings import PRODUCTION_BASE_URL, Settings, SettingsError, load_settings
+from sync.settings import (
+    CONFIG_ERROR_EXIT,
+    PRODUCTION_BASE_URL,
+    Settings,
+    SettingsError,
+    load_settings,
+)
 from sync.store.db import DatabaseUnavailable
 from sync.worker import run_worker
 
@@ -28,7 +34,7 @@ def main() -> int:
         settings = worker_settings()
     except SettingsError as exc:
         print(f"alegra-sync worker: configuration error: {exc}", file=sys.stderr)
-        return 2
+        return CONFIG_ERROR_EXIT
     configure_logging(settings.log_format, settings.log_level)
     register_secrets(str(k) for k in settings.secret_keys)
     if settings.alegra_token is not None:
@@ -37,7 +43,7 @@ def main() -> int:
         asyncio.run(run_worker(settings))
     except DatabaseUnavailable as exc:
         print(f"alegra-sync worker: configuration error: {exc}", file=sys.stderr)
-        return 2
+        return CONFIG_ERROR_EXIT
     except InstanceBusy as exc:
         print(f"alegra-sync worker: not starting: {exc}", file=sys.stderr)
         return 1

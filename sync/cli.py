@@ -11,7 +11,7 @@ import importlib
 import sys
 
 from sync.instance import InstanceBusy
-from sync.settings import SettingsError
+from sync.settings import CONFIG_ERROR_EXIT, SettingsError
 from sync.store.db import DatabaseUnavailable
 
 COMMAND_MODULES = (
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.handler(args))
     except (SettingsError, DatabaseUnavailable) as exc:
         print(f"alegra-sync: configuration error: {exc}", file=sys.stderr)
-        return 2
+        return CONFIG_ERROR_EXIT
     except InstanceBusy as exc:
         print(f"alegra-sync: {exc}", file=sys.stderr)
         return 1

@@ -93,6 +93,8 @@ def _read(state: Path) -> Demo | None:
 def command_settings(*, needs_alegra: bool, env_file: str | Path = ".env") -> Settings:
     """The settings of the deployment `run` starts here, for a command (`partners`, `webhooks`,
     `backfill`, …). Without credentials: the demo's database, and the running demo's simulator.
+    What `run` was given and the command was not (`make run PORT=… DATABASE_URL=…`) is the
+    running demo's: its port, its PUBLIC_URL, its database.
 
     Raises SettingsError (one line naming ALEGRA_EMAIL) when the command needs Alegra and there
     is nothing to talk to: no credentials, no ALEGRA_BASE_URL of one's own, no running demo on
@@ -101,11 +103,14 @@ def command_settings(*, needs_alegra: bool, env_file: str | Path = ".env") -> Se
     if not settings.simulated:
         return settings
     demo = running_demo()
+    if demo is not None and settings.database_path == SIMULATOR_DATABASE:
+        # No database of the command's own: the demo's, where `make run DATABASE_URL=…` put it.
+        settings = _on_database(settings, demo.database_path)
     ours = demo is not None and _same_file(demo.database_path, settings.database_path)
     if demo is not None and ours:
         settings = dataclasses.replace(  # what `run` was given (`make run PORT=…`) counts
-            settings, alegra_base_url=demo.alegra_base_url, public_url=demo.public_url,
-            port=demo.port,
+            settings, alegra_base_url=demo.alegra_base_url, port=demo.port,
+            public_url=_public_url(settings, demo),
         )
         note(f"no ALEGRA_EMAIL/ALEGRA_TOKEN: acting on the running demo (pid {demo.pid}): "
              f"{settings.database_path}, simulator at {demo.alegra_base_url}")
@@ -123,6 +128,20 @@ def command_settings(*, needs_alegra: bool, env_file: str | Path = ".env") -> Se
         note(f"no ALEGRA_EMAIL/ALEGRA_TOKEN: acting on the demo's database "
              f"{settings.database_path} (the demo is not running)")
     return settings
+
+
+def _on_database(settings: Settings, database: Path) -> Settings:
+    if _same_file(database, settings.database_path):
+        return settings
+    return dataclasses.replace(settings, database_path=database)
+
+
+def _public_url(settings: Settings, demo: Demo) -> str:
+    """The command's own PUBLIC_URL when it has one (`PUBLIC_URL=https://… webhooks register`),
+    else the demo's (its web process, on the PORT `run` was given)."""
+    if settings.public_url != f"http://127.0.0.1:{settings.port}":
+        return settings.public_url
+    return demo.public_url
 
 
 def _same_file(a: Path, b: Path) -> bool:

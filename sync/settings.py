@@ -18,6 +18,12 @@ PRODUCTION_BASE_URL = "https://api.alegra.com/api/v1"
 DEFAULT_DATABASE_URL = "sqlite:///./data/alegra-sync.db"
 
 
+# The exit status of a process stopped by a configuration error (a SettingsError, a DATABASE_URL
+# that does not open): the CLI, the worker and the web process. The systemd units do not restart
+# on it (RestartPreventExitStatus in deploy/), since a restart would meet the same setting.
+CONFIG_ERROR_EXIT = 2
+
+
 class SettingsError(Exception):
     """A setting is missing or malformed; the message names it and says how to fix it."""
 

@@ -38,6 +38,21 @@ class DatabaseUnavailable(Exception):
         super().__init__(f"DATABASE_URL: cannot open {path} as a SQLite database: {reason}")
 
 
+def check_openable(path: Path) -> None:
+    """Raise DatabaseUnavailable now if `path` cannot be opened (or created) as a SQLite
+    database: for the web process, which must say so in one line before its server starts
+    (inside the server's start-up, the failure would be a traceback). Synchronous and brief."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(path)
+        try:
+            conn.execute("PRAGMA schema_version")  # reads the header: "file is not a database"
+        finally:
+            conn.close()
+    except (OSError, sqlite3.Error) as exc:
+        raise DatabaseUnavailable(path, exc) from exc
+
+
 def utcnow() -> str:
     """The one timestamp format of the store: ISO 8601, UTC, microseconds, sortable as text."""
     return datetime.now(UTC).isoformat(timespec="microseconds")

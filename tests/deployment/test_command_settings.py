@@ -112,3 +112,38 @@ def test_forgetting_a_demo_removes_only_its_own_record(here: Path) -> None:
 
     forget_demo(_demo())
     assert not DEMO_STATE.exists()
+
+
+def test_a_public_url_of_the_commands_own_wins_over_the_demos(
+    here: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`PUBLIC_URL=https://… alegra-sync webhooks register` against the demo subscribes that
+    URL, not the demo's loopback one (the demo's counts only when the command has none)."""
+    monkeypatch.setenv("PUBLIC_URL", "https://sync.example.com")
+    lock = instance.acquire(SIMULATOR_DATABASE, instance.Role.RUN)
+    try:
+        record_demo(_demo())
+        settings = command_settings(needs_alegra=True)
+    finally:
+        lock.release()
+
+    assert settings.public_url == "https://sync.example.com"
+    assert settings.alegra_base_url == SIM_URL
+
+
+def test_a_command_without_a_database_of_its_own_follows_the_demo_to_its_database(
+    here: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`make run DATABASE_URL=…` (on the make line only): `partners add` run without it writes
+    into the database the demo serves, not into the default demo file the demo does not read."""
+    theirs = here / "data" / "mine.db"
+    lock = instance.acquire(theirs, instance.Role.RUN)
+    try:
+        record_demo(_demo(theirs))
+        settings = command_settings(needs_alegra=False)
+    finally:
+        lock.release()
+
+    assert settings.database_path.resolve() == theirs.resolve()
+    assert settings.alegra_base_url == SIM_URL
+    assert "not running" not in capsys.readouterr().err

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import os
-import pty
 import re
 import shutil
 import signal
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import httpx
@@ -23,52 +21,11 @@ import pytest
 
 from sync import instance
 from sync.commands.run import read_env_file
+from tests.deployment.demo import TerminalRun
 from tests.support.procs import ROOT, eventually, free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 NO_RECEIPT = "/v1/receipts/rcp_000000000000000000000000"
-
-
-class TerminalRun:
-    """`alegra-sync run` with a pseudo-terminal for its output, drained by a thread."""
-
-    def __init__(self, cwd: Path, env: dict[str, str], *args: str) -> None:
-        master, replica = pty.openpty()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "sync.cli", "run", *args], cwd=cwd, env=env,
-            stdin=subprocess.DEVNULL, stdout=replica, stderr=replica, start_new_session=True,
-        )
-        os.close(replica)
-        self._chunks: list[bytes] = []
-        self._reader = threading.Thread(target=self._drain, args=(master,), daemon=True)
-        self._reader.start()
-
-    def _drain(self, fd: int) -> None:
-        try:
-            while chunk := os.read(fd, 65536):
-                self._chunks.append(chunk)
-        except OSError:  # EIO once every writer has gone
-            pass
-        finally:
-            os.close(fd)
-
-    def output(self) -> str:
-        return b"".join(self._chunks).decode(errors="replace")
-
-    def started(self) -> None:
-        eventually(lambda: "worker.started" in self.output() or self.proc.poll() is not None,
-                   30, "the demo's worker")
-        assert self.proc.poll() is None, self.output()
-
-    def interrupt(self) -> int:
-        """Ctrl-C: SIGINT to the whole group, as a terminal sends it."""
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGINT)
-        try:
-            return self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            return self.proc.wait(timeout=5)
 
 
 def _cli(cwd: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
