@@ -111,9 +111,10 @@ async def test_requests_are_spaced_at_the_pace_given_for_the_pages_left() -> Non
         asked_with.append(pages_left)
         return 0.02
 
+    began = time.monotonic()  # the loop's clock: request k is due no sooner than k paces on
     async for _ in batches_ahead(source.fetch, depth=4, pace=pace):
         pass
-    gaps = [b - a for a, b in zip(source.asked_at, source.asked_at[1:], strict=False)]
-    assert len(gaps) == 7
-    assert min(gaps) >= 0.018
+    assert len(source.asked_at) == 8
+    # A lower bound only: a loaded machine delays requests, never brings one forward.
+    assert all(at - began >= k * 0.02 - 1e-6 for k, at in enumerate(source.asked_at))
     assert asked_with == [None, 7, 6, 5, 4, 3, 2, 1]
