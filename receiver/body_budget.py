@@ -1,20 +1,7 @@
-"""One budget, per web process, for the receipt bodies being received and decoded at once.
-
-A receipt body may be ~14 MB (a 10 MB attachment in base64, plus the JSON), and reading,
-decoding and validating it costs a few times that in memory: 80 maximum-size receipts at once
-took the web process to 1.3 GB and webhook answers to 3.7 s. `MAX_BODY_BYTES_IN_FLIGHT` bounds
-the sum of the bodies of the receipt requests being served. A request that would pass it is
-answered 503 with `Retry-After` and stores nothing: before a byte of its body is read when it
-declares its Content-Length, or as soon as its chunked body passes the budget.
-
-A body counts from the endpoint's first read of it (so after the key and headers were checked:
-a request without a valid key never holds any) until its answer: with `Prefer: wait`, until the
-wait ends, as the decoded attachment is held that long. A body larger than the whole budget is
-served when no other body is held, so no setting makes a valid receipt impossible to send.
-Webhook deliveries do not pass through it: they are small (`MAX_WEBHOOK_BODY_BYTES`) and must be
-answered within Alegra's 5 s whatever receipts are arriving.
-
-`BoundedBody` is route middleware: `Route(..., middleware=[Middleware(BoundedBody)])`.
+"""One budget, per web process, for the receipt bodies being received and decoded at once
+(`MAX_BODY_BYTES_IN_FLIGHT`): a request that would pass it is answered 503 `busy` with
+`Retry-After` and stores nothing. `BoundedBody` is route middleware:
+`Route(..., middleware=[Middleware(BoundedBody)])`. Design: docs/receipts.md ("The body budget").
 """
 
 from __future__ import annotations

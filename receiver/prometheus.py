@@ -1,23 +1,7 @@
-"""GET /metrics: the Prometheus text format (0.0.4), rendered with prometheus-client.
-
-Two sources:
-- the worker's counters and histograms (Alegra calls by endpoint and status, 429s, receipts by
-  outcome, deliveries settled, rows pruned, step latency), which the worker adds to
-  `metric_counters` on every heartbeat (see `sync.metrics`): they lag by at most one heartbeat;
-- gauges computed from the tables: open receipts and inbox rows by state, oldest pending age,
-  webhook-to-cache lag, rate budget, worker heartbeat age, subscriptions, drift, jobs, cache rows.
-
-A scrape must cost the same with a thousand rows or a million, and never slow the partner API.
-So the text is computed at most once per `MAX_AGE_S`, however many scrapers ask (`Scrapes`), on
-a read-only connection of its own (the web process's shared one serialises its queries, and a
-slow scrape there made every partner request wait), and every query is an index lookup or
-range over open work: rows in a final state (completed receipts, applied deliveries) grow for
-ever, so they are counters kept as they change (`receipts_processed`, `inbox_settled`), never
-counted from the tables.
-
-No key is needed, so a stock Prometheus scrape config works: the output holds counts, ages and
-bounded labels (statuses, step kinds, endpoint templates, event and job names), never an id, a
-name, a key or a token. Restrict who may reach /metrics at the network edge if counts are private.
+"""GET /metrics: the Prometheus text format (0.0.4), rendered with prometheus-client from the
+worker's counters (`metric_counters`) and gauges read from the tables, at most once per
+`MAX_AGE_S`, on a read-only connection of its own, with index lookups only.
+Design: docs/sync.md ("Metrics").
 """
 
 from __future__ import annotations

@@ -1,18 +1,6 @@
-"""One deployment, one running instance: OS file locks beside the SQLite database.
-
-- `<database>.worker.lock` is held by the worker (`python -m sync`) for its whole life: a second
-  worker on the same database refuses to start and names the pid holding it.
-- `<database>.run.lock` is held by `alegra-sync run` for its whole life, taken before it touches
-  anything (`.env`, the database): a second `run` on the same database refuses the same way.
-
-The locks are `flock(2)` locks: the kernel releases them when the holder exits, `kill -9`
-included, so there is never a stale lock to clean up; the lock files themselves are never
-deleted (deleting one would let two holders lock two different files). The holder writes its pid
-into the file, only so that a refused process can say who holds it.
-
-The worker also refuses while another worker's heartbeat in the database is fresh and its pid is
-alive (`fresh_heartbeat`): a worker that takes no lock (an older version, during a deploy
-overlap) is still seen.
+"""One deployment, one running instance: `flock(2)` locks beside the SQLite database
+(`<database>.worker.lock`, `<database>.run.lock`), plus the worker's check for another
+worker's fresh heartbeat. Design: docs/sync.md ("One instance per database").
 """
 
 from __future__ import annotations

@@ -1,23 +1,7 @@
 """The partner's receipt as it is sent, declared once (pydantic): what is validated and what
-/openapi.json publishes (`receiver.openapi` generates the schemas from these models).
-
-Every field type is a gate, then readings. The gate (JSON type, length, pattern, bounds) is what
-pydantic checks first and what the published JSON Schema states; the readings after it only
-narrow (text rules, check digits, calendar dates, places) or convert (NFKC, strip, Decimal), never
-widen. So anything accepted matches the published schema by construction, and the fuzz test
-(tests/test_openapi_fuzz.py) checks that whatever the schema refuses is refused.
-
-- Text is checked by `sync.text_rules` (no lone surrogates, control or bidi control characters,
-  not only invisible characters); names (supplier, categories) also need a letter or digit
-  (`names.name_key`). Lengths count the characters as sent; surrounding spaces are then dropped,
-  and an empty optional text counts as absent.
-- A number is a JSON number (read from the raw JSON text as a Decimal, never as a float: see
-  `decode_json`) or a decimal string: digits with an optional fraction, spaces around allowed,
-  written in ASCII or in characters NFKC reads as ASCII (`１０`, `𝟏𝟎.𝟓`), nothing else (no sign,
-  exponent, separator or other digit set). `DECIMAL_PATTERN` states it, built by
-  `text_rules.nfkc_class`. Dates and the currency are read the same way.
-- Rules between fields (the dates against today and each other, the currency's exchange rate,
-  the total, the attachment's bytes) are `sync.receipt_model`'s.
+/openapi.json publishes (`receiver.openapi` generates the schemas from these models). Each
+field type is a gate the schema states, then readings that only narrow or convert, so what is
+accepted matches the schema by construction. Design: docs/receipts.md ("The declared contract").
 """
 
 from __future__ import annotations

@@ -1,33 +1,7 @@
-"""A partner's receipt: parse and validate it (pure), and the exact shape the worker reads back.
-
-`parse_submission(data, max_attachment_bytes=..., upload=None)` turns the decoded request body
-into a `Submission` (the validated `Receipt` and the attachment's bytes) or raises
-`ReceiptInvalid(field, message, status)`, `field` being the JSON path at fault
-(`supplier.tax_id`, `lines[2].amount`). Each field's rules are declared once in
-`sync.receipt_contract` (what /openapi.json publishes); the rules between fields are here:
-
-- `date` at most one day after today (UTC); `due_date` (default `date`) on or after it and at
-  most ten years later.
-- `currency` other than DOP needs `exchange_rate` (DOP per unit); on DOP only 1 fits (dropped).
-- `total` optional; when given it must equal `money.receipt_total(lines)` (code `total_mismatch`,
-  with `expected` and `given`). The computed total is at most `MAX_MONEY`, as each amount is.
-- `attachment` (or the multipart `file`): see `sync.attachments`; over the size bound → 413,
-  a type not allowed or bytes that are not the declared type → 415, bad base64 → 422.
-
-`Receipt.to_payload()` is what `receipts.payload` holds and `Receipt.from_payload()` reads back
-(they round-trip). Decimals are strings; money has exactly two decimals:
-
-    {"version": 1,
-     "supplier": {"name": str, "tax_id": "131246796" | null (digits only),
-                  "tax_id_kind": "RNC" | "CEDULA" | null, "email": str | null, "phone": str | null},
-     "date": "2024-05-01", "due_date": "2024-05-31",
-     "ncf": "B0100000001" | null (compact, upper case), "ncf_type": "B01" | null,
-     "category": str, "currency": "DOP", "exchange_rate": "58.5" | null (always null for DOP),
-     "total": "118.00" (the lines' total by money.receipt_total; equals the partner's if given),
-     "lines": [{"description": str, "amount": "100.00", "quantity": "1",
-                "tax_rate": "18" | "16" | "0" | null,
-                "category": str (the effective account: the line's own, else the receipt's)}],
-     "attachment": null | {"filename": str, "content_type": str, "size": int, "sha256": hex}}
+"""A partner's receipt: the rules between its fields (pure) and the exact shape the worker reads
+back. `parse_submission` gives a `Submission` or raises `ReceiptInvalid(field, message, status)`;
+each field's own rules are `sync.receipt_contract`'s. The rules and the stored payload's shape:
+docs/receipts.md ("The rules between fields, and the stored shape").
 """
 
 from __future__ import annotations
@@ -111,7 +85,7 @@ class Receipt:
         return tuple(dict.fromkeys([self.category, *(line.category for line in self.lines)]))
 
     def to_payload(self) -> dict[str, Any]:
-        """The JSON-able form stored in `receipts.payload` (shape in the module docstring)."""
+        """The JSON-able form stored in `receipts.payload` (its shape: docs/receipts.md)."""
         return _payload(self)
 
     @classmethod

@@ -1,27 +1,7 @@
 """The figures behind "can I trust the cache right now?", and the answer: one implementation
 for `GET /v1/cache/status` (receiver/inspect.py) and `alegra-sync status` (sync/commands/).
-
-`trustworthy` is true only when none of these rules fires (each firing rule is one `reasons`
-entry, `{code, message}`):
-
-- `worker_down`: no worker heartbeat, or none for `WORKER_STALE_S`: nothing is being applied.
-- `backfill_incomplete`: the first full copy of contacts, chart of accounts and taxes never
-  finished: the cache is partial.
-- `full_scan_stale`: the last complete scan of contacts (a backfill or a reconciliation) finished
-  more than 2 × RECONCILE_S ago: changes webhooks missed may be waiting longer than designed.
-- `reconcile_incomplete`: the latest reconciliation ended incomplete or failed.
-- `accounts_stale`: the chart of accounts (no webhooks exist for it) was last fetched more than
-  3 × ACCOUNTS_POLL_S ago.
-- `bills_stale`: the recent bills were last read in full (backfill or bills job) more than
-  2 × BILLS_REFRESH_S ago: the duplicate check may not know a bill no webhook reported.
-- `subscriptions_missing`: no webhook subscription is in place, or one was found gone from Alegra
-  (and not re-created): contact changes reach the cache only through reconciliation.
-- `subscriptions_unchecked`: subscriptions were last checked more than 3 × SUBSCRIPTIONS_CHECK_S
-  ago.
-- `inbox_backlog_old`: a delivery has waited more than `INBOX_BACKLOG_S` to be applied.
-- `events_parked`: deliveries given up on (parked) arrived after the last complete scan: what
-  they announced may be missing until the next reconciliation (replay them with
-  POST /v1/events/{id}/replay).
+`trustworthy` is true only when none of the rules fires; each firing rule is one `reasons`
+entry, `{code, message}`. The rules: docs/sync.md ("Can the cache be trusted?").
 """
 
 from __future__ import annotations

@@ -1,22 +1,7 @@
 """The Unicode rules for partner input (pure): one place for what is read and what is stored.
-
-- `ascii_form(text)` is the one normalisation of every value the service keys on or computes
-  with: tax id, NCF, amounts, quantities, rates, dates, currency. Unicode NFKC, which reads
-  fullwidth (`１`), mathematical (`𝟏`, `𝟙`) and other compatibility forms as their ASCII
-  character; None when anything outside ASCII remains (Arabic-Indic `١`, Devanagari `१` and
-  other digit sets are not digits the service reads: refused, never guessed).
-- `storable_problem(text)` says why a text may not be stored: a value that is stored must be
-  readable back, listable, loggable and sendable to Alegra as UTF-8, and must not disguise itself
-  on a screen. So: no lone surrogate (`"\\ud83d"`, an emoji cut in half by a JSON encoder), no
-  control character (C0 and DEL, C1 U+0080–U+009F, the separators U+2028/U+2029), and no bidi
-  override or isolate (U+202A–U+202E, U+2066–U+2069).
-- `has_visible(text)` is False for text made only of invisible characters: whitespace, format
-  characters (zero-width space and joiners, BOM, ...), combining marks, and the blank letters
-  (Hangul fillers, Braille blank) that render as nothing.
-- `nfkc_class("0123456789")` is the regular-expression character class of those ASCII
-  characters and of every character NFKC reads as one of them (`１`, `𝟏`, `¹`, ...): the patterns
-  the receipt contract publishes are written with it, so a pattern accepts exactly the spellings
-  `ascii_form` reads.
+`ascii_form` (NFKC, then ASCII only), `storable_problem` (lone surrogates, control and bidi
+control characters), `has_visible`, and `nfkc_class` (the patterns the contract publishes).
+Design: docs/receipts.md ("The Unicode rules").
 """
 
 from __future__ import annotations

@@ -1,19 +1,7 @@
-"""One rate budget per Alegra account, shared by every request the worker sends.
-
-Alegra allows `limit` requests per window per credentials (150 a minute) and tells the truth on
-every response: `X-Rate-Limit-Limit`, `-Remaining` and `-Reset` (seconds left in the window).
-Other processes and integrations using the same token spend from the same window, so the local
-estimate is corrected from those headers on every answer (`observe`), and nothing is sent beyond
-the known remaining: a 429 is the exception, not the pacing mechanism.
-
-Waiters are served strictly by priority, FIFO within one priority. EVENT and BACKGROUND leave
-`reserve` slots in each window (5 of 150 by default, ~3% of their throughput) so a receipt that
-arrives mid-window goes at once. `_Ledger` is the pure accounting (it is given `now`);
-`RateBudget` adds the asyncio queue and the timer that wakes waiters when a window ends.
-
-Once the worker is stopping (`stop_waiting_on`), nothing waits for a window any more: a request
-that cannot go at once raises `Stopping` instead of holding shutdown up for the rest of the
-window (up to a minute); its caller hands its work back.
+"""One rate budget per Alegra account, shared by every request the worker sends: corrected from
+Alegra's `X-Rate-Limit-*` headers on every answer, waiters served by priority (receipts, events,
+background, with a small reserve), and no waiting once the worker is stopping. `_Ledger` is the
+pure accounting. Design: docs/sync.md ("The rate budget and its priorities").
 """
 
 from __future__ import annotations
@@ -150,7 +138,7 @@ class _Waiter:
 
 
 class RateBudget:
-    """Shared by every Alegra call of one account; see the module docstring.
+    """Shared by every Alegra call of one account; its design: docs/sync.md.
 
     `acquire` returns a ticket; hand it back to `observe` / `observe_no_response` so an answer
     is matched to the window its request was sent in (without one, the current window is meant).
@@ -185,7 +173,7 @@ class RateBudget:
         return self._ledger.margin
 
     def stop_waiting_on(self, stopping: asyncio.Event) -> None:
-        """Once `stopping` is set, `acquire` no longer waits: see the module docstring."""
+        """Once `stopping` is set, `acquire` no longer waits: docs/sync.md, "Shutdown"."""
         self._stopping = stopping
 
     async def acquire(self, priority: Priority) -> int:

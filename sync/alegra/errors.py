@@ -1,23 +1,7 @@
-"""The exceptions that leave the Alegra client, and nothing else does.
-
-    AlegraError
-    ├── Retryable            try again later; the caller keeps its work and backs off
-    │   ├── RateLimited      429: wait `reset_after` seconds (X-Rate-Limit-Reset)
-    │   ├── Unavailable      5xx / 503 maintenance on a request known not to have changed anything
-    │   ├── TransportFailed  connection refused, DNS, read timeout on a read-only request
-    │   └── OutcomeUnknown   a write (POST/PUT) was sent and no answer came back (timeout, 5xx):
-    │                        it may or may not exist in Alegra. Look it up by its natural key
-    │                        before sending it again; never repeat it blindly.
-    └── Rejected             4xx other than 429: Alegra said no; repeating will not help
-        ├── AuthFailed       401 (wrong e-mail/token), 402 (suspended / plan limit), 403
-        └── NotFound         404
-
-    Stopping                 not an AlegraError: nothing failed. The process is stopping and the
-                             request never went out (it would have had to wait for the rate
-                             budget). Hand the work back as it is; the next run resumes it.
-
-Every exception carries the evidence a receipt's failure record needs: HTTP status, Alegra's
-application `code`, its `message`, and the method and path (never the credentials).
+"""The exceptions that leave the Alegra client, and nothing else does: `Retryable` (`RateLimited`,
+`Unavailable`, `TransportFailed`, `OutcomeUnknown`), `Rejected` (`AuthFailed`, `NotFound`), and
+`Stopping` (not a failure: never sent). Each carries Alegra's status, code, message, method and
+path. The tree and what each means for a receipt: docs/receipts.md ("Errors and retries").
 """
 
 from __future__ import annotations

@@ -1,21 +1,7 @@
-"""`alegra-sync run` (what `make run` calls): the web process and the worker from the Procfile.
-
-Without a SECRET_KEY (in the environment or `.env`) a development key is generated into `.env`.
-Without Alegra credentials the built-in simulator is started too (on SIMULATOR_PORT), the other
-processes are pointed at it, a demo partner is made (its key kept in `.env` as DEMO_PARTNER_KEY,
-simulator mode only: keys are otherwise shown once), and a ready-to-paste `curl` is printed.
-While it runs, `data/demo.json` says where (`sync/deployment.py`), for the other commands.
-
-One deployment, one running instance (`sync/instance.py`): before touching anything (`.env`,
-the database) it takes the database's run lock, and the worker lock until its own worker starts;
-a second `run` on the same database is refused, naming the pid that holds it.
-
-What a restart keeps. The simulator keeps its accounting data in memory, so it starts empty each
-time; the demo's store, `./data/alegra-sync-simulator.db`, starts afresh with it (a cache filled
-from one simulator run would name contacts and accounts the next one does not have, and a cache
-filled from the simulator must never meet the real Alegra), except the partners and their keys,
-which are carried over. With DATABASE_URL set, or with credentials, the database is kept as is.
-The file is only ever removed while this `run` holds both locks and no other process has it open.
+"""`alegra-sync run` (what `make run` calls): the web process and the worker from the Procfile,
+with the simulator and a demo partner when there are no Alegra credentials. It holds the
+database's run lock for its life. What it sets up and what a restart keeps:
+docs/sync.md ("`alegra-sync run`").
 """
 
 from __future__ import annotations

@@ -1,20 +1,7 @@
-"""Step `duplicate_check`: one bill per (supplier, NCF), before any Alegra call of the receipt.
-
-`guard` wraps the receipt's steps. Until the receipt's bill step has started it checks, from the
-cache alone (no Alegra call: the bills cache is keyed by the supplier's tax id, known from the
-receipt), whether the fiscal document is billed already (rules in `sync.duplicate_rules`):
-- a live bill for the same supplier and NCF → the receipt ends `duplicate` with that bill's id
-  (`Duplicate` is raised after the row is settled; nothing is written to Alegra);
-- another receipt of ours claimed the NCF and may still bill it → `NcfInFlight` (retryable:
-  the receipt waits with backoff, then finds that bill or takes the claim over);
-- otherwise this receipt claims the NCF and the steps run, under a per-NCF lock in this process,
-  so a twin receipt waits for the bill and is answered `duplicate` at once.
-Receipts without an NCF are compared on supplier + date + total; likely duplicates are flagged
-on the receipt, counted and logged, and billed all the same.
-
-The bills cache holds the bills this service made, those learned through bill webhooks and the
-backfill's recent bills. `settings.strict_duplicate_check` also asks Alegra for the supplier's
-bills on the receipt's date first (one GET per receipt, when the supplier is cached already).
+"""Step `duplicate_check`: one bill per (supplier, NCF), decided from the cache before any
+Alegra call of the receipt: end `duplicate`, wait for the receipt holding the NCF, or claim it
+and run the steps. Receipts without an NCF are only flagged `likely_duplicate`.
+Design: docs/receipts.md ("One bill per fiscal document").
 """
 
 from __future__ import annotations

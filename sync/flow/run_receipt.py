@@ -1,19 +1,7 @@
-"""One claimed receipt through the flow: supplier → accounts → taxes → bill → attachment.
-
-Each step is recorded in `receipt_steps`: committed as `attempting` before its write is sent to
-Alegra, and `done` with what happened, committed at the latest with the next commit point (the
-next `attempting`, or the receipt's outcome; `StepLog`). A crash, a kill -9 or a retry resumes
-after the last `done` step; a step left `attempting` looks up by its natural key before it
-writes again (see each step's module). Between steps the runner stops if the worker is stopping
-or the lease was lost, and hands the receipt back untouched; so does a step whose request would
-have had to wait for the rate budget while the worker is stopping (`Stopping`: never sent).
-
-Errors: `Retryable` (transport, 5xx, 429, unknown outcome) → the receipt goes back to `queued`
-with exponential backoff (1 s doubling to 15 min, ±20 % jitter; at least the rate limit's reset)
-and the error visible with `retryable: true`. Retries continue for 24 hours (`RETRY_WINDOW_S`)
-from the receipt's arrival, or from an operator's last retry; the first retryable error after
-that fails it with the last error.
-`Rejected` or `FlowFailed` → `failed` at once, with the step and Alegra's status, code, message.
+"""One claimed receipt through the flow: duplicate check → supplier → accounts → taxes → bill →
+attachment, each step recorded before its write is sent, so a retry or a restart resumes
+after the last `done` step. Retryable errors reschedule the receipt with backoff for 24 h;
+the rest fail it. Design: docs/receipts.md ("Running: the step log").
 """
 
 from __future__ import annotations

@@ -1,18 +1,7 @@
 """Bills: learn the recent bills Alegra has, for the duplicate check (`flow/duplicates.py`).
-
-The backfill's last phase stores the bills dated from `BILL_BACKFILL_DAYS` ago; after that, bill
-webhooks keep the cache current while they arrive. The `bills` job covers what they miss (a
-subscription Alegra deleted after failed deliveries, this service down, a delivery lost): every
-`BILLS_REFRESH_S`, and at once after subscription health re-created a subscription, it reads
-the same window again and stores each bill (source `refresh`; newer-wins; a bill keeps the
-receipt it came from, whose `bill_voided` flag follows the bill). After a complete read, each
-live cached bill of the window that the list did not show is asked for by id, as a `delete-bill`
-webhook would have made the worker do: only Alegra answering 404 marks a bill deleted (a list
-that shifted under deletions, or a filter that does not work as guessed, costs requests, never
-a wrong deletion). At most MAX_CONFIRMATIONS a pass; the rest wait for the next.
-
-A pass always reads from the first page: it is short (the window's bills, 30 a request), and a
-pass resumed at an offset would skip the bills that deletions before it shifted.
+Every `BILLS_REFRESH_S`, and after a subscription was re-created, the last `BILL_BACKFILL_DAYS`
+are read again; a cached bill the list no longer shows is asked for by id, and only a 404
+deletes it. Design: docs/sync.md ("Bills refresh").
 """
 
 from __future__ import annotations

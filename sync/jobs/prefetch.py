@@ -1,17 +1,7 @@
-"""Pages in order, with the next few already on their way.
-
-One page at a time, a scan runs at one page per round trip: with Alegra answering in a second,
-60 pages a minute, well under the 150 the rate limit allows. Knowing the list's total (the first
-page's `metadata`), the next `depth` offsets are requested at once; the rate budget still paces
-them (BACKGROUND, behind receipts and events) and pages are handed over strictly in order, so
-a checkpoint after a page still means "every row before it is stored". Pages that have already
-arrived are handed over together, so a store slower than Alegra commits them in one go.
-Requests still out when the consumer stops are cancelled (at most `depth` budget slots wasted).
-
-Requests are also spaced at the sustained rate the limit allows (window ÷ limit) instead of
-spending each window in a burst at its start: a scan takes as long as the limit allows anyway,
-and a receipt that arrives late in a window still finds slots left in it. What the caller's
-`pace` decides: the jobs stop pacing once the rest of a scan fits in the current window.
+"""Pages in order, with the next few already on their way, spaced at the rate the limit
+allows; the budget still paces them and pages are handed over strictly in order, so a
+checkpoint after a page still means every row before it is stored.
+Design: docs/sync.md ("Backfill", pages ahead).
 """
 
 from __future__ import annotations

@@ -1,17 +1,7 @@
-"""The `retention` job: deletes what the service no longer needs, every hour, in short batches.
-
-- Inbox rows settled (applied, or skipped) more than `INBOX_RETENTION_DAYS` ago. A delivery
-  still waiting (received, failed) or given up on (parked) is kept whatever its age: it is work,
-  or what an operator must look at and replay.
-- The stored file of a receipt that reached a final state more than
-  `ATTACHMENT_RETENTION_DAYS` ago: completed (the file is on its bill) or duplicate (it never
-  will be). A queued, processing or failed receipt keeps its file: a retry uploads it.
-- Never a receipt, its steps, its claims, a cached Alegra row or a job run.
-
-0 days keeps that kind for ever. The job needs no Alegra call, so it also runs before the first
-backfill has completed. Each batch is one short transaction (`store/retention.py`); a worker
-stopping mid-run stops between batches, and the next run starts again from the oldest rows.
-SQLite reuses the pages freed for new rows, so the file stops growing; it does not shrink.
+"""The `retention` job: every hour, in short batches, deletes settled inbox rows after
+`INBOX_RETENTION_DAYS` and final receipts' files after `ATTACHMENT_RETENTION_DAYS` (0: kept
+for ever); never a receipt, a step, a claim, a cached row or a job run. No Alegra call.
+Design: docs/sync.md ("Retention").
 """
 
 from __future__ import annotations

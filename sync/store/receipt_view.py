@@ -1,20 +1,6 @@
-"""A receipt as the partner asking may read it: never another partner's receipt or bill ids.
-
-A receipt's resource can name other receipts and bills: the receipt holding its NCF (`holder`,
-and the message, of the errors `ncf_in_flight` / `ncf_held_by_failed_receipt`, on the receipt
-and on its `duplicate_check` step), the bill it duplicates (`alegra.bill_id`, and the step's
-`alegra_id` and detail), and the bills or receipts it likely duplicates (`flags`). For a
-partner key:
-- a receipt is named only if it is the partner's own; another partner's is "another partner's
-  receipt": `holder` null, and a flag `likely_duplicate` without an id;
-- a bill is named unless it was made from another partner's receipt (its `receipt_id` in the
-  bills cache, or the receipt marker it carries in Alegra). Then `alegra.bill_id` and the step's
-  `alegra_id` are null and the step's detail says `billed_by: another_partner` (no bill id,
-  status or source). A bill typed in Alegra belongs to the company, not to a partner, like the
-  contacts and accounts every receipt already names: its id is shown, so the partner can point
-  the company to the bill that already holds its document.
-Admin keys read everything (`viewer=None`). Stored rows are never changed, only the answer.
-Only a receipt naming another receipt or bill costs a look-up or two.
+"""A receipt as the partner asking may read it: never another partner's receipt or bill ids
+(admin keys, `viewer=None`, read everything). Stored rows are never changed, only the answer.
+The rules: docs/receipts.md ("What a partner may read").
 """
 
 from __future__ import annotations
