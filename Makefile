@@ -42,6 +42,7 @@ pytest: install
 bench: install
 	$(BIN)/python bench/receipts.py
 	$(BIN)/python bench/webhooks.py
+	$(BIN)/python bench/webhooks_wrk.py
 	$(BIN)/python bench/backfill.py
 	$(BIN)/python bench/metrics.py
 

@@ -59,9 +59,9 @@ from starlette.routing import Route  # noqa: E402
 
 from receiver import webhooks  # noqa: E402
 from receiver.app import create_app  # noqa: E402
+from receiver.inbox.committer import insert_items, open_connection  # noqa: E402
 from sync.store.db import Database  # noqa: E402
 from sync.store.inbox import Item, write_batch  # noqa: E402
-from sync.store.inbox_committer import insert_items, open_connection  # noqa: E402
 from sync.webhook_tokens import make_token  # noqa: E402
 from tests.support.procs import (  # noqa: E402
     TEST_SECRET_KEY,

@@ -1,9 +1,9 @@
 """`POST /webhooks/alegra/{token}`: check the URL token, store the delivery, answer.
 
 Nothing else happens in the request: no Alegra call, no cache write, not even parsing the body.
-A delivery is committed to the inbox (group commit through the committer process:
-`store/inbox_writer.py`) before the 2xx; a body that is not JSON or not a shape we know is
-stored as such (and logged by the committer as `webhook.unusable`) and still answered 2xx,
+A delivery is committed to the inbox (group commit through the committer process,
+`receiver/inbox/`; docs/webhooks.md) before the 2xx; a body that is not JSON or not a shape we
+know is stored as such (and logged by the committer as `webhook.unusable`) and still answered 2xx,
 because every non-2xx counts toward Alegra deleting the subscription. The only non-2xx answers:
 404 for a bad token (nothing stored), 413 past the body bound, and 503 if the store could not
 commit in time (Alegra retries).
@@ -25,11 +25,11 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 
 from receiver.errors import ApiError
+from receiver.inbox.channel import CommitterOptions
+from receiver.inbox.writer import InboxWriter
 from receiver.openapi import ApiRoute, error, ok
 from sync.logs import get_logger, register_secrets
 from sync.store.inbox import NewDelivery, NewHandshake
-from sync.store.inbox_channel import CommitterOptions
-from sync.store.inbox_writer import InboxWriter
 from sync.webhook_tokens import TokenTable, all_tokens, fingerprint
 
 STORE_DEADLINE_S = 3.0  # far inside Alegra's 5 s; past it we answer 503 and Alegra delivers again

@@ -94,7 +94,7 @@ class Database:
             await conn.close()
             raise DatabaseUnavailable(path, exc) from exc
         # FULL: a committed row survives power loss too, not only a killed process. Group commit
-        # (see store/inbox_writer.py) is what keeps this affordable on the hot webhook path.
+        # (see receiver/inbox/writer.py) is what keeps this affordable on the hot webhook path.
         await conn.execute("PRAGMA synchronous = FULL")
         await conn.execute("PRAGMA foreign_keys = ON")
         if migrate:

@@ -1,9 +1,9 @@
 """The webhook inbox: deliveries committed before the 2xx, then worked by the events lane.
 
 Web side: the rows a delivery and a handshake leave (`NewDelivery`, `NewHandshake`), written in
-batches (group commit) by `store/inbox_writer.py` through the committer process
-(`store/inbox_committer.py`). What a row records about its body (shape, subject, resource, id) is
-parsed when the row is written, off the web process's event loop.
+batches (group commit) by the web side's `receiver/inbox/` (docs/webhooks.md). What a row
+records about its body (shape, subject, resource, id) is parsed when the row is written, off the
+web process's event loop.
 
 Worker side: rows move received → applied | skipped | failed (retried after `next_attempt_at`)
 → parked. Rows about the same resource are claimed together, so one fetch from Alegra serves

@@ -17,21 +17,21 @@ from pathlib import Path
 
 import pytest
 
-from sync.alegra.client import AlegraClient
-from sync.settings import Settings
-from sync.store import inbox_channel
-from sync.store.contacts import get_cached_contact
-from sync.store.db import Database
-from sync.store.inbox import NewDelivery, NewHandshake
-from sync.store.inbox_channel import CommitterGone, CommitterOptions
-from sync.store.inbox_committer import (
+from receiver.inbox import channel as inbox_channel
+from receiver.inbox.channel import CommitterGone, CommitterOptions
+from receiver.inbox.committer import (
     frame,
     insert_items,
     open_connection,
     read_frame,
     to_wire,
 )
-from sync.store.inbox_writer import MAX_BATCH_BYTES, InboxWriter
+from receiver.inbox.writer import MAX_BATCH_BYTES, InboxWriter
+from sync.alegra.client import AlegraClient
+from sync.settings import Settings
+from sync.store.contacts import get_cached_contact
+from sync.store.db import Database
+from sync.store.inbox import NewDelivery, NewHandshake
 from tests.support.servers import RunningSimulator
 from tests.webhooks.conftest import delivery, read_db
 from tests.webhooks.test_apply import settle
@@ -135,7 +135,7 @@ import asyncio, sys
 from pathlib import Path
 from sync.logs import configure_logging
 from sync.store.inbox import NewDelivery
-from sync.store.inbox_writer import InboxWriter
+from receiver.inbox.writer import InboxWriter
 
 async def main():
     configure_logging("json")  # to stderr: stdout is for the pid

@@ -6,11 +6,11 @@ import asyncio
 
 import pytest
 
+from receiver.inbox.channel import CommitterOptions
+from receiver.inbox.writer import InboxWriter, StoreTimeout
 from sync.settings import Settings
 from sync.store.db import Database
 from sync.store.inbox import NewDelivery, NewHandshake
-from sync.store.inbox_channel import CommitterOptions
-from sync.store.inbox_writer import InboxWriter, StoreTimeout
 from tests.webhooks.conftest import read_db
 from tests.webhooks.test_receiver import hold_write_lock
 

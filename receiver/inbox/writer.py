@@ -2,7 +2,7 @@
 
 Each request hands its row to `InboxWriter.submit` and waits on the future it gets. One writer
 task takes everything queued and sends it as ONE batch to the committer process
-(`store/inbox_committer.py`, through `store/inbox_channel.py`), which parses the bodies, writes the
+(`committer.py`, through `channel.py`), which parses the bodies, writes the
 batch in one transaction and commits before it answers; only then is each request's future
 resolved. One fsync serves a whole batch, every 2xx is sent after its row is durable, and the
 event loop's share of a batch is one frame out and one answer in: no thread, no GIL hand-off.
@@ -17,8 +17,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from receiver.inbox.channel import CommitterChannel, CommitterOptions
 from sync.store.inbox import Item, NewDelivery
-from sync.store.inbox_channel import CommitterChannel, CommitterOptions
 
 MAX_BATCH_BYTES = 4 << 20  # a batch stops growing past this many bytes of bodies (or max_batch)
 SWEEP_S = 0.05  # how often deadlines are checked: a timeout fires up to this much late

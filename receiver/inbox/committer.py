@@ -1,25 +1,11 @@
-"""The inbox committer: a child process of the web process that writes the webhook inbox.
+"""The inbox committer: the web process's child that writes the webhook inbox.
 
-    python -m sync.store.inbox_committer FD DATABASE [--lock-wait S] [--log-format F]
-                                         [--log-level L]
+    python -m receiver.inbox.committer FD DATABASE [--lock-wait S] [--log-format F]
+                                       [--log-level L]
 
-The web process (`store/inbox_channel.py`) starts it and talks to it over a socket pair, FD being
-this end. Why a process and not a thread: every hand-off between the event loop and a writer
-thread goes through the GIL, and on the hot webhook path that cost the event loop more than
-everything else the endpoint does (measured, see bench/webhooks.py and the README): a process
-shares no GIL, and the loop only writes one frame and reads one answer per batch.
-
-The protocol, one batch in flight at a time: frames of a 4-byte big-endian length and a pickle
-(both ends are this program, over a socket pair nobody else holds). The web process sends a
-batch, a list of `(body, key_index)` with body None for a handshake; the committer parses each
-body (`webhook_body.py`: what the row records about it), inserts the batch in ONE transaction,
-commits (`synchronous = FULL`: durable before the answer), and answers `("ok", ids)`, or
-`("error", "<Type>: <message>")` with nothing written. A row SQLite refuses is stored as
-`malformed` and answered like the others (`insert_items`): one body never fails its batch.
-End of file means the web process is done or gone: the committer exits. A batch it committed
-but could not answer for (the web process died meanwhile) was answered 503 or not at all, so
-Alegra delivers it again: a duplicate row, which the events lane treats like any repeated
-delivery.
+It reads batches from its end (FD) of a socket pair (`channel.py` holds the other), writes each in
+one transaction with `synchronous = FULL` and answers the ids; it exits at end of file. The
+protocol and why it is a process: docs/webhooks.md.
 """
 
 from __future__ import annotations

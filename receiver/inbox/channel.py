@@ -1,4 +1,4 @@
-"""The web process's end of the inbox committer (`store/inbox_committer.py`): start it, send it a
+"""The web process's end of the inbox committer (`committer.py`): start it, send it a
 batch, read its answer, stop it.
 
 The committer is started on the first batch (a web process that gets no deliveries never starts
@@ -22,14 +22,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import sync
+import receiver
+from receiver.inbox.committer import HEAD, LOCK_WAIT_S, frame, to_wire
 from sync.logs import get_logger
 from sync.store.inbox import Item
-from sync.store.inbox_committer import HEAD, LOCK_WAIT_S, frame, to_wire
 
 RESTART_EVERY_S = 1.0
 STOP_WAIT_S = 10.0  # at shutdown, for the committer to finish its batch and exit
-SOURCE_ROOT = Path(sync.__file__).resolve().parents[1]  # so the child imports this same code
+SOURCE_ROOT = Path(receiver.__file__).resolve().parents[1]  # so the child imports this same code
 
 
 class CommitterGone(ConnectionError):
@@ -144,7 +144,7 @@ class CommitterChannel:
         """`-P`: the current directory is not put on the child's path (a `sync/` there must not
         stand in for this code)."""
         o = self.options
-        return [sys.executable, "-P", "-m", "sync.store.inbox_committer", str(fd),
+        return [sys.executable, "-P", "-m", "receiver.inbox.committer", str(fd),
                 str(self.path), "--lock-wait", str(o.lock_wait_s), "--log-format", o.log_format,
                 "--log-level", o.log_level]
 

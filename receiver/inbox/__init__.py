@@ -1,0 +1,3 @@
+"""The webhook inbox's write path, owned by the web process: `writer.py` batches deliveries,
+`channel.py` starts and talks to the committer process, `committer.py` writes each batch in one
+transaction. The flow is in docs/webhooks.md."""
