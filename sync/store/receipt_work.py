@@ -52,6 +52,7 @@ class StepRecord:
     alegra_id: str | None
     detail: dict[str, Any] = field(default_factory=dict)
     attempts: int = 0
+    updated_at: str | None = None
 
     @property
     def done(self) -> bool:
@@ -150,6 +151,7 @@ def _step(row: Row) -> StepRecord:
         alegra_id=row["alegra_id"],
         detail=json.loads(row["detail"] or "{}"),
         attempts=int(row["attempts"]),
+        updated_at=row["updated_at"],
     )
 
 
