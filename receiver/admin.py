@@ -21,12 +21,13 @@ from receiver.auth import require_admin
 from receiver.errors import ApiError
 from receiver.openapi import ApiRoute
 from sync.logs import get_logger
+from sync.receipt_records import ReceiptRecord
 from sync.receipt_resource import receipt_resource
 from sync.states import InboxState, ReceiptStatus
 from sync.store import ops_queries
 from sync.store.db import Database, Row
 from sync.store.inbox import get_row
-from sync.store.receipts import ReceiptRecord, get_receipt, get_steps, list_receipts
+from sync.store.receipts import get_receipt, get_steps, list_receipts
 from sync.webhook_tokens import all_tokens
 
 OPENAPI_SCHEMAS = spec.OPENAPI_SCHEMAS

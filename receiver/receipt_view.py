@@ -29,12 +29,12 @@ from sync.duplicate_rules import (
     NCF_HELD_BY_FAILED,
     ncf_held_message,
 )
+from sync.receipt_records import ReceiptRecord, StepRecord
 from sync.receipt_resource import receipt_resource
 from sync.states import ReceiptStatus
 from sync.store.bills import get_bill
 from sync.store.db import Database
-from sync.store.receipt_work import StepRecord
-from sync.store.receipts import ReceiptRecord, partners_of
+from sync.store.receipts import partners_of
 
 ANOTHER_PARTNER = "another_partner"
 _RECEIPT_PREFIX = "rcp_"

@@ -12,9 +12,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sync.names import name_key
+from sync.receipt_records import ReceiptRecord, StepRecord
 from sync.states import StepState
-from sync.store.receipt_work import StepRecord
-from sync.store.receipts import ReceiptRecord
 
 _STEP_ORDER = {"supplier": 0, "account": 1, "bill": 2, "attachment": 3}
 

@@ -17,9 +17,10 @@ from typing import Any
 from aiosqlite import Connection
 
 from sync.receipt_model import Submission
+from sync.receipt_records import ReceiptRecord, StepRecord
 from sync.states import ReceiptStatus
 from sync.store.db import Database, Row, utcnow
-from sync.store.receipt_work import StepRecord, load_steps
+from sync.store.receipt_work import load_steps
 
 
 class IdempotencyConflict(Exception):
@@ -35,25 +36,6 @@ class StoredAttachment:
     filename: str
     content_type: str
     data: bytes
-
-
-@dataclass(frozen=True)
-class ReceiptRecord:
-    """A stored receipt: its validated payload and where its processing stands."""
-
-    id: str
-    partner_id: str
-    idempotency_key: str
-    status: ReceiptStatus
-    payload: dict[str, Any]
-    attempts: int
-    next_attempt_at: str | None
-    error: dict[str, Any] | None
-    flags: tuple[Any, ...]
-    bill_id: str | None
-    created_at: str
-    updated_at: str
-    completed_at: str | None
 
 
 def _record(row: Row) -> ReceiptRecord:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from sync.receipt_model import Submission, Upload, parse_submission
+from sync.receipt_records import ReceiptRecord
 from sync.receipt_resource import receipt_resource
 from sync.states import ReceiptStatus, StepState
 from sync.store import receipt_work
@@ -15,7 +16,6 @@ from sync.store.db import Database
 from sync.store.partners import create_partner
 from sync.store.receipts import (
     IdempotencyConflict,
-    ReceiptRecord,
     get_attachment,
     get_receipt,
     get_steps,
