@@ -21,11 +21,13 @@ from receiver.auth import require_admin
 from receiver.errors import ApiError
 from receiver.openapi import ApiRoute
 from sync.logs import get_logger
+from sync.receipt_records import ReceiptRecord
+from sync.receipt_resource import receipt_resource
 from sync.states import InboxState, ReceiptStatus
 from sync.store import ops_queries
 from sync.store.db import Database, Row
 from sync.store.inbox import get_row
-from sync.store.receipts import get_receipt, get_steps, list_receipts, receipt_resource
+from sync.store.receipts import get_receipt, get_steps, list_receipts
 from sync.webhook_tokens import all_tokens
 
 OPENAPI_SCHEMAS = spec.OPENAPI_SCHEMAS
@@ -105,9 +107,9 @@ async def replay_event(request: Request) -> JSONResponse:
     return JSONResponse(event_view(row, all_tokens(request.app.state.settings.secret_keys)))
 
 
-async def _receipt_view(db: Database, row: Row) -> dict[str, Any]:
-    steps = await get_steps(db, row["id"])
-    return {**receipt_resource(row, steps), "partner_id": row["partner_id"]}
+async def _receipt_view(db: Database, receipt: ReceiptRecord) -> dict[str, Any]:
+    steps = await get_steps(db, receipt.id)
+    return {**receipt_resource(receipt, steps), "partner_id": receipt.partner_id}
 
 
 async def list_all_receipts(request: Request) -> JSONResponse:
@@ -127,7 +129,7 @@ async def list_all_receipts(request: Request) -> JSONResponse:
     )
     page = rows[:limit]
     next_cursor = (
-        query.encode_cursor([page[-1]["created_at"], page[-1]["id"]])
+        query.encode_cursor([page[-1].created_at, page[-1].id])
         if len(rows) > limit else None
     )
     data = [await _receipt_view(db, row) for row in page]
@@ -144,8 +146,8 @@ async def retry_receipt(request: Request) -> JSONResponse:
         if row is None:
             raise ApiError(404, "not_found", "no such receipt")
         raise ApiError(409, "not_failed",
-                       f"only a failed receipt can be retried; this one is {row['status']}",
-                       extra={"status": row["status"]})
+                       f"only a failed receipt can be retried; this one is {row.status}",
+                       extra={"status": row.status.value})
     get_logger(receipt_id=receipt_id, admin=admin.name).info("receipt.retry_requested")
     row = await get_receipt(db, receipt_id, None)
     assert row is not None  # receipts are never deleted

@@ -27,11 +27,11 @@ from receiver.body_budget import BoundedBody
 from receiver.errors import ApiError
 from receiver.multipart import FileNameNotUtf8, MalformedMultipart, Part, parse_form
 from receiver.openapi import ApiRoute
+from receiver.receipt_view import partner_resource
 from sync.logs import get_logger
 from sync.receipt_model import ReceiptInvalid, Submission, Upload, decode_json, parse_submission
 from sync.states import FINAL_RECEIPT_STATUSES
 from sync.store.db import Database
-from sync.store.receipt_view import partner_resource
 from sync.store.receipts import (
     IdempotencyConflict,
     get_receipt,
@@ -96,7 +96,7 @@ async def _visible_row(db: Database, receipt_id: str, partner: Partner) -> Any:
 async def answer(
     db: Database, receipt_id: str, headers: Headers, *, created: bool | None, viewer: Partner
 ) -> JSONResponse:
-    """The receipt resource as `viewer` may read it (`store/receipt_view.py`), after waiting if
+    """The receipt resource as `viewer` may read it (`receipt_view.py`), after waiting if
     `Prefer: wait=N` asks. `created` is None for a GET: 200. For a POST: 201 if it was created
     and is final, 200 for a final replay, else 202."""
     wait = preferred_wait(headers)

@@ -1,7 +1,7 @@
 """The receipt API's operations in /openapi.json, and the receipt resource they answer.
 
 The request body is `sync.receipt_contract`'s models; the answer is described by the models here
-(documentation of what `sync.store.receipts.receipt_resource` builds: the fuzz test checks every
+(documentation of what `sync.receipt_resource.receipt_resource` builds: the fuzz test checks every
 answer against them). `receiver.openapi` reads the paths off the routes in `receiver.receipts`.
 """
 

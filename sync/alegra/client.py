@@ -19,15 +19,23 @@ from typing import Any
 import httpx
 
 from sync.alegra.budget import Priority, RateBudget
-from sync.alegra.errors import OutcomeUnknown, RateLimited, Retryable, Unavailable
+from sync.alegra.errors import (
+    AlegraError,
+    OutcomeUnknown,
+    RateLimited,
+    Retryable,
+    TransportFailed,
+    Unavailable,
+)
 from sync.alegra.pages import UnexpectedListBody, next_start, page_limit, parse_list_body
-from sync.alegra.responses import decipher, rate_headers, transport_error
+from sync.alegra.responses import IDEMPOTENT, decipher, rate_headers
 from sync.backoff import FULL_JITTER, Backoff
 from sync.logs import get_logger
 from sync.settings import Settings
 
 DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=30.0, write=30.0, pool=5.0)
 MAX_RATE_LIMIT_WAITS = 20
+NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 # Credentials sent to the built-in simulator when none are configured (settings.simulated).
 SIMULATOR_EMAIL = "simulator@localhost"
 SIMULATOR_TOKEN = "simulated"  # noqa: S105 - not a secret: only the local simulator accepts it
@@ -176,8 +184,17 @@ class AlegraClient:
             self._budget.observe_no_response(ticket)
             raise
         self._report(method, path, response.status_code, started)
-        self._budget.observe(status=response.status_code, ticket=ticket, **rate_headers(response))
-        return decipher(response, method=method, path=path, default_reset_s=self._budget.window_s)
+        status, headers = response.status_code, response.headers
+        self._budget.observe(status=status, ticket=ticket, **rate_headers(headers))
+        return decipher(
+            status,
+            headers,
+            response.content,
+            method=method,
+            path=path,
+            reason=response.reason_phrase,
+            default_reset_s=self._budget.window_s,
+        )
 
     def _report(self, method: str, path: str, status: int | None, started: float) -> None:
         seconds = time.monotonic() - started
@@ -189,6 +206,16 @@ class AlegraClient:
                 self._on_response(method, path_template(path), status, seconds)
             except Exception:  # a metrics bug must never turn a created bill into a "failure"
                 self._log.exception("alegra.on_response_failed")
+
+
+def transport_error(exc: httpx.RequestError, method: str, path: str) -> AlegraError:
+    """No HTTP answer: safe to repeat if it never left or is a read; otherwise outcome unknown."""
+    detail = f"{type(exc).__name__}: {exc}"[:300]
+    if isinstance(exc, NEVER_SENT) or method in IDEMPOTENT:
+        return TransportFailed(f"no answer from Alegra ({detail})", method=method, path=path)
+    return OutcomeUnknown(
+        f"no answer to a {method}; it may have been applied ({detail})", method=method, path=path
+    )
 
 
 def path_template(path: str) -> str:

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from sync.alegra.payloads import bill_number, bill_provider_id
 from sync.dominican import loose_tax_id
 from sync.names import display_name, name_key
 
@@ -56,6 +57,21 @@ class TaxRecord:
     percentage: str | None
     type: str | None
     status: str | None
+    raw: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class BillRecord:
+    """A bill this service knows exists in Alegra, as the `bills` table keeps it."""
+
+    alegra_id: str
+    provider_id: str | None
+    provider_tax_id: str | None
+    ncf_key: str | None
+    bill_date: str | None
+    total: str | None
+    status: str | None
+    receipt_id: str | None
     raw: dict[str, Any]
 
 
@@ -166,3 +182,31 @@ def tax_from_alegra(raw: dict[str, Any]) -> TaxRecord:
         status=_text(raw.get("status")),
         raw=raw,
     )
+
+
+def bill_from_alegra(
+    raw: Mapping[str, Any], *, provider_tax_id: str | None = None, receipt_id: str | None = None
+) -> BillRecord:
+    """A bill as Alegra returned it → the row we keep. Raises ValueError without an id."""
+    if raw.get("id") in (None, ""):
+        raise ValueError("bill without id")
+    total = raw.get("total")
+    return BillRecord(
+        alegra_id=str(raw["id"]),
+        provider_id=bill_provider_id(raw),
+        provider_tax_id=provider_tax_id,
+        ncf_key=bill_number(raw),
+        bill_date=None if raw.get("date") is None else str(raw["date"]),
+        total=None if total is None else str(total),
+        status=None if raw.get("status") is None else str(raw["status"]),
+        receipt_id=receipt_id,
+        raw=dict(raw),
+    )
+
+
+def bill_as_shown(raw: Mapping[str, Any]) -> BillRecord:
+    """A bill Alegra showed us (a webhook's confirmation, a list), with the tax id of the provider
+    embedded in it (None when the bill names its provider by id only)."""
+    provider = raw.get("provider")
+    tax_id = identification(provider)[0] if isinstance(provider, Mapping) else None
+    return bill_from_alegra(raw, provider_tax_id=tax_id)

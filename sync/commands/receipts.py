@@ -1,7 +1,7 @@
 """`alegra-sync receipts show ID [--json] | retry ID`: why a receipt is where it is, and the fix.
 
-`show` prints the receipt as `GET /v1/receipts/{id}` has it (`receipt_resource`): its steps with
-the Alegra ids, Alegra's status, code and message on failure, and what to do about it
+`show` prints the receipt as `GET /v1/receipts/{id}` has it (`sync.receipt_resource`): its steps,
+with the Alegra ids, Alegra's status, code and message on failure, and what to do about it
 (`sync.receipt_advice`). `retry` hands a failed receipt back to the worker, as
 `POST /v1/receipts/{id}/retry` does: it resumes from its recorded steps. Both read the database
 directly; no web process is needed.
@@ -19,12 +19,13 @@ from typing import Any
 from sync.commands.store import run_on_store
 from sync.commands.terminal import Paint, colour_wanted, since
 from sync.receipt_advice import advice
+from sync.receipt_resource import receipt_resource
 from sync.settings import Settings
 from sync.states import ReceiptStatus, StepState
 from sync.store import ops_queries
 from sync.store.db import Database
 from sync.store.partners import list_partners
-from sync.store.receipts import get_receipt, get_steps, receipt_resource
+from sync.store.receipts import get_receipt, get_steps
 
 WIDTH = 100  # advice is wrapped to this many columns
 _STATUS_STYLE = {ReceiptStatus.COMPLETED: "green", ReceiptStatus.DUPLICATE: "green",
@@ -50,7 +51,7 @@ def show_command(args: argparse.Namespace) -> int:
             print(f"alegra-sync: no receipt {args.receipt_id}", file=sys.stderr)
             return 1
         resource = {**receipt_resource(row, await get_steps(db, args.receipt_id)),
-                    "partner_id": row["partner_id"]}
+                    "partner_id": row.partner_id}
         if args.json:
             print(json.dumps(resource, indent=2, ensure_ascii=False))
             return 0
@@ -69,7 +70,7 @@ def retry_command(args: argparse.Namespace) -> int:
                   f"recorded steps. Follow it with: alegra-sync receipts show {args.receipt_id}")
             return 0
         row = await get_receipt(db, args.receipt_id, None)
-        state = "no such receipt" if row is None else f"it is {row['status']}, not failed"
+        state = "no such receipt" if row is None else f"it is {row.status}, not failed"
         print(f"alegra-sync: cannot retry {args.receipt_id}: {state}", file=sys.stderr)
         return 1
 

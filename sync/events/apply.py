@@ -22,12 +22,12 @@ from sync.alegra import resources
 from sync.alegra.budget import Priority
 from sync.alegra.client import AlegraClient
 from sync.alegra.errors import AlegraError, Stopping
-from sync.alegra.records import contact_from_alegra
+from sync.alegra.records import bill_as_shown, contact_from_alegra
 from sync.backoff import Backoff
 from sync.logs import get_logger
 from sync.states import InboxState
 from sync.store import bill_status, inbox
-from sync.store.bills import known_bill
+from sync.store.bills import with_provider_tax_id
 from sync.store.contacts import mark_contact_deleted, upsert_contacts
 from sync.store.db import Database, Row, utcnow
 
@@ -59,7 +59,7 @@ async def confirm_bill(
     if raw is None:
         await bill_status.record_bill_gone(db, bill_id, confirmed_at=at, source=source)
         return "deleted"
-    bill = await known_bill(db, raw)
+    bill = await with_provider_tax_id(db, bill_as_shown(raw))
     await bill_status.record_confirmed_bill(db, bill, confirmed_at=at, source=source)
     return "void" if (bill.status or "").lower() == "void" else "upserted"
 

@@ -17,10 +17,11 @@ from typing import Any
 from sync.alegra.budget import Priority
 from sync.alegra.client import AlegraClient
 from sync.flow.locks import KeyedLocks
+from sync.receipt_records import StepRecord
 from sync.settings import Settings
 from sync.states import StepState
 from sync.store.db import Database
-from sync.store.receipt_work import StepLog, StepRecord
+from sync.store.receipt_work import StepLog
 
 PRIORITY = Priority.RECEIPT  # every Alegra call of the receipt flow
 

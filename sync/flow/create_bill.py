@@ -15,7 +15,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from sync import money
-from sync.alegra import payloads, resources
+from sync.alegra import payloads, records, resources
 from sync.alegra.errors import OutcomeUnknown, Rejected
 from sync.flow.context import PRIORITY, FlowEnv, StepResult, StepScope
 from sync.logs import get_logger
@@ -78,7 +78,7 @@ def _record(
     """The bill's row for the bills table is committed with the step's `done` (StepLog)."""
     receipt_id = scope.receipt_id
     tax_id = receipt.supplier.tax_id.number if receipt.supplier.tax_id else None
-    known = bills.bill_from_alegra(bill, provider_tax_id=tax_id, receipt_id=receipt_id)
+    known = records.bill_from_alegra(bill, provider_tax_id=tax_id, receipt_id=receipt_id)
     scope.log.also(lambda conn: bills.record_bill_in(conn, known, source=SOURCE))
     detail = total_check(receipt.total, bill.get("total"))
     if "total_difference" in detail:

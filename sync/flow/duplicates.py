@@ -14,6 +14,7 @@ from typing import Any
 from sync import metrics
 from sync.alegra import resources
 from sync.alegra.errors import Retryable
+from sync.alegra.records import bill_from_alegra
 from sync.duplicate_rules import (
     CHECK_STEP,
     LIKELY,
@@ -28,11 +29,10 @@ from sync.duplicate_rules import (
 from sync.flow.context import PRIORITY, FlowEnv
 from sync.logs import get_logger
 from sync.receipt_model import Receipt
+from sync.receipt_records import StepRecord
 from sync.states import ReceiptStatus, StepState
 from sync.store import bill_index
-from sync.store.bills import bill_from_alegra
 from sync.store.contacts import find_contacts_by_name_key, find_supplier_by_tax_id
-from sync.store.receipt_work import StepRecord
 
 STEP = CHECK_STEP
 SOURCE = "strict_check"  # the `source` of bills stored from the strict mode's look-up

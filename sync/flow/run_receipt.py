@@ -28,9 +28,10 @@ from sync.flow.taxes import resolve_taxes
 from sync.logs import get_logger
 from sync.names import name_key
 from sync.receipt_model import Receipt
+from sync.receipt_records import StepRecord
 from sync.states import ReceiptStatus
 from sync.store import receipt_work
-from sync.store.receipt_work import Claimed, LeaseLost, StepLog, StepRecord
+from sync.store.receipt_work import Claimed, LeaseLost, StepLog
 
 RETRY_WINDOW_S = 24 * 3600.0
 NOT_STEPS = frozenset({"receipt", "taxes"})  # where an error is kept on the receipt only

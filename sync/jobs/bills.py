@@ -12,13 +12,14 @@ from typing import Any
 
 from sync.alegra import resources
 from sync.alegra.budget import Priority
+from sync.alegra.records import bill_as_shown
 from sync.events.apply import confirm_bill
 from sync.jobs.paged import store_pages
 from sync.jobs.prefetch import fetcher
 from sync.jobs.runner import JobResult, JobRun
 from sync.states import JobOutcome
 from sync.store import jobs as job_store
-from sync.store.bills import known_bill, live_bill_ids
+from sync.store.bills import live_bill_ids, with_provider_tax_id
 
 SOURCE = "refresh"
 MAX_CONFIRMATIONS = 200  # by-id checks of unlisted bills per pass (a GET each, BACKGROUND)
@@ -46,7 +47,8 @@ async def store_bills(
         job.alegra, start=offset, date_from=date_from, priority=Priority.BACKGROUND))
 
     async def save(rows: list[dict[str, Any]], following: int, confirmed_at: str) -> None:
-        known = [await known_bill(job.db, row) for row in rows if row.get("id") not in (None, "")]
+        known = [await with_provider_tax_id(job.db, bill_as_shown(row))
+                 for row in rows if row.get("id") not in (None, "")]
         if seen is not None:
             seen.update(bill.alegra_id for bill in known)
         await job_store.save_bills_page(

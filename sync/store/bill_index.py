@@ -15,10 +15,11 @@ from typing import Any
 
 import aiosqlite
 
+from sync.alegra.records import BillRecord
 from sync.duplicate_rules import BillSeen, OtherReceipt
 from sync.names import name_key
 from sync.states import ReceiptStatus, StepState
-from sync.store.bills import KnownBill, record_seen_bills_in
+from sync.store.bills import record_seen_bills_in
 from sync.store.db import Database, Row, utcnow
 
 _BILL_COLUMNS = (
@@ -163,7 +164,7 @@ async def add_flags(conn: aiosqlite.Connection, receipt_id: str, flags: Iterable
     return added
 
 
-async def record_looked_up_bills(db: Database, bills: Iterable[KnownBill], *, source: str) -> None:
+async def record_looked_up_bills(db: Database, bills: Iterable[BillRecord], *, source: str) -> None:
     """Store bills Alegra just listed (newer-wins), keeping the receipt a bill came from."""
     async with db.transaction() as conn:
         await record_seen_bills_in(conn, bills, source=source, confirmed_at=utcnow())

@@ -14,14 +14,15 @@ from collections.abc import Iterable
 
 import aiosqlite
 
-from sync.store.bills import KnownBill, record_seen_bills_in
+from sync.alegra.records import BillRecord
+from sync.store.bills import record_seen_bills_in
 from sync.store.db import Database
 
 SOURCE = "webhook"
 BILL_FLAGS = ("bill_voided", "bill_deleted")
 
 async def record_confirmed_bill(
-    db: Database, bill: KnownBill, *, confirmed_at: str, source: str = SOURCE
+    db: Database, bill: BillRecord, *, confirmed_at: str, source: str = SOURCE
 ) -> str | None:
     """Store the bill as Alegra returned it and flag its receipt if it is void (or unflag it).
     Returns the receipt id the bill came from, if one of ours did."""
@@ -36,7 +37,7 @@ async def record_confirmed_bill(
 
 
 async def flag_receipts_in(
-    conn: aiosqlite.Connection, bills: Iterable[KnownBill], *, confirmed_at: str
+    conn: aiosqlite.Connection, bills: Iterable[BillRecord], *, confirmed_at: str
 ) -> None:
     """After a page of bills was stored (inside its transaction): flag or unflag the receipts
     they came from, for each bill whose stored answer is this one (not a newer one)."""
@@ -49,7 +50,7 @@ async def flag_receipts_in(
             await _set_bill_flag(conn, str(row[0]), _flag(bill), confirmed_at)
 
 
-def _flag(bill: KnownBill) -> str | None:
+def _flag(bill: BillRecord) -> str | None:
     return "bill_voided" if (bill.status or "").lower() == "void" else None
 
 

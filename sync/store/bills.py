@@ -7,13 +7,13 @@ bill's number), so "is there already a live bill for this supplier's document?" 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any
 
 import aiosqlite
 
-from sync.alegra import payloads, records
+from sync.alegra.records import BillRecord
 from sync.store import cache, contacts
 from sync.store.db import Database, Row
 
@@ -24,51 +24,18 @@ COLUMNS = (
 )
 
 
-@dataclass(frozen=True)
-class KnownBill:
-    alegra_id: str
-    provider_id: str | None
-    provider_tax_id: str | None
-    ncf_key: str | None
-    bill_date: str | None
-    total: str | None
-    status: str | None
-    receipt_id: str | None
-    raw: dict[str, Any]
-
-
-def bill_from_alegra(
-    raw: Mapping[str, Any], *, provider_tax_id: str | None = None, receipt_id: str | None = None
-) -> KnownBill:
-    """A bill as Alegra returned it → the row we keep (pure). Raises ValueError without an id."""
-    if raw.get("id") in (None, ""):
-        raise ValueError("bill without id")
-    total = raw.get("total")
-    return KnownBill(
-        alegra_id=str(raw["id"]),
-        provider_id=payloads.bill_provider_id(raw),
-        provider_tax_id=provider_tax_id,
-        ncf_key=payloads.bill_number(raw),
-        bill_date=None if raw.get("date") is None else str(raw["date"]),
-        total=None if total is None else str(total),
-        status=None if raw.get("status") is None else str(raw["status"]),
-        receipt_id=receipt_id,
-        raw=dict(raw),
-    )
-
-
-def _row(bill: KnownBill) -> dict[str, Any]:
+def _row(bill: BillRecord) -> dict[str, Any]:
     return dict(bill.__dict__)
 
 
-def _from_row(row: Row) -> KnownBill:
-    return KnownBill(
+def _from_row(row: Row) -> BillRecord:
+    return BillRecord(
         **{name: row[name] for name in COLUMNS}, raw=json.loads(row["raw"])
     )
 
 
 async def record_bill(
-    db: Database, bill: KnownBill, *, source: str, confirmed_at: str | None = None
+    db: Database, bill: BillRecord, *, source: str, confirmed_at: str | None = None
 ) -> None:
     """Remember a bill (newer-wins: an older answer never overwrites a newer one)."""
     async with db.transaction() as conn:
@@ -76,7 +43,7 @@ async def record_bill(
 
 
 async def record_bill_in(
-    conn: aiosqlite.Connection, bill: KnownBill, *, source: str, confirmed_at: str | None = None
+    conn: aiosqlite.Connection, bill: BillRecord, *, source: str, confirmed_at: str | None = None
 ) -> int:
     """`record_bill` inside the caller's transaction."""
     return await cache.upsert(
@@ -101,7 +68,7 @@ _UPSERT_SEEN = (
 
 
 async def record_seen_bills_in(
-    conn: aiosqlite.Connection, bills: Iterable[KnownBill], *, source: str, confirmed_at: str
+    conn: aiosqlite.Connection, bills: Iterable[BillRecord], *, source: str, confirmed_at: str
 ) -> int:
     """Store bills as Alegra answered (inside the caller's transaction); returns rows changed
     (0 for a bill whose stored answer is newer)."""
@@ -116,7 +83,7 @@ async def record_seen_bills_in(
     return int(cursor.rowcount)
 
 
-async def find_live_bill(db: Database, provider_tax_id: str, ncf_key: str) -> KnownBill | None:
+async def find_live_bill(db: Database, provider_tax_id: str, ncf_key: str) -> BillRecord | None:
     """The live (not deleted, not void) bill for this supplier's fiscal document, if known."""
     row = await db.fetchone(
         "SELECT * FROM bills WHERE provider_tax_id = ? AND ncf_key = ? AND deleted = 0"
@@ -126,7 +93,7 @@ async def find_live_bill(db: Database, provider_tax_id: str, ncf_key: str) -> Kn
     return _from_row(row) if row else None
 
 
-async def get_bill(db: Database, alegra_id: str) -> KnownBill | None:
+async def get_bill(db: Database, alegra_id: str) -> BillRecord | None:
     row = await db.fetchone("SELECT * FROM bills WHERE alegra_id = ?", (alegra_id,))
     return _from_row(row) if row else None
 
@@ -140,14 +107,10 @@ async def live_bill_ids(db: Database, date_from: str) -> list[str]:
     return [str(r[0]) for r in rows]
 
 
-async def known_bill(db: Database, raw: Mapping[str, Any]) -> KnownBill:
-    """A bill as Alegra showed it, with its provider's tax id: from the bill itself, else from
-    the cached contact (the duplicate check matches bills on it, and a bill webhook or list may
-    name the provider by id only)."""
-    provider = raw.get("provider")
-    tax_id = records.identification(provider)[0] if isinstance(provider, dict) else None
-    provider_id = payloads.bill_provider_id(raw) if tax_id is None else None
-    if provider_id is not None:
-        cached = await contacts.get_cached_contact(db, provider_id)
-        tax_id = cached["tax_id"] if cached is not None else None
-    return bill_from_alegra(raw, provider_tax_id=tax_id)
+async def with_provider_tax_id(db: Database, bill: BillRecord) -> BillRecord:
+    """The bill with its provider's tax id: its own, else the cached contact's (the duplicate
+    check matches bills on it, and a bill webhook or list may name the provider by id only)."""
+    if bill.provider_tax_id is not None or bill.provider_id is None:
+        return bill
+    cached = await contacts.get_cached_contact(db, bill.provider_id)
+    return replace(bill, provider_tax_id=cached["tax_id"] if cached is not None else None)

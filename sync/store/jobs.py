@@ -14,9 +14,8 @@ from typing import Any
 
 import aiosqlite
 
-from sync.alegra.records import ContactRecord
+from sync.alegra.records import BillRecord, ContactRecord
 from sync.store import bill_status, bills, cache, contacts
-from sync.store.bills import KnownBill
 from sync.store.db import Database, Row, utcnow
 
 _STATE_COLUMNS = (
@@ -175,7 +174,7 @@ async def save_contacts_page(
 async def save_bills_page(
     db: Database,
     name: str,
-    known: Iterable[KnownBill],
+    known: Iterable[BillRecord],
     *,
     source: str,
     confirmed_at: str,

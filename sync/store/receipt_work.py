@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiosqlite
 
+from sync.receipt_records import StepRecord
 from sync.states import ReceiptStatus, StepState
 from sync.store.db import Database, Row, utcnow
 
@@ -42,20 +43,6 @@ class Claimed:
     def window_start(self) -> str:
         """Where the worker's retry window counts from: arrival, or the operator's last retry."""
         return max(self.created_at, self.retried_at or self.created_at)
-
-
-@dataclass(frozen=True)
-class StepRecord:
-    step: str
-    state: StepState
-    outcome: str | None
-    alegra_id: str | None
-    detail: dict[str, Any] = field(default_factory=dict)
-    attempts: int = 0
-
-    @property
-    def done(self) -> bool:
-        return self.state == StepState.DONE
 
 
 def timestamp_in(seconds: float) -> str:
@@ -150,6 +137,7 @@ def _step(row: Row) -> StepRecord:
         alegra_id=row["alegra_id"],
         detail=json.loads(row["detail"] or "{}"),
         attempts=int(row["attempts"]),
+        updated_at=row["updated_at"],
     )
 
 

@@ -2,26 +2,25 @@
 
 `insert_receipt` commits the receipt and its attachment in one transaction and leans on
 `UNIQUE(partner_id, idempotency_key)`: concurrent identical requests make one row, a repeated key
-with another body raises `IdempotencyConflict`. `receipt_resource` (pure) turns a receipt row and
-its step rows into the JSON a partner reads at `GET /v1/receipts/{id}`.
+with another body raises `IdempotencyConflict`. Reads return typed records (`ReceiptRecord`,
+`StepRecord`); `sync/receipt_resource.py` renders them as the JSON a partner reads.
 """
 
 from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from aiosqlite import Connection
 
-from sync.names import name_key
 from sync.receipt_model import Submission
-from sync.states import ReceiptStatus, StepState
+from sync.receipt_records import ReceiptRecord, StepRecord
+from sync.states import ReceiptStatus
 from sync.store.db import Database, Row, utcnow
-
-_STEP_ORDER = {"supplier": 0, "account": 1, "bill": 2, "attachment": 3}
+from sync.store.receipt_work import load_steps
 
 
 class IdempotencyConflict(Exception):
@@ -37,6 +36,24 @@ class StoredAttachment:
     filename: str
     content_type: str
     data: bytes
+
+
+def _record(row: Row) -> ReceiptRecord:
+    return ReceiptRecord(
+        id=row["id"],
+        partner_id=row["partner_id"],
+        idempotency_key=row["idempotency_key"],
+        status=ReceiptStatus(row["status"]),
+        payload=json.loads(row["payload"]),
+        attempts=int(row["attempts"]),
+        next_attempt_at=row["next_attempt_at"],
+        error=json.loads(row["error"]) if row["error"] else None,
+        flags=tuple(json.loads(row["flags"] or "[]")),
+        bill_id=row["bill_id"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        completed_at=row["completed_at"],
+    )
 
 
 def new_receipt_id() -> str:
@@ -103,13 +120,17 @@ async def _insert_attachment(conn: Connection, receipt_id: str, submission: Subm
     )
 
 
-async def get_receipt(db: Database, receipt_id: str, partner_id: str | None) -> Row | None:
-    """The receipt row; with a partner id, only if it belongs to that partner (None = any)."""
+async def get_receipt(
+    db: Database, receipt_id: str, partner_id: str | None
+) -> ReceiptRecord | None:
+    """The receipt; with a partner id, only if it belongs to that partner (None = any)."""
     if partner_id is None:
-        return await db.fetchone("SELECT * FROM receipts WHERE id = ?", (receipt_id,))
-    return await db.fetchone(
-        "SELECT * FROM receipts WHERE id = ? AND partner_id = ?", (receipt_id, partner_id)
-    )
+        row = await db.fetchone("SELECT * FROM receipts WHERE id = ?", (receipt_id,))
+    else:
+        row = await db.fetchone(
+            "SELECT * FROM receipts WHERE id = ? AND partner_id = ?", (receipt_id, partner_id)
+        )
+    return None if row is None else _record(row)
 
 
 async def get_status(db: Database, receipt_id: str) -> str | None:
@@ -118,8 +139,19 @@ async def get_status(db: Database, receipt_id: str) -> str | None:
     return None if status is None else str(status)
 
 
-async def get_steps(db: Database, receipt_id: str) -> list[Row]:
-    return await db.fetchall("SELECT * FROM receipt_steps WHERE receipt_id = ?", (receipt_id,))
+async def get_steps(db: Database, receipt_id: str) -> list[StepRecord]:
+    return list((await load_steps(db, receipt_id)).values())
+
+
+async def partners_of(db: Database, receipt_ids: Sequence[str]) -> set[str]:
+    """The partners the given receipts belong to."""
+    if not receipt_ids:
+        return set()
+    rows = await db.fetchall(
+        "SELECT DISTINCT partner_id FROM receipts WHERE id IN (SELECT value FROM json_each(?))",
+        (json.dumps(list(receipt_ids)),),
+    )
+    return {str(r["partner_id"]) for r in rows}
 
 
 async def get_attachment(db: Database, receipt_id: str) -> StoredAttachment | None:
@@ -142,7 +174,7 @@ async def list_receipts(
     date_to: str | None = None,
     limit: int = 50,
     after: tuple[str, str] | None = None,
-) -> list[Row]:
+) -> list[ReceiptRecord]:
     """Newest first, filtered (dates are the receipt's own date, inclusive), at most `limit`,
     after the row whose (created_at, id) is `after`."""
     clauses, params = _list_filters(partner_id, status, date_from, date_to)
@@ -151,10 +183,11 @@ async def list_receipts(
         clauses.append("(created_at < ? OR (created_at = ? AND id < ?))")
         params += [created_at, created_at, last_id]
     where = " WHERE " + " AND ".join(clauses) if clauses else ""
-    return await db.fetchall(
+    rows = await db.fetchall(
         f"SELECT * FROM receipts{where} ORDER BY created_at DESC, id DESC LIMIT ?",  # noqa: S608 -- clauses are constants; values are bound
         [*params, limit],
     )
+    return [_record(row) for row in rows]
 
 
 def _list_filters(
@@ -168,81 +201,3 @@ def _list_filters(
     }
     clauses = [clause for clause, value in wanted.items() if value is not None]
     return clauses, [value for value in wanted.values() if value is not None]
-
-
-def receipt_resource(
-    row: Mapping[str, Any] | Row, steps: Sequence[Mapping[str, Any] | Row]
-) -> dict[str, Any]:
-    """The receipt as a partner reads it (pure). Decimals are strings, as in the payload."""
-    payload = json.loads(row["payload"])
-    step_list = sorted((_step(s) for s in steps), key=_step_rank)
-    supplier = payload["supplier"]
-    return {
-        "id": row["id"],
-        "status": row["status"],
-        "created_at": row["created_at"],
-        "updated_at": row["updated_at"],
-        "completed_at": row["completed_at"],
-        "idempotency_key": row["idempotency_key"],
-        "supplier": {k: supplier[k] for k in ("name", "tax_id", "tax_id_kind")},
-        **{k: payload[k] for k in ("date", "due_date", "ncf", "ncf_type", "category")},
-        **{k: payload[k] for k in ("currency", "exchange_rate", "total", "lines")},
-        "attachment": _attachment(payload.get("attachment")),
-        "attempts": row["attempts"],
-        "next_attempt_at": row["next_attempt_at"],
-        "steps": step_list,
-        "alegra": _alegra_ids(row, step_list, payload),
-        "error": json.loads(row["error"]) if row["error"] else None,
-        "flags": json.loads(row["flags"] or "[]"),
-    }
-
-
-def _attachment(info: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    if not info:
-        return None
-    return {k: info[k] for k in ("filename", "content_type", "size")}
-
-
-def _step(row: Mapping[str, Any] | Row) -> dict[str, Any]:
-    return {
-        "step": row["step"],
-        "state": row["state"],
-        "outcome": row["outcome"],
-        "alegra_id": row["alegra_id"],
-        "detail": json.loads(row["detail"] or "{}"),
-        "attempts": row["attempts"],
-        "updated_at": row["updated_at"],
-    }
-
-
-def _step_rank(step: Mapping[str, Any]) -> tuple[int, str]:
-    kind = str(step["step"]).split(":", 1)[0]
-    return _STEP_ORDER.get(kind, len(_STEP_ORDER)), str(step["step"])
-
-
-def _alegra_ids(
-    row: Mapping[str, Any] | Row, steps: list[dict[str, Any]], payload: Mapping[str, Any]
-) -> dict[str, Any]:
-    by_name = {s["step"]: s for s in steps}
-    categories = [payload["category"], *(line["category"] for line in payload["lines"])]
-    names = {name_key(c): c for c in categories}
-    accounts = {
-        names.get(name_key(s["step"].split(":", 1)[1]), s["step"].split(":", 1)[1]): s["alegra_id"]
-        for s in steps
-        if s["step"].startswith("account:") and s["alegra_id"]
-    }
-    attachment = by_name.get("attachment")
-    return {
-        "contact_id": (by_name.get("supplier") or {}).get("alegra_id"),
-        "account_ids": accounts,
-        "bill_id": row["bill_id"] or (by_name.get("bill") or {}).get("alegra_id"),
-        "attachment": _uploaded(attachment),
-    }
-
-
-def _uploaded(step: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """What Alegra answered for the attachment (`name`, `url`), once the step is done."""
-    if step is None or step["state"] != StepState.DONE:
-        return None
-    detail = step["detail"]
-    return {"name": detail.get("name"), "url": detail.get("url")}

@@ -24,7 +24,6 @@ from sync.alegra.errors import (
     TransportFailed,
     Unavailable,
 )
-from sync.alegra.responses import decipher
 from tests.alegra.conftest import (
     EMAIL,
     TOKEN,
@@ -310,18 +309,3 @@ async def test_a_list_endpoint_answering_something_else_is_unavailable(
     httpserver.expect_request("/api/v1/taxes").respond_with_json({"message": "mantenimiento"})
     with pytest.raises(Unavailable):
         _ = [p async for p in make_client().iter_pages("/taxes", priority=RECEIPT)]
-
-
-def test_an_empty_success_is_none() -> None:
-    """A 2xx without a body (a DELETE, say) deciphers to None."""
-    request = httpx.Request("DELETE", "http://alegra.test/api/v1/webhooks/subscriptions/3")
-    assert decipher(httpx.Response(200, content=b"", request=request)) is None
-
-
-@pytest.mark.parametrize(("method", "kind"), [("GET", Unavailable), ("POST", OutcomeUnknown)])
-def test_a_success_that_is_not_json_cannot_be_used(method: str, kind: type[AlegraError]) -> None:
-    """An unreadable 2xx is Unavailable for a read, OutcomeUnknown for a write that went through."""
-    request = httpx.Request(method, "http://alegra.test/api/v1/bills")
-    with pytest.raises(kind) as caught:
-        decipher(httpx.Response(201, content=b"<html>ok</html>", request=request))
-    assert (caught.value.method, caught.value.path) == (method, "/api/v1/bills")

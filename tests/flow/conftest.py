@@ -18,6 +18,7 @@ from sync.flow.context import FlowEnv
 from sync.flow.lease import new_owner
 from sync.flow.run_receipt import run_receipt
 from sync.receipt_model import parse_submission
+from sync.receipt_resource import receipt_resource
 from sync.settings import load_settings
 from sync.store import receipt_work, receipts
 from sync.store.db import Database
@@ -87,7 +88,7 @@ class Flow:
     async def resource(self, receipt_id: str) -> dict[str, Any]:
         row = await receipts.get_receipt(self.db, receipt_id, None)
         assert row is not None
-        return receipts.receipt_resource(row, await receipts.get_steps(self.db, receipt_id))
+        return receipt_resource(row, await receipts.get_steps(self.db, receipt_id))
 
     async def make_ready(self, receipt_id: str) -> None:
         """Skip a rescheduled receipt's backoff (the test does not wait for the clock)."""

@@ -7,11 +7,12 @@ from typing import Any
 
 import pytest
 
+from sync.alegra.records import bill_from_alegra
 from sync.context import WorkerContext
 from sync.jobs import bills, schedule
 from sync.jobs.runner import Progress
 from sync.simulator.state import SimConfig
-from sync.store.bills import bill_from_alegra, get_bill, record_bill
+from sync.store.bills import get_bill, record_bill
 from tests.jobs.conftest import run_once
 from tests.support.servers import RunningSimulator
 

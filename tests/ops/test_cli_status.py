@@ -118,6 +118,19 @@ def test_a_receipt_whose_bill_outcome_is_unknown_says_retry_never_resubmit(
     assert "never submit the receipt again" in advice
 
 
+def test_show_json_is_the_admin_apis_document(
+    cli: OpsApi, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`receipts show --json` prints what the admin listing answers for it, byte for byte (one
+    renderer, `sync.receipt_resource`, serves both)."""
+    _submit(cli)
+    receipt_id = _fail_with_alegra_refusal(cli)
+    assert main(["receipts", "show", receipt_id, "--json"]) == 0
+    printed = capsys.readouterr().out
+    [listed] = cli.get("/v1/receipts").json()["data"]
+    assert printed == json.dumps(listed, indent=2, ensure_ascii=False) + "\n"
+
+
 def test_an_unknown_receipt_is_one_line_and_non_zero(
     cli: OpsApi, capsys: pytest.CaptureFixture[str]
 ) -> None:

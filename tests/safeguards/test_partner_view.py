@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
+from receiver.receipt_view import partner_resource
 from sync.receipt_model import parse_submission
 from sync.store import receipts
 from sync.store.partners import create_partner
-from sync.store.receipt_view import partner_resource
 from tests.flow.conftest import Flow, receipt_body
 from tests.safeguards.conftest import learn_bill
 from tests.safeguards.test_duplicate_check import hand_bill

@@ -5,8 +5,7 @@ The rules: docs/receipts.md ("What a partner may read").
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from sync.alegra.payloads import marked_receipt_id
@@ -16,9 +15,12 @@ from sync.duplicate_rules import (
     NCF_HELD_BY_FAILED,
     ncf_held_message,
 )
+from sync.receipt_records import ReceiptRecord, StepRecord
+from sync.receipt_resource import receipt_resource
 from sync.states import ReceiptStatus
-from sync.store.db import Database, Row
-from sync.store.receipts import receipt_resource
+from sync.store.bills import get_bill
+from sync.store.db import Database
+from sync.store.receipts import partners_of
 
 ANOTHER_PARTNER = "another_partner"
 _RECEIPT_PREFIX = "rcp_"
@@ -26,13 +28,13 @@ _RECEIPT_PREFIX = "rcp_"
 
 async def partner_resource(
     db: Database,
-    row: Mapping[str, Any] | Row,
-    steps: Sequence[Mapping[str, Any] | Row],
+    receipt: ReceiptRecord,
+    steps: Sequence[StepRecord],
     *,
     viewer: str | None,
 ) -> dict[str, Any]:
     """The receipt resource as partner `viewer` may read it (None: an admin, everything)."""
-    resource = receipt_resource(row, steps)
+    resource = receipt_resource(receipt, steps)
     if viewer is None:
         return resource
     seen = _Visibility(db, viewer)
@@ -55,14 +57,14 @@ class _Visibility:
 
     async def receipt(self, receipt_id: str) -> bool:
         """Whether the receipt is the viewer's own."""
-        owners = await self._partners_of([receipt_id])
+        owners = await partners_of(self.db, [receipt_id])
         return owners == {self.viewer}
 
     async def bill(self, bill_id: str) -> bool:
         """Whether the bill may be named: not made from another partner's receipt."""
         if bill_id not in self._bills:
             makers = await self._makers(bill_id)
-            owners = await self._partners_of(makers)
+            owners = await partners_of(self.db, makers)
             self._bills[bill_id] = not owners or self.viewer in owners
         return self._bills[bill_id]
 
@@ -101,17 +103,7 @@ class _Visibility:
 
     async def _makers(self, bill_id: str) -> list[str]:
         """The receipts a bill was made from, as the bills cache knows them."""
-        row = await self.db.fetchone(
-            "SELECT receipt_id, raw FROM bills WHERE alegra_id = ?", (bill_id,))
-        if row is None:
+        bill = await get_bill(self.db, bill_id)
+        if bill is None:
             return []
-        marked = marked_receipt_id(json.loads(row["raw"] or "{}"))
-        return [r for r in {row["receipt_id"], marked} if r]
-
-    async def _partners_of(self, receipt_ids: Sequence[str]) -> set[str]:
-        if not receipt_ids:
-            return set()
-        rows = await self.db.fetchall(
-            "SELECT DISTINCT partner_id FROM receipts WHERE id IN"
-            " (SELECT value FROM json_each(?))", (json.dumps(list(receipt_ids)),))
-        return {str(r["partner_id"]) for r in rows}
+        return [r for r in {bill.receipt_id, marked_receipt_id(bill.raw)} if r]
