@@ -114,13 +114,17 @@ class _Visibility:
         return await self.bill(target)
 
     async def _makers(self, bill_id: str) -> list[str]:
-        """The receipts a bill was made from, as the bills cache knows them."""
+        """The receipts a bill was made from: as the bills cache knows them, and the receipts
+        that say they made it (the cache may have learned the bill from Alegra without them)."""
+        made = await self.db.fetchall(
+            "SELECT id FROM receipts WHERE bill_id = ? AND status != ?",
+            (bill_id, ReceiptStatus.DUPLICATE))
+        makers: set[str | None] = {str(r["id"]) for r in made}
         row = await self.db.fetchone(
             "SELECT receipt_id, raw FROM bills WHERE alegra_id = ?", (bill_id,))
-        if row is None:
-            return []
-        marked = marked_receipt_id(json.loads(row["raw"] or "{}"))
-        return [r for r in {row["receipt_id"], marked} if r]
+        if row is not None:
+            makers |= {row["receipt_id"], marked_receipt_id(json.loads(row["raw"] or "{}"))}
+        return sorted(r for r in makers if r)
 
     async def _partners_of(self, receipt_ids: Sequence[str]) -> set[str]:
         if not receipt_ids:
