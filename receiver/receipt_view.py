@@ -20,7 +20,7 @@ from sync.receipt_resource import receipt_resource
 from sync.states import ReceiptStatus
 from sync.store.bills import get_bill
 from sync.store.db import Database
-from sync.store.receipts import partners_of
+from sync.store.receipts import partners_of, receipts_that_made
 
 ANOTHER_PARTNER = "another_partner"
 _RECEIPT_PREFIX = "rcp_"
@@ -102,8 +102,10 @@ class _Visibility:
         return await self.bill(target)
 
     async def _makers(self, bill_id: str) -> list[str]:
-        """The receipts a bill was made from, as the bills cache knows them."""
+        """The receipts a bill was made from: as the bills cache knows them, and the receipts
+        that say they made it (the cache may have learned the bill from Alegra without them)."""
+        makers = set(await receipts_that_made(self.db, bill_id))
         bill = await get_bill(self.db, bill_id)
-        if bill is None:
-            return []
-        return [r for r in {bill.receipt_id, marked_receipt_id(bill.raw)} if r]
+        if bill is not None:
+            makers |= {r for r in (bill.receipt_id, marked_receipt_id(bill.raw)) if r}
+        return sorted(makers)

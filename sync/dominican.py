@@ -87,13 +87,20 @@ def loose_tax_id(raw: str | None) -> str | None:
     return number if len(number) in (9, 11) else None
 
 
+def compact_ncf(raw: str) -> str | None:
+    """The one reading of an NCF as written (partner input, or a bill's number in Alegra):
+    after NFKC, without spaces, dots and dashes, upper case; None when anything outside ASCII
+    remains. Not validated: a bill typed in Alegra may carry a number that is no NCF."""
+    text = ascii_form(raw)
+    return None if text is None else _NCF_SEPARATORS.sub("", text).upper()
+
+
 def normalize_ncf(raw: str) -> Ncf:
     """Validate an NCF (B + 2 + 8), e-CF (E + 2 + 10) or legacy 19-char NCF, read after NFKC.
     Raises InvalidNcf."""
-    text = ascii_form(raw)
-    if text is None:
+    number = compact_ncf(raw)
+    if number is None:
         raise InvalidNcf(raw, "only ASCII letters and digits (with spaces, dots or dashes)")
-    number = _NCF_SEPARATORS.sub("", text).upper()
     try:
         number = ncf.validate(number)
     except ValidationError as exc:

@@ -24,8 +24,14 @@ _SUFFIX_RE = re.compile(r"(?:^| )(" + "|".join(re.escape(s) for s in _SUFFIXES) 
 
 
 def strip_accents(text: str) -> str:
+    """NFKD without combining marks, and without format characters (zero-width space and
+    joiners, soft hyphen, word joiner, BOM): they show as nothing, so `Och\u200boa` is `Ochoa`,
+    never a second supplier beside it."""
     decomposed = unicodedata.normalize("NFKD", text)
-    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    return "".join(
+        ch for ch in decomposed
+        if not unicodedata.combining(ch) and unicodedata.category(ch) != "Cf"
+    )
 
 
 def name_key(name: str) -> str:

@@ -75,6 +75,16 @@ class Settings:
         )
 
 
+def shown_url(url: str) -> str:
+    """`url` fit for an error line: its user information (`postgresql://user:secret@host/db`, as
+    hosting providers hand out DATABASE_URL, or a token before an `@`) is replaced by `***`."""
+    scheme, sep, rest = url.rpartition("://")
+    _, at, host = rest.rpartition("@")
+    if not at:
+        return url
+    return f"{scheme}{sep}***@{host}"
+
+
 def database_path_from_url(url: str) -> Path:
     """`sqlite:///./data/x.db` → `./data/x.db`; `sqlite:////abs/x.db` → `/abs/x.db`.
 
@@ -83,7 +93,7 @@ def database_path_from_url(url: str) -> Path:
     prefix = "sqlite:///"
     if not url.startswith(prefix) or len(url) == len(prefix):
         raise SettingsError(
-            "DATABASE_URL", f"expected sqlite:///path/to/file.db, got {url!r}"
+            "DATABASE_URL", f"expected sqlite:///path/to/file.db, got {shown_url(url)!r}"
         )
     return Path(url[len(prefix) :])
 
@@ -172,10 +182,12 @@ def load_settings(
     port = int(_number(config, "PORT", int, 8000))
     base_url = str(config("ALEGRA_BASE_URL", default=PRODUCTION_BASE_URL)).rstrip("/")
     if not base_url.startswith(("http://", "https://")):
-        raise SettingsError("ALEGRA_BASE_URL", f"expected an http(s) URL, got {base_url!r}")
+        raise SettingsError(
+            "ALEGRA_BASE_URL", f"expected an http(s) URL, got {shown_url(base_url)!r}"
+        )
     public_url = str(config("PUBLIC_URL", default=f"http://127.0.0.1:{port}")).rstrip("/")
     if not public_url.startswith(("http://", "https://")):
-        raise SettingsError("PUBLIC_URL", f"expected an http(s) URL, got {public_url!r}")
+        raise SettingsError("PUBLIC_URL", f"expected an http(s) URL, got {shown_url(public_url)!r}")
     return Settings(
         alegra_email=email,
         alegra_token=token if email else None,

@@ -58,3 +58,18 @@ def test_choices_and_flags_are_read() -> None:
         "json", "debug", True)
     with pytest.raises(SettingsError, match="LOG_LEVEL"):
         load_settings(env_file=None, environ={**BASE, "LOG_LEVEL": "loud"})
+
+
+@pytest.mark.parametrize(("name", "url"), [
+    ("DATABASE_URL", "postgresql://sync:s3cr3t-pw@db.example.com:5432/alegra"),
+    ("ALEGRA_BASE_URL", "ftp://s3cr3t-pw@alegra.example.com/api/v1"),
+    ("PUBLIC_URL", "sync:s3cr3t-pw@sync.example.com"),
+])
+def test_a_refused_url_is_named_without_its_password(name: str, url: str) -> None:
+    """The one-line configuration error (stderr, so the journal) names the setting and what it
+    got, never a password in it: hosting providers hand out DATABASE_URL with one."""
+    with pytest.raises(SettingsError) as refused:
+        load_settings(env_file=None, environ={**BASE, name: url})
+    assert name in str(refused.value)
+    assert "s3cr3t-pw" not in str(refused.value)
+    assert "***" in str(refused.value)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sync.dominican import TaxId
+from sync.dominican import TaxId, compact_ncf
 from sync.receipt_model import Receipt
 
 # [unverified] Alegra DR's identification type codes: "RNC" for a 9-digit company number and
@@ -139,7 +139,8 @@ def bill_number(bill: Mapping[str, Any]) -> str | None:
     bill's root `billNumber` and `number`. The first value found wins."""
     for value in _number_candidates(bill):
         if value not in (None, ""):
-            return "".join(str(value).split()).replace("-", "").upper()
+            text = str(value)  # read like a partner's NCF; a non-ASCII one kept, compacted
+            return compact_ncf(text) or "".join(text.split()).replace("-", "").upper()
     return None
 
 

@@ -154,6 +154,15 @@ async def partners_of(db: Database, receipt_ids: Sequence[str]) -> set[str]:
     return {str(r["partner_id"]) for r in rows}
 
 
+async def receipts_that_made(db: Database, bill_id: str) -> list[str]:
+    """The receipts that say they made this bill (a `duplicate` only points at one)."""
+    rows = await db.fetchall(
+        "SELECT id FROM receipts WHERE bill_id = ? AND status != ?",
+        (bill_id, ReceiptStatus.DUPLICATE),
+    )
+    return [str(r["id"]) for r in rows]
+
+
 async def get_attachment(db: Database, receipt_id: str) -> StoredAttachment | None:
     """The attachment's bytes as the partner sent them (for the worker's attach step)."""
     row = await db.fetchone(

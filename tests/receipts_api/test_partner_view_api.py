@@ -66,3 +66,22 @@ def test_a_duplicate_of_another_partners_bill_is_answered_without_its_id(api: Ap
     assert seen["steps"][0]["detail"]["billed_by"] == "another_partner"
     assert "bill-acme-901" not in json.dumps(seen)
     assert admin["alegra"]["bill_id"] == "bill-acme-901"
+
+
+def test_a_bill_the_cache_does_not_tie_to_its_receipt_is_still_not_named(api: Api) -> None:
+    """The bills cache may hold acme's bill without its receipt id or marker (learned first from
+    Alegra, whose copy was edited): acme's receipt itself says it made the bill, so globex's
+    twin still gets no bill id."""
+    acme = api.post(receipt_body(), key="acme", idem="a").json()["id"]
+    globex = api.post(receipt_body(), key="globex", idem="g").json()["id"]
+    _duplicate_of(api, globex, "bill-acme-902", acme)
+    with sqlite3.connect(api.db_path) as conn:
+        conn.execute("UPDATE bills SET receipt_id = NULL WHERE alegra_id = 'bill-acme-902'")
+        conn.execute("UPDATE receipts SET status = 'completed', bill_id = 'bill-acme-902',"
+                     " completed_at = ? WHERE id = ?", (NOW, acme))
+
+    seen = api.get(globex, key="globex").json()
+
+    assert (seen["status"], seen["alegra"]["bill_id"]) == ("duplicate", None)
+    assert "bill-acme-902" not in json.dumps(seen)
+    assert api.get(globex, key="ops").json()["alegra"]["bill_id"] == "bill-acme-902"

@@ -33,6 +33,13 @@ SHAPES: dict[str, dict[str, Any]] = {
     "object-fullNumber": {"numberTemplate": {"fullNumber": "B0100000001"}},
     "root-billNumber": {"billNumber": "B0100000001"},
 }
+# Spellings a person types into Alegra, read as a partner's NCF is (NFKC, no dots, any case).
+TYPED: dict[str, dict[str, Any]] = {
+    "dotted": {"numberTemplate": {"fullNumber": "B01.0000.0001"}},
+    "lower-case": {"numberTemplate": [{"prefix": "b01", "number": "00000001"}]},
+    "fullwidth": {"billNumber": "Ｂ０１０００００００１"},
+}
+SHAPES.update(TYPED)
 
 
 async def _job(flow: Flow, name: str, fn: JobFn) -> None:

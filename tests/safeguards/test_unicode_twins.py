@@ -65,3 +65,23 @@ async def test_an_empty_name_key_matches_no_cached_contact_or_account(flow: Flow
     assert await find_contacts_by_name_key(flow.db, name_key("🍕")) == []
     assert await find_expense_account(flow.db, name_key("🚚")) is None
     assert providers == set()
+
+
+@pytest.mark.parametrize("invisible", ["\u200b", "\u00ad", "\u2060", "\u200d", "\ufeff"],
+                         ids=["zero-width-space", "soft-hyphen", "word-joiner", "zwj", "bom"])
+async def test_invisible_characters_inside_a_name_make_no_second_supplier(
+    flow: Flow, invisible: str
+) -> None:
+    """A supplier without a tax id is keyed on its name: the same name with a zero-width
+    character inside is the same supplier, so the same NCF ends `duplicate` of the one bill
+    (it was a second contact and a second bill)."""
+    first = await flow.process(receipt_body(supplier={"name": "Papelería del Sol"}))
+    bill_id = (await flow.resource(first))["alegra"]["bill_id"]
+    assert bill_id is not None
+
+    twin = receipt_body(supplier={"name": f"Papele{invisible}ría del Sol"})
+    resource = await flow.resource(await flow.process(twin))
+
+    assert (resource["status"], resource["alegra"]["bill_id"]) == ("duplicate", bill_id)
+    assert len(flow.sim.state.bills) == 1
+    assert len(flow.sim.state.contacts) == 1
