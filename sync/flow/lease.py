@@ -12,6 +12,8 @@ import os
 import secrets
 import socket
 
+from sync.instance import pid_alive
+
 LEASE_S = 60.0  # how long a claim holds without renewal
 RENEW_EVERY_S = 15.0  # a running receipt renews its lease this often
 
@@ -33,14 +35,4 @@ def holder_is_dead(holder: str, me: str) -> bool:
         return False
     if pid == int(my_pid):
         return boot != my_boot
-    return not _pid_alive(pid)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process: alive
-    return True
+    return not pid_alive(pid)
