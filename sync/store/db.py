@@ -8,6 +8,7 @@ never interleaves with another's statements. Never hold `transaction()` across a
 from __future__ import annotations
 
 import asyncio
+import copy
 import sqlite3
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -68,13 +69,27 @@ def _migration_files() -> list[tuple[int, str, str]]:
     return sorted(found)
 
 
+DEFAULT_COMPANY = "default"
+
+
 class Database:
-    """One process's connection to the store. Open with `await Database.open(path)`."""
+    """One process's connection to the store. Open with `await Database.open(path)`.
+
+    A handle is scoped to one company (`company`, 'default' unless `for_company` says otherwise):
+    the store's functions read and write that company's rows only. Scoped handles share the
+    connection and its lock."""
 
     def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
         self.conn = conn
         self.path = path
+        self.company = DEFAULT_COMPANY
         self._lock = asyncio.Lock()
+
+    def for_company(self, company: str) -> Database:
+        """The same connection, scoped to `company`."""
+        scoped = copy.copy(self)
+        scoped.company = company
+        return scoped
 
     @classmethod
     async def open(cls, path: Path | str, *, migrate: bool = True) -> Database:
@@ -105,7 +120,17 @@ class Database:
         await self.conn.close()
 
     async def migrate(self) -> list[int]:
-        """Apply every migration not yet recorded; returns the versions applied now."""
+        """Apply every migration not yet recorded; returns the versions applied now.
+
+        Foreign keys are off while migrations run (a table others reference may be rebuilt) and
+        checked before COMMIT: a migration that leaves a dangling reference is rolled back."""
+        await self.conn.execute("PRAGMA foreign_keys = OFF")
+        try:
+            return await self._migrate()
+        finally:
+            await self.conn.execute("PRAGMA foreign_keys = ON")
+
+    async def _migrate(self) -> list[int]:
         applied_now: list[int] = []
         async with self.transaction() as conn:
             await conn.execute(
@@ -126,6 +151,8 @@ class Database:
                     (version, name, utcnow()),
                 )
                 applied_now.append(version)
+            if applied_now:
+                await _check_foreign_keys(conn)
         return applied_now
 
     async def pending_migrations(self) -> list[int]:
@@ -170,6 +197,13 @@ class Database:
     async def scalar(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Any:
         row = await self.fetchone(sql, params)
         return None if row is None else row[0]
+
+
+async def _check_foreign_keys(conn: aiosqlite.Connection) -> None:
+    cursor = await conn.execute("PRAGMA foreign_key_check")
+    broken = await cursor.fetchall()
+    if broken:
+        raise sqlite3.IntegrityError(f"migration left dangling references: {list(map(tuple, broken))}")
 
 
 async def _renumber(conn: aiosqlite.Connection, names: dict[int, str]) -> None:
