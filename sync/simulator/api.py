@@ -17,6 +17,7 @@ from starlette.routing import Route
 from sync.simulator import bills, categories, contacts, errors, listing, webhooks
 from sync.simulator.deliveries import handshake
 from sync.simulator.errors import SimError, bad_request
+from sync.simulator.gate import account_of
 from sync.simulator.state import SimState
 
 Handler = Callable[[SimState, Request], Awaitable[Response]]
@@ -142,8 +143,9 @@ async def attach_to_bill(state: SimState, request: Request) -> Response:
     except (MultiPartException, HTTPException):  # a malformed multipart body
         raise invalid from None
     root = str(request.base_url).rstrip("/")  # the simulator's root, outside /api/v1
+    files_url = f"{root}{state.control_path}/files"
     attachment = bills.attach(state, bill_id, name=name, content_type=content_type, data=data,
-                              root_url=root)
+                              files_url=files_url)
     return JSONResponse(attachment, 201)
 
 
@@ -192,8 +194,9 @@ async def delete_subscription(state: SimState, request: Request) -> Response:
 
 # --- the app -------------------------------------------------------------------------------
 
-def build_api(state: SimState, client: ClientSource) -> Starlette:
-    """The `/api/v1` app (mounted behind `gate.ApiGate`); every error in Alegra's shape."""
+def build_api(client: ClientSource) -> Starlette:
+    """The `/api/v1` app (mounted behind `gate.ApiGate`, which picks the request's account);
+    every error in Alegra's shape."""
     subs = subscription_handlers(client)
     table: list[tuple[str, str, Handler]] = [
         ("/contacts", "GET", list_contacts), ("/contacts", "POST", create_contact),
@@ -212,27 +215,27 @@ def build_api(state: SimState, client: ClientSource) -> Starlette:
         ("/webhooks/subscriptions/{id}", "PUT", subs["update"]),
         ("/webhooks/subscriptions/{id}", "DELETE", delete_subscription),
     ]
-    routes = [Route(path, _bind(state, handler), methods=[method])
+    routes = [Route(path, _bind(handler), methods=[method])
               for path, method, handler in table]
 
-    def wrap() -> bool:  # read at answer time: a test may flip it
-        return state.faults.wrap_errors
+    def wrap(request: Request) -> bool:  # read at answer time: a test may flip it
+        return account_of(request.scope).faults.wrap_errors
 
     async def on_sim_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, SimError)
-        return errors.error_response(exc, wrap=wrap())
+        return errors.error_response(exc, wrap=wrap(request))
 
     async def on_http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         error = SimError(exc.status_code, exc.detail)
-        return errors.error_response(error, wrap=wrap(), headers=exc.headers)
+        return errors.error_response(error, wrap=wrap(request), headers=exc.headers)
 
     return Starlette(routes=routes, exception_handlers={
         SimError: on_sim_error, HTTPException: on_http_error})
 
 
-def _bind(state: SimState, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+def _bind(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
-        return await handler(state, request)
+        return await handler(account_of(request.scope), request)
 
     return endpoint

@@ -1,4 +1,5 @@
-"""create_simulator(): the simulator's wiring — the API behind its gate, `/_sim/`, deliveries."""
+"""create_simulator(): the simulator's wiring — its accounts, the API behind its gate, `/_sim/`,
+deliveries."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import httpx
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
+from sync.simulator.accounts import Accounts
 from sync.simulator.api import build_api
 from sync.simulator.control import control_routes
 from sync.simulator.deliveries import DeliveryRunner
@@ -40,15 +42,16 @@ def _tls_context() -> ssl.SSLContext:
 
 
 def create_simulator(config: SimConfig | None = None) -> tuple[Starlette, SimState]:
-    """A fresh simulated Alegra account and the ASGI app that serves it."""
-    state = SimState(config or SimConfig())
+    """A fresh simulated Alegra and the ASGI app that serves it, with `config`'s account (the
+    default one, returned); `app.state.accounts` adds and finds more (see `accounts.py`)."""
+    accounts = Accounts(config or SimConfig())
     http = _Http()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with httpx.AsyncClient(trust_env=False, verify=_tls_context()) as client:
             http.client = client
-            task = asyncio.create_task(DeliveryRunner(state, client).run())
+            task = asyncio.create_task(DeliveryRunner(accounts, client).run())
             try:
                 yield
             finally:
@@ -57,8 +60,9 @@ def create_simulator(config: SimConfig | None = None) -> tuple[Starlette, SimSta
                     await task
                 http.client = None
 
-    api = ApiGate(build_api(state, http.get), state)
-    routes = [*control_routes(state), Mount(API_PREFIX, app=api)]
+    api = ApiGate(build_api(http.get), accounts)
+    routes = [*control_routes(accounts), Mount(API_PREFIX, app=api)]
     app = Starlette(routes=routes, lifespan=lifespan)
-    app.state.sim = state
-    return app, state
+    app.state.sim = accounts.default
+    app.state.accounts = accounts
+    return app, accounts.default

@@ -91,13 +91,13 @@ def search(state: SimState, params: Mapping[str, str]) -> list[dict[str, Any]]:
 
 
 def attach(state: SimState, bill_id: str, *, name: str, content_type: str, data: bytes,
-           root_url: str) -> dict[str, Any]:
-    """Store an attachment on the bill and answer `{name, url}`."""
+           files_url: str) -> dict[str, Any]:
+    """Store an attachment on the bill and answer `{name, url}` (the file under `files_url`)."""
     with state.lock:
         record = get(state, bill_id)
         key = state.ids["files"].next()
         state.files[key] = (content_type, data)
-        attachment = {"name": name, "url": f"{root_url}/_sim/files/{key}"}
+        attachment = {"name": name, "url": f"{files_url}/{key}"}
         record["attachments"] = [*record["attachments"], {**attachment, "size": len(data)}]
         return attachment
 

@@ -1,12 +1,15 @@
 """The `/_sim/` control API: drive a simulator running in another process (tests, benchmarks).
 
-No Alegra auth, no rate limit, no faults, and not logged as API requests.
+`/_sim/…` acts on the default account, `/_sim/accounts/{name}/…` on any account (the same
+routes); `GET|POST /_sim/accounts` lists and adds accounts, `PATCH /_sim/accounts/{name}`
+revokes one's credentials. No Alegra auth, no rate limit, no faults, not logged as API requests.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
+from functools import partial
 from typing import Any
 
 from starlette.requests import Request
@@ -14,10 +17,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from sync.simulator import bills, contacts
+from sync.simulator.accounts import AccountError, Accounts
 from sync.simulator.errors import SimError, bad_request, error_response
 from sync.simulator.state import SimState
 
 Handler = Callable[[SimState, Request], Awaitable[Any]]
+AccountsHandler = Callable[[Accounts, Request], Awaitable[Any]]
 RECENT = 50  # log entries returned by GET /_sim/requests
 
 
@@ -130,18 +135,75 @@ TABLE: tuple[tuple[str, str, Handler], ...] = (
 )
 
 
-def control_routes(state: SimState) -> list[Route]:
-    """The routes under `/_sim`; SimErrors answer in Alegra's shape."""
-    return [Route(f"/_sim{path}", _bind(state, handler), methods=[method])
-            for path, method, handler in TABLE]
+async def list_accounts(accounts: Accounts, request: Request) -> Any:
+    return {"accounts": [accounts.describe(state) for state in accounts.all()]}
 
 
-def _bind(state: SimState, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+async def add_account(accounts: Accounts, request: Request) -> Any:
+    """`{email, token, name?, rate_limit?, window_s?}` → 201 with the account (no token)."""
+    body = await _json(request)
+    unknown = set(body) - {"email", "token", "name", "rate_limit", "window_s"}
+    if unknown:
+        raise bad_request(f"unknown fields: {sorted(unknown)}")
+    state = accounts.add(body.get("email", ""), body.get("token", ""), name=body.get("name"),
+                         rate_limit=body.get("rate_limit"), window_s=body.get("window_s"))
+    return JSONResponse(accounts.describe(state), 201)
+
+
+async def show_account(accounts: Accounts, request: Request) -> Any:
+    return accounts.describe(accounts.get(request.path_params["account"]))
+
+
+async def change_account(accounts: Accounts, request: Request) -> Any:
+    """`{"revoked": bool}`: its credentials stop (or start again) working; its data stays."""
+    state = accounts.get(request.path_params["account"])
+    body = await _json(request)
+    if set(body) != {"revoked"} or not isinstance(body["revoked"], bool):
+        raise bad_request('the body must be {"revoked": true|false}')
+    state.revoked = body["revoked"]
+    return accounts.describe(state)
+
+
+ACCOUNTS_TABLE: tuple[tuple[str, str, AccountsHandler], ...] = (
+    ("/accounts", "GET", list_accounts), ("/accounts", "POST", add_account),
+    ("/accounts/{account}", "GET", show_account), ("/accounts/{account}", "PATCH", change_account),
+)
+
+
+def control_routes(accounts: Accounts) -> list[Route]:
+    """The routes under `/_sim`: the default account's at `/_sim/…`, any account's at
+    `/_sim/accounts/{name}/…`, and the accounts themselves. Errors answer in Alegra's shape."""
+    def default(request: Request) -> SimState:
+        return accounts.default
+
+    def named(request: Request) -> SimState:
+        return accounts.get(request.path_params["account"])
+
+    routes = [Route(f"/_sim{path}", _bind(partial(handler, accounts)), methods=[method])
+              for path, method, handler in ACCOUNTS_TABLE]
+    for prefix, pick in (("/_sim", default), ("/_sim/accounts/{account}", named)):
+        routes += [Route(f"{prefix}{path}", _bind(_on_account(pick, handler)), methods=[method])
+                   for path, method, handler in TABLE]
+    return routes
+
+
+def _on_account(pick: Callable[[Request], SimState],
+                handler: Handler) -> Callable[[Request], Awaitable[Any]]:
+    async def on_account(request: Request) -> Any:
+        return await handler(pick(request), request)
+
+    return on_account
+
+
+def _bind(handler: Callable[[Request], Awaitable[Any]]
+          ) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
         try:
-            result = await handler(state, request)
+            result = await handler(request)
         except SimError as exc:
             return error_response(exc, wrap=False)
+        except AccountError as exc:
+            return error_response(SimError(exc.status, str(exc)), wrap=False)
         return result if isinstance(result, Response) else JSONResponse(result)
 
     return endpoint

@@ -1,10 +1,11 @@
 """Webhook traffic: the subscription handshake and the deliveries, sent in the background.
 
-Changes queue deliveries in the `Outbox` (from any thread: API handlers or a test's person
-hooks). `DeliveryRunner.run`, started in the app's lifespan, sends them in order per subscription
-with httpx: a non-2xx or a timeout is retried after each of `delivery_retry_delays`; every failed
-attempt counts toward the subscription's consecutive failures, a success resets the count, and
-`max_consecutive_failures` in a row delete the subscription.
+Changes queue deliveries in their account's `Outbox` (from any thread: API handlers or a test's
+person hooks). `DeliveryRunner.run`, started in the app's lifespan, sends every account's
+deliveries to that account's subscribers, in order per subscription, with httpx: a non-2xx or a
+timeout is retried after each of `delivery_retry_delays`; every failed attempt counts toward the
+subscription's consecutive failures, a success resets the count, and `max_consecutive_failures`
+in a row delete the subscription.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 if TYPE_CHECKING:
+    from sync.simulator.accounts import Accounts
     from sync.simulator.state import SimState
 
 
@@ -88,12 +90,12 @@ async def handshake(client: httpx.AsyncClient, url: str, timeout_s: float) -> bo
 
 
 class DeliveryRunner:
-    """Sends the outbox's deliveries: one worker task per subscription with work queued."""
+    """Sends every account's deliveries: one worker task per subscription with work queued."""
 
-    def __init__(self, state: SimState, client: httpx.AsyncClient) -> None:
-        self.state = state
+    def __init__(self, accounts: Accounts, client: httpx.AsyncClient) -> None:
+        self.accounts = accounts
         self.client = client
-        self._workers: dict[str, asyncio.Task[None]] = {}
+        self._workers: dict[tuple[SimState, str], asyncio.Task[None]] = {}
 
     async def run(self) -> None:
         """Until cancelled: wake on every queued delivery and start idle subscriptions' workers."""
@@ -103,57 +105,58 @@ class DeliveryRunner:
         def wake_up() -> None:  # called from whichever thread queued the delivery
             loop.call_soon_threadsafe(wake.set)
 
-        self.state.outbox.bind(wake_up)
+        self.accounts.bind(wake_up)
         try:
             while True:
                 wake.clear()
                 self._start_workers()
                 await wake.wait()
         finally:
-            self.state.outbox.bind(None)
+            self.accounts.bind(None)
             for task in self._workers.values():
                 task.cancel()
             await asyncio.gather(*self._workers.values(), return_exceptions=True)
 
     def _start_workers(self) -> None:
-        for sub_id in self.state.outbox.waiting():
-            worker = self._workers.get(sub_id)
-            if worker is None or worker.done():
-                self._workers[sub_id] = asyncio.create_task(self._work(sub_id))
+        for state in self.accounts.all():
+            for sub_id in state.outbox.waiting():
+                worker = self._workers.get((state, sub_id))
+                if worker is None or worker.done():
+                    self._workers[state, sub_id] = asyncio.create_task(self._work(state, sub_id))
 
-    async def _work(self, sub_id: str) -> None:
-        while (pending := self.state.outbox.take(sub_id)) is not None:
-            await self._deliver(sub_id, pending)
+    async def _work(self, state: SimState, sub_id: str) -> None:
+        while (pending := state.outbox.take(sub_id)) is not None:
+            await self._deliver(state, sub_id, pending)
 
-    async def _deliver(self, sub_id: str, pending: Pending) -> None:
-        if self.state.faults.roll_drop():
-            with self.state.lock:
-                self.state.dropped_deliveries += 1
+    async def _deliver(self, state: SimState, sub_id: str, pending: Pending) -> None:
+        if state.faults.roll_drop():
+            with state.lock:
+                state.dropped_deliveries += 1
             return
-        for delay in (0.0, *self.state.config.delivery_retry_delays):
+        for delay in (0.0, *state.config.delivery_retry_delays):
             await asyncio.sleep(delay)
-            subscription = self.state.subscriptions.get(sub_id)
+            subscription = state.subscriptions.get(sub_id)
             if subscription is None:
                 return
-            status = await self._post(subscription["url"], pending.body)
+            status = await self._post(state, subscription["url"], pending.body)
             ok = status is not None and 200 <= status < 300
-            self._record(sub_id, pending.event, status, ok)
-            if ok or sub_id not in self.state.subscriptions:
+            _record(state, sub_id, pending.event, status, ok)
+            if ok or sub_id not in state.subscriptions:
                 return
 
-    async def _post(self, url: str, body: dict[str, Any]) -> int | None:
-        timeout = self.state.config.delivery_timeout_s
+    async def _post(self, state: SimState, url: str, body: dict[str, Any]) -> int | None:
+        timeout = state.config.delivery_timeout_s
         try:
             response = await self.client.post(url, json=body, timeout=timeout)
         except (httpx.HTTPError, httpx.InvalidURL):
             return None
         return response.status_code
 
-    def _record(self, sub_id: str, event: str, status: int | None, ok: bool) -> None:
-        state = self.state
-        with state.lock:
-            state.deliveries.append(DeliveryAttempt(sub_id, event, status, ok, time.time()))
-            failures = 0 if ok else state.subscription_failures.get(sub_id, 0) + 1
-            state.subscription_failures[sub_id] = failures
-            if failures >= state.config.max_consecutive_failures:
-                state.drop_subscription(sub_id)
+
+def _record(state: SimState, sub_id: str, event: str, status: int | None, ok: bool) -> None:
+    with state.lock:
+        state.deliveries.append(DeliveryAttempt(sub_id, event, status, ok, time.time()))
+        failures = 0 if ok else state.subscription_failures.get(sub_id, 0) + 1
+        state.subscription_failures[sub_id] = failures
+        if failures >= state.config.max_consecutive_failures:
+            state.drop_subscription(sub_id)

@@ -22,10 +22,11 @@ __all__ = ["DeliveryAttempt", "Faults", "LoggedRequest", "SimConfig", "SimState"
 
 @dataclass
 class SimConfig:
-    """How the simulated Alegra account behaves; fixed for the life of a simulator."""
+    """How a simulated Alegra account behaves; fixed for the life of the account."""
 
     email: str = "sim@example.com"
     token: str = "sim-token"  # noqa: S105 — the simulator's own fake credential
+    name: str = ""  # how tests and `/_sim/accounts/{name}` call the account; "" = its e-mail
     rate_limit: int = 150
     window_s: float = 60.0  # fixed window per credentials
     delivery_retry_delays: tuple[float, ...] = (1.0, 5.0, 30.0)  # between retries of a delivery
@@ -53,11 +54,17 @@ class LoggedRequest:
 
 
 class SimState:
-    """Everything the simulated Alegra account holds, plus the request and delivery logs."""
+    """Everything one simulated Alegra account holds, plus its request and delivery logs.
+
+    `revoked` makes its credentials stop working (401) while its data stays; `control_path` is
+    where the `/_sim/` routes act on it (`/_sim/accounts/{name}` unless it is the default).
+    """
 
     def __init__(self, config: SimConfig | None = None) -> None:
         self.config = config or SimConfig()
         self.faults = Faults()
+        self.revoked = False
+        self.control_path = "/_sim"
         self.lock = threading.RLock()
         self.requests: list[LoggedRequest] = []
         self.contacts: dict[str, dict[str, Any]] = {}
@@ -81,6 +88,10 @@ class SimState:
         for node in seed.chart_of_accounts():
             self.categories[self.ids["categories"].reserve(node["id"])] = node
         self.taxes = {tax["id"]: tax for tax in seed.taxes()}
+
+    @property
+    def name(self) -> str:
+        return self.config.name or self.config.email
 
     # --- request log -------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import uvicorn
 from starlette.types import ASGIApp
 
+from sync.simulator.accounts import Accounts
 from sync.simulator.app import create_simulator
 from sync.simulator.state import SimConfig, SimState
 
@@ -71,11 +72,36 @@ class ServerThread:
 
 @dataclass(frozen=True)
 class RunningSimulator:
-    """A simulator served on loopback: where it is, how to authenticate, and its state."""
+    """A simulator served on loopback: where it is, and one account's credentials and state.
+
+    The fixture's is the default account; `add_account` and `account` give the same view of
+    another account of the same simulator (its own data, rate window, faults and log).
+    """
 
     root_url: str
     state: SimState
     config: SimConfig
+    accounts: Accounts | None = None  # None when built by hand around a lone app
+
+    def add_account(self, email: str, token: str, *, name: str | None = None,
+                    rate_limit: int | None = None,
+                    window_s: float | None = None) -> RunningSimulator:
+        """A new account of this simulator (see `Accounts.add`), as a RunningSimulator."""
+        added = self._accounts().add(email, token, name=name, rate_limit=rate_limit,
+                                     window_s=window_s)
+        return self._on(added)
+
+    def account(self, name: str) -> RunningSimulator:
+        """The account of this name (its e-mail unless it was given one)."""
+        return self._on(self._accounts().get(name))
+
+    def _on(self, state: SimState) -> RunningSimulator:
+        return RunningSimulator(self.root_url, state, state.config, self.accounts)
+
+    def _accounts(self) -> Accounts:
+        if self.accounts is None:
+            raise RuntimeError("this RunningSimulator was built without its accounts")
+        return self.accounts
 
     @property
     def base_url(self) -> str:
@@ -96,6 +122,6 @@ def running_simulator(config: SimConfig | None = None) -> Iterator[RunningSimula
     app, state = create_simulator(config)
     server = ServerThread(app).start()
     try:
-        yield RunningSimulator(server.url, state, state.config)
+        yield RunningSimulator(server.url, state, state.config, app.state.accounts)
     finally:
         server.stop()
