@@ -46,3 +46,12 @@ class JobOutcome(StrEnum):
     SUCCESS = "success"
     INCOMPLETE = "incomplete"  # stopped, or Alegra's list could not be read to its end
     FAILED = "failed"
+
+
+class CompanyState(StrEnum):
+    """A company's standing: `needs_attention` when Alegra refuses its credentials (its work
+    waits); `removed` when an operator removed it (its receipts stay readable)."""
+
+    ACTIVE = "active"
+    NEEDS_ATTENTION = "needs_attention"
+    REMOVED = "removed"
