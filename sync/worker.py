@@ -17,7 +17,8 @@ import json
 import os
 import signal
 
-from sync import company_accounts, instance, metrics
+from sync import instance, metrics
+from sync.company_account import live_accounts
 from sync.context import Lane
 from sync.events.lane import run as events_lane
 from sync.fleet import Fleet
@@ -25,6 +26,8 @@ from sync.flow.lane import run as receipts_lane
 from sync.jobs.scheduler import run as jobs_lane
 from sync.logs import get_logger
 from sync.settings import Settings
+from sync.states import CompanyState
+from sync.store import companies
 from sync.store.db import DEFAULT_COMPANY, Database, utcnow
 from sync.store.ops_queries import worker_state
 
@@ -97,14 +100,17 @@ async def refuse_if_another_beats(db: Database, now: dt.datetime | None = None) 
         )
 
 
+async def _set_state(db: Database, company: str, state: CompanyState, reason: str | None) -> None:
+    await companies.set_state(db, company, state, reason)
+
+
 async def _run_lanes(settings: Settings, db: Database) -> None:
     log = get_logger(process="worker")
     stopping = asyncio.Event()
     fleet = Fleet(
         settings, db, stopping, lanes=lanes(),
-        load=lambda: company_accounts.live(settings, db),
-        set_state=lambda company, state, reason: company_accounts.set_state(
-            db, company, state, reason),
+        load=lambda: live_accounts(settings, db),
+        set_state=lambda company, state, reason: _set_state(db, company, state, reason),
         on_response=lambda _company, *call: metrics.observe_alegra_call(*call),
     )
     loop = asyncio.get_running_loop()
