@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sync.store.db import Database, utcnow
+from sync.store.db import DEFAULT_COMPANY, Database, utcnow
 
 KEY_PREFIX = "as_"
 SHOWN_PREFIX_CHARS = 8  # `as_` + 5 random characters: enough to tell keys apart, useless to guess
@@ -78,17 +78,23 @@ def _stamp(now: dt.datetime | None) -> str:
 
 
 async def create_partner(db: Database, name: str, is_admin: bool = False) -> tuple[Partner, str]:
-    """Create a partner and its key; the key is returned once and stored nowhere.
+    """Create a partner, granted the company `default`, and its key; the key is returned once
+    and stored nowhere.
 
     Raises PartnerExists (saying how to re-key it when the name is a revoked partner's)."""
     partner = Partner("ptn_" + secrets.token_hex(12), name, is_admin)
-    key = new_key()
+    key, now = new_key(), utcnow()
     try:
-        await db.execute(
-            "INSERT INTO partners(id, name, key_hash, key_prefix, is_admin, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (partner.id, name, hash_key(key), key[:SHOWN_PREFIX_CHARS], int(is_admin), utcnow()),
-        )
+        async with db.transaction() as conn:
+            await conn.execute(
+                "INSERT INTO partners(id, name, key_hash, key_prefix, is_admin, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (partner.id, name, hash_key(key), key[:SHOWN_PREFIX_CHARS], int(is_admin), now),
+            )
+            await conn.execute(  # a partner added without a company reaches `default`
+                "INSERT INTO partner_grants(partner_id, company_id, granted_at) VALUES (?, ?, ?)",
+                (partner.id, DEFAULT_COMPANY, now),
+            )
     except sqlite3.IntegrityError as exc:
         revoked = await db.scalar("SELECT revoked_at FROM partners WHERE name = ?", (name,))
         if revoked:
