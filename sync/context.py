@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from sync.alegra.budget import RateBudget
 from sync.alegra.client import AlegraClient
 from sync.settings import Settings
-from sync.store.db import Database
+from sync.store.db import DEFAULT_COMPANY, Database
 
 
 @dataclass
@@ -24,6 +24,7 @@ class WorkerContext:
     alegra: AlegraClient
     budget: RateBudget
     stopping: asyncio.Event
+    company: str = DEFAULT_COMPANY  # `db` is scoped to it; the Alegra client calls as it
 
     def __post_init__(self) -> None:
         # Once stopping, no lane waits out a rate window: `acquire` raises `Stopping` instead.
