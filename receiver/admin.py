@@ -1,9 +1,12 @@
-"""The operators' repairs: inbox events (list, replay) and every partner's receipts (list, retry).
+"""The operators' repairs: inbox events (list, replay) and every partner's receipts (list, retry);
+and the companies served (add, list, read, remove).
 
 Admin keys only. A replay or a retry only hands the row back to the worker, which does the work
 through the same idempotent paths as the first attempt: applying an event fetches the record's
 current state from Alegra, and a receipt resumes from its recorded steps (a step already `done`
-is never repeated), so neither can create a second contact, account or bill.
+is never repeated), so neither can create a second contact, account or bill. A company added
+here has its token encrypted under CREDENTIALS_KEY (`sync.credentials`) before it is stored; no
+answer carries a token.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute
@@ -20,22 +24,30 @@ from receiver import query
 from receiver.auth import require_admin
 from receiver.errors import ApiError
 from receiver.openapi import ApiRoute
+from receiver.receipts import read_bounded
+from sync import credentials
+from sync.company_contract import CompanyIn
 from sync.logs import get_logger
+from sync.receipt_contract import ReceiptInvalid, decode_json, json_path, message
 from sync.receipt_records import ReceiptRecord
 from sync.receipt_resource import receipt_resource
+from sync.settings import Settings, SettingsError
 from sync.states import InboxState, ReceiptStatus
-from sync.store import ops_queries
+from sync.store import companies, ops_queries
+from sync.store.companies import CompanyExists, CompanyNotFound, CompanyRecord, DefaultCompany
 from sync.store.db import Database, Row
 from sync.store.inbox import get_row
 from sync.store.receipts import get_receipt, get_steps, list_receipts
 from sync.webhook_tokens import all_tokens
 
 OPENAPI_SCHEMAS = spec.OPENAPI_SCHEMAS
+OPENAPI_MODELS = spec.OPENAPI_MODELS
 
 EVENT_STATES = tuple(state.value for state in InboxState)
 RECEIPT_STATUSES = tuple(status.value for status in ReceiptStatus)
 MAX_BODY_TEXT = 4096
 MAX_ROW_ID = 2**63 - 1
+MAX_COMPANY_BODY = 16 * 1024
 
 
 def event_view(row: Row, tokens: list[str]) -> dict[str, Any]:
@@ -155,9 +167,100 @@ async def retry_receipt(request: Request) -> JSONResponse:
                         headers={"Location": f"/v1/receipts/{receipt_id}"})
 
 
+def company_view(record: CompanyRecord, settings: Settings) -> dict[str, Any]:
+    """A company as the API shows it (`admin_spec.Company`): never its token."""
+    return {
+        "id": record.id, "name": record.name,
+        "email": settings.alegra_email if record.is_default else record.email,
+        "base_url": record.base_url, "state": record.state.value,
+        "state_reason": record.state_reason, "created_at": record.created_at,
+    }
+
+
+async def create_company(request: Request) -> JSONResponse:
+    """POST /v1/companies: store a company, its token encrypted; 201 with it (no token)."""
+    admin = await require_admin(request)
+    company = await _company_body(request)
+    settings: Settings = request.app.state.settings
+    try:
+        sealed = credentials.encrypt(settings, company.token)
+    except SettingsError as exc:
+        raise ApiError(503, "credentials_key_missing", "CREDENTIALS_KEY is not set on this "
+                       "deployment: a company's token cannot be stored") from exc
+    try:
+        record = await companies.add_company(
+            request.app.state.db, company.name, company.email, sealed, company.base_url)
+    except CompanyExists as exc:
+        raise ApiError(409, "company_exists", str(exc), field="name") from exc
+    get_logger(company=record.id, admin=admin.name).info("company.added")
+    return JSONResponse(company_view(record, settings), status_code=201,
+                        headers={"Location": f"/v1/companies/{record.id}"})
+
+
+async def _company_body(request: Request) -> CompanyIn:
+    """The JSON body as a CompanyIn. Raises ApiError 400/413/415/422 (nothing stored)."""
+    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if not (media == "application/json" or media.endswith("+json")):
+        raise ApiError(415, "unsupported_media_type", "send the company as application/json")
+    try:
+        data = decode_json(await read_bounded(request, MAX_COMPANY_BODY))
+    except ReceiptInvalid as exc:
+        raise ApiError(exc.status, exc.code, exc.message) from exc
+    try:
+        return CompanyIn.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = json_path(error["loc"])
+        if field is None:
+            raise ApiError(422, "invalid_field", "the company must be a JSON object") from None
+        raise ApiError(422, "invalid_field", f"{field}: {message(error)}", field=field) from None
+
+
+async def list_companies(request: Request) -> JSONResponse:
+    """GET /v1/companies: every company by id, removed ones too, cursor-paged."""
+    await require_admin(request)
+    params = request.query_params
+    limit = query.limit(params)
+    after = query.cursor(params, (str,))
+    rows = await companies.list_companies(
+        request.app.state.db, after=after[0] if after else None, limit=limit + 1)
+    page = rows[:limit]
+    next_cursor = query.encode_cursor([page[-1].id]) if len(rows) > limit else None
+    settings = request.app.state.settings
+    return JSONResponse({"data": [company_view(r, settings) for r in page],
+                         "next_cursor": next_cursor})
+
+
+async def read_company(request: Request) -> JSONResponse:
+    """GET /v1/companies/{company_id}."""
+    await require_admin(request)
+    record = await companies.get_company(request.app.state.db, request.path_params["company_id"])
+    if record is None:
+        raise ApiError(404, "not_found", "no company with this id")
+    return JSONResponse(company_view(record, request.app.state.settings))
+
+
+async def remove_company(request: Request) -> JSONResponse:
+    """DELETE /v1/companies/{company_id}: state `removed` (its rows stay)."""
+    admin = await require_admin(request)
+    company_id = request.path_params["company_id"]
+    try:
+        record = await companies.remove_company(request.app.state.db, company_id)
+    except CompanyNotFound as exc:
+        raise ApiError(404, "not_found", "no company with this id") from exc
+    except DefaultCompany as exc:
+        raise ApiError(409, "default_company", str(exc)) from exc
+    get_logger(company=record.id, admin=admin.name).info("company.removed")
+    return JSONResponse(company_view(record, request.app.state.settings))
+
+
 routes: list[BaseRoute] = [
     ApiRoute("/v1/events", list_events, "GET", spec.LIST_EVENTS),
     ApiRoute("/v1/events/{event_id}/replay", replay_event, "POST", spec.REPLAY_EVENT),
     ApiRoute("/v1/receipts", list_all_receipts, "GET", spec.LIST_RECEIPTS),
     ApiRoute("/v1/receipts/{receipt_id}/retry", retry_receipt, "POST", spec.RETRY_RECEIPT),
+    ApiRoute("/v1/companies", create_company, "POST", spec.CREATE_COMPANY),
+    ApiRoute("/v1/companies", list_companies, "GET", spec.LIST_COMPANIES),
+    ApiRoute("/v1/companies/{company_id}", read_company, "GET", spec.GET_COMPANY),
+    ApiRoute("/v1/companies/{company_id}", remove_company, "DELETE", spec.DELETE_COMPANY),
 ]

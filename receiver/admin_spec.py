@@ -1,5 +1,5 @@
 """The operators' repairs, health and metrics in /openapi.json: /v1/events, the admin side of
-/v1/receipts, /healthz, /readyz and /metrics.
+/v1/receipts, /v1/companies, /healthz, /readyz and /metrics.
 
 Data only; the routes that serve them carry them (`receiver.openapi.ApiRoute`): the list and
 repair operations `receiver.admin`'s, `HEALTHZ` and `READYZ` `receiver.ops`', `METRICS`
@@ -8,7 +8,10 @@ repair operations `receiver.admin`'s, `HEALTHZ` and `READYZ` `receiver.ops`', `M
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
+
+from pydantic import BaseModel, Field
 
 from receiver.inspect_spec import (
     ADMIN_ONLY,
@@ -22,7 +25,8 @@ from receiver.inspect_spec import (
     param,
     ref,
 )
-from sync.states import InboxState, ReceiptStatus
+from sync.company_contract import COMPANY_ID_PATTERN, CompanyIn
+from sync.states import CompanyState, InboxState, ReceiptStatus
 
 _TEXT = {"type": ["string", "null"]}
 _NULL_TIME = {"type": ["string", "null"], "format": "date-time"}
@@ -93,6 +97,53 @@ RETRY_RECEIPT = _op(
      "404": error("No such receipt"),
      "409": error("The receipt is not `failed` (`status` says what it is)")})
 OPENAPI_SCHEMAS: dict[str, Any] = {"InboxEvent": EVENT, "AdminReceipt": ADMIN_RECEIPT}
+
+
+class Company(BaseModel):
+    """A company: one Alegra account. Never its token."""
+
+    id: str = Field(pattern=COMPANY_ID_PATTERN, examples=["ferreteria-ochoa"], description=(
+        "A slug of the name; `default` is the account configured in the environment."))
+    name: str
+    email: str | None = Field(description=(
+        "The Alegra user's e-mail; for `default`, ALEGRA_EMAIL (null: the simulator)."))
+    base_url: str | None = Field(description="null: the deployment's ALEGRA_BASE_URL.")
+    state: CompanyState = Field(description=(
+        "`needs_attention`: Alegra refused its credentials (`state_reason` says how); its work "
+        "waits. `removed`: its work stopped; its receipts stay readable."))
+    state_reason: str | None
+    created_at: dt.datetime
+
+
+OPENAPI_MODELS = (CompanyIn, Company)
+_COMPANY_LOCATION = {"Location": {"schema": {"type": "string"},
+                                  "description": "/v1/companies/{id}"}}
+CREATE_COMPANY = {**_op(
+    "createCompany", "Add a company (one Alegra account)",
+    "Its id is a slug of `name`. The token is stored encrypted under CREDENTIALS_KEY and is "
+    "never in an answer. A refused request stores nothing. Check the credentials with "
+    "`alegra-sync companies check ID`.", [],
+    {"201": {**ok("The company (never its token)", ref(Company)), "headers": _COMPANY_LOCATION},
+     "400": error("Malformed JSON"),
+     "409": error("`company_exists`: the name's id is taken (`field`: name)"),
+     "413": error("Body over 16 KiB"),
+     "415": error("Body not application/json"),
+     "422": error("A field breaks a rule (`field` names it)"),
+     "503": error("`credentials_key_missing`: CREDENTIALS_KEY is not set on the deployment")}),
+    "requestBody": {"required": True, "content": {"application/json": {"schema": ref(CompanyIn)}}},
+}
+LIST_COMPANIES = _op(
+    "listCompanies", "Every company, by id (removed ones too)", "", [LIMIT, CURSOR],
+    {"200": ok("A page of companies", page_of("Company")), **BAD_QUERY})
+GET_COMPANY = _op("getCompany", "One company", "", [],
+                  {"200": ok("The company", ref(Company)), "404": error("No such company")})
+DELETE_COMPANY = _op(
+    "deleteCompany", "Remove a company",
+    "Its state becomes `removed`: the worker stops its work; its rows stay (its receipts stay "
+    "readable). The web process never calls Alegra: `alegra-sync companies remove ID` also "
+    "removes its webhook subscriptions there (`--purge`: and deletes its rows).", [],
+    {"200": ok("The company, now removed", ref(Company)), "404": error("No such company"),
+     "409": error("`default_company`: the environment's account cannot be removed")})
 
 _READY = {"type": "object", "required": ["status", "reasons"], "properties": {
     "status": {"type": "string", "enum": ["ready", "not_ready"]},

@@ -16,6 +16,7 @@ from types import ModuleType
 from starlette.applications import Starlette
 
 from receiver import admin, errors, inspect, openapi, ops, prometheus, receipts, webhooks
+from sync.credentials import check_stored_tokens
 from sync.logs import configure_logging, register_secrets
 from sync.settings import CONFIG_ERROR_EXIT, Settings, SettingsError, load_settings
 from sync.store.db import Database, DatabaseUnavailable, check_openable
@@ -57,10 +58,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
 def _settings_or_exit() -> Settings:
     """The settings from the environment, and a database that opens; a bad one ends the process
     with one line naming it and CONFIG_ERROR_EXIT, before uvicorn starts the app (a failure in
-    the app's start-up would be uvicorn's traceback and exit status 3)."""
+    the app's start-up would be uvicorn's traceback and exit status 3). Stored company tokens
+    must decrypt under CREDENTIALS_KEY."""
     try:
         settings = load_settings()
         check_openable(settings.database_path)
+        check_stored_tokens(settings)
     except (SettingsError, DatabaseUnavailable) as exc:
         print(f"alegra-sync web: configuration error: {exc}", file=sys.stderr, flush=True)
         raise SystemExit(CONFIG_ERROR_EXIT) from None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 
+from sync.credentials import check_stored_tokens
 from sync.instance import InstanceBusy
 from sync.logs import configure_logging, register_secrets
 from sync.settings import (
@@ -32,6 +33,7 @@ def worker_settings() -> Settings:
 def main() -> int:
     try:
         settings = worker_settings()
+        check_stored_tokens(settings)  # every company token it will use decrypts
     except SettingsError as exc:
         print(f"alegra-sync worker: configuration error: {exc}", file=sys.stderr)
         return CONFIG_ERROR_EXIT

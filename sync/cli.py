@@ -16,7 +16,8 @@ from sync.store.db import DatabaseUnavailable
 
 COMMAND_MODULES = (
     "sync.commands.run",          # run: web + worker (+ simulator without credentials)
-    "sync.commands.partners",     # partners add/list/rotate/revoke
+    "sync.commands.partners",     # partners add/list/rotate/revoke/grant/revoke-grant
+    "sync.commands.companies",    # companies add/list/check/remove/rotate-key
     "sync.commands.webhooks",     # webhooks register/list/remove
     "sync.commands.jobs",         # backfill, reconcile
     "sync.commands.status",       # status: can the cache be trusted now?

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sync import instance
+from sync.credentials import check_stored_tokens
 from sync.settings import (
     DEFAULT_DATABASE_URL,
     PRODUCTION_BASE_URL,
@@ -98,7 +99,14 @@ def command_settings(*, needs_alegra: bool, env_file: str | Path = ".env") -> Se
 
     Raises SettingsError (one line naming ALEGRA_EMAIL) when the command needs Alegra and there
     is nothing to talk to: no credentials, no ALEGRA_BASE_URL of one's own, no running demo on
-    this database. The real Alegra is never sent the simulator's credentials."""
+    this database. The real Alegra is never sent the simulator's credentials. Stored company
+    tokens must decrypt under CREDENTIALS_KEY (a SettingsError naming it otherwise)."""
+    settings = _deployment_settings(needs_alegra=needs_alegra, env_file=env_file)
+    check_stored_tokens(settings)
+    return settings
+
+
+def _deployment_settings(*, needs_alegra: bool, env_file: str | Path) -> Settings:
     settings = simulated_store(load_settings(env_file))
     if not settings.simulated:
         return settings

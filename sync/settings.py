@@ -6,7 +6,10 @@ entry points print it and exit, so a misconfigured service never half-starts.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,6 +65,9 @@ class Settings:
     log_format: str = "auto"
     log_level: str = "info"
     simulator_port: int = 8001
+    # Fernet keys, newest first, encrypting the companies' Alegra tokens (sync/credentials.py);
+    # none: no company with a token may be stored.
+    credentials_keys: tuple[Secret, ...] = ()
 
     @property
     def simulated(self) -> bool:
@@ -138,6 +144,37 @@ def _secret_keys(raw: str | None) -> tuple[Secret, ...]:
     return keys
 
 
+_FERNET_KEY = re.compile(r"[A-Za-z0-9_-]{43}=?")
+GENERATE_CREDENTIALS_KEY = (
+    "`python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'`"
+)
+
+
+def _credentials_keys(raw: str | None) -> tuple[Secret, ...]:
+    """CREDENTIALS_KEY: Fernet keys (32 bytes, url-safe base64), comma-separated, newest first.
+    Unset is allowed here: it is needed once a company's token is stored (sync/credentials.py)."""
+    if raw is None or not raw.strip():
+        return tuple(_default("credentials_keys"))
+    keys = [key.strip() for key in raw.split(",") if key.strip()]
+    for number, key in enumerate(keys, 1):
+        if not _is_fernet_key(key):
+            raise SettingsError(
+                "CREDENTIALS_KEY",
+                f"key {number} of {len(keys)} is not a Fernet key (32 url-safe base64-encoded "
+                f"bytes). Generate one with {GENERATE_CREDENTIALS_KEY}",
+            )
+    return tuple(Secret(key) for key in keys)
+
+
+def _is_fernet_key(key: str) -> bool:
+    if not _FERNET_KEY.fullmatch(key):
+        return False
+    try:
+        return len(base64.urlsafe_b64decode(key.rstrip("=") + "=")) == 32
+    except (binascii.Error, ValueError):
+        return False
+
+
 def _number(config: Config, name: str, cast: type[int] | type[float], default: float) -> Any:
     try:
         value = cast(config(name, cast=cast, default=default))
@@ -207,6 +244,7 @@ def load_settings(
                                         _default("attachment_retention_days")),
         log_format=_choice(config, "LOG_FORMAT", "log_format", ("auto", "json", "console")),
         log_level=_choice(config, "LOG_LEVEL", "log_level", ("debug", "info", "warning", "error")),
+        credentials_keys=_credentials_keys(config("CREDENTIALS_KEY", default=None)),
     )
 
 

@@ -1,4 +1,5 @@
-"""The states of a receipt, of a receipt's step, of an inbox row and of a job run: one place.
+"""The states of a receipt, of a receipt's step, of an inbox row, of a job run and of a company:
+one place.
 
 Each is stored in the database and shown in the API as exactly these strings (a `StrEnum`
 member is its value), so the store's SQL writes them by these members too. The migrations, being
@@ -46,3 +47,12 @@ class JobOutcome(StrEnum):
     SUCCESS = "success"
     INCOMPLETE = "incomplete"  # stopped, or Alegra's list could not be read to its end
     FAILED = "failed"
+
+
+class CompanyState(StrEnum):
+    """A company's standing: `needs_attention` when Alegra refuses its credentials (its work
+    waits); `removed` when an operator removed it (its receipts stay readable)."""
+
+    ACTIVE = "active"
+    NEEDS_ATTENTION = "needs_attention"
+    REMOVED = "removed"

@@ -1,8 +1,9 @@
 """The worker: the one process that spends the Alegra rate budget.
 
-It runs lanes side by side, all sharing one `AlegraClient` and its `RateBudget`:
-receipts (priority RECEIPT), webhook events (EVENT), scheduled jobs (BACKGROUND), and a
-heartbeat. Work lives in SQLite rows; the lanes only pick rows up, so a restart resumes.
+For every live company (`sync/fleet.py`) it runs lanes side by side, sharing that company's
+`AlegraClient` and its user's `RateBudget`: receipts (priority RECEIPT), webhook events (EVENT),
+scheduled jobs (BACKGROUND); and one heartbeat for the process. Work lives in SQLite rows; the
+lanes only pick rows up, so a restart resumes.
 SIGTERM sets `ctx.stopping`; each lane finishes or checkpoints its current step and returns.
 One worker per database (`sync/instance.py`): it holds the database's worker lock, and refuses to
 start while another worker holds it or beats in `worker_state`.
@@ -17,42 +18,49 @@ import os
 import signal
 
 from sync import instance, metrics
-from sync.alegra.budget import RateBudget
-from sync.alegra.client import build_client
-from sync.context import Lane, WorkerContext
+from sync.company_account import live_accounts
+from sync.context import Lane
 from sync.events.lane import run as events_lane
+from sync.fleet import Fleet
 from sync.flow.lane import run as receipts_lane
 from sync.jobs.scheduler import run as jobs_lane
 from sync.logs import get_logger
 from sync.settings import Settings
-from sync.store.db import Database, utcnow
+from sync.states import CompanyState
+from sync.store import companies
+from sync.store.db import DEFAULT_COMPANY, Database, utcnow
 from sync.store.ops_queries import worker_state
 
 HEARTBEAT_S = 2.0
 
 
 def lanes() -> list[tuple[str, Lane]]:
-    """The worker's lanes, in priority order."""
+    """Each company's lanes, in priority order."""
     return [
         ("receipts", receipts_lane),
         ("events", events_lane),
         ("jobs", jobs_lane),
-        ("heartbeat", heartbeat),
     ]
 
 
-async def heartbeat(ctx: WorkerContext) -> None:
-    """Record that the worker is alive, with a snapshot of the rate budget, for /readyz."""
+async def heartbeat(fleet: Fleet) -> None:
+    """Record that the worker is alive, with a snapshot of the default company's rate budget
+    (the one `/readyz` and `status` show), for /readyz; store the metrics counted meanwhile."""
     while True:
-        await ctx.db.execute(
+        running = fleet.running.get(DEFAULT_COMPANY)
+        budget = running.ctx.budget.snapshot() if running is not None else {}
+        await fleet.db.execute(
             "INSERT INTO worker_state(id, pid, beat_at, budget) VALUES (1, ?, ?, ?)"
             " ON CONFLICT(id) DO UPDATE SET pid=excluded.pid, beat_at=excluded.beat_at,"
             " budget=excluded.budget",
-            (os.getpid(), utcnow(), json.dumps(ctx.budget.snapshot())),
+            (os.getpid(), utcnow(), json.dumps(budget)),
         )
-        await flush_metrics(ctx.db)
-        if await ctx.sleep(HEARTBEAT_S):
-            return
+        await flush_metrics(fleet.db)
+        try:
+            await asyncio.wait_for(fleet.stopping.wait(), HEARTBEAT_S)
+        except TimeoutError:
+            continue
+        return
 
 
 async def flush_metrics(db: Database) -> None:
@@ -92,34 +100,27 @@ async def refuse_if_another_beats(db: Database, now: dt.datetime | None = None) 
         )
 
 
+async def _set_state(db: Database, company: str, state: CompanyState, reason: str | None) -> None:
+    await companies.set_state(db, company, state, reason)
+
+
 async def _run_lanes(settings: Settings, db: Database) -> None:
     log = get_logger(process="worker")
-    budget = RateBudget(limit=settings.rate_limit, window_s=settings.rate_window_s)
-    alegra = build_client(settings, budget, on_response=metrics.observe_alegra_call)
-    ctx = WorkerContext(settings, db, alegra, budget, asyncio.Event())
+    stopping = asyncio.Event()
+    fleet = Fleet(
+        settings, db, stopping, lanes=lanes(),
+        load=lambda: live_accounts(settings, db),
+        set_state=lambda company, state, reason: _set_state(db, company, state, reason),
+        on_response=lambda _company, *call: metrics.observe_alegra_call(*call),
+    )
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, ctx.stopping.set)
+        loop.add_signal_handler(sig, stopping.set)
     log.info("worker.started", alegra=settings.alegra_base_url, pid=os.getpid())
     try:
         async with asyncio.TaskGroup() as group:
-            for name, lane in lanes():
-                group.create_task(_guarded(name, lane, ctx), name=name)
+            group.create_task(fleet.run(), name="fleet")
+            group.create_task(heartbeat(fleet), name="heartbeat")
     finally:
-        await alegra.aclose()
         await flush_metrics(db)
         log.info("worker.stopped")
-
-
-async def _guarded(name: str, lane: Lane, ctx: WorkerContext) -> None:
-    """Run a lane; if it crashes, log it and restart it after a pause (the others keep going)."""
-    log = get_logger(lane=name)
-    while not ctx.stopping.is_set():
-        try:
-            await lane(ctx)
-        except Exception:
-            log.exception("worker.lane_crashed")
-            if await ctx.sleep(5.0):
-                return
-        else:
-            return

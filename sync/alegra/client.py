@@ -224,10 +224,39 @@ def path_template(path: str) -> str:
     return "/".join("{id}" if any(ch.isdigit() for ch in seg) else seg for seg in segments)
 
 
-def build_client(
-    settings: Settings, budget: RateBudget, *, on_response: OnResponse | None = None
-) -> AlegraClient:
-    """The worker's client; without credentials it talks to the simulator at the base URL."""
+@dataclass(frozen=True)
+class AlegraAccount:
+    """Where and as whom to call Alegra: one company's credentials. Never printed whole."""
+
+    base_url: str
+    email: str
+    token: str
+
+    def __repr__(self) -> str:
+        return f"AlegraAccount(base_url={self.base_url!r}, email={self.email!r})"
+
+    @property
+    def user(self) -> tuple[str, str]:
+        """Alegra counts its rate limit per user: companies with the same user share a budget."""
+        return (self.base_url.rstrip("/"), self.email.strip().lower())
+
+
+def settings_account(settings: Settings) -> AlegraAccount:
+    """The environment's account (the company `default`); the simulator's without credentials."""
     email = settings.alegra_email or SIMULATOR_EMAIL
     token = str(settings.alegra_token) if settings.alegra_token is not None else SIMULATOR_TOKEN
-    return AlegraClient(settings.alegra_base_url, email, token, budget, on_response=on_response)
+    return AlegraAccount(settings.alegra_base_url, email, token)
+
+
+def build_client(
+    settings: Settings,
+    budget: RateBudget,
+    *,
+    on_response: OnResponse | None = None,
+    account: AlegraAccount | None = None,
+) -> AlegraClient:
+    """A client for `account` (default: the environment's, or the simulator without one)."""
+    account = account or settings_account(settings)
+    return AlegraClient(
+        account.base_url, account.email, account.token, budget, on_response=on_response
+    )

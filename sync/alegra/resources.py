@@ -121,6 +121,12 @@ async def list_taxes(client: AlegraClient, *, priority: Priority) -> list[Json]:
     return await _all_rows(client, TAXES, {}, priority)
 
 
+async def check_credentials(client: AlegraClient, *, priority: Priority) -> None:
+    """One cheap authenticated read (the first tax): raises AuthFailed when Alegra refuses the
+    account, another AlegraError when it cannot tell."""
+    await client.get(TAXES, priority=priority, params={"start": 0, "limit": 1})
+
+
 async def create_bill(client: AlegraClient, payload: Json, *, priority: Priority) -> Json:
     """POST /bills. Not idempotent: on OutcomeUnknown, look the bill up before creating again."""
     return _object(await client.post(BILLS, priority=priority, json=payload), "POST", BILLS)

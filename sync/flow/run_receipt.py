@@ -15,7 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 from sync import metrics
-from sync.alegra.errors import AlegraError, RateLimited, Retryable, Stopping
+from sync.alegra.errors import AlegraError, AuthFailed, RateLimited, Retryable, Stopping
 from sync.alegra.payloads import BillLine
 from sync.backoff import Backoff
 from sync.flow import duplicates, lease
@@ -96,8 +96,9 @@ async def _attempt(env: FlowEnv, claimed: Claimed, held: Lease) -> ReceiptStatus
         await flow.log.release()
         log.info("receipt.released", step=flow.current)
         return ReceiptStatus.QUEUED
-    except Retryable as exc:
-        return await _retry_later(flow, claimed, exc.as_record(), exc=exc)
+    except (Retryable, AuthFailed) as exc:  # refused credentials: the company needs attention
+        record = {**exc.as_record(), "retryable": True}  # (sync/fleet.py); its receipts wait
+        return await _retry_later(flow, claimed, record, exc=exc)
     except (AlegraError, FlowFailed) as exc:
         return await _fail(flow, exc.as_record())
     except Exception as exc:  # a bug or corrupt row: kept visible, retried, bounded like the rest

@@ -203,7 +203,8 @@ async def _check_foreign_keys(conn: aiosqlite.Connection) -> None:
     cursor = await conn.execute("PRAGMA foreign_key_check")
     broken = await cursor.fetchall()
     if broken:
-        raise sqlite3.IntegrityError(f"migration left dangling references: {list(map(tuple, broken))}")
+        dangling = [tuple(row) for row in broken]
+        raise sqlite3.IntegrityError(f"migration left dangling references: {dangling}")
 
 
 async def _renumber(conn: aiosqlite.Connection, names: dict[int, str]) -> None:

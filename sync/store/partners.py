@@ -4,6 +4,9 @@ A key is `as_` + 43 url-safe random characters, shown once when created. Only it
 is stored, with its first characters (`key_prefix`) to tell keys apart in listings. Looking a
 key up by its hash means no comparison ever runs on the secret itself. A revoked partner keeps
 its row (its receipts point to it) and no longer authenticates.
+
+A partner reaches the companies it is granted (`sync.store.companies.grant`); one created
+without a list of companies is granted `default`, the environment's account.
 """
 
 from __future__ import annotations
@@ -14,11 +17,13 @@ import hashlib
 import hmac
 import secrets
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sync.store.db import Database, utcnow
+from sync.store.companies import require_live
+from sync.store.db import DEFAULT_COMPANY, Database, utcnow
 
 KEY_PREFIX = "as_"
 SHOWN_PREFIX_CHARS = 8  # `as_` + 5 random characters: enough to tell keys apart, useless to guess
@@ -77,27 +82,50 @@ def _stamp(now: dt.datetime | None) -> str:
     return utcnow() if now is None else now.astimezone(dt.UTC).isoformat(timespec="microseconds")
 
 
-async def create_partner(db: Database, name: str, is_admin: bool = False) -> tuple[Partner, str]:
-    """Create a partner and its key; the key is returned once and stored nowhere.
+async def create_partner(
+    db: Database, name: str, is_admin: bool = False,
+    companies: Sequence[str] = (DEFAULT_COMPANY,),
+) -> tuple[Partner, str]:
+    """Create a partner and its key, granted `companies`; the key is returned once and stored
+    nowhere.
 
-    Raises PartnerExists (saying how to re-key it when the name is a revoked partner's)."""
+    Raises PartnerExists (saying how to re-key it when the name is a revoked partner's), or
+    CompanyNotFound for a company that does not exist or is removed (nothing is stored)."""
     partner = Partner("ptn_" + secrets.token_hex(12), name, is_admin)
     key = new_key()
+    now = utcnow()
     try:
-        await db.execute(
-            "INSERT INTO partners(id, name, key_hash, key_prefix, is_admin, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (partner.id, name, hash_key(key), key[:SHOWN_PREFIX_CHARS], int(is_admin), utcnow()),
-        )
+        async with db.transaction() as conn:
+            for company in dict.fromkeys(companies):
+                await require_live(conn, company)
+            await conn.execute(
+                "INSERT INTO partners(id, name, key_hash, key_prefix, is_admin, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (partner.id, name, hash_key(key), key[:SHOWN_PREFIX_CHARS], int(is_admin), now),
+            )
+            await conn.executemany(
+                "INSERT INTO partner_grants(partner_id, company_id, granted_at) VALUES (?, ?, ?)",
+                [(partner.id, company, now) for company in dict.fromkeys(companies)],
+            )
     except sqlite3.IntegrityError as exc:
-        revoked = await db.scalar("SELECT revoked_at FROM partners WHERE name = ?", (name,))
-        if revoked:
-            raise PartnerExists(
-                f"a revoked partner named {name!r} exists (revoked {revoked}): "
-                f"`alegra-sync partners rotate {name!r}` gives it a new key"
-            ) from exc
-        raise PartnerExists(f"a partner named {name!r} exists already") from exc
+        raise await _name_taken(db, name) from exc
     return partner, key
+
+
+async def _name_taken(db: Database, name: str) -> PartnerExists:
+    revoked = await db.scalar("SELECT revoked_at FROM partners WHERE name = ?", (name,))
+    if revoked:
+        return PartnerExists(
+            f"a revoked partner named {name!r} exists (revoked {revoked}): "
+            f"`alegra-sync partners rotate {name!r}` gives it a new key"
+        )
+    return PartnerExists(f"a partner named {name!r} exists already")
+
+
+async def partner_named(db: Database, name: str) -> Partner | None:
+    """The partner with this name (revoked ones too), or None."""
+    row = await db.fetchone("SELECT id, name, is_admin FROM partners WHERE name = ?", (name,))
+    return None if row is None else Partner(row["id"], row["name"], bool(row["is_admin"]))
 
 
 async def find_partner_by_key(
@@ -198,5 +226,11 @@ async def restore_partners(db: Database, rows: list[dict[str, Any]]) -> int:
         f"INSERT OR IGNORE INTO partners({', '.join(kept)})"  # noqa: S608 - column names from the schema
         f" VALUES ({', '.join('?' for _ in kept)})",
         [[row[c] for c in kept] for row in rows],
+    )
+    await db.execute(  # the fresh store has only `default`: each partner reaches it, as before
+        "INSERT OR IGNORE INTO partner_grants(partner_id, company_id, granted_at)"
+        " SELECT id, ?, ? FROM partners"
+        " WHERE id NOT IN (SELECT partner_id FROM partner_grants)",
+        (DEFAULT_COMPANY, utcnow()),
     )
     return len(rows)

@@ -218,13 +218,14 @@ async def test_receipt_that_gave_up_on_an_unanswered_bill_keeps_its_ncf(flow: Fl
 
 async def test_a_refused_lookup_after_an_unanswered_bill_keeps_the_ncf(flow: Flow) -> None:
     """The bill POST is never answered, and the resumed receipt's lookup of it is refused (401):
-    the receipt fails with its bill step still `attempting`, and a twin does not bill again."""
+    the receipt waits (its company needs attention) with its bill step still `attempting`, and
+    a twin does not bill again."""
     await flow.process(receipt_body(ncf="B0100000009"))  # supplier, account and taxes cached
     flow.sim.state.faults.update({"hang_after_commit": 1, "hang_s": 3.0})
     first = await flow.process(receipt_body())
     flow.sim.state.faults.update({"hang_after_commit": 0, "error_rate": 1.0, "error_status": 401})
     await flow.make_ready(first)
-    assert await flow.run_next() == "failed"
+    assert await flow.run_next() == "queued"
     steps = {s["step"]: s["state"] for s in (await flow.resource(first))["steps"]}
     assert steps["bill"] == "attempting"
     flow.sim.state.faults.update({"error_rate": 0.0, "error_status": 500})

@@ -22,6 +22,7 @@ T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parents[2]
 TEST_SECRET_KEY = "test-secret-key-0123456789abcdef"
+TEST_CREDENTIALS_KEY = "dGVzdC1jcmVkZW50aWFscy1rZXktMDEyMzQ1Njc4OWE="  # Fernet: 32 bytes, base64
 
 
 def free_port() -> int:
@@ -41,6 +42,7 @@ def product_env(
         ALEGRA_TOKEN=token,
         DATABASE_URL=f"sqlite:///{db_path}",
         SECRET_KEY=TEST_SECRET_KEY,
+        CREDENTIALS_KEY=TEST_CREDENTIALS_KEY,
         PORT=str(port),
         PUBLIC_URL=f"http://127.0.0.1:{port}",
         LOG_FORMAT="json",

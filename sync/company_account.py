@@ -1,0 +1,49 @@
+"""As whom to call Alegra for one company: `account_for(settings, company, token)`, and every
+live company's account for the worker (`live_accounts`).
+
+`default` is the environment's account (or the simulator's, without credentials: the deployment
+settings guard that one from the real Alegra); any other company its stored e-mail, its token
+(decrypted by the caller with `sync.credentials`) and its base URL, or the deployment's
+ALEGRA_BASE_URL when it has none of its own.
+"""
+
+from __future__ import annotations
+
+from sync import credentials
+from sync.alegra.client import AlegraAccount, settings_account
+from sync.fleet import CompanyAccount
+from sync.settings import Settings
+from sync.states import CompanyState
+from sync.store import companies
+from sync.store.companies import CompanyRecord
+from sync.store.db import Database
+
+
+class NoToken(ValueError):
+    """A stored company was given without its token."""
+
+
+def account_for(
+    settings: Settings, company: CompanyRecord | None, token: str | None
+) -> AlegraAccount:
+    """The account of `company` (None or `default`: the environment's). Raises NoToken for
+    another company without `token`."""
+    if company is None or company.is_default:
+        return settings_account(settings)
+    if token is None or company.email is None:
+        raise NoToken(f"company {company.id!r} has no stored e-mail and token")
+    return AlegraAccount(company.base_url or settings.alegra_base_url, company.email, token)
+
+
+async def live_accounts(settings: Settings, db: Database) -> list[CompanyAccount]:
+    """Every company not removed, with the account the worker calls Alegra as for it."""
+    found = []
+    for record in await companies.list_companies(db):
+        if record.state == CompanyState.REMOVED:
+            continue
+        token = None
+        if not record.is_default:
+            sealed = await companies.read_token(db, record.id)
+            token = None if sealed is None else credentials.decrypt(settings, sealed, record.id)
+        found.append(CompanyAccount(record.id, record.state, account_for(settings, record, token)))
+    return found

@@ -1,0 +1,162 @@
+"""The worker's fleet: one set of lanes per live company, budgets per Alegra user, and a company
+whose credentials Alegra refuses paused until they work again."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from sync import fleet as fleet_module
+from sync.alegra.client import AlegraAccount
+from sync.context import WorkerContext
+from sync.fleet import CompanyAccount, Fleet
+from sync.states import CompanyState
+from sync.store.db import Database
+from tests.jobs.conftest import sim_settings
+from tests.support.servers import RunningSimulator
+
+pytestmark = pytest.mark.anyio
+
+
+class Companies:
+    """What the fleet reads from the companies table, held in memory by the test."""
+
+    def __init__(self, simulator: RunningSimulator) -> None:
+        self.account = AlegraAccount(simulator.base_url, simulator.email, simulator.token)
+        self.entries: dict[str, CompanyAccount] = {}
+        self.states: list[tuple[str, CompanyState]] = []
+
+    def add(self, company: str, account: AlegraAccount | None = None) -> None:
+        self.entries[company] = CompanyAccount(
+            company, CompanyState.ACTIVE, account or self.account
+        )
+
+    async def load(self) -> list[CompanyAccount]:
+        return list(self.entries.values())
+
+    async def set_state(self, company: str, state: CompanyState, reason: str | None) -> None:
+        self.states.append((company, state))
+        entry = self.entries[company]
+        self.entries[company] = CompanyAccount(company, state, entry.account)
+
+
+class Seen:
+    """A lane that records the contexts it ran with, then waits for its stop."""
+
+    def __init__(self) -> None:
+        self.contexts: list[WorkerContext] = []
+
+    async def lane(self, ctx: WorkerContext) -> None:
+        self.contexts.append(ctx)
+        await ctx.stopping.wait()
+
+    def companies(self) -> list[tuple[str, str]]:
+        return [(c.company, c.db.company) for c in self.contexts]
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[Database]:
+    opened = await Database.open(tmp_path / "fleet.db")
+    yield opened
+    await opened.close()
+
+
+async def settle() -> None:
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
+async def test_each_live_company_gets_lanes_on_a_store_scoped_to_it(
+    simulator: RunningSimulator, tmp_path: Path, db: Database
+) -> None:
+    """Two companies: each lane runs once per company, its store handle scoped to that company."""
+    companies, seen = Companies(simulator), Seen()
+    companies.add("default")
+    companies.add("acme")
+    fleet = Fleet(sim_settings(simulator, tmp_path), db, asyncio.Event(),
+                  lanes=[("seen", seen.lane)], load=companies.load, set_state=companies.set_state)
+    await fleet.refresh()
+    await settle()
+    assert sorted(seen.companies()) == [("acme", "acme"), ("default", "default")]
+    await fleet._stop_all()
+
+
+async def test_a_removed_company_stops_and_the_others_keep_running(
+    simulator: RunningSimulator, tmp_path: Path, db: Database
+) -> None:
+    """A company gone from the live list has its lanes stopped; the other's keep running."""
+    companies, seen = Companies(simulator), Seen()
+    companies.add("default")
+    companies.add("acme")
+    fleet = Fleet(sim_settings(simulator, tmp_path), db, asyncio.Event(),
+                  lanes=[("seen", seen.lane)], load=companies.load, set_state=companies.set_state)
+    await fleet.refresh()
+    await settle()
+    del companies.entries["acme"]
+    await fleet.refresh()
+    stopped = {c.company: c.stopping.is_set() for c in seen.contexts}
+    assert stopped == {"default": False, "acme": True}
+    assert set(fleet.running) == {"default"}
+    await fleet._stop_all()
+
+
+async def test_companies_of_one_alegra_user_share_a_budget_and_others_have_their_own(
+    simulator: RunningSimulator, tmp_path: Path, db: Database
+) -> None:
+    """Alegra counts per user: the same e-mail at one base URL is one budget, another is not."""
+    companies, seen = Companies(simulator), Seen()
+    companies.add("default")
+    companies.add("twin", AlegraAccount(simulator.base_url, simulator.email.upper(), "other"))
+    companies.add("other", AlegraAccount(simulator.base_url, "someone@else.example", "t0ken!"))
+    fleet = Fleet(sim_settings(simulator, tmp_path), db, asyncio.Event(),
+                  lanes=[("seen", seen.lane)], load=companies.load, set_state=companies.set_state)
+    await fleet.refresh()
+    budgets = {name: running.ctx.budget for name, running in fleet.running.items()}
+    assert budgets["default"] is budgets["twin"]
+    assert budgets["other"] is not budgets["default"]
+    await fleet._stop_all()
+
+
+async def test_refused_credentials_pause_the_company_until_they_work_again(
+    simulator: RunningSimulator, tmp_path: Path, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Alegra answers 401: the company goes to needs_attention and its lanes stop; once its
+    credentials are accepted again the probe makes it active and its lanes start again."""
+    monkeypatch.setattr(fleet_module, "ATTENTION_PROBE_S", 0.05)
+    companies, calls = Companies(simulator), Seen()
+
+    async def calling_lane(ctx: WorkerContext) -> None:
+        calls.contexts.append(ctx)
+        with contextlib.suppress(fleet_module.AlegraError):
+            await ctx.alegra.get("/taxes", priority=fleet_module.Priority.BACKGROUND)
+        await ctx.stopping.wait()
+
+    companies.add("default")
+    fleet = Fleet(sim_settings(simulator, tmp_path), db, asyncio.Event(),
+                  lanes=[("calls", calling_lane)], load=companies.load,
+                  set_state=companies.set_state)
+    simulator.state.faults.update({"error_rate": 1.0, "error_status": 401})
+    await fleet.refresh()
+    await _until(lambda: companies.states == [("default", CompanyState.NEEDS_ATTENTION)])
+    await fleet.refresh()
+    assert "default" not in fleet.running
+    assert calls.contexts[0].stopping.is_set()
+
+    simulator.state.faults.update({"error_rate": 0.0})
+    await _until(lambda: companies.states[-1] == ("default", CompanyState.ACTIVE))
+    await fleet.refresh()
+    assert "default" in fleet.running
+    await _until(lambda: len(calls.contexts) == 2)
+    await fleet._stop_all()
+
+
+async def _until(condition: object, timeout_s: float = 5.0) -> None:
+    assert callable(condition)
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached"
+        await asyncio.sleep(0.01)
