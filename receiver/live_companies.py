@@ -12,8 +12,8 @@ import asyncio
 import time
 from collections.abc import Callable
 
+from sync.store.companies import is_live, live_company_ids
 from sync.store.db import DEFAULT_COMPANY, Database
-from sync.store.live_companies import is_live, live_company_ids
 
 TTL_S = 5.0
 
@@ -22,10 +22,11 @@ class LiveCompanies:
     """`await live.contains(company)`: exists and is not removed (per the last few seconds)."""
 
     def __init__(
-        self, db: Database, *, ttl_s: float = TTL_S, clock: Callable[[], float] = time.monotonic
+        self, db: Database, *, ttl_s: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._db = db
-        self._ttl_s = ttl_s
+        self._ttl_s = TTL_S if ttl_s is None else ttl_s
         self._clock = clock
         self._ids: frozenset[str] = frozenset()
         self._expires = float("-inf")

@@ -23,11 +23,13 @@ from collections.abc import Awaitable, Callable
 from sync.alegra.budget import RateBudget
 from sync.alegra.client import AlegraClient, build_client
 from sync.alegra.errors import AlegraError
+from sync.company_account import NoToken, stored_account
 from sync.deployment import command_settings
 from sync.logs import configure_logging, register_secrets
-from sync.settings import Settings
+from sync.settings import Settings, SettingsError
+from sync.states import CompanyState
+from sync.store.companies import CompanyRecord, get_company, live_company_ids
 from sync.store.db import DEFAULT_COMPANY, Database
-from sync.store.live_companies import is_live, live_company_ids
 from sync.subscriptions import (
     Listed,
     Report,
@@ -99,34 +101,39 @@ def _run(action: Action, args: argparse.Namespace) -> int:
     return asyncio.run(main())
 
 
-async def _companies(db: Database, args: argparse.Namespace) -> list[str]:
+async def _companies(db: Database, args: argparse.Namespace) -> list[CompanyRecord]:
     """The companies to work on: `--all` (default first), `--company`, or `default`.
     Raises CompanyUnavailable for a company that does not exist or is removed."""
     if args.all:
         live = await live_company_ids(db)
-        return [c for c in (DEFAULT_COMPANY,) if c in live] + sorted(live - {DEFAULT_COMPANY})
-    company = args.company or DEFAULT_COMPANY
-    if company != DEFAULT_COMPANY and not await is_live(db, company):
-        raise CompanyUnavailable(
-            f"no company {company!r} (or it is removed): see `alegra-sync companies list`")
-    return [company]
+        ids = [c for c in (DEFAULT_COMPANY,) if c in live] + sorted(live - {DEFAULT_COMPANY})
+    else:
+        ids = [args.company or DEFAULT_COMPANY]
+    records = []
+    for company in ids:
+        record = await get_company(db, company)
+        if record is None or record.state == CompanyState.REMOVED:
+            raise CompanyUnavailable(
+                f"no company {company!r} (or it is removed): see `alegra-sync companies list`")
+        records.append(record)
+    return records
 
 
 async def _run_for(
-    action: Action, settings: Settings, db: Database, company: str, *, heading: bool
+    action: Action, settings: Settings, db: Database, company: CompanyRecord, *, heading: bool
 ) -> int:
     """The action for one company, with its own client; a failure is printed, not raised."""
     if heading:
-        print(f"== {company}")
-    register_secrets(all_tokens(settings.secret_keys, company=company))
-    prefix = "" if company == DEFAULT_COMPANY else f"{company}: "
+        print(f"== {company.id}")
+    register_secrets(all_tokens(settings.secret_keys, company=company.id))
+    prefix = "" if company.is_default else f"{company.id}: "
     try:
         client = await _client(settings, db, company)
     except CompanyUnavailable as exc:
         print(f"alegra-sync: {prefix}{exc}", file=sys.stderr)
         return 1
     try:
-        return await action(client, db.for_company(company), settings)
+        return await action(client, db.for_company(company.id), settings)
     except AlegraError as exc:
         print(f"alegra-sync: {prefix}Alegra refused or failed: {exc.message}", file=sys.stderr)
         return 1
@@ -134,14 +141,15 @@ async def _run_for(
         await client.aclose()
 
 
-async def _client(settings: Settings, db: Database, company: str) -> AlegraClient:
+async def _client(settings: Settings, db: Database, company: CompanyRecord) -> AlegraClient:
     """A client calling Alegra as the company's account, with a budget of its own.
     Raises CompanyUnavailable when the company's credentials cannot be had."""
+    try:
+        account = await stored_account(settings, db, company)
+    except (NoToken, SettingsError) as exc:
+        raise CompanyUnavailable(str(exc)) from exc
     budget = RateBudget(settings.rate_limit, settings.rate_window_s)
-    if company == DEFAULT_COMPANY:
-        return build_client(settings, budget)
-    raise CompanyUnavailable(  # the company store (credentials at rest) is not wired here yet
-        "the credentials of companies other than 'default' are not available to this command")
+    return build_client(settings, budget, account=account)
 
 
 async def _register(client: AlegraClient, db: Database, settings: Settings) -> int:
