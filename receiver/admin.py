@@ -22,6 +22,7 @@ from starlette.routing import BaseRoute
 from receiver import admin_spec as spec
 from receiver import query
 from receiver.auth import require_admin
+from receiver.company import company_db, receipt_scope
 from receiver.errors import ApiError
 from receiver.openapi import ApiRoute
 from receiver.receipts import read_bounded
@@ -87,12 +88,12 @@ def _event_id(request: Request) -> int:
 
 async def list_events(request: Request) -> JSONResponse:
     """GET /v1/events: inbox rows, newest first, filtered, cursor-paged."""
-    await require_admin(request)
+    db = await company_db(request, await require_admin(request))
     params = request.query_params
     limit = query.limit(params)
     after = query.cursor(params, (int,))
     rows = await ops_queries.events_page(
-        request.app.state.db,
+        db,
         state=query.choice(params, "state", EVENT_STATES),
         subject=query.text(params, "subject"),
         resource=query.text(params, "resource"),
@@ -110,7 +111,7 @@ async def replay_event(request: Request) -> JSONResponse:
     """POST /v1/events/{event_id}/replay: back to `received`; the worker applies it again."""
     admin = await require_admin(request)
     event_id = _event_id(request)
-    db: Database = request.app.state.db
+    db = await company_db(request, admin)
     if not await ops_queries.replay_event(db, event_id):
         raise ApiError(404, "not_found", "no inbox event with this id")
     get_logger(event_id=event_id, admin=admin.name).info("event.replay_requested")
@@ -126,9 +127,8 @@ async def _receipt_view(db: Database, receipt: ReceiptRecord) -> dict[str, Any]:
 
 async def list_all_receipts(request: Request) -> JSONResponse:
     """GET /v1/receipts: every partner's receipts, newest first, filtered, cursor-paged."""
-    await require_admin(request)
+    db = await company_db(request, await require_admin(request))
     params = request.query_params
-    db: Database = request.app.state.db
     partner = query.text(params, "partner")
     partner_id = await ops_queries.partner_id_for(db, partner) if partner else None
     if partner and partner_id is None:
@@ -152,7 +152,9 @@ async def retry_receipt(request: Request) -> JSONResponse:
     """POST /v1/receipts/{receipt_id}/retry: a failed receipt back to `queued`, due now."""
     admin = await require_admin(request)
     receipt_id = request.path_params["receipt_id"]
-    db: Database = request.app.state.db
+    db = await receipt_scope(request, admin, receipt_id)
+    if db is None:
+        raise ApiError(404, "not_found", "no such receipt")
     if not await ops_queries.retry_failed_receipt(db, receipt_id):
         row = await get_receipt(db, receipt_id, None)
         if row is None:

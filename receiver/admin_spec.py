@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from receiver.company import MALFORMED, RECEIPT_PARAMETER, per_company
 from receiver.inspect_spec import (
     ADMIN_ONLY,
     AUTH_ERRORS,
@@ -57,9 +58,15 @@ _LOCATION = {"Location": {"schema": {"type": "string"}, "description": "/v1/rece
 
 
 def _op(op_id: str, summary: str, description: str, parameters: list[dict[str, Any]],
-        responses: dict[str, Any]) -> dict[str, Any]:
-    return {"operationId": op_id, "summary": summary, "description": description, **ADMIN_ONLY,
-            "parameters": parameters, "responses": {**responses, **AUTH_ERRORS}}
+        responses: dict[str, Any], *, by_id: bool = False) -> dict[str, Any]:
+    """An admin operation on one company's rows (`Alegra-Company`); `by_id`: a receipt found
+    by its id in whichever company holds it."""
+    operation = {"operationId": op_id, "summary": summary, "description": description,
+                 **ADMIN_ONLY, "parameters": parameters,
+                 "responses": {**responses, **AUTH_ERRORS}}
+    if by_id:
+        return per_company(operation, RECEIPT_PARAMETER, MALFORMED)
+    return per_company(operation)
 
 
 LIST_EVENTS = _op(
@@ -95,7 +102,7 @@ RETRY_RECEIPT = _op(
     [],
     {"202": {**ok("The receipt, queued again", ref("AdminReceipt")), "headers": _LOCATION},
      "404": error("No such receipt"),
-     "409": error("The receipt is not `failed` (`status` says what it is)")})
+     "409": error("The receipt is not `failed` (`status` says what it is)")}, by_id=True)
 OPENAPI_SCHEMAS: dict[str, Any] = {"InboxEvent": EVENT, "AdminReceipt": ADMIN_RECEIPT}
 
 
@@ -161,7 +168,8 @@ READYZ: dict[str, Any] = {
     "responses": {"200": ok("Ready", _READY), "503": ok("Not ready, with the reasons", _READY)}}
 METRICS: dict[str, Any] = {
     "operationId": "metrics", "summary": "Prometheus metrics", "security": [],
-    "description": "Text format 0.0.4. No key: counts, ages and bounded labels only, never "
-    "an id, a name, a key or a token.",
+    "description": "Text format 0.0.4. No key: counts, ages and bounded labels only (each "
+    "company's series carry its id as `company`), never a receipt or Alegra id, a partner or "
+    "contact name, a key or a token.",
     "responses": {"200": {"description": "The metrics", "content": {
         "text/plain": {"schema": {"type": "string"}}}}}}

@@ -3,6 +3,7 @@
 Every row carries the Alegra fields as cached, where the row came from (`source`: backfill,
 webhook, reconcile, receipt or poll), when Alegra last confirmed it (`confirmed_at`) and whether
 it is `deleted` (soft: gone from Alegra, kept for history). Reads only; never calls Alegra.
+Each reads one company's cache: the one `Alegra-Company` names (`receiver/company.py`).
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ from starlette.routing import BaseRoute
 from receiver import inspect_spec as spec
 from receiver import query
 from receiver.auth import require_admin
+from receiver.company import company_db, reachable, requested_company
 from receiver.errors import ApiError
 from receiver.openapi import ApiRoute
 from sync.names import name_key
-from sync.status import cache_status
+from sync.status import cache_status, companies_status
 from sync.store import ops_queries
 from sync.store.contacts import get_cached_contact
 from sync.store.db import Row
@@ -89,13 +91,13 @@ def account_tree(accounts: Sequence[dict[str, Any]], matched: set[str]) -> list[
 
 async def list_contacts(request: Request) -> JSONResponse:
     """GET /v1/cache/contacts: filtered, ordered by normalised name, cursor-paged."""
-    await require_admin(request)
+    db = await company_db(request, await require_admin(request))
     params = request.query_params
     tax_id = query.tax_id(params)
     search = query.text(params, "q")
     limit = query.limit(params)
     rows = await ops_queries.contacts_page(
-        request.app.state.db,
+        db,
         tax_id=tax_id,
         name_fragment=name_key(search) if search else None,
         contact_type=query.choice(params, "type", CONTACT_TYPES),
@@ -114,8 +116,8 @@ async def list_contacts(request: Request) -> JSONResponse:
 
 async def get_contact(request: Request) -> JSONResponse:
     """GET /v1/cache/contacts/{contact_id}: one cached contact, deleted or not."""
-    await require_admin(request)
-    row = await get_cached_contact(request.app.state.db, request.path_params["contact_id"])
+    db = await company_db(request, await require_admin(request))
+    row = await get_cached_contact(db, request.path_params["contact_id"])
     if row is None:
         raise ApiError(404, "not_found", "no contact with this id in the cache")
     return JSONResponse(contact_view(row))
@@ -123,13 +125,13 @@ async def get_contact(request: Request) -> JSONResponse:
 
 async def list_accounts(request: Request) -> JSONResponse:
     """GET /v1/cache/accounts: the chart of accounts, flat (by code) or as a tree."""
-    await require_admin(request)
+    db = await company_db(request, await require_admin(request))
     params = request.query_params
     view = query.choice(params, "view", ("flat", "tree")) or "flat"
     wanted_name = query.text(params, "name")
     wanted_type = query.text(params, "type")
     rows = await ops_queries.all_accounts(
-        request.app.state.db, include_deleted=query.flag(params, "include_deleted")
+        db, include_deleted=query.flag(params, "include_deleted")
     )
     accounts = [account_view(r) for r in rows]
     fragment = name_key(wanted_name) if wanted_name else ""
@@ -144,16 +146,22 @@ async def list_accounts(request: Request) -> JSONResponse:
 
 async def list_taxes(request: Request) -> JSONResponse:
     """GET /v1/cache/taxes: every cached tax."""
-    await require_admin(request)
+    db = await company_db(request, await require_admin(request))
     include_deleted = query.flag(request.query_params, "include_deleted")
-    rows = await ops_queries.all_taxes(request.app.state.db, include_deleted=include_deleted)
+    rows = await ops_queries.all_taxes(db, include_deleted=include_deleted)
     return JSONResponse({"data": [tax_view(r) for r in rows]})
 
 
 async def get_status(request: Request) -> JSONResponse:
-    """GET /v1/cache/status: can the cache be trusted right now, and the figures behind it."""
-    await require_admin(request)
-    return JSONResponse(await cache_status(request.app.state.db, request.app.state.settings))
+    """GET /v1/cache/status: can the cache be trusted right now, and the figures behind it, for
+    the company in `Alegra-Company`; without it, for the only company, or else every company's
+    (`sync.status.companies_status`)."""
+    admin = await require_admin(request)
+    settings = request.app.state.settings
+    companies = await reachable(request, admin)
+    if requested_company(request) is None and len(companies) != 1:
+        return JSONResponse(await companies_status(request.app.state.db, settings, companies))
+    return JSONResponse(await cache_status(await company_db(request, admin), settings))
 
 
 routes: list[BaseRoute] = [

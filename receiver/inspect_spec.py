@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from receiver.company import MALFORMED, per_company
 from receiver.openapi import error, ok, ref
 from sync import status
 from sync.states import JobOutcome
@@ -88,7 +89,7 @@ _REASON = {"type": "object", "required": ["code", "message"], "properties": {
     "code": {"type": "string", "enum": [
         "worker_down", "backfill_incomplete", "full_scan_stale", "reconcile_incomplete",
         "accounts_stale", "bills_stale", "subscriptions_missing", "subscriptions_unchecked",
-        "inbox_backlog_old", "events_parked"]},
+        "inbox_backlog_old", "events_parked", "company_needs_attention"]},
     "message": {"type": "string"},
 }}
 _JOB = {"type": "object", "properties": {
@@ -144,10 +145,24 @@ STATUS = {"type": "object", "required": ["trustworthy", "reasons"], "properties"
 }}
 
 
+COMPANIES_STATUS = {"type": "object", "required": ["trustworthy", "companies"], "properties": {
+    "checked_at": _TIME,
+    "trustworthy": {"type": "boolean", "description": "Every company's cache can be trusted."},
+    "companies": {"type": "array", "items": {"allOf": [ref("CacheStatus"), {
+        "type": "object", "required": ["company", "state"], "properties": {
+            "company": {"type": "string", "example": "default"},
+            "state": {"type": ["string", "null"], "enum": ["active", "needs_attention", None]},
+        }}]}},
+}}
+
+
 def _get(op_id: str, summary: str, parameters: list[dict[str, Any]], responses: dict[str, Any],
-         description: str = "") -> dict[str, Any]:
-    return {"operationId": op_id, "summary": summary, "description": description, **ADMIN_ONLY,
-            "parameters": parameters, "responses": {**responses, **AUTH_ERRORS}}
+         *, description: str = "", bad: str = "") -> dict[str, Any]:
+    """An admin-only read of one company's cache (`Alegra-Company`)."""
+    operation = {"operationId": op_id, "summary": summary, "description": description,
+                 **ADMIN_ONLY, "parameters": parameters,
+                 "responses": {**responses, **AUTH_ERRORS}}
+    return per_company(operation, bad=bad) if bad else per_company(operation)
 
 
 LIST_CONTACTS = _get("listCachedContacts", "Cached contacts, by normalised name", [
@@ -177,8 +192,11 @@ LIST_TAXES = _get("listCachedTaxes", "The cached taxes", [INCLUDE_DELETED], {
         "data": {"type": "array", "items": ref("CachedTax")}}}), **BAD_QUERY})
 GET_STATUS = _get(
     "getCacheStatus", "Can the cache be trusted right now?", [],
-    {"200": ok("The verdict and the figures behind it", ref("CacheStatus"))},
-    description=(status.__doc__ or "").split("\n\n", 1)[-1],
+    {"200": ok("The verdict and the figures behind it: the `Alegra-Company` header's company, "
+               "or the only one; without the header and with several companies, each "
+               "company's (`CompaniesCacheStatus`)",
+               {"anyOf": [ref("CacheStatus"), ref("CompaniesCacheStatus")]})},
+    description=(status.__doc__ or "").split("\n\n", 1)[-1], bad=MALFORMED,
 )
 OPENAPI_SCHEMAS: dict[str, Any] = {
     "CachedContact": CONTACT,
@@ -186,4 +204,5 @@ OPENAPI_SCHEMAS: dict[str, Any] = {
     "CachedAccountNode": ACCOUNT_NODE,
     "CachedTax": TAX,
     "CacheStatus": STATUS,
+    "CompaniesCacheStatus": COMPANIES_STATUS,
 }

@@ -1,6 +1,9 @@
 """GET /metrics: the Prometheus text format (0.0.4), rendered with prometheus-client from the
 worker's counters (`metric_counters`) and gauges read from the tables, at most once per
 `MAX_AGE_S`, on a read-only connection of its own, with index lookups only.
+Everything that belongs to one company (its receipts, inbox, jobs, subscriptions, drift, cache,
+and the worker's counters of its work) carries the label `company`, one series per live company;
+the worker's heartbeat and rate budget, and the deliveries counter, are the deployment's.
 Design: docs/sync.md ("Metrics").
 """
 
@@ -30,11 +33,12 @@ from starlette.routing import BaseRoute
 
 from receiver.admin_spec import METRICS
 from receiver.openapi import ApiRoute
-from sync.metrics import FAMILIES
+from sync.metrics import COMPANY, FAMILIES
 from sync.states import InboxState, ReceiptStatus
-from sync.status import worker_summary
+from sync.status import NEEDS_ATTENTION, worker_summary
 from sync.store import jobs, ops_queries
-from sync.store.db import Database
+from sync.store.companies import live_company_states
+from sync.store.db import DEFAULT_COMPANY, Database
 
 MAX_AGE_S = 5.0  # a scrape within this long of the last computation gets the same text
 OPEN_RECEIPTS = (ReceiptStatus.QUEUED, ReceiptStatus.PROCESSING, ReceiptStatus.FAILED)
@@ -43,32 +47,46 @@ LAG_QUANTILES = (0.5, 0.99, 1.0)
 P = "alegra_sync_"
 
 
+Series = dict[str, list[tuple[dict[str, str], float]]]
+
+
 def worker_families(rows: list[Any]) -> list[Metric]:
-    """The worker's stored series, grouped back into their families (pure)."""
-    series: dict[str, list[tuple[dict[str, str], float]]] = defaultdict(list)
+    """The worker's stored series, grouped back into their families (pure). A series stored
+    before its family had the label `company` is the company `default`'s."""
+    series: Series = defaultdict(list)
     for row in rows:
         series[row["name"]].append((json.loads(row["labels"]), float(row["value"])))
     out: list[Metric] = []
     for spec in FAMILIES.values():
         if spec.kind == "counter":
             counter = CounterMetricFamily(spec.name, spec.help, labels=spec.labels)
-            for labels, value in series.get(f"{spec.name}_total", []):
-                counter.add_metric([labels.get(n, "") for n in spec.labels], value)
+            for key, value in sorted(_summed(series, f"{spec.name}_total", spec.labels).items()):
+                counter.add_metric(list(key[:-1]), value)
             out.append(counter)
         else:
             out.append(_histogram(spec.name, spec.help, spec.labels, series))
     return out
 
 
-def _histogram(
-    name: str, doc: str, label_names: tuple[str, ...],
-    series: dict[str, list[tuple[dict[str, str], float]]],
-) -> HistogramMetricFamily:
+def _label_values(labels: dict[str, str], names: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(labels.get(n, DEFAULT_COMPANY if n == COMPANY else "") for n in names)
+
+
+def _summed(series: Series, name: str, names: tuple[str, ...]) -> dict[tuple[str, ...], float]:
+    """Values by (label values…, le): stored label sets that read the same are added up."""
+    out: dict[tuple[str, ...], float] = defaultdict(float)
+    for labels, value in series.get(name, []):
+        out[(*_label_values(labels, names), labels.get("le", ""))] += value
+    return out
+
+
+def _histogram(name: str, doc: str, label_names: tuple[str, ...],
+               series: Series) -> HistogramMetricFamily:
     buckets: dict[tuple[str, ...], list[tuple[str, float]]] = defaultdict(list)
-    for labels, value in series.get(f"{name}_bucket", []):
-        buckets[tuple(labels.get(n, "") for n in label_names)].append((labels["le"], value))
-    sums = {tuple(labels.get(n, "") for n in label_names): value
-            for labels, value in series.get(f"{name}_sum", [])}
+    for with_le, value in _summed(series, f"{name}_bucket", label_names).items():
+        buckets[with_le[:-1]].append((with_le[-1], value))
+    sums = {with_le[:-1]: value
+            for with_le, value in _summed(series, f"{name}_sum", label_names).items()}
     family = HistogramMetricFamily(name, doc, labels=label_names)
     for key, pairs in sorted(buckets.items()):
         pairs.sort(key=lambda pair: float(pair[0]))
@@ -78,11 +96,40 @@ def _histogram(
 
 
 def gauge(name: str, doc: str, values: Mapping[Any, float],
-          labels: tuple[str, ...] = ()) -> GaugeMetricFamily:
-    family = GaugeMetricFamily(P + name, doc, labels=labels)
+          labels: tuple[str, ...] = (), company: str | None = None) -> GaugeMetricFamily:
+    """A gauge family; with `company`, every sample also carries it as label `company`."""
+    family = GaugeMetricFamily(P + name, doc, labels=_names(labels, company))
     for key, value in sorted(values.items()):
-        family.add_metric(list(key), value)
+        family.add_metric(_values(key, company), value)
     return family
+
+
+def counter(name: str, doc: str, values: Mapping[Any, float], labels: tuple[str, ...] = (),
+            company: str | None = None) -> CounterMetricFamily:
+    """A counter family kept in the tables (not the worker's), like `gauge`."""
+    family = CounterMetricFamily(P + name, doc, labels=_names(labels, company))
+    for key, value in sorted(values.items()):
+        family.add_metric(_values(key, company), value)
+    return family
+
+
+def _names(labels: tuple[str, ...], company: str | None) -> list[str]:
+    return list(labels) if company is None else [COMPANY, *labels]
+
+
+def _values(key: tuple[str, ...], company: str | None) -> list[str]:
+    return list(key) if company is None else [company, *key]
+
+
+def merged(families: list[Metric]) -> list[Metric]:
+    """Families of the same name (one per company) as one family holding every sample."""
+    out: dict[str, Metric] = {}
+    for family in families:
+        if family.name in out:
+            out[family.name].samples.extend(family.samples)
+        else:
+            out[family.name] = family
+    return list(out.values())
 
 
 def _epoch(stamp: str | None) -> float | None:
@@ -95,29 +142,42 @@ def _quantile(values: list[float], q: float) -> float:
 
 
 async def table_families(db: Database, now: datetime) -> list[Metric]:
-    """Gauges (and table-kept counters) read from the store at scrape time."""
+    """Gauges (and table-kept counters) read from the store at scrape time: the deployment's,
+    then each live company's (on a handle scoped to it), merged into one family per name."""
+    states = await live_company_states(db)
+    per_company: list[Metric] = [gauge(
+        "company_needs_attention", "1 when Alegra refuses the company's credentials (401, 402 "
+        "or 403): its receipts wait.", {(): float(state == NEEDS_ATTENTION)}, company=company)
+        for company, state in states.items()]
+    for company in states:
+        per_company += await company_families(db.for_company(company), now)
+    deliveries = counter("webhook_deliveries", "Webhook deliveries stored.",
+                         {(): await ops_queries.deliveries_stored(db)})
+    return [*merged(per_company), deliveries, *await _worker_gauges(db, now)]
+
+
+async def company_families(db: Database, now: datetime) -> list[Metric]:
+    """One company's gauges and table-kept counters, labelled with `db.company`."""
+    company = db.company
     receipts = await ops_queries.count_in_states(db, "receipts", "status", OPEN_RECEIPTS)
     inbox = await ops_queries.count_in_states(db, "inbox", "state", OPEN_EVENTS)
     oldest = _epoch(await ops_queries.oldest_pending_event_at(db))
     lags = await ops_queries.recent_webhook_lags(db)
-    deliveries = CounterMetricFamily(P + "webhook_deliveries", "Webhook deliveries stored.")
-    deliveries.add_metric([], await ops_queries.deliveries_stored(db))
     return [
         gauge("receipts", "Receipts not completed: queued, processing or failed, by status "
               "(completed and duplicate ones: alegra_sync_receipts_processed_total).",
-              {(k,): v for k, v in receipts.items()}, ("status",)),
+              {(k,): v for k, v in receipts.items()}, ("status",), company),
         gauge("inbox_events", "Inbox rows (webhook deliveries) waiting or given up on: received, "
               "failed or parked (settled ones: alegra_sync_inbox_settled_total).",
-              {(k,): v for k, v in inbox.items()}, ("state",)),
+              {(k,): v for k, v in inbox.items()}, ("state",), company),
         gauge("inbox_oldest_pending_age_seconds",
               "Age of the oldest delivery waiting to be applied (0: none waiting).",
-              {(): 0.0 if oldest is None else max(0.0, now.timestamp() - oldest)}),
+              {(): 0.0 if oldest is None else max(0.0, now.timestamp() - oldest)},
+              company=company),
         gauge("webhook_cache_lag_seconds", "Seconds from a delivery's arrival to its change in "
               "the cache, over the latest 500 deliveries applied.",
               {(str(q),): _quantile(lags, q) for q in LAG_QUANTILES} if lags else {},
-              ("quantile",)),
-        deliveries,
-        *await _worker_gauges(db, now),
+              ("quantile",), company),
         *await _subscription_families(db),
         *await _drift_families(db),
         *await _job_families(db),
@@ -145,25 +205,22 @@ async def _worker_gauges(db: Database, now: datetime) -> list[Metric]:
 
 async def _subscription_families(db: Database) -> list[Metric]:
     rows = await ops_queries.subscription_rows(db)
-    recreated = CounterMetricFamily(P + "subscription_recreated", "Webhook subscriptions "
-                                    "found missing in Alegra and re-created.", labels=("event",))
-    for row in rows:
-        recreated.add_metric([row["event"]], float(row["recreated_count"]))
+    recreated = {(r["event"],): float(r["recreated_count"]) for r in rows}
     present = {(r["event"],): float(r["present"]) for r in rows}
     return [gauge("subscription_present", "1 when Alegra has the webhook subscription.",
-                  present, ("event",)), recreated]
+                  present, ("event",), db.company),
+            counter("subscription_recreated", "Webhook subscriptions found missing in Alegra "
+                    "and re-created.", recreated, ("event",), db.company)]
 
 
 async def _drift_families(db: Database) -> list[Metric]:
     totals = await ops_queries.drift_totals(db)
-    found = CounterMetricFamily(P + "drift_found", "Drift found by complete reconciliations.",
-                                labels=("kind",))
-    for kind, value in totals.items():
-        found.add_metric([kind], float(value))
     last = await jobs.last_drift_report(db) or {}
     latest = {(k,): float(last[k]) for k in totals if isinstance(last.get(k), int)}
-    return [found, gauge("drift_last", "Drift in the latest reconciliation report, by kind.",
-                         latest, ("kind",))]
+    return [counter("drift_found", "Drift found by complete reconciliations.",
+                    {(k,): float(v) for k, v in totals.items()}, ("kind",), db.company),
+            gauge("drift_last", "Drift in the latest reconciliation report, by kind.",
+                  latest, ("kind",), db.company)]
 
 
 async def _job_families(db: Database) -> list[Metric]:
@@ -174,14 +231,16 @@ async def _job_families(db: Database) -> list[Metric]:
     outcome = {(j["name"], j["last_outcome"]): 1.0 for j in states if j["last_outcome"]}
     success = {(name,): _epoch(at) or 0.0 for name, at in successes.items()}
     next_run = {(j["name"],): _epoch(j["next_run_at"]) or 0.0 for j in states if j["next_run_at"]}
+    company = db.company
     return [
         gauge("job_last_duration_seconds", "Duration of each job's latest run.", duration,
-              ("job",)),
+              ("job",), company),
         gauge("job_last_outcome", "1 for the outcome of each job's latest run.", outcome,
-              ("job", "outcome")),
+              ("job", "outcome"), company),
         gauge("job_last_success_timestamp_seconds", "When each job last succeeded.", success,
-              ("job",)),
-        gauge("job_next_run_timestamp_seconds", "When each job runs next.", next_run, ("job",)),
+              ("job",), company),
+        gauge("job_next_run_timestamp_seconds", "When each job runs next.", next_run, ("job",),
+              company),
     ]
 
 
@@ -189,7 +248,7 @@ async def _cache_families(db: Database) -> list[Metric]:
     counts = await ops_queries.cache_counts(db)
     values = {(table, state): float(n) for table, by in counts.items() for state, n in by.items()}
     return [gauge("cache_rows", "Cached Alegra rows, live or deleted.", values,
-                  ("table", "state"))]
+                  ("table", "state"), db.company)]
 
 
 class _Families(Collector):

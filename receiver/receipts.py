@@ -3,7 +3,9 @@
 A receipt is authenticated, validated (`sync.receipt_model`), committed with its attachment in one
 transaction, and answered `202 Accepted`; the worker turns it into a bill later. Nothing here calls
 Alegra: `Prefer: wait=N` (RFC 7240, N ≤ 30) only re-reads the receipt's row until its status is
-final, then answers 201 (200 for a replay). Every refusal (400/401/413/415/422) writes no row.
+final, then answers 201 (200 for a replay). Every refusal (400/401/404/413/415/422) writes no
+row. A receipt is stored for the company `Alegra-Company` names (`receiver/company.py`); the
+Idempotency-Key is scoped per partner and company.
 The request body's contract is `sync.receipt_contract` (its schema is served at /openapi.json);
 the operations are described in `receiver/receipts_spec.py`.
 """
@@ -24,6 +26,7 @@ from starlette.routing import BaseRoute
 from receiver import receipts_spec as spec
 from receiver.auth import Partner, authenticate
 from receiver.body_budget import BoundedBody
+from receiver.company import company_db, receipt_scope
 from receiver.errors import ApiError
 from receiver.multipart import FileNameNotUtf8, MalformedMultipart, Part, parse_form
 from receiver.openapi import ApiRoute
@@ -60,8 +63,8 @@ async def create_receipt(request: Request) -> JSONResponse:
     """POST /v1/receipts."""
     partner = await authenticate(request)
     key = idempotency_key(request.headers)
+    db = await company_db(request, partner)
     submission = await read_submission(request)
-    db: Database = request.app.state.db
     try:
         receipt_id, created = await insert_receipt(
             db, partner_id=partner.id, idempotency_key=key, submission=submission
@@ -72,7 +75,7 @@ async def create_receipt(request: Request) -> JSONResponse:
             "this Idempotency-Key was used for a different receipt; use a new key",
             field="Idempotency-Key", extra={"receipt_id": exc.receipt_id},
         ) from exc
-    get_logger(receipt_id=receipt_id, partner=partner.name).info(
+    get_logger(receipt_id=receipt_id, partner=partner.name, company=db.company).info(
         "receipt.stored" if created else "receipt.replayed",
         attachment=submission.receipt.attachment is not None,
     )
@@ -80,13 +83,14 @@ async def create_receipt(request: Request) -> JSONResponse:
 
 
 async def read_receipt(request: Request) -> JSONResponse:
-    """GET /v1/receipts/{id}: the partner's own receipt (any receipt for an admin key)."""
+    """GET /v1/receipts/{id}: the partner's own receipt in a company it is granted (any
+    receipt for an admin key), whatever the company; `Alegra-Company`, if sent, must be it."""
     partner = await authenticate(request)
     receipt_id = request.path_params["receipt_id"]
-    if await _visible_row(request.app.state.db, receipt_id, partner) is None:
+    db = await receipt_scope(request, partner, receipt_id)
+    if db is None or await _visible_row(db, receipt_id, partner) is None:
         raise ApiError(404, "not_found", "no such receipt")
-    return await answer(request.app.state.db, receipt_id, request.headers, created=None,
-                        viewer=partner)
+    return await answer(db, receipt_id, request.headers, created=None, viewer=partner)
 
 
 async def _visible_row(db: Database, receipt_id: str, partner: Partner) -> Any:

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
+from receiver.company import MALFORMED, RECEIPT_PARAMETER, per_company
 from receiver.openapi import error, ref
 from sync.receipt_contract import ReceiptIn
 from sync.states import ReceiptStatus, StepState
@@ -116,14 +117,14 @@ _PREFER = {
     "description": "RFC 7240 `wait=N`: wait up to N seconds (at most 30) for a final status. "
     "The web process only re-reads the stored receipt; it never calls Alegra.",
 }
-CREATE = {
+CREATE = per_company({
     "operationId": "createReceipt",
     "summary": "Submit a supplier receipt to become a bill in Alegra",
     "description": "The receipt is stored before the answer. 202: accepted, the worker will bill "
     "it; 201: created and already final (with `Prefer: wait`). Replaying the same "
     "Idempotency-Key with the same receipt returns the same receipt (200 when final, else 202) "
     "and writes nothing; the same key with a different receipt is 422 `idempotency_key_reused`. "
-    "Keys are scoped per partner. A refused request writes nothing.",
+    "Keys are scoped per partner and company. A refused request writes nothing.",
     "security": [{"partnerKey": []}],
     "parameters": [
         {"name": "Idempotency-Key", "in": "header", "required": True,
@@ -157,8 +158,8 @@ CREATE = {
                 "headers": {"Retry-After": {"schema": {"type": "integer"},
                                             "description": "Seconds to wait"}}},
     },
-}
-READ = {
+})
+READ = per_company({
     "operationId": "getReceipt",
     "summary": "A receipt's status, steps and Alegra ids",
     "security": [{"partnerKey": []}],
@@ -168,8 +169,8 @@ READ = {
     "responses": {
         "200": _resource("The receipt", _APPLIED),
         "401": error("Missing, unknown or revoked partner key"),
-        "404": error("No such receipt for this partner"),
+        "404": error("No such receipt for this partner, or in a company it is not granted"),
     },
-}
+}, RECEIPT_PARAMETER, MALFORMED)
 
 OPENAPI_MODELS = (ReceiptIn, Receipt)

@@ -2,6 +2,8 @@
 for `GET /v1/cache/status` (receiver/inspect.py) and `alegra-sync status` (sync/commands/).
 `trustworthy` is true only when none of the rules fires; each firing rule is one `reasons`
 entry, `{code, message}`. The rules: docs/sync.md ("Can the cache be trusted?").
+Each company has its own cache and its own verdict: `cache_status` judges the company of its
+store handle; `companies_status` lists several companies' (the admin's view without a company).
 """
 
 from __future__ import annotations
@@ -15,11 +17,13 @@ from typing import Any
 from sync.settings import Settings
 from sync.states import PENDING_INBOX_STATES, JobOutcome
 from sync.store import jobs, ops_queries
+from sync.store.companies import company_state
 from sync.store.db import Database
 from sync.store.inbox import state_counts
 
 WORKER_STALE_S = 30.0
 INBOX_BACKLOG_S = 300.0
+NEEDS_ATTENTION = "needs_attention"
 _DRIFT_KEYS = ("id", "created_at", "complete", "missing", "extra", "different")
 _JOB_KEYS = ("name", "last_started_at", "last_finished_at", "last_outcome", "last_duration_s",
              "last_error", "next_run_at", "running", "checkpoint")
@@ -122,6 +126,14 @@ def inbox_rules(status: dict[str, Any], limits: Limits) -> list[dict[str, str]]:
     return reasons
 
 
+def company_rule(state: tuple[str, str | None] | None) -> list[dict[str, str]]:
+    """Alegra refused the company's credentials (401, 402 or 403): nothing reaches its cache."""
+    if state is None or state[0] != NEEDS_ATTENTION:
+        return []
+    return [_reason("company_needs_attention", "Alegra refuses this company's credentials"
+                    + (f": {state[1]}" if state[1] else ""))]
+
+
 def verdict(status: dict[str, Any], now: datetime, limits: Limits) -> list[dict[str, str]]:
     """Every rule that fires on these figures (pure). No reasons: the cache can be trusted."""
     rules: list[Callable[[], list[dict[str, str]]]] = [
@@ -154,8 +166,26 @@ async def cache_status(
         "drift": await _drift(db),
     }
     reasons = verdict(status, now, Limits.from_settings(settings))
+    reasons += company_rule(await company_state(db, db.company))
     del status["last_success"]
     return {"trustworthy": not reasons, "reasons": reasons, **status}
+
+
+async def companies_status(
+    db: Database, settings: Settings, companies: list[str], now: datetime | None = None
+) -> dict[str, Any]:
+    """Each company's `cache_status` with its id and state; trustworthy when every one is."""
+    now = now or datetime.now(UTC)
+    entries = []
+    for company in companies:
+        scoped = db.for_company(company)
+        state = await company_state(scoped, company)
+        body = await cache_status(scoped, settings, now)
+        entries.append({"company": company, "state": None if state is None else state[0],
+                        **body})
+    return {"checked_at": now.isoformat(timespec="microseconds"),
+            "trustworthy": all(entry["trustworthy"] for entry in entries),
+            "companies": entries}
 
 
 async def worker_summary(db: Database, now: datetime) -> dict[str, Any]:

@@ -111,7 +111,7 @@ async def _run_lanes(settings: Settings, db: Database) -> None:
         settings, db, stopping, lanes=lanes(),
         load=lambda: live_accounts(settings, db),
         set_state=lambda company, state, reason: _set_state(db, company, state, reason),
-        on_response=lambda _company, *call: metrics.observe_alegra_call(*call),
+        on_response=lambda company, *call: metrics.observe_alegra_call(*call, company=company),
     )
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

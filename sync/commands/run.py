@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from cryptography.fernet import Fernet
 from honcho.environ import parse_procfile
 from honcho.manager import Manager
 
@@ -54,12 +55,16 @@ def handle(args: argparse.Namespace) -> int:
     if not Path(args.procfile).is_file():
         fail(f"no {args.procfile} here: run this from the project's directory")
         return 2
-    generated = None
-    if not environ.get("SECRET_KEY"):  # kept in memory until this run holds the lock
-        generated = environ["SECRET_KEY"] = secrets.token_urlsafe(32)
+    generated: dict[str, str] = {}  # kept in memory until this run holds the lock
+    if not environ.get("SECRET_KEY"):
+        generated["SECRET_KEY"] = environ["SECRET_KEY"] = secrets.token_urlsafe(32)
     if args.simulator_port is not None:
         environ["SIMULATOR_PORT"] = str(args.simulator_port)
     settings = simulated_store(load_settings(env_file=None, environ=environ))
+    if settings.simulated and not environ.get("CREDENTIALS_KEY"):  # the demo can add companies
+        key = Fernet.generate_key().decode("ascii")
+        generated["CREDENTIALS_KEY"] = environ["CREDENTIALS_KEY"] = key
+        settings = simulated_store(load_settings(env_file=None, environ=environ))
     try:
         run_lock = instance.acquire(settings.database_path, instance.Role.RUN)
     except instance.InstanceBusy as exc:
@@ -76,15 +81,15 @@ def handle(args: argparse.Namespace) -> int:
 
 def _start(
     settings: Settings, environ: dict[str, str], args: argparse.Namespace, env_file: Path,
-    generated_key: str | None,
+    generated: dict[str, str],
 ) -> int:
     """Holding the run lock: check the worker lock and the ports, prepare, run the processes."""
     demo: Demo | None = None
     worker_lock = instance.acquire(settings.database_path, instance.Role.WORKER)
     try:
-        if generated_key:
-            set_env(env_file, "SECRET_KEY", generated_key)
-            say(f"generated a development SECRET_KEY into {env_file}")
+        for name, value in generated.items():
+            set_env(env_file, name, value)
+            say(f"generated a development {name} into {env_file}")
         commands = procfile_commands(Path(args.procfile))
         busy = busy_port(settings)
         if busy:

@@ -114,7 +114,7 @@ async def apply_group(
         await _fail(db, handled, group, exc, policy)
         return 1
     await inbox.mark_done(db, [r["id"] for r in handled], state=InboxState.APPLIED, note=None)
-    metrics.count_settled(InboxState.APPLIED, len(handled))
+    metrics.count_settled(InboxState.APPLIED, len(handled), db.company)
     for row in handled:
         get_logger(inbox_id=row["id"]).info(
             "event.applied", subject=row["subject"], resource=group.resource,
@@ -126,7 +126,7 @@ async def apply_group(
 async def _skip(db: Database, rows: Sequence[Row]) -> None:
     ids = [r["id"] for r in rows]
     await inbox.mark_done(db, ids, state=InboxState.SKIPPED, note="event not used")
-    metrics.count_settled(InboxState.SKIPPED, len(rows))
+    metrics.count_settled(InboxState.SKIPPED, len(rows), db.company)
     for row in rows:
         get_logger(inbox_id=row["id"]).info("event.skipped", subject=row["subject"])
 

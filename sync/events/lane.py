@@ -44,7 +44,7 @@ async def run_round(
     a group whose fetch would have waited for the rate budget). Returns (rows settled, Alegra
     fetches made)."""
     unusable = await inbox.skip_unusable(db)
-    metrics.count_settled("skipped", len(unusable))
+    metrics.count_settled("skipped", len(unusable), db.company)
     for row in unusable:
         get_logger(inbox_id=row["id"]).info("event.skipped", shape=row["shape"])
     due = await inbox.due_groups(

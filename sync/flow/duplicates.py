@@ -141,7 +141,7 @@ async def _flag_likely(env: FlowEnv, facts: Facts) -> None:
             conn, facts.receipt_id, likely_duplicates(facts, bills, others, ids)
         )
     if added:
-        metrics.count_flag(LIKELY)
+        metrics.count_flag(LIKELY, env.db.company)
         get_logger(receipt_id=facts.receipt_id).warning(
             "receipt.likely_duplicate", matches=[flag.split(":", 1)[1] for flag in added]
         )

@@ -62,7 +62,7 @@ async def run_receipt(env: FlowEnv, claimed: Claimed, owner: str) -> ReceiptStat
         outcome = await _attempt(env, claimed, held)
     finally:
         keeper.cancel()
-    metrics.count_receipt(outcome)
+    metrics.count_receipt(outcome, env.db.company)
     return outcome
 
 

@@ -265,19 +265,47 @@ async def revoke_grant(db: Database, partner_id: str, company: str) -> bool:
 
 
 async def granted_companies(db: Database, partner_id: str) -> list[str]:
-    """The ids of the companies granted to the partner, by id (removed ones included)."""
+    """The live (not removed) companies the partner is granted, by id."""
     rows = await db.fetchall(
-        "SELECT company_id FROM partner_grants WHERE partner_id = ? ORDER BY company_id",
-        (partner_id,),
+        "SELECT g.company_id FROM partner_grants AS g JOIN companies AS c ON c.id = g.company_id"
+        " WHERE g.partner_id = ? AND c.state != ? ORDER BY g.company_id",
+        (partner_id, CompanyState.REMOVED),
     )
-    return [row["company_id"] for row in rows]
+    return [str(row[0]) for row in rows]
 
 
 async def is_granted(db: Database, partner_id: str, company: str) -> bool:
+    """The partner holds a grant for the company, whatever its state (a removed company's
+    receipts stay readable by id to the partners still granted it)."""
     return bool(await db.scalar(
         "SELECT EXISTS (SELECT 1 FROM partner_grants WHERE partner_id = ? AND company_id = ?)",
         (partner_id, company),
     ))
+
+
+async def live_company_states(db: Database) -> dict[str, str]:
+    """Every company not removed, by id, and its state (active, needs_attention)."""
+    rows = await db.fetchall(
+        "SELECT id, state FROM companies WHERE state != ? ORDER BY id", (CompanyState.REMOVED,)
+    )
+    return {str(r[0]): str(r[1]) for r in rows}
+
+
+async def live_companies(db: Database) -> list[str]:
+    """Every company not removed, by id."""
+    return list(await live_company_states(db))
+
+
+async def receipt_company(db: Database, receipt_id: str) -> str | None:
+    """The company a receipt belongs to (receipt ids are unique across companies), or None."""
+    value = await db.scalar("SELECT company_id FROM receipts WHERE id = ?", (receipt_id,))
+    return None if value is None else str(value)
+
+
+async def company_state(db: Database, company: str) -> tuple[str, str | None] | None:
+    """(state, state_reason) of the company, or None when there is no such company."""
+    row = await db.fetchone("SELECT state, state_reason FROM companies WHERE id = ?", (company,))
+    return None if row is None else (str(row["state"]), row["state_reason"])
 
 
 async def grants_by_partner(db: Database) -> dict[str, list[str]]:

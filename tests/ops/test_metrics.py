@@ -20,6 +20,8 @@ from sync.store.inbox import NewDelivery, mark_done, write_batch
 from sync.store.subscriptions import record_present
 from tests.ops.conftest import OpsApi, contact_json
 
+DEFAULT = {"company": "default"}  # a deployment that never added a company
+
 
 def sample(text: str, name: str, **labels: str) -> float | None:
     """The value of one series in a text exposition, or None if absent."""
@@ -108,20 +110,23 @@ def test_metrics_endpoint_renders_worker_counters_and_table_gauges(ops: OpsApi) 
     assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
     text = response.text
     assert sample(text, "alegra_sync_alegra_requests_total", method="POST", endpoint="/bills",
-                  status="201") == 1
+                  status="201", **DEFAULT) == 1
     assert sample(text, "alegra_sync_alegra_request_seconds_count", method="POST",
                   endpoint="/bills") == 1
-    assert sample(text, "alegra_sync_alegra_rate_limited_total", endpoint="/contacts") == 1
+    assert sample(text, "alegra_sync_alegra_rate_limited_total", endpoint="/contacts",
+                  **DEFAULT) == 1
     assert sample(text, "alegra_sync_rate_budget_remaining") == 120
     assert sample(text, "alegra_sync_rate_budget_waiting", priority="RECEIPT") == 1
-    assert sample(text, "alegra_sync_inbox_events", state="received") == 1
+    assert sample(text, "alegra_sync_inbox_events", state="received", **DEFAULT) == 1
     assert sample(text, "alegra_sync_webhook_deliveries_total") == 1
-    assert sample(text, "alegra_sync_subscription_present", event="edit-client") == 1
-    assert sample(text, "alegra_sync_subscription_recreated_total", event="edit-client") == 1
-    assert sample(text, "alegra_sync_job_last_duration_seconds", job="backfill") == 12.5
-    assert sample(text, "alegra_sync_cache_rows", table="contacts", state="live") == 1
-    for age in ("worker_heartbeat_age_seconds", "inbox_oldest_pending_age_seconds"):
-        value = sample(text, f"alegra_sync_{age}")
+    assert sample(text, "alegra_sync_subscription_present", event="edit-client", **DEFAULT) == 1
+    assert sample(text, "alegra_sync_subscription_recreated_total", event="edit-client",
+                  **DEFAULT) == 1
+    assert sample(text, "alegra_sync_job_last_duration_seconds", job="backfill", **DEFAULT) == 12.5
+    assert sample(text, "alegra_sync_cache_rows", table="contacts", state="live", **DEFAULT) == 1
+    for age, labels in (("worker_heartbeat_age_seconds", {}),
+                        ("inbox_oldest_pending_age_seconds", DEFAULT)):
+        value = sample(text, f"alegra_sync_{age}", **labels)
         assert value is not None, age  # present, and 0 (just now) is a valid age
         assert 0 <= value < 60, age
 
@@ -182,7 +187,7 @@ async def test_scrapes_within_the_max_age_share_one_computation(tmp_path: Path) 
         now[0] += 0.1
         fresh = (await scrapes.text()).decode()
         assert scrapes.computed == 2
-        assert sample(fresh, "alegra_sync_inbox_events", state="received") == 1
+        assert sample(fresh, "alegra_sync_inbox_events", state="received", **DEFAULT) == 1
     finally:
         await db.close()
 
@@ -211,7 +216,7 @@ def test_a_scrape_is_answered_while_the_partner_connection_is_busy(ops: OpsApi) 
         held.result()
         pool.shutdown()
     assert scraped.status_code == 200
-    assert sample(scraped.text, "alegra_sync_inbox_events", state="received") == 0
+    assert sample(scraped.text, "alegra_sync_inbox_events", state="received", **DEFAULT) == 0
 
 
 def test_settled_deliveries_and_final_receipts_are_counters_not_table_counts(
@@ -227,12 +232,13 @@ def test_settled_deliveries_and_final_receipts_are_counters_not_table_counts(
     metrics.count_receipt("completed")
     ops.store.run(metrics.flush)
     text = ops.client.get("/metrics").text
-    assert sample(text, "alegra_sync_inbox_settled_total", state="applied") == 1
-    assert sample(text, "alegra_sync_receipts_processed_total", outcome="completed") == 1
-    assert sample(text, "alegra_sync_inbox_events", state="applied") is None
-    assert [sample(text, "alegra_sync_inbox_events", state=s)
+    assert sample(text, "alegra_sync_inbox_settled_total", state="applied", **DEFAULT) == 1
+    assert sample(text, "alegra_sync_receipts_processed_total", outcome="completed",
+                  **DEFAULT) == 1
+    assert sample(text, "alegra_sync_inbox_events", state="applied", **DEFAULT) is None
+    assert [sample(text, "alegra_sync_inbox_events", state=s, **DEFAULT)
             for s in ("received", "failed", "parked")] == [0, 0, 0]
-    assert sample(text, "alegra_sync_receipts", status="queued") == 0
+    assert sample(text, "alegra_sync_receipts", status="queued", **DEFAULT) == 0
 
 
 def test_status_metrics_and_events_still_answer_after_pruning(ops: OpsApi) -> None:
@@ -247,7 +253,7 @@ def test_status_metrics_and_events_still_answer_after_pruning(ops: OpsApi) -> No
     assert pruned.deleted == 2
     text = ops.client.get("/metrics").text
     assert sample(text, "alegra_sync_webhook_deliveries_total") == 3
-    assert sample(text, "alegra_sync_inbox_events", state="received") == 1
+    assert sample(text, "alegra_sync_inbox_events", state="received", **DEFAULT) == 1
     status = ops.get("/v1/cache/status")
     assert status.status_code == 200
     assert status.json()["inbox"]["by_state"] == {"received": 1}

@@ -36,14 +36,15 @@ def test_receipt_operations_document_every_answer(api: Api) -> None:
     paths = _spec(api)["paths"]
     post = paths["/v1/receipts"]["post"]
     assert set(post["responses"]) == {
-        "200", "201", "202", "400", "401", "413", "415", "422", "503"}
+        "200", "201", "202", "400", "401", "404", "413", "415", "422", "503"}
     assert set(post["requestBody"]["content"]) == {"application/json", "multipart/form-data"}
     assert post["security"] == [{"partnerKey": []}]
-    assert {p["name"] for p in post["parameters"]} == {"Idempotency-Key", "Prefer"}
+    assert {p["name"] for p in post["parameters"]} == {
+        "Idempotency-Key", "Prefer", "Alegra-Company"}
     error = post["responses"]["422"]["content"]["application/json"]["schema"]
     assert error == {"$ref": "#/components/schemas/Error"}
     get = paths["/v1/receipts/{receipt_id}"]["get"]
-    assert set(get["responses"]) == {"200", "401", "404"}
+    assert set(get["responses"]) == {"200", "400", "401", "404"}
 
 
 def test_every_reference_resolves(api: Api) -> None:
