@@ -12,7 +12,8 @@ import asyncio
 import time
 from collections.abc import Callable
 
-from sync.store.companies import is_live, live_company_ids
+from sync.states import CompanyState
+from sync.store.companies import company_state, live_companies
 from sync.store.db import DEFAULT_COMPANY, Database
 
 TTL_S = 5.0
@@ -39,7 +40,7 @@ class LiveCompanies:
             await self._refresh()
         if company in self._ids:
             return True
-        if await is_live(self._db, company):  # added since the last refresh
+        if await _is_live(self._db, company):  # added since the last refresh
             self._ids = self._ids | {company}
             return True
         return False
@@ -49,5 +50,10 @@ class LiveCompanies:
         async with self._refreshing:
             if self._clock() < self._expires:
                 return
-            self._ids = frozenset(await live_company_ids(self._db))
+            self._ids = frozenset(await live_companies(self._db))
             self._expires = self._clock() + self._ttl_s
+
+
+async def _is_live(db: Database, company: str) -> bool:
+    state = await company_state(db, company)
+    return state is not None and state[0] != CompanyState.REMOVED

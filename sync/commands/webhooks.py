@@ -28,7 +28,7 @@ from sync.deployment import command_settings
 from sync.logs import configure_logging, register_secrets
 from sync.settings import Settings, SettingsError
 from sync.states import CompanyState
-from sync.store.companies import CompanyRecord, get_company, live_company_ids
+from sync.store.companies import CompanyRecord, get_company, live_companies
 from sync.store.db import DEFAULT_COMPANY, Database
 from sync.subscriptions import (
     Listed,
@@ -105,8 +105,8 @@ async def _companies(db: Database, args: argparse.Namespace) -> list[CompanyReco
     """The companies to work on: `--all` (default first), `--company`, or `default`.
     Raises CompanyUnavailable for a company that does not exist or is removed."""
     if args.all:
-        live = await live_company_ids(db)
-        ids = [c for c in (DEFAULT_COMPANY,) if c in live] + sorted(live - {DEFAULT_COMPANY})
+        live = await live_companies(db)
+        ids = [c for c in (DEFAULT_COMPANY,) if c in live] + sorted(set(live) - {DEFAULT_COMPANY})
     else:
         ids = [args.company or DEFAULT_COMPANY]
     records = []

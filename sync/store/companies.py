@@ -104,20 +104,6 @@ async def list_companies(
     return [_record(row) for row in rows]
 
 
-async def live_company_ids(db: Database) -> set[str]:
-    """The ids of every company that is not removed."""
-    rows = await db.fetchall("SELECT id FROM companies WHERE state != ?", (CompanyState.REMOVED,))
-    return {str(row["id"]) for row in rows}
-
-
-async def is_live(db: Database, company: str) -> bool:
-    """Whether the company exists and is not removed."""
-    return bool(await db.scalar(
-        "SELECT EXISTS (SELECT 1 FROM companies WHERE id = ? AND state != ?)",
-        (company, CompanyState.REMOVED),
-    ))
-
-
 async def set_state(
     db: Database, company: str, state: CompanyState, reason: str | None = None
 ) -> bool:

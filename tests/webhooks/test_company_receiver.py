@@ -97,13 +97,13 @@ async def test_the_live_set_is_read_at_most_once_per_period(
     after it, the removed company is refused and a new one found."""
     add_company_row(settings.database_path, "acme")
     reads: list[int] = []
-    real = live_companies.live_company_ids
+    real = live_companies.live_companies
 
-    async def counted(database: Database) -> set[str]:
+    async def counted(database: Database) -> list[str]:
         reads.append(1)
         return await real(database)
 
-    monkeypatch.setattr(live_companies, "live_company_ids", counted)
+    monkeypatch.setattr(live_companies, "live_companies", counted)
     clock = Clock()
     live = LiveCompanies(db, ttl_s=5.0, clock=clock)
     assert await live.contains("acme")
