@@ -216,7 +216,8 @@ async def save_contacts_page(
     rows = [contacts._row(r) for r in records]  # the contacts module's own record → row mapping
     async with db.transaction() as conn:
         count = await cache.upsert(
-            conn, contacts.TABLE, contacts.COLUMNS, rows, source=source, confirmed_at=confirmed_at
+            conn, contacts.TABLE, contacts.COLUMNS, rows, company=db.company, source=source,
+            confirmed_at=confirmed_at,
         )
         await _write_checkpoint(conn, name, checkpoint, company=db.company)
         return count
@@ -237,9 +238,11 @@ async def save_bills_page(
     known = list(known)
     async with db.transaction() as conn:
         count = await bills.record_seen_bills_in(
-            conn, known, source=source, confirmed_at=confirmed_at
+            conn, known, company=db.company, source=source, confirmed_at=confirmed_at
         )
-        await bill_status.flag_receipts_in(conn, known, confirmed_at=confirmed_at)
+        await bill_status.flag_receipts_in(
+            conn, known, company=db.company, confirmed_at=confirmed_at
+        )
         await _write_checkpoint(conn, name, checkpoint, company=db.company)
         return count
 
