@@ -46,7 +46,7 @@ async def run_round(
     unusable = await inbox.skip_unusable(db)
     metrics.count_settled("skipped", len(unusable), db.company)
     for row in unusable:
-        get_logger(inbox_id=row["id"]).info("event.skipped", shape=row["shape"])
+        get_logger(inbox_id=row.id).info("event.skipped", shape=row.shape)
     due = await inbox.due_groups(
         db, quiet_before=_ago(config.quiet_s), waited_before=_ago(config.max_wait_s),
         limit=config.groups_per_round,
