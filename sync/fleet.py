@@ -155,13 +155,13 @@ class Fleet:
 
     def _start(self, entry: CompanyAccount) -> None:
         budget = self.budget_for(entry.account)
-        refused = asyncio.Event()
-        client = build_client(
-            self.settings, budget, account=entry.account,
+        refused, stopping = asyncio.Event(), asyncio.Event()
+        client = build_client(  # the company's stop ends its own waits on the shared budget
+            self.settings, budget, account=entry.account, stopping=stopping,
             on_response=self._observer(entry.company, refused),
         )
         ctx = WorkerContext(
-            self.settings, self.db.for_company(entry.company), client, budget, asyncio.Event(),
+            self.settings, self.db.for_company(entry.company), client, budget, stopping,
             company=entry.company, receipts_ready=asyncio.Event(), events_due=asyncio.Event(),
         )
         budget.stop_waiting_on(self.stopping)  # shared: the worker's stop, not one company's

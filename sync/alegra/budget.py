@@ -176,34 +176,38 @@ class RateBudget:
         """Once `stopping` is set, `acquire` no longer waits: docs/sync.md, "Shutdown"."""
         self._stopping = stopping
 
-    async def acquire(self, priority: Priority) -> int:
+    async def acquire(self, priority: Priority, *, stopping: asyncio.Event | None = None) -> int:
         """Wait until a request of this priority may be sent; the slot is then spent. Raises
-        `Stopping` instead of waiting (or while waiting) once the worker is stopping."""
+        `Stopping` instead of waiting (or while waiting) once the worker is stopping, or once
+        `stopping` is set: the caller's own signal (one company's lanes, on a budget its Alegra
+        user shares with other companies)."""
         head = self._head()
         if (head is None or head.priority > priority) and self._may_send(priority):
             return self._grant()
-        if self._stopping is not None and self._stopping.is_set():
+        signals = [s for s in (self._stopping, stopping) if s is not None]
+        if any(s.is_set() for s in signals):
             raise Stopping("the worker is stopping: not waiting for the rate budget")
         waiter = _Waiter(priority, next(self._seq), asyncio.get_running_loop().create_future())
         heapq.heappush(self._queue, waiter)
         self._arm_timer()
         try:
-            return await self._wait(waiter)
+            return await self._wait(waiter, signals)
         except (asyncio.CancelledError, Stopping):
             waiter.future.cancel()  # no-op if it was granted: `_withdraw` gives that slot back
             self._withdraw(waiter)
             raise
 
-    async def _wait(self, waiter: _Waiter) -> int:
-        """The waiter's slot, or `Stopping` as soon as the stop signal comes first."""
-        if self._stopping is None:
+    async def _wait(self, waiter: _Waiter, signals: list[asyncio.Event]) -> int:
+        """The waiter's slot, or `Stopping` as soon as a stop signal comes first."""
+        if not signals:
             return await waiter.future
-        stop = asyncio.ensure_future(self._stopping.wait())
-        either: set[asyncio.Future[Any]] = {waiter.future, stop}
+        stops = [asyncio.ensure_future(s.wait()) for s in signals]
+        either: set[asyncio.Future[Any]] = {waiter.future, *stops}
         try:
             await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            stop.cancel()
+            for stop in stops:
+                stop.cancel()
         if waiter.future.done():
             return waiter.future.result()
         raise Stopping("the worker is stopping: not waiting for the rate budget")

@@ -66,6 +66,7 @@ class AlegraClient:
         backoff_base_s: float = 0.5,
         backoff_cap_s: float = 30.0,
         on_response: OnResponse | None = None,
+        stopping: asyncio.Event | None = None,
     ) -> None:
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/"),
@@ -78,6 +79,7 @@ class AlegraClient:
         self._max_attempts = max(1, max_attempts)
         self._backoff = Backoff(backoff_base_s, backoff_cap_s, FULL_JITTER)
         self._on_response = on_response
+        self._stopping = stopping  # this client's own stop (a company's): ends budget waits
         self._log = get_logger(component="alegra")
 
     async def aclose(self) -> None:
@@ -172,7 +174,7 @@ class AlegraClient:
     async def _attempt(
         self, method: str, path: str, priority: Priority, send: dict[str, Any]
     ) -> Any:
-        ticket = await self._budget.acquire(priority)
+        ticket = await self._budget.acquire(priority, stopping=self._stopping)
         started = time.monotonic()
         try:
             response = await self._http.request(method, path, **send)
@@ -254,9 +256,12 @@ def build_client(
     *,
     on_response: OnResponse | None = None,
     account: AlegraAccount | None = None,
+    stopping: asyncio.Event | None = None,
 ) -> AlegraClient:
-    """A client for `account` (default: the environment's, or the simulator without one)."""
+    """A client for `account` (default: the environment's, or the simulator without one).
+    `stopping`: its caller's own stop signal, which ends a wait on the (shared) budget."""
     account = account or settings_account(settings)
     return AlegraClient(
-        account.base_url, account.email, account.token, budget, on_response=on_response
+        account.base_url, account.email, account.token, budget, on_response=on_response,
+        stopping=stopping,
     )

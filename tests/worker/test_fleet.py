@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from sync import fleet as fleet_module
+from sync.alegra.budget import Priority
 from sync.alegra.client import AlegraAccount
+from sync.alegra.errors import Stopping
 from sync.context import WorkerContext
 from sync.fleet import CompanyAccount, Fleet
 from sync.receipt_model import parse_submission
@@ -191,4 +193,38 @@ async def test_one_read_wakes_only_the_companies_with_ready_receipts(
     assert woken["acme"].is_set()
     assert woken["default"] is not None
     assert not woken["default"].is_set()
+    await fleet._stop_all()
+
+
+async def test_a_removed_company_waiting_on_a_shared_budget_stops_at_once(
+    simulator: RunningSimulator, tmp_path: Path, db: Database
+) -> None:
+    """A company removed while its lane waits on the budget it shares with another company stops
+    at once (its wait ends in Stopping), so the fleet's refresh is not held up by it, and the
+    other company's lanes keep waiting on the budget as before."""
+    outcomes: dict[str, str] = {}
+
+    async def lane(ctx: WorkerContext) -> None:
+        try:
+            await ctx.alegra.get("/taxes", priority=Priority.BACKGROUND)
+            outcomes[ctx.company] = "sent"
+        except Stopping:
+            outcomes[ctx.company] = "stopped"
+        await ctx.stopping.wait()
+
+    companies = Companies(simulator)
+    companies.add("default")
+    companies.add("acme")  # the same Alegra user: one budget
+    settings = sim_settings(simulator, tmp_path, ALEGRA_RATE_LIMIT="3", ALEGRA_RATE_WINDOW_S="60")
+    fleet = Fleet(settings, db, asyncio.Event(), lanes=[("wait", lane)], load=companies.load,
+                  set_state=companies.set_state)
+    budget = fleet.budget_for(companies.account)
+    for _ in range(3):  # the window is spent: every request now waits up to a minute
+        await budget.acquire(Priority.RECEIPT)
+    await fleet.refresh()
+    await settle()
+    del companies.entries["acme"]
+    await asyncio.wait_for(fleet.refresh(), 2.0)
+    assert set(fleet.running) == {"default"}
+    assert outcomes == {"acme": "stopped"}
     await fleet._stop_all()
