@@ -144,7 +144,8 @@ class Fleet:
         refused = running is not None and running.refused.is_set()
         if entry.state == CompanyState.NEEDS_ATTENTION or refused:
             await self._stop(entry.company, reason="needs_attention")
-            if entry.company not in self.paused:
+            probing = self.paused.get(entry.company)
+            if probing is None or probing.done():  # a probe that failed: probe again
                 self.paused[entry.company] = asyncio.create_task(self._probe(entry))
             return
         probe = self.paused.pop(entry.company, None)  # an operator's check found them working
@@ -216,6 +217,8 @@ class Fleet:
                     return
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.stopping.wait(), ATTENTION_PROBE_S)
+        except Exception:  # e.g. the state not written: the next refresh probes again
+            self.log.exception("company.probe_failed", company=entry.company)
         finally:
             await client.aclose()
 

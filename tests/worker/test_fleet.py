@@ -228,3 +228,33 @@ async def test_a_removed_company_waiting_on_a_shared_budget_stops_at_once(
     assert set(fleet.running) == {"default"}
     assert outcomes == {"acme": "stopped"}
     await fleet._stop_all()
+
+
+async def test_a_probe_that_failed_is_started_again_by_the_next_refresh(
+    simulator: RunningSimulator, tmp_path: Path, db: Database
+) -> None:
+    """A probe whose write of the company's state failed (the store busy) does not leave the
+    company paused for good: the next refresh probes again, and the company becomes active."""
+    companies, seen = Companies(simulator), Seen()
+    companies.add("acme")
+    companies.entries["acme"] = CompanyAccount(
+        "acme", CompanyState.NEEDS_ATTENTION, companies.account)
+    failures = [RuntimeError("database is locked")]
+
+    async def set_state(company: str, state: CompanyState, reason: str | None) -> None:
+        if failures:
+            raise failures.pop()
+        await companies.set_state(company, state, reason)
+
+    fleet = Fleet(sim_settings(simulator, tmp_path), db, asyncio.Event(),
+                  lanes=[("seen", seen.lane)], load=companies.load, set_state=set_state)
+    await fleet.refresh()
+    with contextlib.suppress(RuntimeError):
+        await asyncio.wait_for(fleet.paused["acme"], 5.0)
+    await fleet.refresh()
+    await asyncio.wait_for(fleet.paused["acme"], 5.0)
+    assert companies.states == [("acme", CompanyState.ACTIVE)]
+    await fleet.refresh()
+    await settle()
+    assert seen.companies() == [("acme", "acme")]
+    await fleet._stop_all()
