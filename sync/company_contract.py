@@ -10,10 +10,9 @@ import unicodedata
 from typing import Annotated
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, Field, Strict, ValidationError, WrapValidator
-from pydantic_core.core_schema import ValidatorFunctionWrapHandler
+from pydantic import AfterValidator, BaseModel, Field, Strict
 
-from sync.receipt_contract import invalid, message
+from sync.receipt_contract import gate, invalid
 from sync.text_rules import has_visible, storable_problem
 
 RESERVED_ID = "default"  # sync.store.db.DEFAULT_COMPANY, the environment's account (pure here)
@@ -55,18 +54,6 @@ def is_company_id(text: str) -> bool:
     return len(text) <= MAX_ID and _COMPANY_ID.fullmatch(text) is not None
 
 
-def _gate(hint: str) -> WrapValidator:
-    """One error, in our words, for whatever the field's own constraints refuse."""
-
-    def wrap(value: object, handler: ValidatorFunctionWrapHandler) -> object:
-        try:
-            return handler(value)
-        except ValidationError as exc:
-            raise invalid(message(exc.errors()[0], hint)) from None
-
-    return WrapValidator(wrap)
-
-
 def _name(value: str) -> str:
     text = value.strip()
     problem = storable_problem(text) or (None if has_visible(text) else "required")
@@ -90,15 +77,15 @@ def _base_url(value: str) -> str:
 
 _Str = Annotated[str, Strict()]
 Name = Annotated[_Str, Field(min_length=1, max_length=MAX_NAME, examples=["Ferretería Ochoa"]),
-                 _gate("must be a string"), AfterValidator(_name)]
+                 gate("must be a string"), AfterValidator(_name)]
 Email = Annotated[_Str, Field(max_length=MAX_EMAIL, pattern=EMAIL_PATTERN,
                               examples=["contabilidad@ochoa.do"]),
-                  _gate("an e-mail address of printable ASCII characters")]
+                  gate("an e-mail address of printable ASCII characters")]
 Token = Annotated[_Str, Field(min_length=1, max_length=MAX_TOKEN, pattern=TOKEN_PATTERN),
-                  _gate(f"1 to {MAX_TOKEN} printable ASCII characters, no spaces")]
+                  gate(f"1 to {MAX_TOKEN} printable ASCII characters, no spaces")]
 BaseUrl = Annotated[_Str, Field(max_length=MAX_URL, pattern=URL_PATTERN,
                                 examples=["https://api.alegra.com/api/v1"]),
-                    _gate("an http(s) URL"), AfterValidator(_base_url)]
+                    gate("an http(s) URL"), AfterValidator(_base_url)]
 
 
 class CompanyIn(BaseModel):

@@ -114,8 +114,9 @@ def message(error: ErrorDetails, hint: str | None = None) -> str:
     return template.format(**error.get("ctx", {}))
 
 
-def _gate(hint: str) -> WrapValidator:
-    """One error, in our words, for whatever the gate before it refuses."""
+def gate(hint: str) -> WrapValidator:
+    """One error, in our words, for whatever the gate before it refuses (also the company
+    body's, `sync.company_contract`)."""
     def wrap(value: object, handler: ValidatorFunctionWrapHandler) -> object:
         try:
             return handler(value)
@@ -163,7 +164,7 @@ def _required_name(value: str) -> str:
     return text
 
 
-_STRING = _gate("must be a string")
+_STRING = gate("must be a string")
 _Str = Annotated[str, Strict()]
 Description = Annotated[_Str, StringConstraints(min_length=1, max_length=MAX_DESCRIPTION),
                         _STRING, AfterValidator(_required)]
@@ -213,7 +214,7 @@ def _phone(value: str | None) -> str | None:
 TaxIdIn = Annotated[TaxId | None, Shape(_Upto40), AfterValidator(_tax_id)]
 NcfIn = Annotated[Ncf | None, Shape(_Upto40), AfterValidator(_ncf)]
 Email = Annotated[Annotated[_Str, StringConstraints(max_length=254, pattern=EMAIL_PATTERN),
-                            _gate("not an e-mail address")] | None, AfterValidator(_email)]
+                            gate("not an e-mail address")] | None, AfterValidator(_email)]
 Phone = Annotated[_Upto40, AfterValidator(_phone)]
 
 
@@ -270,7 +271,7 @@ def _cents(number: Decimal) -> Decimal:
     return number.quantize(money.CENT)
 
 
-_DECIMAL = _gate(_DECIMAL_HINT)
+_DECIMAL = gate(_DECIMAL_HINT)
 Money = Annotated[Decimal, Shape(_number_shape(MAX_MONEY)), _DECIMAL, _bounded(2, MAX_MONEY),
                   AfterValidator(_cents)]
 Quantity = Annotated[Decimal, Shape(_number_shape(MAX_QUANTITY)), _DECIMAL,
@@ -288,7 +289,7 @@ TaxRate = Annotated[Decimal, Shape(Annotated[
     Annotated[Literal[0, 16, 18], Tag("number")]  # the ITBIS rates, percent
     | Annotated[_Str, StringConstraints(pattern=RATE_PATTERN), Tag("text")],
     Discriminator(_json_kind),
-]), _gate(_RATE_HINT), AfterValidator(_rate)]
+]), gate(_RATE_HINT), AfterValidator(_rate)]
 
 
 def _date(value: str) -> dt.date:
@@ -303,7 +304,7 @@ def _date(value: str) -> dt.date:
     return day
 
 
-_DateText = Annotated[_Str, StringConstraints(pattern=DATE_PATTERN), _gate(_DATE_HINT)]
+_DateText = Annotated[_Str, StringConstraints(pattern=DATE_PATTERN), gate(_DATE_HINT)]
 
 
 def _optional_date(value: str | None) -> dt.date | None:
@@ -321,7 +322,7 @@ def _currency(value: str | None) -> str:
 
 
 Currency = Annotated[str, Shape(Annotated[_Str, StringConstraints(pattern=CURRENCY_PATTERN),
-                                          _gate("an ISO 4217 code such as DOP or USD")] | None),
+                                          gate("an ISO 4217 code such as DOP or USD")] | None),
                      AfterValidator(_currency)]
 
 
