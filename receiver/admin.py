@@ -102,7 +102,7 @@ async def list_events(request: Request) -> JSONResponse:
         limit=limit + 1,
     )
     page = rows[:limit]
-    tokens = all_tokens(request.app.state.settings.secret_keys)
+    tokens = all_tokens(request.app.state.settings.secret_keys, company=db.company)
     next_cursor = query.encode_cursor([page[-1]["id"]]) if len(rows) > limit else None
     return JSONResponse({"data": [event_view(r, tokens) for r in page], "next_cursor": next_cursor})
 
@@ -117,7 +117,8 @@ async def replay_event(request: Request) -> JSONResponse:
     get_logger(event_id=event_id, admin=admin.name).info("event.replay_requested")
     row = await get_row(db, event_id)
     assert row is not None  # a replayed row is `received`, which retention never deletes
-    return JSONResponse(event_view(row, all_tokens(request.app.state.settings.secret_keys)))
+    tokens = all_tokens(request.app.state.settings.secret_keys, company=db.company)
+    return JSONResponse(event_view(row, tokens))
 
 
 async def _receipt_view(db: Database, receipt: ReceiptRecord) -> dict[str, Any]:
