@@ -74,12 +74,11 @@ async def receive(request: Request) -> Response:
     The hot path: every step here is paid per delivery, so the answer's bytes are formatted
     directly and the per-request log lines are only for the unusual cases."""
     endpoint: Endpoint = request.app.state.webhooks
-    # TODO(issue 12): the company goes into NewDelivery/NewHandshake once they carry it.
-    _company, key_index = await _resolve(endpoint, request.path_params["token"])
+    company, key_index = await _resolve(endpoint, request.path_params["token"])
     body = await read_bounded(request, endpoint.max_body)
     if not body or body.isspace():
-        return await _handshake(endpoint.writer, key_index)
-    inbox_id = await _store(endpoint.writer, NewDelivery(body, key_index))
+        return await _handshake(endpoint.writer, NewHandshake(key_index, company))
+    inbox_id = await _store(endpoint.writer, NewDelivery(body, key_index, company))
     return Response(b'{"status":"stored","id":%d}' % inbox_id, media_type=JSON)
 
 
@@ -147,13 +146,14 @@ async def _store(writer: InboxWriter, delivery: NewDelivery) -> int:
         ) from exc
 
 
-async def _handshake(writer: InboxWriter, key_index: int) -> Response:
+async def _handshake(writer: InboxWriter, handshake: NewHandshake) -> Response:
     """Alegra's empty-body check before it creates a subscription: 200, and a note of it."""
     try:
-        await writer.submit(NewHandshake(key_index), timeout_s=HANDSHAKE_WAIT_S)
+        await writer.submit(handshake, timeout_s=HANDSHAKE_WAIT_S)
     except Exception as exc:
         get_logger().warning("webhook.handshake_not_recorded", error=type(exc).__name__)
-    get_logger().info("webhook.handshake", key_index=key_index)
+    get_logger().info("webhook.handshake", key_index=handshake.key_index,
+                      company=handshake.company_id)
     return Response(b'{"status":"ok"}', media_type=JSON)
 
 

@@ -146,7 +146,7 @@ def insert_row_by_row(
     with _transaction(conn, lock_wait_s):
         for item in items:
             if isinstance(item, NewHandshake):
-                conn.execute(INSERT_HANDSHAKE, (at, item.key_index))
+                conn.execute(INSERT_HANDSHAKE, *handshake_params([item], at))
                 ids.append(0)
                 continue
             [row] = delivery_params([item], at)

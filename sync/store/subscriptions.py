@@ -2,8 +2,8 @@
 
 Never the URL (it holds the token): only Alegra's subscription id and which secret key made the
 URL. `present` is what the last check found; `missing_since` is when a subscription was found gone
-(Alegra deletes one after 10 failed deliveries), kept until it is re-created.
-Rows belong to the company of the `db` handle (`Database.for_company`).
+(Alegra deletes one after 10 failed deliveries), kept until it is re-created. Each company has
+its own subscriptions: every function reads and writes `db.company`'s rows.
 """
 
 from __future__ import annotations

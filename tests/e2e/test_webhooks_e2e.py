@@ -184,7 +184,6 @@ def test_kill_9_during_a_burst_loses_no_acknowledged_delivery(stack: Stack) -> N
     assert len(acknowledged) >= 300
 
 
-@pytest.mark.xfail(strict=True, reason="the inbox write does not carry the company yet")
 def test_two_companies_each_get_their_own_deliveries(stack: Stack) -> None:
     """With a second company, `webhooks register --all` subscribes each account at its own URL,
     and a contact typed in either account reaches that company's cache only; a delivery on

@@ -68,7 +68,8 @@ async def test_a_dropped_subscription_comes_back_and_a_reconcile_is_asked_for(
         for name in (schedule.RECONCILE, schedule.BILLS):  # what the lost subscription missed
             job = await job_store.job_state(ctx.db, name)
             assert job is not None
-            assert job["next_run_at"] <= datetime.now(UTC).isoformat()
+            assert job.next_run_at is not None
+            assert job.next_run_at <= datetime.now(UTC)
 
 
 async def test_health_is_off_on_a_loopback_url_until_subscriptions_are_registered(

@@ -123,7 +123,6 @@ async def test_the_live_set_is_read_at_most_once_per_period(
 
 # Until the inbox write path carries the company (sync/store/inbox.py NewDelivery/NewHandshake,
 # receiver/inbox/committer.py's wire format): every row is written as `default`'s today.
-@pytest.mark.xfail(strict=True, reason="the inbox write does not carry the company yet")
 def test_a_delivery_lands_in_its_own_companys_inbox_only(
     app_client: TestClient, settings: Settings
 ) -> None:
