@@ -336,6 +336,16 @@ def fail_a_receipt(walk: Walk) -> None:
     walk.event_id = eventually(delivered, 30, "the new-client delivery")
 
 
+def check_webhooks_register_all(walk: Walk, result: Result) -> None:
+    """Each live company under its heading: `default`'s subscriptions already there, the added
+    company's six created at its own URL."""
+    default, added = result.stdout.split("== acme-sa")
+    assert default.startswith("== default"), result.explain()
+    assert "created " not in default, result.explain()
+    assert default.count("present") == 6, result.explain()
+    assert added.count("created ") == 6, result.explain()
+
+
 def check_webhooks_list(walk: Walk, result: Result) -> None:
     """Each subscription points here with the newest key, its URL token masked."""
     rows = result.stdout.splitlines()[1:]
@@ -452,6 +462,7 @@ EXPECTATIONS: list[tuple[str, Check]] = [
     (r"partners list", check_partners_list),
     (r"partners rotate ", check_partners_rotate),
     (r"partners revoke ", check_partners_revoke),
+    (r"webhooks register --all", check_webhooks_register_all),
     (r"webhooks register", check_webhooks_register),
     (r"webhooks list", check_webhooks_list),
     (r"alegra-sync backfill", check_backfill),
