@@ -18,6 +18,7 @@ import os
 import signal
 
 from sync import instance, metrics
+from sync.alegra.client import settings_account
 from sync.company_account import live_accounts
 from sync.context import Lane
 from sync.events.lane import run as events_lane
@@ -28,7 +29,7 @@ from sync.logs import get_logger
 from sync.settings import Settings
 from sync.states import CompanyState
 from sync.store import companies
-from sync.store.db import DEFAULT_COMPANY, Database, utcnow
+from sync.store.db import Database, utcnow
 from sync.store.ops_queries import worker_state
 
 HEARTBEAT_S = 2.0
@@ -46,9 +47,9 @@ def lanes() -> list[tuple[str, Lane]]:
 async def heartbeat(fleet: Fleet) -> None:
     """Record that the worker is alive, with a snapshot of the default company's rate budget
     (the one `/readyz` and `status` show), for /readyz; store the metrics counted meanwhile."""
+    default_budget = fleet.budget_for(settings_account(fleet.settings))  # its lanes share it
     while True:
-        running = fleet.running.get(DEFAULT_COMPANY)
-        budget = running.ctx.budget.snapshot() if running is not None else {}
+        budget = default_budget.snapshot()
         await fleet.db.execute(
             "INSERT INTO worker_state(id, pid, beat_at, budget) VALUES (1, ?, ?, ?)"
             " ON CONFLICT(id) DO UPDATE SET pid=excluded.pid, beat_at=excluded.beat_at,"

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 from sync.job_records import JobState
 from sync.settings import Settings
 from sync.states import JobOutcome
+from sync.store.db import DEFAULT_COMPANY
 
 BACKFILL = "backfill"
 ACCOUNTS = "accounts"
@@ -28,6 +29,15 @@ BILLS = "bills"
 SUBSCRIPTIONS = "subscriptions"
 RETENTION = "retention"
 JOB_NAMES = (BACKFILL, ACCOUNTS, RECONCILE, BILLS, SUBSCRIPTIONS, RETENTION)
+DEPLOYMENT_JOBS = frozenset({RETENTION})  # prunes every company's rows: the company default's
+
+
+def jobs_of(company: str) -> tuple[str, ...]:
+    """The jobs a company's lane schedules: each company its own sync jobs; the deployment's
+    housekeeping only in the company `default`'s (which can never be removed)."""
+    if company == DEFAULT_COMPANY:
+        return JOB_NAMES
+    return tuple(name for name in JOB_NAMES if name not in DEPLOYMENT_JOBS)
 # Jobs that may run before the first backfill has completed.
 _BEFORE_BACKFILL = frozenset({BACKFILL, SUBSCRIPTIONS, RETENTION})
 RETENTION_EVERY_S = 3600.0

@@ -40,8 +40,9 @@ async def prepare(ctx: WorkerContext) -> None:
     A job new to a database backfilled long ago (an upgrade) is due at once: its first run is
     not covered by a backfill that has just fetched the same data."""
     now = datetime.now(UTC)
+    names = schedule.jobs_of(ctx.company)
     created = await job_store.ensure_jobs(
-        ctx.db, {n: _iso(schedule.first_run_at(ctx.settings, n, now)) for n in schedule.JOB_NAMES}
+        ctx.db, {n: _iso(schedule.first_run_at(ctx.settings, n, now)) for n in names}
     )
     backfill = await job_store.job_state(ctx.db, schedule.BACKFILL)
     if backfill is not None and backfill.last_outcome == JobOutcome.SUCCESS:

@@ -136,8 +136,8 @@ def _assert_no_secret_in_logs(stack: Stack) -> None:
 def test_full_run_moves_the_metrics_and_logs_no_secret(stack: Stack) -> None:
     """A receipt, a webhook and a forged token: metrics count them and no log line leaks."""
     before = stack.metrics()
-    assert (sample(before, "alegra_sync_receipts_processed_total", outcome="completed")
-            or 0) == 0
+    assert (sample(before, "alegra_sync_receipts_processed_total", outcome="completed",
+                   company="default") or 0) == 0
     receipt = stack.submit("r-1")
     assert (receipt.status_code, receipt.json()["status"]) == (201, "completed")
     contact = stack.sim.state.person_create_contact(
@@ -150,18 +150,22 @@ def test_full_run_moves_the_metrics_and_logs_no_secret(stack: Stack) -> None:
 
     def moved() -> str | None:
         text = stack.metrics()
-        bills = sample(text, "alegra_sync_alegra_requests_total", method="POST",
+        bills = sample(text, "alegra_sync_alegra_requests_total", method="POST", company="default",
                        endpoint="/bills", status="201")
-        applied = sample(text, "alegra_sync_inbox_settled_total", state="applied") or 0
+        applied = sample(text, "alegra_sync_inbox_settled_total", state="applied",
+                         company="default") or 0
         return text if bills == 1 and applied >= 1 else None
 
     after = eventually(moved, what="the worker's counters to reach /metrics")
-    assert sample(after, "alegra_sync_receipts_processed_total", outcome="completed") == 1
-    assert sample(after, "alegra_sync_receipts", status="queued") == 0
+    assert sample(after, "alegra_sync_receipts_processed_total", outcome="completed",
+                  company="default") == 1
+    assert sample(after, "alegra_sync_receipts", status="queued", company="default") == 0
     assert (sample(after, "alegra_sync_webhook_deliveries_total") or 0) >= 1
-    assert sample(after, "alegra_sync_webhook_cache_lag_seconds", quantile="0.5") is not None
+    assert sample(after, "alegra_sync_webhook_cache_lag_seconds", quantile="0.5",
+                  company="default") is not None
     assert (sample(after, "alegra_sync_rate_budget_limit") or 0) > 0
-    assert sample(after, "alegra_sync_subscription_present", event="edit-client") == 1
+    assert sample(after, "alegra_sync_subscription_present", event="edit-client",
+                  company="default") == 1
     _assert_no_secret_in_logs(stack)
 
 

@@ -101,3 +101,11 @@ def test_subscription_health_runs_when_registered_or_reachable(
     """On with subscriptions registered, or a public URL never registered; off on loopback
     with nothing registered, and off after the operator removed them."""
     assert schedule.subscriptions_enabled(url, registered=registered) is enabled
+
+
+def test_retention_is_scheduled_once_per_deployment() -> None:
+    """Retention prunes every company's rows: only the company default's lane schedules it;
+    every company schedules its own sync jobs."""
+    assert schedule.RETENTION in schedule.jobs_of("default")
+    assert schedule.RETENTION not in schedule.jobs_of("acme")
+    assert set(schedule.jobs_of("acme")) == set(schedule.JOB_NAMES) - {schedule.RETENTION}

@@ -109,7 +109,12 @@ async def test_the_health_job_works_on_its_own_companys_subscriptions(
         assert simulator.state.snapshot()["subscriptions"] == []
         assert (await load_states(ctx.db))["edit-client"]["recreated_count"] == 1
         assert await load_states(default_ctx.db) == {}
-        now = datetime.now(UTC).isoformat()
+        now = datetime.now(UTC)
         for name in (schedule.RECONCILE, schedule.BILLS):
-            assert (await job_store.job_state(ctx.db, name) or {})["next_run_at"] <= now
-            assert (await job_store.job_state(default_ctx.db, name) or {})["next_run_at"] == later
+            state = await job_store.job_state(ctx.db, name)
+            assert state is not None
+            assert state.next_run_at is not None
+            assert state.next_run_at <= now
+            untouched = await job_store.job_state(default_ctx.db, name)
+            assert untouched is not None
+            assert untouched.next_run_at == datetime.fromisoformat(later)

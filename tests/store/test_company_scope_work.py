@@ -58,6 +58,9 @@ async def test_the_same_partner_and_key_in_two_companies_are_two_receipts(db: Da
     beta = db.for_company("beta")
     mine, theirs = await _receipt(db, partner.id), await _receipt(beta, partner.id)
     assert mine != theirs
+    assert await receipts.insert_receipt(
+        beta, partner_id=partner.id, idempotency_key="k", submission=_submission()
+    ) == (theirs, False)
     assert await receipts.get_receipt(db, theirs, None) is None
     assert await receipts.get_status(db, theirs) is None
     record = await receipts.get_receipt(beta, theirs, partner.id)
@@ -162,6 +165,19 @@ async def test_inbox_groups_stay_with_their_company(db: Database) -> None:
     assert not await ops_queries.replay_event(db, bad)
     assert await ops_queries.last_handshake_at(db) is None
     assert await ops_queries.last_handshake_at(beta) is not None
+
+
+async def test_a_burst_in_one_company_does_not_hold_back_another(db: Database) -> None:
+    """Waiting for quiet is per company: deliveries still arriving for one company leave
+    another's, quiet since, due."""
+    beta = db.for_company("beta")
+    await inbox.write_batch(db, [inbox.NewDelivery(_delivery("1"), 0)])
+    between = datetime.now(UTC).isoformat()
+    await inbox.write_batch(db, [inbox.NewDelivery(_delivery("2"), 0, "beta")])
+    assert await inbox.due_groups(db, quiet_before=between, waited_before=ANCIENT,
+                                  limit=10) == [("client", "1")]
+    assert await inbox.due_groups(beta, quiet_before=between, waited_before=ANCIENT,
+                                  limit=10) == []
 
 
 async def test_the_companies_with_due_events_are_exactly_those_with_work_waiting(

@@ -159,7 +159,7 @@ async def test_refused_credentials_pause_the_company_until_they_work_again(
     await fleet._stop_all()
 
 
-async def _until(condition: object, timeout_s: float = 5.0) -> None:
+async def _until(condition: object, timeout_s: float = 20.0) -> None:
     assert callable(condition)
     deadline = asyncio.get_running_loop().time() + timeout_s
     while not condition():
