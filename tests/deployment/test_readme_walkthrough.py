@@ -12,13 +12,18 @@ expectation must meet its command, so a command renamed in the README is noticed
 exits 1 when the cache is not trustworthy, as the README says; followed this far, the demo's
 cache is trustworthy, and its check wants 0.)
 
-The substitution (`Walk.substitute`): the README's examples name the default port 8000, a
-receipt id `rcp_…` (or a literal one), an event id 4711 and a `/backups` folder; here they are
-the demo's port, the one receipt of this walkthrough that failed, an inbox event of this demo,
-and a folder of the test's. `$ADMIN_KEY` is the admin key `partners add … --admin` printed and
-`$NEXT` the `next_cursor` of the answer before it ("" when there is no next page). The README's
+The substitution (`Walk.substitute`): the README's examples name the default ports 8000 and
+8001 (the simulator's), a receipt id `rcp_…` (or a literal one), an event id 4711 and a
+`/backups` folder; here they are the demo's ports, the one receipt of this walkthrough that
+failed, an inbox event of this demo, and a folder of the test's. `$ADMIN_KEY` is the admin key
+`partners add … --admin` printed, `$ACME_KEY` the key "Acme Expenses" got last, and `$NEXT` the
+`next_cursor` of the answer before it ("" when there is no next page). The README's
 `.venv/bin/alegra-sync` is a stub in the project directory that runs this checkout's CLI.
 Commands that cannot run here are in `SKIPPED`, each with why.
+
+From "Companies" on the demo serves two companies (`default` and the simulated `acme-sa` the
+README adds), and the admin's and Acme's keys reach both: the receipts and the event lookup this
+test sends itself name `Alegra-Company: default`, as the README's later commands do.
 
 The walkthrough makes one thing of its own, right after `webhooks register` (which points the
 simulator's webhooks at the demo): a receipt for a new supplier with an inactive account as its
@@ -63,6 +68,7 @@ SKIPPED = {
 JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 64
 KEY = re.compile(r"^(as_\S+)$", re.MULTILINE)
 NO_RECEIPT = "/v1/receipts/rcp_000000000000000000000000"
+COMPANY = "Alegra-Company"
 
 
 @dataclass(frozen=True)
@@ -145,6 +151,7 @@ class Walk:
     project: Path
     env: dict[str, str]
     port: int
+    sim_port: int
     demo: TerminalRun
     keys: dict[str, list[str]] = field(default_factory=dict)  # partner → its keys, oldest first
     failed_receipt: str = ""
@@ -156,12 +163,17 @@ class Walk:
         return f"http://127.0.0.1:{self.port}"
 
     @property
+    def sim_url(self) -> str:
+        return f"http://127.0.0.1:{self.sim_port}"
+
+    @property
     def admin_key(self) -> str:
         return self.keys["Ops team"][-1]
 
     def substitute(self, text: str) -> str:
         """The README's example values → this demo's (see the module docstring)."""
         command = text.replace("http://127.0.0.1:8000", self.api)
+        command = command.replace("http://127.0.0.1:8001", self.sim_url)
         command = re.sub(r"\brcp_(…|[0-9a-f]{24})", self.failed_receipt, command)
         command = command.replace("/v1/events/4711/", f"/v1/events/{self.event_id}/")
         command = command.replace(" /backups/", f" {self.project}/backups/")
@@ -173,7 +185,7 @@ class Walk:
         command = self.substitute(step.text)
         script = f"{self.substitute(step.prelude)}; {command}" if step.prelude else command
         env = {**self.env, "ADMIN_KEY": self.admin_key if "Ops team" in self.keys else "",
-               "NEXT": self.next_cursor}
+               "ACME_KEY": self.keys.get("Acme Expenses", [""])[-1], "NEXT": self.next_cursor}
         done = subprocess.run(["/bin/sh", "-c", script], cwd=self.project, env=env,
                               capture_output=True, text=True, timeout=120, check=False)
         return Result(step, command, done.returncode, done.stdout, done.stderr)
@@ -191,7 +203,8 @@ class Walk:
 
     def post_receipt(self, body: dict[str, Any], key: str, idempotency_key: str,
                      wait: int | None = None) -> httpx.Response:
-        headers = {"Authorization": f"Bearer {key}", "Idempotency-Key": idempotency_key}
+        headers = {"Authorization": f"Bearer {key}", "Idempotency-Key": idempotency_key,
+                   COMPANY: "default"}
         if wait is not None:
             headers["Prefer"] = f"wait={wait}"
         return httpx.post(f"{self.api}/v1/receipts", json=body, headers=headers, timeout=40)
@@ -250,6 +263,38 @@ def check_partners_rotate(walk: Walk, result: Result) -> None:
         assert [walk.status_with(key) for key in earlier] == [401] * len(earlier)
 
 
+def check_sim_account(walk: Walk, result: Result) -> None:
+    """The running simulator has a second account (its answer never shows the token)."""
+    assert result.http_status == 201, result.explain()
+    assert result.json()["email"] == "acme@example.com", result.explain()
+    assert "acme-demo-token" not in result.stdout
+
+
+def check_companies_add(walk: Walk, result: Result) -> None:
+    """The company's id on the last line, and the demo's admin key reaches it at once."""
+    assert result.stdout.strip().splitlines()[-1] == "acme-sa", result.explain()
+    status = httpx.get(f"{walk.api}/v1/cache/status", timeout=10, headers={
+        "Authorization": f"Bearer {walk.admin_key}", COMPANY: "acme-sa"})
+    assert status.status_code == 200, status.text
+
+
+def check_partners_grant(walk: Walk, result: Result) -> None:
+    assert "Acme Expenses now reaches acme-sa" in result.stdout, result.explain()
+
+
+def check_company_receipt(walk: Walk, result: Result) -> None:
+    """Billed (201, `completed`) in the added simulator account, and only there."""
+    assert result.http_status == 201, result.explain()
+    assert result.json()["status"] == "completed", result.explain()
+    assert result.json()["alegra"]["bill_id"] is not None, result.explain()
+
+    def bills(path: str) -> int:
+        return int(httpx.get(f"{walk.sim_url}{path}/state", timeout=10).json()["bills"])
+
+    assert bills("/_sim/accounts/acme@example.com") == 1
+    assert bills("/_sim") == 1  # the demo's sample receipt's, from before
+
+
 def check_partners_revoke(walk: Walk, result: Result) -> None:
     """Every key of the partner stops at once; the refusal is logged once, without the key."""
     keys = walk.keys[_partner(result.step.text)]
@@ -282,12 +327,23 @@ def fail_a_receipt(walk: Walk) -> None:
     walk.failed_receipt = answer.json()["id"]
 
     def delivered() -> int | None:
-        events = httpx.get(f"{walk.api}/v1/events?subject=new-client",
-                           headers={"Authorization": f"Bearer {walk.admin_key}"}, timeout=10)
+        events = httpx.get(f"{walk.api}/v1/events?subject=new-client", timeout=10,
+                           headers={"Authorization": f"Bearer {walk.admin_key}",
+                                    COMPANY: "default"})
         rows = events.json()["data"]
         return int(rows[0]["id"]) if rows else None
 
     walk.event_id = eventually(delivered, 30, "the new-client delivery")
+
+
+def check_webhooks_register_all(walk: Walk, result: Result) -> None:
+    """Each live company under its heading: `default`'s subscriptions already there, the added
+    company's six created at its own URL."""
+    default, added = result.stdout.split("== acme-sa")
+    assert default.startswith("== default"), result.explain()
+    assert "created " not in default, result.explain()
+    assert default.count("present") == 6, result.explain()
+    assert added.count("created ") == 6, result.explain()
 
 
 def check_webhooks_list(walk: Walk, result: Result) -> None:
@@ -397,11 +453,16 @@ def check_cache_status_jq(walk: Walk, result: Result) -> None:
 
 
 EXPECTATIONS: list[tuple[str, Check]] = [
+    (r"^curl .*/_sim/accounts ", check_sim_account),
+    (r"companies add ", check_companies_add),
+    (r"partners grant ", check_partners_grant),
+    (r"^curl -sS -X POST .*/v1/receipts .*Alegra-Company: acme-sa", check_company_receipt),
     (r"^curl -sS -X POST .*/v1/receipts ", check_sample_curl),
     (r"partners add .*", check_partners_add),
     (r"partners list", check_partners_list),
     (r"partners rotate ", check_partners_rotate),
     (r"partners revoke ", check_partners_revoke),
+    (r"webhooks register --all", check_webhooks_register_all),
     (r"webhooks register", check_webhooks_register),
     (r"webhooks list", check_webhooks_list),
     (r"alegra-sync backfill", check_backfill),
@@ -455,10 +516,11 @@ def test_the_readme_followed_top_to_bottom_against_the_demo(tmp_path: Path) -> N
     stub.chmod(0o755)
     (here / "backups").mkdir()
     port = free_port()
-    env = clean_env(PORT=str(port), SIMULATOR_PORT=str(free_port()))
+    sim_port = free_port()
+    env = clean_env(PORT=str(port), SIMULATOR_PORT=str(sim_port))
 
     demo = TerminalRun(here, env)
-    walk = Walk(here, env, port, demo)
+    walk = Walk(here, env, port, sim_port, demo)
     ran: list[Result] = []
     used: set[Check] = set()
     try:
@@ -509,10 +571,11 @@ def test_the_walkthrough_reads_every_command_of_the_readme() -> None:
     def first(fragment: str) -> int:
         return next(i for i, text in enumerate(texts) if fragment in text)
 
-    order = ["partners add", "the example receipt", "webhooks register", "backfill", "status",
-             "receipts show", "curl ", "sudo useradd"]
+    order = ["partners add", "companies add", "the example receipt", "webhooks register",
+             "backfill", "status", "receipts show", 'curl -sH "$H"', "sudo useradd"]
     assert [first(fragment) for fragment in order] == sorted(first(f) for f in order)
-    curls = [step for step in steps if step.text.startswith("curl ")]
+    curls = [step for step in steps if step.text.startswith('curl -sH "$H"')]
+    assert len(curls) >= 10
     assert all(step.prelude.startswith('H="Authorization: Bearer $ADMIN_KEY"') for step in curls)
     assert not any(text.endswith("\\") or text.startswith("#") for text in texts)
     assert all(step.section for step in steps)
