@@ -10,6 +10,8 @@ after round; the figures are medians over rounds, with the 1-minute load average
 (the machine may be shared).
 
     bare       a Starlette endpoint that reads the body and answers 200: the ceiling
+    app        the real app with an inbox that stores nothing (`NoInbox`): what the app's own
+               request handling costs, before any storing
     committer  the real app: group commit through the committer process (receiver/inbox/)
     thread     the real app with the committer replaced by group commit on ONE writer thread
                with a plain sqlite3 connection and a queue (`ThreadCommit`, below): the
@@ -55,6 +57,7 @@ NO_ALEGRA, NO_TOKEN = "http://127.0.0.1:9/api/v1", "unused"  # the web side neve
 PATH = f"/webhooks/alegra/{make_token([TEST_SECRET_KEY])}"
 VARIANTS = {
     "bare": "bench.webhooks:bare_app",
+    "app": "bench.webhooks_wrk:app_without_inbox",
     "committer": "receiver.app:create_app",
     "thread": "bench.webhooks_wrk:thread_app",
 }
@@ -133,6 +136,30 @@ def _fail(batch: list[Entry], exc: Exception) -> None:
             future.set_exception(exc)
 
 
+class NoInbox:
+    """An inbox writer that stores nothing and answers every delivery at once (id 0)."""
+
+    def __init__(self, path: Path, **_: Any) -> None:
+        self.path = path
+
+    async def start(self) -> None:
+        self.loop = asyncio.get_running_loop()
+
+    def submit(self, item: Item, *, timeout_s: float | None = None) -> asyncio.Future[int]:
+        future: asyncio.Future[int] = self.loop.create_future()
+        future.set_result(0)
+        return future
+
+    async def close(self) -> None:
+        return None
+
+
+def app_without_inbox() -> Starlette:
+    """The real app, its inbox writer replaced by one that stores nothing."""
+    cast(Any, webhooks).InboxWriter = NoInbox
+    return create_app()
+
+
 def thread_app() -> Starlette:
     """The real app with the committer process replaced by a writer thread."""
     cast(Any, webhooks).InboxWriter = ThreadCommit
@@ -179,7 +206,8 @@ def run_variant(variant: str, work: Path, seconds: int, rnd: int) -> Run:
     finally:
         proc.stop()
     acks = _wrk_acks(out)
-    rows = _rows(db) - 1 if variant != "bare" else acks  # the warm-up delivery is one row
+    stores = variant not in ("bare", "app")
+    rows = _rows(db) - 1 if stores else acks  # the warm-up delivery is one row
     return Run(acks, acks / seconds, _pct(out, "50"), _pct(out, "99"), max(0, acks - rows), load,
                cpu * 1000 / max(acks, 1))
 

@@ -28,6 +28,7 @@ from receiver.openapi import ApiRoute
 from receiver.receipts import read_bounded
 from sync import credentials
 from sync.company_contract import CompanyIn
+from sync.inbox_records import InboxEvent
 from sync.logs import get_logger
 from sync.receipt_contract import ReceiptInvalid, decode_json, json_path, message
 from sync.receipt_records import ReceiptRecord
@@ -36,7 +37,7 @@ from sync.settings import Settings, SettingsError
 from sync.states import InboxState, ReceiptStatus
 from sync.store import companies, ops_queries
 from sync.store.companies import CompanyExists, CompanyNotFound, CompanyRecord, DefaultCompany
-from sync.store.db import Database, Row
+from sync.store.db import Database
 from sync.store.inbox import get_row
 from sync.store.receipts import get_receipt, get_steps, list_receipts
 from sync.webhook_tokens import all_tokens
@@ -51,18 +52,18 @@ MAX_ROW_ID = 2**63 - 1
 MAX_COMPANY_BODY = 16 * 1024
 
 
-def event_view(row: Row, tokens: list[str]) -> dict[str, Any]:
+def event_view(row: InboxEvent, tokens: list[str]) -> dict[str, Any]:
     """An inbox row with its body parsed; any webhook URL token in it is masked."""
-    text = bytes(row["body"]).decode("utf-8", errors="replace")
+    text = row.body.decode("utf-8", errors="replace")
     for token in tokens:
         text = text.replace(token, "***")
     body, body_text = _body_fields(text)
     return {
-        "id": row["id"], "received_at": row["received_at"], "subject": row["subject"],
-        "resource": row["resource"], "resource_id": row["resource_id"], "shape": row["shape"],
-        "state": row["state"], "attempts": row["attempts"],
-        "next_attempt_at": row["next_attempt_at"], "last_error": row["last_error"],
-        "applied_at": row["applied_at"], "body": body, "body_text": body_text,
+        "id": row.id, "received_at": row.received_at, "subject": row.subject,
+        "resource": row.resource, "resource_id": row.resource_id, "shape": row.shape,
+        "state": row.state, "attempts": row.attempts,
+        "next_attempt_at": row.next_attempt_at, "last_error": row.last_error,
+        "applied_at": row.applied_at, "body": body, "body_text": body_text,
     }
 
 
@@ -102,8 +103,8 @@ async def list_events(request: Request) -> JSONResponse:
         limit=limit + 1,
     )
     page = rows[:limit]
-    tokens = all_tokens(request.app.state.settings.secret_keys)
-    next_cursor = query.encode_cursor([page[-1]["id"]]) if len(rows) > limit else None
+    tokens = all_tokens(request.app.state.settings.secret_keys, company=db.company)
+    next_cursor = query.encode_cursor([page[-1].id]) if len(rows) > limit else None
     return JSONResponse({"data": [event_view(r, tokens) for r in page], "next_cursor": next_cursor})
 
 
@@ -117,7 +118,8 @@ async def replay_event(request: Request) -> JSONResponse:
     get_logger(event_id=event_id, admin=admin.name).info("event.replay_requested")
     row = await get_row(db, event_id)
     assert row is not None  # a replayed row is `received`, which retention never deletes
-    return JSONResponse(event_view(row, all_tokens(request.app.state.settings.secret_keys)))
+    tokens = all_tokens(request.app.state.settings.secret_keys, company=db.company)
+    return JSONResponse(event_view(row, tokens))
 
 
 async def _receipt_view(db: Database, receipt: ReceiptRecord) -> dict[str, Any]:

@@ -8,6 +8,7 @@ The web process stores and reads; it never calls Alegra. Each feature module con
 
 from __future__ import annotations
 
+import gc
 import sys
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -45,9 +46,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 hook = getattr(component, "lifespan", None)
                 if hook is not None:
                     await stack.enter_async_context(hook(app))
+            # What start-up built (imported code, settings, the app) lives as long as the
+            # process: the collector's full passes skip it from here on, or each would walk it
+            # all, every request stalled for tens of ms (docs/webhooks.md, "Garbage collection").
+            gc.freeze()
             try:
                 yield
             finally:
+                gc.unfreeze()
                 await stack.aclose()
                 await app.state.db.close()
 

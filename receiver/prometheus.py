@@ -226,11 +226,10 @@ async def _drift_families(db: Database) -> list[Metric]:
 async def _job_families(db: Database) -> list[Metric]:
     states = await jobs.job_states(db)
     successes = await ops_queries.last_successes(db)
-    duration = {(j["name"],): float(j["last_duration_s"]) for j in states
-                if j["last_duration_s"] is not None}
-    outcome = {(j["name"], j["last_outcome"]): 1.0 for j in states if j["last_outcome"]}
+    duration = {(j.name,): j.last_duration_s for j in states if j.last_duration_s is not None}
+    outcome = {(j.name, str(j.last_outcome)): 1.0 for j in states if j.last_outcome}
     success = {(name,): _epoch(at) or 0.0 for name, at in successes.items()}
-    next_run = {(j["name"],): _epoch(j["next_run_at"]) or 0.0 for j in states if j["next_run_at"]}
+    next_run = {(j.name,): j.next_run_at.timestamp() for j in states if j.next_run_at}
     company = db.company
     return [
         gauge("job_last_duration_seconds", "Duration of each job's latest run.", duration,

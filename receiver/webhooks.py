@@ -7,6 +7,9 @@ know is stored as such (and logged by the committer as `webhook.unusable`) and s
 because every non-2xx counts toward Alegra deleting the subscription. The only non-2xx answers:
 404 for a bad token (nothing stored), 413 past the body bound, and 503 if the store could not
 commit in time (Alegra retries).
+Each company has its own URL: the token names the company it was made for (`TokenTable.resolve`),
+and the delivery goes to that company's inbox only. A token of a company that does not exist or
+is removed is answered exactly as an unknown token.
 The token is a secret: it is never logged (only `fingerprint()`), and uvicorn runs without
 access logs (Procfile) so the path never reaches a log line either.
 """
@@ -27,6 +30,7 @@ from starlette.routing import BaseRoute
 from receiver.errors import ApiError
 from receiver.inbox.channel import CommitterOptions
 from receiver.inbox.writer import InboxWriter
+from receiver.live_companies import LiveCompanies
 from receiver.openapi import ApiRoute, error, ok
 from sync.logs import get_logger, register_secrets
 from sync.store.inbox import NewDelivery, NewHandshake
@@ -44,6 +48,7 @@ class Endpoint:
     tokens: TokenTable
     max_body: int
     writer: InboxWriter
+    companies: LiveCompanies
 
 
 @asynccontextmanager
@@ -55,7 +60,8 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     writer = InboxWriter(settings.database_path, options=options)
     await writer.start()
     app.state.webhooks = Endpoint(
-        TokenTable(settings.secret_keys), settings.max_webhook_body_bytes, writer)
+        TokenTable(settings.secret_keys), settings.max_webhook_body_bytes, writer,
+        LiveCompanies(app.state.db))
     try:
         yield
     finally:
@@ -68,16 +74,38 @@ async def receive(request: Request) -> Response:
     The hot path: every step here is paid per delivery, so the answer's bytes are formatted
     directly and the per-request log lines are only for the unusual cases."""
     endpoint: Endpoint = request.app.state.webhooks
-    token = request.path_params["token"]
-    key_index = endpoint.tokens.key_index(token)
-    if key_index is None:
-        get_logger(token_fp=fingerprint(token)).warning("webhook.bad_token")
-        raise HTTPException(404, "Not Found")  # the same answer as for any unknown path
+    # TODO(issue 12): the company goes into NewDelivery/NewHandshake once they carry it.
+    _company, key_index = await _resolve(endpoint, request.path_params["token"])
     body = await read_bounded(request, endpoint.max_body)
     if not body or body.isspace():
         return await _handshake(endpoint.writer, key_index)
     inbox_id = await _store(endpoint.writer, NewDelivery(body, key_index))
     return Response(b'{"status":"stored","id":%d}' % inbox_id, media_type=JSON)
+
+
+async def _resolve(endpoint: Endpoint, token: str) -> tuple[str, int]:
+    """(company, key index) of the URL's token; 404, as for any unknown path, when no key made
+    it or its company does not exist or is removed."""
+    resolved = endpoint.tokens.resolve(token)
+    if resolved is None:
+        get_logger(token_fp=fingerprint(token)).warning("webhook.bad_token")
+        raise HTTPException(404, "Not Found")
+    if not await _is_live(endpoint.companies, resolved[0]):
+        get_logger(token_fp=fingerprint(token), company=resolved[0]).warning(
+            "webhook.company_not_live")
+        raise HTTPException(404, "Not Found")
+    return resolved
+
+
+async def _is_live(companies: LiveCompanies, company: str) -> bool:
+    """Whether the company takes deliveries. ApiError 503 when the store cannot say."""
+    try:
+        return await companies.contains(company)
+    except Exception as exc:
+        get_logger(company=company).error("webhook.company_lookup_failed",
+                                          error=type(exc).__name__)
+        raise ApiError(503, "unavailable", "delivery not stored; deliver again",
+                       headers={"Retry-After": "1"}) from exc
 
 
 async def read_bounded(request: Request, limit: int) -> bytes:

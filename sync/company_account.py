@@ -35,15 +35,24 @@ def account_for(
     return AlegraAccount(company.base_url or settings.alegra_base_url, company.email, token)
 
 
+async def stored_account(
+    settings: Settings, db: Database, record: CompanyRecord
+) -> AlegraAccount:
+    """The account of a stored company, its token decrypted here. Raises NoToken, or
+    SettingsError naming CREDENTIALS_KEY when the token cannot be decrypted."""
+    token = None
+    if not record.is_default:
+        sealed = await companies.read_token(db, record.id)
+        token = None if sealed is None else credentials.decrypt(settings, sealed, record.id)
+    return account_for(settings, record, token)
+
+
 async def live_accounts(settings: Settings, db: Database) -> list[CompanyAccount]:
     """Every company not removed, with the account the worker calls Alegra as for it."""
     found = []
     for record in await companies.list_companies(db):
         if record.state == CompanyState.REMOVED:
             continue
-        token = None
-        if not record.is_default:
-            sealed = await companies.read_token(db, record.id)
-            token = None if sealed is None else credentials.decrypt(settings, sealed, record.id)
-        found.append(CompanyAccount(record.id, record.state, account_for(settings, record, token)))
+        account = await stored_account(settings, db, record)
+        found.append(CompanyAccount(record.id, record.state, account))
     return found

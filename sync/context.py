@@ -25,10 +25,28 @@ class WorkerContext:
     budget: RateBudget
     stopping: asyncio.Event
     company: str = DEFAULT_COMPANY  # `db` is scoped to it; the Alegra client calls as it
+    # Set by the worker's fleet when it sees work for this company (one look for every company,
+    # sync/fleet.py); without them (a CLI job, a test) the lanes poll the table themselves.
+    receipts_ready: asyncio.Event | None = None
+    events_due: asyncio.Event | None = None
 
     def __post_init__(self) -> None:
         # Once stopping, no lane waits out a rate window: `acquire` raises `Stopping` instead.
         self.budget.stop_waiting_on(self.stopping)
+
+    async def idle(self, wake: asyncio.Event | None, poll_s: float, longest_s: float) -> bool:
+        """Wait for new work: until `wake` is set (then cleared), at most `longest_s`; without a
+        `wake`, `poll_s`. Returns True if the worker is stopping."""
+        if wake is None:
+            return await self.sleep(poll_s)
+        waits = {asyncio.ensure_future(wake.wait()), asyncio.ensure_future(self.stopping.wait())}
+        try:
+            await asyncio.wait(waits, timeout=longest_s, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in waits:
+                waiting.cancel()
+        wake.clear()
+        return self.stopping.is_set()
 
     async def sleep(self, seconds: float) -> bool:
         """Sleep up to `seconds`, waking early on stop. Returns True if the worker is stopping."""

@@ -1,6 +1,9 @@
 """The worker's companies: one set of lanes per live company, each calling Alegra as that company.
 
-Every `COMPANIES_POLL_S` the fleet reads which companies are live: a new one's lanes start (its
+One read every `RECEIPTS_LOOK_S` (`EVENTS_LOOK_S`) asks which companies have receipts ready
+(webhook deliveries due) and wakes those companies' lanes, so hundreds of idle companies cost
+the database no more than one. Every `COMPANIES_POLL_S` the fleet reads which companies are
+live: a new one's lanes start (its
 backfill is due at once, `jobs.scheduler.prepare`), a removed one's stop after their current
 step. Companies whose Alegra user is the same (e-mail at one base URL) share one `RateBudget`:
 Alegra counts its 150 requests a minute per user. Every other company has its own budget, its
@@ -27,9 +30,12 @@ from sync.context import Lane, WorkerContext
 from sync.logs import get_logger
 from sync.settings import Settings
 from sync.states import CompanyState
+from sync.store import inbox, receipt_work
 from sync.store.db import Database
 
 COMPANIES_POLL_S = 2.0
+RECEIPTS_LOOK_S = 0.1  # how often one read asks which companies have receipts ready
+EVENTS_LOOK_S = 0.5  # ... and webhook deliveries to work
 ATTENTION_PROBE_S = 60.0
 REFUSED = frozenset({401, 402, 403})
 
@@ -90,22 +96,42 @@ class Fleet:
         return budget
 
     async def run(self) -> None:
-        """Until the worker stops: follow the companies table; then stop every company's lanes."""
+        """Until the worker stops: follow the companies table and wake the lanes that have work;
+        then stop every company's lanes."""
         try:
-            while not self.stopping.is_set():
-                await self.refresh()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.stopping.wait(), COMPANIES_POLL_S)
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._every(COMPANIES_POLL_S, self.refresh))
+                group.create_task(self._every(RECEIPTS_LOOK_S, self.wake_receipts))
+                group.create_task(self._every(EVENTS_LOOK_S, self.wake_events))
         finally:
             await self._stop_all()
 
+    async def _every(self, period_s: float, look: Callable[[], Awaitable[None]]) -> None:
+        while not self.stopping.is_set():
+            try:
+                await look()
+            except Exception:
+                self.log.exception("fleet.look_failed", look=look.__name__)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), period_s)
+
+    async def wake_receipts(self) -> None:
+        """One read for every company: wake the receipts lane of each that has one ready."""
+        for company in await receipt_work.companies_with_ready_work(self.db):
+            running = self.running.get(company)
+            if running is not None and running.ctx.receipts_ready is not None:
+                running.ctx.receipts_ready.set()
+
+    async def wake_events(self) -> None:
+        """One read for every company: wake the events lane of each that has deliveries due."""
+        for company in await inbox.companies_with_due_events(self.db):
+            running = self.running.get(company)
+            if running is not None and running.ctx.events_due is not None:
+                running.ctx.events_due.set()
+
     async def refresh(self) -> None:
         """Start lanes for new active companies, pause refused ones, stop removed ones."""
-        try:
-            companies = {c.company: c for c in await self.load()}
-        except Exception:
-            self.log.exception("fleet.load_failed")
-            return
+        companies = {c.company: c for c in await self.load()}
         for company in [c for c in self.running if c not in companies]:
             await self._stop(company, reason="removed")
         for company in [c for c in self.paused if c not in companies]:
@@ -136,7 +162,7 @@ class Fleet:
         )
         ctx = WorkerContext(
             self.settings, self.db.for_company(entry.company), client, budget, asyncio.Event(),
-            company=entry.company,
+            company=entry.company, receipts_ready=asyncio.Event(), events_due=asyncio.Event(),
         )
         budget.stop_waiting_on(self.stopping)  # shared: the worker's stop, not one company's
         task = asyncio.create_task(self._lanes(ctx), name=f"company:{entry.company}")

@@ -11,10 +11,12 @@ from sync.states import ReceiptStatus, StepState
 
 @dataclass(frozen=True)
 class ReceiptRecord:
-    """A stored receipt: its validated payload and where its processing stands."""
+    """A stored receipt: its validated payload and where its processing stands. Its id is unique
+    across companies; `company_id` is the company (Alegra account) it is billed in."""
 
     id: str
     partner_id: str
+    company_id: str
     idempotency_key: str
     status: ReceiptStatus
     payload: dict[str, Any]

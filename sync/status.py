@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from sync.job_records import JobState
 from sync.settings import Settings
 from sync.states import PENDING_INBOX_STATES, JobOutcome
 from sync.store import jobs, ops_queries
@@ -154,8 +155,7 @@ async def cache_status(
     status: dict[str, Any] = {
         "checked_at": now.isoformat(timespec="microseconds"),
         "counts": await ops_queries.cache_counts(db),
-        "jobs": [{**{k: j.get(k) for k in _JOB_KEYS}, "last_success_at": successes.get(j["name"])}
-                 for j in await jobs.job_states(db)],
+        "jobs": [job_view(j, successes.get(j.name)) for j in await jobs.job_states(db)],
         "last_success": successes,
         "webhooks": await _webhooks(db),
         "subscriptions": await _subscriptions(db),
@@ -186,6 +186,17 @@ async def companies_status(
     return {"checked_at": now.isoformat(timespec="microseconds"),
             "trustworthy": all(entry["trustworthy"] for entry in entries),
             "companies": entries}
+
+
+def job_view(job: JobState, last_success_at: str | None) -> dict[str, Any]:
+    """A job as the status shows it, times in the store's text form (pure)."""
+    view = {key: getattr(job, key) for key in _JOB_KEYS}
+    return {**{key: _text(value) for key, value in view.items()},
+            "last_success_at": last_success_at}
+
+
+def _text(value: object) -> object:
+    return value.isoformat(timespec="microseconds") if isinstance(value, datetime) else value
 
 
 async def worker_summary(db: Database, now: datetime) -> dict[str, Any]:

@@ -5,6 +5,10 @@ job runs on a schedule: it compares what Alegra lists with the events we need at
 (`PUBLIC_URL/webhooks/alegra/<token of key 0>`), creates what is missing, and only then deletes our
 subscriptions at URLs no longer current (an older key after a rotation). Running it twice changes
 nothing. A subscription is "ours" when its URL's token verifies with one of our keys.
+
+Each company (one Alegra account) has its own URL, whose token signs the company id: the company
+is the `db` handle's (`Database.for_company`), whose subscription rows these functions keep. A
+subscription whose token is another company's is not ours here, and is never touched.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from sync.alegra.errors import AlegraError, AuthFailed, Rejected
 from sync.logs import get_logger, register_secrets
 from sync.settings import Settings
 from sync.store import subscriptions as store
-from sync.store.db import Database, Row
+from sync.store.db import DEFAULT_COMPANY, Database, Row
 from sync.webhook_tokens import all_tokens, same_url, token_of_url, verify_token, webhook_url
 
 EVENTS = ("new-client", "edit-client", "delete-client", "new-bill", "edit-bill", "delete-bill")
@@ -66,16 +70,20 @@ class Report:
         return not self.failed
 
 
-def judge(rows: Sequence[dict[str, Any]], settings: Settings) -> list[Listed]:
-    """Alegra's listing → `Listed` entries (pure). Rows without an id or event are ignored."""
-    current_url = webhook_url(settings.public_url, settings.secret_keys)
+def judge(
+    rows: Sequence[dict[str, Any]], settings: Settings, company: str = DEFAULT_COMPANY
+) -> list[Listed]:
+    """Alegra's listing → `Listed` entries for `company` (pure): ours when the URL's token is
+    this company's. Rows without an id or event are ignored."""
+    keys = settings.secret_keys
+    current_url = webhook_url(settings.public_url, keys, company=company)
     listed = []
     for row in rows:
         if row.get("id") is None or not isinstance(row.get("event"), str):
             continue
         url = str(row.get("url") or "")
         token = token_of_url(url)
-        key_index = None if token is None else verify_token(token, settings.secret_keys)
+        key_index = None if token is None else verify_token(token, keys, company=company)
         current = key_index is not None and same_url(url, current_url)
         listed.append(Listed(str(row["id"]), row["event"], url, key_index, current))
     return listed
@@ -102,8 +110,12 @@ class _Run:
     report: Report = field(default_factory=Report)
 
     def __post_init__(self) -> None:
-        self.tokens = all_tokens(self.settings.secret_keys)
+        self.company = self.db.company
+        self.tokens = all_tokens(self.settings.secret_keys, company=self.company)
         register_secrets(self.tokens)  # the worker's health job runs this too
+
+    def logger(self, **context: Any) -> Any:
+        return get_logger(company=self.company, **context)
 
     def describe(self, exc: AlegraError) -> str:
         """Alegra's reason, with any of our tokens it may echo (the URL) masked."""
@@ -114,7 +126,7 @@ class _Run:
 
     async def listing(self) -> list[Listed]:
         rows = await resources.list_subscriptions(self.client, priority=self.priority)
-        return judge(rows, self.settings)
+        return judge(rows, self.settings, self.company)
 
     async def keep(self, entry: Listed) -> None:
         await store.record_present(
@@ -125,8 +137,8 @@ class _Run:
     async def create(self, event: str, *, was_lost: bool) -> str | None:
         """Subscribe one event. Returns None when done (or failed, recorded), or Alegra's reason
         when it refused in a way that may mean the subscription already exists."""
-        url = webhook_url(self.settings.public_url, self.settings.secret_keys)
-        log = get_logger(event=event)
+        url = webhook_url(self.settings.public_url, self.settings.secret_keys, company=self.company)
+        log = self.logger(event=event)
         try:
             made = await resources.create_subscription(
                 self.client, event, url, priority=self.priority
@@ -160,7 +172,7 @@ class _Run:
                 await self.keep(current[event])
             else:
                 await self.fail(event, reason)
-                get_logger(event=event).warning("webhooks.subscribe_failed", reason=reason)
+                self.logger(event=event).warning("webhooks.subscribe_failed", reason=reason)
 
     async def delete(self, entry: Listed) -> bool:
         """Delete one subscription of ours; a failure is reported, not raised."""
@@ -172,7 +184,7 @@ class _Run:
             self.report.failed[f"delete {entry.alegra_id}"] = self.describe(exc)
             return False
         self.report.deleted.append(entry)
-        get_logger(event=entry.event, key_index=entry.key_index).info(
+        self.logger(event=entry.event, key_index=entry.key_index).info(
             "webhooks.unsubscribed", alegra_id=entry.alegra_id, current=entry.current
         )
         return True
@@ -227,10 +239,13 @@ def is_duplicate_rejection(exc: AlegraError) -> bool:
 
 
 async def list_subscriptions_report(
-    client: AlegraClient, settings: Settings, *, priority: Priority = Priority.BACKGROUND
+    client: AlegraClient, settings: Settings, *, priority: Priority = Priority.BACKGROUND,
+    company: str = DEFAULT_COMPANY,
 ) -> list[Listed]:
-    """Every subscription Alegra has for this account, judged (ours? which key? current?)."""
-    return judge(await resources.list_subscriptions(client, priority=priority), settings)
+    """Every subscription Alegra has for this account (`client` calls as `company`), judged
+    for that company (ours? which key? current?)."""
+    rows = await resources.list_subscriptions(client, priority=priority)
+    return judge(rows, settings, company)
 
 
 async def remove_subscriptions(

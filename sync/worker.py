@@ -100,6 +100,10 @@ async def refuse_if_another_beats(db: Database, now: dt.datetime | None = None) 
         )
 
 
+def _count_call(company: str, method: str, path: str, status: int | None, seconds: float) -> None:
+    metrics.observe_alegra_call(method, path, status, seconds, company=company)
+
+
 async def _set_state(db: Database, company: str, state: CompanyState, reason: str | None) -> None:
     await companies.set_state(db, company, state, reason)
 
@@ -111,7 +115,7 @@ async def _run_lanes(settings: Settings, db: Database) -> None:
         settings, db, stopping, lanes=lanes(),
         load=lambda: live_accounts(settings, db),
         set_state=lambda company, state, reason: _set_state(db, company, state, reason),
-        on_response=lambda company, *call: metrics.observe_alegra_call(*call, company=company),
+        on_response=_count_call,
     )
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

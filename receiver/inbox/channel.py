@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import receiver
-from receiver.inbox.committer import HEAD, LOCK_WAIT_S, frame, to_wire
+from receiver.inbox.committer import HEAD, LOCK_WAIT_S, frame
 from sync.logs import get_logger
 from sync.store.inbox import Item
 
@@ -87,7 +87,7 @@ class CommitterChannel:
         return value
 
     async def _exchange(self, running: _Running, items: Sequence[Item]) -> tuple[str, object]:
-        running.writer.write(frame(to_wire(items)))
+        running.writer.write(frame(list(items)))
         async with asyncio.timeout(self.options.answer_deadline_s):
             head = await running.reader.readexactly(HEAD.size)
             return _unpickle(await running.reader.readexactly(HEAD.unpack(head)[0]))

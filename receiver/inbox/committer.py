@@ -32,7 +32,6 @@ from sync.store.inbox import (
     INSERT_HANDSHAKE,
     DeliveryRow,
     Item,
-    NewDelivery,
     NewHandshake,
     delivery_params,
     handshake_params,
@@ -41,10 +40,9 @@ from sync.store.inbox import (
 
 LOCK_WAIT_S = 2.5  # less than the receiver's deadline: a batch that cannot lock fails, not hangs
 LOG_EVERY_S = 1.0  # at most one `webhook.stored` line a second
-WAL_AUTOCHECKPOINT_PAGES = 10_000  # SQLite's default is 1,000 (what the other connections use)
+CHECKPOINT_EVERY_S = 0.1  # the committer's own WAL checkpoints, between batches
 HEAD = struct.Struct("!I")
 T = TypeVar("T")
-Wire = tuple[bytes | None, int]
 
 
 # --- the wire format (both ends) --------------------------------------------------------------
@@ -52,15 +50,6 @@ Wire = tuple[bytes | None, int]
 def frame(value: object) -> bytes:
     data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
     return HEAD.pack(len(data)) + data
-
-
-def to_wire(items: Sequence[Item]) -> list[Wire]:
-    return [(i.body, i.key_index) if isinstance(i, NewDelivery) else (None, i.key_index)
-            for i in items]
-
-
-def from_wire(batch: Sequence[Wire]) -> list[Item]:
-    return [NewHandshake(key) if body is None else NewDelivery(body, key) for body, key in batch]
 
 
 def read_frame(sock: socket.socket) -> Any | None:
@@ -86,15 +75,31 @@ def _read_exactly(sock: socket.socket, size: int) -> bytes | None:
 # --- writing ----------------------------------------------------------------------------------
 
 def open_connection(path: Path) -> sqlite3.Connection:
-    """The committer's connection: its own lock waiting (`retry_locked`), FULL sync."""
+    """The committer's connection: its own lock waiting (`retry_locked`), FULL sync, and no
+    checkpoint inside a commit: `checkpoint_if_due` runs them between batches."""
     conn = sqlite3.connect(path, isolation_level=None, timeout=0)
     conn.execute("PRAGMA synchronous = FULL")  # per connection: durable before the 2xx
-    # Checkpoints (copying the WAL into the database file) are left to the other connections,
-    # the worker's above all, which commit often: one run from here would stall a batch of
-    # acknowledgements. Past this many pages (~40 MB) this connection checkpoints too, so the
-    # WAL stays bounded while the worker is down.
-    conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
+    conn.execute("PRAGMA wal_autocheckpoint = 0")
     return conn
+
+
+def checkpoint_if_due(conn: sqlite3.Connection, last_at: float) -> float:
+    """Copy the WAL into the database file (PASSIVE: it neither waits for nor blocks another
+    connection) if CHECKPOINT_EVERY_S has passed since `last_at`; returns when the last one ran.
+
+    Run after a batch's answer, so no acknowledgement waits inside a commit for one. Once a
+    checkpoint has caught up, the next commit writes the WAL again from its start: a few MB
+    rewritten in place, whose fsync costs less than that of a file that grows with every commit.
+    Another connection's checkpoint catches up only if no batch lands while it runs
+    (docs/webhooks.md, "Checkpoints")."""
+    now = time.monotonic()
+    if now - last_at < CHECKPOINT_EVERY_S:
+        return last_at
+    try:  # another connection's checkpoint under way is no error: this one is skipped
+        conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+    except sqlite3.Error as exc:  # the disk: the batches will say so; the next one tries again
+        get_logger().warning("webhook.checkpoint_failed", error=type(exc).__name__)
+    return now
 
 
 def insert_items(
@@ -151,16 +156,16 @@ def insert_row_by_row(
                 if _is_locked(exc) or not conn.in_transaction:
                     raise
                 get_logger().warning("webhook.row_refused", error=type(exc).__name__)
-                row = malformed_row(item, at)
+                row = malformed_row(row)
                 cursor = conn.execute(INSERT_DELIVERY, row)
             ids.append(int(cursor.lastrowid or 0))
             rows.append(row)
     return ids, rows
 
 
-def malformed_row(item: NewDelivery, at: str) -> DeliveryRow:
-    """A delivery's row with nothing parsed from its body: what any body can be stored as."""
-    return DeliveryRow(at, None, None, None, item.body, "malformed", item.key_index)
+def malformed_row(row: DeliveryRow) -> DeliveryRow:
+    """The row without what was parsed from its body: what any body can be stored as."""
+    return row._replace(subject=None, resource=None, resource_id=None, shape="malformed")
 
 
 @contextmanager
@@ -212,6 +217,7 @@ def serve(sock: socket.socket, conn: sqlite3.Connection, lock_wait_s: float) -> 
     """Answer batches until end of file. Each answer goes out before the batch's log lines:
     the requests are waiting for it."""
     log = StoredLog()
+    checkpointed_at = time.monotonic()
     ready = select.poll()  # not select.select(): the fd may be past FD_SETSIZE (1024)
     ready.register(sock, select.POLLIN)
     while True:
@@ -225,7 +231,7 @@ def serve(sock: socket.socket, conn: sqlite3.Connection, lock_wait_s: float) -> 
             batch = None
         if batch is None:
             break
-        items = from_wire(batch)
+        items: list[Item] = batch
         try:
             ids, rows = insert_items(conn, items, lock_wait_s)
         except Exception as exc:  # the batch is answered 503 and Alegra delivers it again
@@ -236,6 +242,7 @@ def serve(sock: socket.socket, conn: sqlite3.Connection, lock_wait_s: float) -> 
         if not _answer(sock, ("ok", ids)):
             break
         log.add(ids, rows)
+        checkpointed_at = checkpoint_if_due(conn, checkpointed_at)
     log.flush()
 
 

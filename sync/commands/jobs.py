@@ -132,7 +132,7 @@ def _left(eta_s: float | None) -> str:
 async def _backfill(settings: Settings, *, restart: bool) -> int:
     async with foreground(settings) as ctx:
         state = await job_store.job_state(ctx.db, schedule.BACKFILL)
-        checkpoint = (state or {}).get("checkpoint") or {}
+        checkpoint = (state.checkpoint if state else None) or {}
         if restart or checkpoint.get("phase") == "done":
             await backfill.reset(ctx.db)
         bar = ProgressBar(ctx.budget, "backfill")

@@ -4,7 +4,8 @@
 with the Alegra ids, Alegra's status, code and message on failure, and what to do about it
 (`sync.receipt_advice`). `retry` hands a failed receipt back to the worker, as
 `POST /v1/receipts/{id}/retry` does: it resumes from its recorded steps. Both read the database
-directly; no web process is needed.
+directly; no web process is needed. A receipt id names its company (ids are unique across
+companies), so neither needs one.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from sync.states import ReceiptStatus, StepState
 from sync.store import ops_queries
 from sync.store.db import Database
 from sync.store.partners import list_partners
-from sync.store.receipts import get_receipt, get_steps
+from sync.store.receipts import get_receipt_any_company, get_steps
 
 WIDTH = 100  # advice is wrapped to this many columns
 _STATUS_STYLE = {ReceiptStatus.COMPLETED: "green", ReceiptStatus.DUPLICATE: "green",
@@ -46,11 +47,12 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def show_command(args: argparse.Namespace) -> int:
     async def show(_: Settings, db: Database) -> int:
-        row = await get_receipt(db, args.receipt_id, None)
+        row = await get_receipt_any_company(db, args.receipt_id)
         if row is None:
             print(f"alegra-sync: no receipt {args.receipt_id}", file=sys.stderr)
             return 1
-        resource = {**receipt_resource(row, await get_steps(db, args.receipt_id)),
+        steps = await get_steps(db.for_company(row.company_id), args.receipt_id)
+        resource = {**receipt_resource(row, steps),
                     "partner_id": row.partner_id}
         if args.json:
             print(json.dumps(resource, indent=2, ensure_ascii=False))
@@ -65,11 +67,13 @@ def show_command(args: argparse.Namespace) -> int:
 
 def retry_command(args: argparse.Namespace) -> int:
     async def retry(_: Settings, db: Database) -> int:
-        if await ops_queries.retry_failed_receipt(db, args.receipt_id):
+        row = await get_receipt_any_company(db, args.receipt_id)
+        if row is not None and await ops_queries.retry_failed_receipt(
+            db.for_company(row.company_id), args.receipt_id
+        ):
             print(f"Receipt {args.receipt_id} is queued again: the worker resumes it from its "
                   f"recorded steps. Follow it with: alegra-sync receipts show {args.receipt_id}")
             return 0
-        row = await get_receipt(db, args.receipt_id, None)
         state = "no such receipt" if row is None else f"it is {row.status}, not failed"
         print(f"alegra-sync: cannot retry {args.receipt_id}: {state}", file=sys.stderr)
         return 1

@@ -1,10 +1,16 @@
-"""`alegra-sync webhooks register | list | remove`: this service's subscriptions in Alegra.
+"""`alegra-sync webhooks register | list | remove [--company ID | --all]`: this service's
+subscriptions in Alegra.
 
 `register` subscribes the client and bill events at `PUBLIC_URL/webhooks/alegra/<token>` (the web
 process must be reachable there: Alegra checks the URL before subscribing). Running it again
 changes nothing; after a key rotation it moves the subscriptions to the new key's URL. `list`
 shows every subscription of the account and whether it points here; `remove` deletes ours.
 URLs are printed with their token masked.
+
+Each company has its own URL (its token signs the company id) in its own Alegra account. Without
+`--company` or `--all` the command works on the company `default` (the account configured in the
+environment), as it did before there were companies; `--all` works on every company that is not
+removed, one after the other, and fails if any of them failed.
 """
 
 from __future__ import annotations
@@ -17,10 +23,13 @@ from collections.abc import Awaitable, Callable
 from sync.alegra.budget import RateBudget
 from sync.alegra.client import AlegraClient, build_client
 from sync.alegra.errors import AlegraError
+from sync.company_account import NoToken, stored_account
 from sync.deployment import command_settings
 from sync.logs import configure_logging, register_secrets
-from sync.settings import Settings
-from sync.store.db import Database
+from sync.settings import Settings, SettingsError
+from sync.states import CompanyState
+from sync.store.companies import CompanyRecord, get_company, live_companies
+from sync.store.db import DEFAULT_COMPANY, Database
 from sync.subscriptions import (
     Listed,
     Report,
@@ -30,25 +39,42 @@ from sync.subscriptions import (
 )
 from sync.webhook_tokens import all_tokens, mask_url
 
+# An action gets the company's client and the store scoped to the company (`db.company`).
 Action = Callable[[AlegraClient, Database, Settings], Awaitable[int]]
+
+
+class CompanyUnavailable(Exception):
+    """A company the command cannot work on: unknown, removed, or without usable credentials."""
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("webhooks", help="manage Alegra webhook subscriptions")
     actions = parser.add_subparsers(dest="webhooks_command", required=True)
-    actions.add_parser(
-        "register", help="subscribe client and bill events at PUBLIC_URL (idempotent)"
-    ).set_defaults(handler=lambda _: _run(_register))
-    actions.add_parser(
-        "list", help="show Alegra's subscriptions and whether each points here"
-    ).set_defaults(handler=lambda _: _run(_list))
-    actions.add_parser(
-        "remove", help="delete this service's subscriptions"
-    ).set_defaults(handler=lambda _: _run(_remove))
+    for name, text, action in (
+        ("register", "subscribe client and bill events at PUBLIC_URL (idempotent)", _register),
+        ("list", "show Alegra's subscriptions and whether each points here", _list),
+        ("remove", "delete this service's subscriptions", _remove),
+    ):
+        command = actions.add_parser(name, help=text)
+        _company_options(command)
+        command.set_defaults(handler=_handler(action))
 
 
-def _run(action: Action) -> int:
-    """Load settings, open the store and an Alegra client, run one action, close."""
+def _company_options(parser: argparse.ArgumentParser) -> None:
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--company", metavar="ID", default=None,
+                       help=f"this company's subscriptions (default: {DEFAULT_COMPANY!r}, the "
+                            "account in the environment)")
+    which.add_argument("--all", action="store_true",
+                       help="every company that is not removed, one after the other")
+
+
+def _handler(action: Action) -> Callable[[argparse.Namespace], int]:
+    return lambda args: _run(action, args)
+
+
+def _run(action: Action, args: argparse.Namespace) -> int:
+    """Load settings, open the store, run the action for each company asked for, close."""
     settings = command_settings(needs_alegra=True)
     configure_logging(settings.log_format, "warning")
     register_secrets([*(str(k) for k in settings.secret_keys), *all_tokens(settings.secret_keys)])
@@ -57,17 +83,73 @@ def _run(action: Action) -> int:
 
     async def main() -> int:
         db = await Database.open(settings.database_path)
-        client = build_client(settings, RateBudget(settings.rate_limit, settings.rate_window_s))
         try:
-            return await action(client, db, settings)
-        except AlegraError as exc:
-            print(f"alegra-sync: Alegra refused or failed: {exc.message}", file=sys.stderr)
-            return 1
-        finally:
-            await client.aclose()
+            companies = await _companies(db, args)
+        except CompanyUnavailable as exc:
+            print(f"alegra-sync: {exc}", file=sys.stderr)
             await db.close()
+            return 1
+        try:
+            statuses = [
+                await _run_for(action, settings, db, company, heading=bool(args.all))
+                for company in companies
+            ]
+        finally:
+            await db.close()
+        return max(statuses, default=0)
 
     return asyncio.run(main())
+
+
+async def _companies(db: Database, args: argparse.Namespace) -> list[CompanyRecord]:
+    """The companies to work on: `--all` (default first), `--company`, or `default`.
+    Raises CompanyUnavailable for a company that does not exist or is removed."""
+    if args.all:
+        live = await live_companies(db)
+        ids = [c for c in (DEFAULT_COMPANY,) if c in live] + sorted(set(live) - {DEFAULT_COMPANY})
+    else:
+        ids = [args.company or DEFAULT_COMPANY]
+    records = []
+    for company in ids:
+        record = await get_company(db, company)
+        if record is None or record.state == CompanyState.REMOVED:
+            raise CompanyUnavailable(
+                f"no company {company!r} (or it is removed): see `alegra-sync companies list`")
+        records.append(record)
+    return records
+
+
+async def _run_for(
+    action: Action, settings: Settings, db: Database, company: CompanyRecord, *, heading: bool
+) -> int:
+    """The action for one company, with its own client; a failure is printed, not raised."""
+    if heading:
+        print(f"== {company.id}")
+    register_secrets(all_tokens(settings.secret_keys, company=company.id))
+    prefix = "" if company.is_default else f"{company.id}: "
+    try:
+        client = await _client(settings, db, company)
+    except CompanyUnavailable as exc:
+        print(f"alegra-sync: {prefix}{exc}", file=sys.stderr)
+        return 1
+    try:
+        return await action(client, db.for_company(company.id), settings)
+    except AlegraError as exc:
+        print(f"alegra-sync: {prefix}Alegra refused or failed: {exc.message}", file=sys.stderr)
+        return 1
+    finally:
+        await client.aclose()
+
+
+async def _client(settings: Settings, db: Database, company: CompanyRecord) -> AlegraClient:
+    """A client calling Alegra as the company's account, with a budget of its own.
+    Raises CompanyUnavailable when the company's credentials cannot be had."""
+    try:
+        account = await stored_account(settings, db, company)
+    except (NoToken, SettingsError) as exc:
+        raise CompanyUnavailable(str(exc)) from exc
+    budget = RateBudget(settings.rate_limit, settings.rate_window_s)
+    return build_client(settings, budget, account=account)
 
 
 async def _register(client: AlegraClient, db: Database, settings: Settings) -> int:
@@ -79,8 +161,8 @@ async def _register(client: AlegraClient, db: Database, settings: Settings) -> i
     return 0 if report.ok else 1
 
 
-async def _list(client: AlegraClient, _: Database, settings: Settings) -> int:
-    listed = await list_subscriptions_report(client, settings)
+async def _list(client: AlegraClient, db: Database, settings: Settings) -> int:
+    listed = await list_subscriptions_report(client, settings, company=db.company)
     print(format_listing(listed))
     return 0
 

@@ -24,12 +24,13 @@ from sync.alegra.client import AlegraClient
 from sync.alegra.errors import AlegraError, Stopping
 from sync.alegra.records import bill_as_shown, contact_from_alegra
 from sync.backoff import Backoff
+from sync.inbox_records import Group, PendingDelivery
 from sync.logs import get_logger
 from sync.states import InboxState
 from sync.store import bill_status, inbox
 from sync.store.bills import with_provider_tax_id
 from sync.store.contacts import mark_contact_deleted, upsert_contacts
-from sync.store.db import Database, Row, utcnow
+from sync.store.db import Database, utcnow
 
 SOURCE = "webhook"
 
@@ -94,18 +95,20 @@ class RetryPolicy:
 
 
 async def apply_group(
-    alegra: AlegraClient, db: Database, group: inbox.Group, policy: RetryPolicy
+    alegra: AlegraClient, db: Database, group: Group, policy: RetryPolicy
 ) -> int:
     """Settle every row of the group: skipped, applied after one fetch, or failed/parked.
     Returns the number of Alegra fetches made (0 or 1). Raises `Stopping` (the rows untouched,
     no attempt counted) when the worker stops before the fetch could be sent."""
-    handled = [r for r in group.rows if r["subject"] in HANDLERS]
-    ignored = [r for r in group.rows if r["subject"] not in HANDLERS]
+    handled = [r for r in group.rows if r.subject in HANDLERS]
+    ignored = [r for r in group.rows if r.subject not in HANDLERS]
     if ignored:
         await _skip(db, ignored)
     if not handled:
         return 0
-    confirm = HANDLERS[handled[0]["subject"]]  # parse ensured the subjects agree on the resource
+    subject = handled[0].subject  # parse ensured the subjects agree on the resource
+    assert subject is not None  # it is one of HANDLERS
+    confirm = HANDLERS[subject]
     try:
         outcome = await confirm(alegra, db, group.resource_id)
     except Stopping:
@@ -113,30 +116,31 @@ async def apply_group(
     except Exception as exc:
         await _fail(db, handled, group, exc, policy)
         return 1
-    await inbox.mark_done(db, [r["id"] for r in handled], state=InboxState.APPLIED, note=None)
+    await inbox.mark_done(db, [r.id for r in handled], state=InboxState.APPLIED, note=None)
     metrics.count_settled(InboxState.APPLIED, len(handled), db.company)
     for row in handled:
-        get_logger(inbox_id=row["id"]).info(
-            "event.applied", subject=row["subject"], resource=group.resource,
+        get_logger(inbox_id=row.id).info(
+            "event.applied", subject=row.subject, resource=group.resource,
             resource_id=group.resource_id, outcome=outcome, coalesced=len(handled),
         )
     return 1
 
 
-async def _skip(db: Database, rows: Sequence[Row]) -> None:
-    ids = [r["id"] for r in rows]
+async def _skip(db: Database, rows: Sequence[PendingDelivery]) -> None:
+    ids = [r.id for r in rows]
     await inbox.mark_done(db, ids, state=InboxState.SKIPPED, note="event not used")
     metrics.count_settled(InboxState.SKIPPED, len(rows), db.company)
     for row in rows:
-        get_logger(inbox_id=row["id"]).info("event.skipped", subject=row["subject"])
+        get_logger(inbox_id=row.id).info("event.skipped", subject=row.subject)
 
 
 async def _fail(
-    db: Database, rows: Sequence[Row], group: inbox.Group, exc: Exception, policy: RetryPolicy
+    db: Database, rows: Sequence[PendingDelivery], group: Group, exc: Exception,
+    policy: RetryPolicy,
 ) -> None:
     error = _evidence(exc)
     now = datetime.now(UTC)
-    outcomes = [(r["id"], *policy.next_state(int(r["attempts"]), now)) for r in rows]
+    outcomes = [(r.id, *policy.next_state(r.attempts, now)) for r in rows]
     await inbox.mark_retry(db, outcomes, error=json.dumps(error))
     for inbox_id, state, next_at in outcomes:
         log = get_logger(inbox_id=inbox_id, resource=group.resource, resource_id=group.resource_id)

@@ -23,6 +23,8 @@ from sync.logs import get_logger
 from sync.store import inbox
 from sync.store.db import Database
 
+IDLE_LONGEST_S = 5.0  # an idle lane the fleet wakes still looks this often by itself
+
 
 @dataclass(frozen=True)
 class LaneConfig:
@@ -46,7 +48,7 @@ async def run_round(
     unusable = await inbox.skip_unusable(db)
     metrics.count_settled("skipped", len(unusable), db.company)
     for row in unusable:
-        get_logger(inbox_id=row["id"]).info("event.skipped", shape=row["shape"])
+        get_logger(inbox_id=row.id).info("event.skipped", shape=row.shape)
     due = await inbox.due_groups(
         db, quiet_before=_ago(config.quiet_s), waited_before=_ago(config.max_wait_s),
         limit=config.groups_per_round,
@@ -71,5 +73,5 @@ async def run(ctx: WorkerContext, config: LaneConfig | None = None) -> None:
         settled, _ = await run_round(ctx.alegra, ctx.db, config, ctx.stopping)
         if settled:
             await asyncio.sleep(0)  # let the other lanes run between rounds
-        elif await ctx.sleep(config.poll_s):
+        elif await ctx.idle(ctx.events_due, config.poll_s, IDLE_LONGEST_S):
             return

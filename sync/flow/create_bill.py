@@ -79,7 +79,10 @@ def _record(
     receipt_id = scope.receipt_id
     tax_id = receipt.supplier.tax_id.number if receipt.supplier.tax_id else None
     known = records.bill_from_alegra(bill, provider_tax_id=tax_id, receipt_id=receipt_id)
-    scope.log.also(lambda conn: bills.record_bill_in(conn, known, source=SOURCE))
+    company = scope.log.db.company
+    scope.log.also(
+        lambda conn: bills.record_bill_in(conn, known, company=company, source=SOURCE)
+    )
     detail = total_check(receipt.total, bill.get("total"))
     if "total_difference" in detail:
         get_logger(receipt_id=receipt_id).warning("receipt.total_differs", **detail)

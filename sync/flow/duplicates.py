@@ -108,17 +108,18 @@ async def _decide(
     env: FlowEnv, facts: Facts, owner: str, *, ncf: str, claim_key: str
 ) -> Verdict:
     """Look, decide and claim (or settle) in one transaction."""
+    company = env.db.company
     async with env.db.transaction() as conn:
-        ids = await bill_index.provider_ids(conn, facts.tax_id, facts.name_key)
-        bills = await bill_index.bills_with_ncf(conn, ncf)
-        holder = await bill_index.claim_holder(conn, claim_key)
+        ids = await bill_index.provider_ids(conn, facts.tax_id, facts.name_key, company=company)
+        bills = await bill_index.bills_with_ncf(conn, ncf, company=company)
+        holder = await bill_index.claim_holder(conn, claim_key, company=company)
         verdict = ncf_verdict(facts, bills, ids, holder)
         if verdict.outcome == "clear":
-            await bill_index.take_claim(conn, claim_key, facts.receipt_id)
+            await bill_index.take_claim(conn, claim_key, facts.receipt_id, company=company)
         elif verdict.outcome == "duplicate" and verdict.bill is not None:
             await bill_index.settle_duplicate(
                 conn, facts.receipt_id, owner=owner, bill_id=verdict.bill.alegra_id,
-                detail=_evidence(facts, verdict),
+                detail=_evidence(facts, verdict), company=company,
             )
     return verdict
 
@@ -133,12 +134,15 @@ def _evidence(facts: Facts, verdict: Verdict) -> dict[str, Any]:
 
 async def _flag_likely(env: FlowEnv, facts: Facts) -> None:
     """Flag the receipt for every known bill or receipt with its supplier, date and total."""
+    company = env.db.company
     async with env.db.transaction() as conn:
-        ids = await bill_index.provider_ids(conn, facts.tax_id, facts.name_key)
-        bills = await bill_index.bills_on_date(conn, facts.date)
-        others = await bill_index.receipts_on_date(conn, facts.date, besides=facts.receipt_id)
+        ids = await bill_index.provider_ids(conn, facts.tax_id, facts.name_key, company=company)
+        bills = await bill_index.bills_on_date(conn, facts.date, company=company)
+        others = await bill_index.receipts_on_date(
+            conn, facts.date, besides=facts.receipt_id, company=company
+        )
         added = await bill_index.add_flags(
-            conn, facts.receipt_id, likely_duplicates(facts, bills, others, ids)
+            conn, facts.receipt_id, likely_duplicates(facts, bills, others, ids), company=company
         )
     if added:
         metrics.count_flag(LIKELY, env.db.company)

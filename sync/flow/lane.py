@@ -1,6 +1,8 @@
 """The receipts lane of the worker: claim ready receipts and run up to N of them at once.
 
-The web process only writes rows, so the lane polls the table (every `POLL_S` when idle). It
+The web process only writes rows: an idle lane waits for the worker's fleet to see ready
+receipts of its company (one look for every company, `sync/fleet.py`), or polls the table itself
+every `POLL_S` when it runs alone (a CLI job, a test). It
 claims `queued` receipts whose time has come, and `processing` ones whose holder's lease ran out
 or whose holder is known dead (a worker killed on this host: see `flow/lease.py`). When the
 worker is stopping it claims nothing more and waits for the running receipts, which hand
@@ -28,13 +30,13 @@ DEAD_CHECK_S = 5.0
 async def run(ctx: WorkerContext) -> None:
     """Work receipts until `ctx.stopping` is set, then let the running ones reach a step's end."""
     env = FlowEnv(ctx.settings, ctx.db, ctx.alegra, ctx.stopping)
-    lane = _Lane(env, lease.new_owner(), max(1, ctx.settings.receipt_concurrency))
+    lane = _Lane(env, lease.new_owner(), max(1, ctx.settings.receipt_concurrency), ctx)
     await lane.loop()
 
 
 class _Lane:
-    def __init__(self, env: FlowEnv, owner: str, concurrency: int) -> None:
-        self.env, self.owner, self.concurrency = env, owner, concurrency
+    def __init__(self, env: FlowEnv, owner: str, concurrency: int, ctx: WorkerContext) -> None:
+        self.env, self.owner, self.concurrency, self.ctx = env, owner, concurrency, ctx
         self.running: dict[asyncio.Task[str], str] = {}  # task → the receipt it works on
         self.dead: list[str] = []
         self.dead_checked = float("-inf")
@@ -70,10 +72,9 @@ class _Lane:
         return claimed
 
     async def _idle(self) -> None:
-        try:
-            await asyncio.wait_for(self.env.stopping.wait(), timeout=POLL_S)
-        except TimeoutError:
-            return
+        """Until the fleet says this company has ready receipts (at most DEAD_CHECK_S, so dead
+        holders are still noticed), or POLL_S when no fleet watches."""
+        await self.ctx.idle(self.ctx.receipts_ready, POLL_S, DEAD_CHECK_S)
 
     def _start(self, claimed: Claimed) -> None:
         self.log.info("receipt.claimed", receipt_id=claimed.receipt_id, attempts=claimed.attempts)

@@ -45,7 +45,7 @@ def eta_s(
 
 async def _load(job: JobRun) -> dict[str, Any]:
     state = await job_store.job_state(job.db, job.name)
-    checkpoint = state["checkpoint"] if state else None
+    checkpoint = state.checkpoint if state else None
     return checkpoint or {"phase": PHASES[0], "start": 0}
 
 

@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 from urllib.parse import urlsplit
 
+from sync.job_records import JobState
 from sync.settings import Settings
 from sync.states import JobOutcome
 
@@ -34,17 +33,6 @@ _BEFORE_BACKFILL = frozenset({BACKFILL, SUBSCRIPTIONS, RETENTION})
 RETENTION_EVERY_S = 3600.0
 # A failed or incomplete run is tried again after about one rate window (at least this long).
 MIN_RETRY_S = 10.0
-
-
-
-@dataclass(frozen=True)
-class JobState:
-    """One row of the `jobs` table, as the scheduler reads it."""
-
-    name: str
-    next_run_at: datetime | None
-    last_outcome: str | None
-    checkpoint: dict[str, Any] | None = None
 
 
 def interval_s(settings: Settings, name: str) -> float | None:

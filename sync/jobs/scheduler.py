@@ -15,7 +15,6 @@ from sync.context import WorkerContext
 from sync.jobs import accounts, backfill, bills, reconcile, retention, schedule
 from sync.jobs import subscriptions as subscription_health
 from sync.jobs.runner import JobBusy, JobFn, JobResult, run_job
-from sync.jobs.schedule import JobState
 from sync.logs import get_logger
 from sync.states import JobOutcome
 from sync.store import jobs as job_store
@@ -32,20 +31,8 @@ TICK_S = 1.0  # longest sleep between looks at the table (a run requested meanwh
 MIN_TICK_S = 0.05
 
 
-def _parse(text: str | None) -> datetime | None:
-    return datetime.fromisoformat(text) if text else None
-
-
 def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat(timespec="microseconds") if moment else None
-
-
-async def load_states(ctx: WorkerContext) -> list[JobState]:
-    rows = await job_store.job_states(ctx.db)
-    return [
-        JobState(r["name"], _parse(r["next_run_at"]), r["last_outcome"], r["checkpoint"])
-        for r in rows
-    ]
 
 
 async def prepare(ctx: WorkerContext) -> None:
@@ -57,10 +44,10 @@ async def prepare(ctx: WorkerContext) -> None:
         ctx.db, {n: _iso(schedule.first_run_at(ctx.settings, n, now)) for n in schedule.JOB_NAMES}
     )
     backfill = await job_store.job_state(ctx.db, schedule.BACKFILL)
-    if backfill is not None and backfill["last_outcome"] == JobOutcome.SUCCESS:
+    if backfill is not None and backfill.last_outcome == JobOutcome.SUCCESS:
         for name in created:
             await job_store.request_run(ctx.db, name)
-    for state in await load_states(ctx):
+    for state in await job_store.job_states(ctx.db):
         at = schedule.clamped(ctx.settings, state, now)
         if at != state.next_run_at:
             await job_store.set_next_run(ctx.db, state.name, _iso(at))
@@ -83,7 +70,7 @@ async def _tick(ctx: WorkerContext, running: dict[str, asyncio.Task[JobResult | 
         task = running.pop(name)
         if not task.cancelled() and task.exception() is not None:
             get_logger(job=name).error("job.crashed", error=repr(task.exception()))
-    states = await load_states(ctx)
+    states = await job_store.job_states(ctx.db)
     enabled = await subscription_health.enabled(ctx)
     now = datetime.now(UTC)
     for name in schedule.due_jobs(states, now, running=set(running), subscriptions_enabled=enabled):

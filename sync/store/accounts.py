@@ -1,4 +1,6 @@
-"""The chart-of-accounts cache. Alegra sends no webhooks for it: polled, and written through."""
+"""The chart-of-accounts cache. Alegra sends no webhooks for it: polled, and written through.
+Per company: every query reads and writes `db.company`'s rows only (a parent is in the same
+company as its child)."""
 
 from __future__ import annotations
 
@@ -42,12 +44,15 @@ async def upsert_accounts(
 ) -> int:
     async with db.transaction() as conn:
         count = await cache.upsert(
-            conn, TABLE, COLUMNS, map(_row, records), source=source, confirmed_at=confirmed_at
+            conn, TABLE, COLUMNS, map(_row, records),
+            company=db.company, source=source, confirmed_at=confirmed_at,
         )
         # A parent gains a child when an account is created under it: it is no longer a leaf.
         await conn.execute(
-            "UPDATE accounts SET is_leaf = 0 WHERE is_leaf = 1 AND alegra_id IN"
-            " (SELECT parent_id FROM accounts WHERE deleted = 0 AND parent_id IS NOT NULL)"
+            "UPDATE accounts SET is_leaf = 0 WHERE company_id = ? AND is_leaf = 1 AND alegra_id IN"
+            " (SELECT parent_id FROM accounts"
+            "  WHERE company_id = ? AND deleted = 0 AND parent_id IS NOT NULL)",
+            (db.company, db.company),
         )
         return count
 
@@ -66,16 +71,18 @@ async def find_expense_account(db: Database, key: str) -> AccountRecord | None:
     if not key:
         return None
     row = await db.fetchone(
-        "SELECT * FROM accounts WHERE type = 'expense' AND name_key = ? AND deleted = 0"
+        "SELECT * FROM accounts"
+        " WHERE company_id = ? AND type = 'expense' AND name_key = ? AND deleted = 0"
         " ORDER BY (status = 'inactive'), is_leaf DESC, alegra_id LIMIT 1",
-        (key,),
+        (db.company, key),
     )
     return record_from_row(row) if row else None
 
 
 async def get_account(db: Database, alegra_id: str) -> AccountRecord | None:
     row = await db.fetchone(
-        "SELECT * FROM accounts WHERE alegra_id = ? AND deleted = 0", (alegra_id,)
+        "SELECT * FROM accounts WHERE company_id = ? AND alegra_id = ? AND deleted = 0",
+        (db.company, alegra_id),
     )
     return record_from_row(row) if row else None
 
@@ -83,13 +90,17 @@ async def get_account(db: Database, alegra_id: str) -> AccountRecord | None:
 async def root_expense_account(db: Database) -> AccountRecord | None:
     """The top of the expense branch (an expense account whose parent is not an expense account)."""
     row = await db.fetchone(
-        "SELECT a.* FROM accounts a LEFT JOIN accounts p ON p.alegra_id = a.parent_id"
-        " WHERE a.type = 'expense' AND a.deleted = 0"
+        "SELECT a.* FROM accounts a"
+        " LEFT JOIN accounts p ON p.company_id = a.company_id AND p.alegra_id = a.parent_id"
+        " WHERE a.company_id = ? AND a.type = 'expense' AND a.deleted = 0"
         " AND (p.alegra_id IS NULL OR p.type IS NOT 'expense')"
-        " ORDER BY a.code, a.alegra_id LIMIT 1"
+        " ORDER BY a.code, a.alegra_id LIMIT 1",
+        (db.company,),
     )
     return record_from_row(row) if row else None
 
 
 async def count_accounts(db: Database) -> int:
-    return int(await db.scalar("SELECT COUNT(*) FROM accounts WHERE deleted = 0"))
+    return int(await db.scalar(
+        "SELECT COUNT(*) FROM accounts WHERE company_id = ? AND deleted = 0", (db.company,)
+    ))

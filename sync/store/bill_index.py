@@ -5,6 +5,8 @@ what makes "look → decide → claim or settle" one step even across processes 
 `bill_claims` holds, per fiscal document (`<supplier>|<NCF>`), the receipt of ours that may bill
 it; a claim whose receipt can no longer bill it (duplicate, billed and then voided, or failed,
 unless it failed after sending a bill whose outcome it never learned) is simply taken over.
+Everything is per company: each function reads and writes the rows of the `company` it is given
+only (one bill per supplier + NCF holds within a company; another company may bill the same).
 """
 
 from __future__ import annotations
@@ -36,40 +38,46 @@ async def _rows(conn: aiosqlite.Connection, sql: str, params: Sequence[Any]) -> 
     return list(await cursor.fetchall())
 
 
-async def bills_with_ncf(conn: aiosqlite.Connection, ncf_key: str) -> list[BillSeen]:
+async def bills_with_ncf(
+    conn: aiosqlite.Connection, ncf_key: str, *, company: str
+) -> list[BillSeen]:
     """Every cached bill, not deleted, carrying this NCF (whatever the supplier or status)."""
     rows = await _rows(
         conn,
-        f"SELECT {_BILL_COLUMNS} FROM bills WHERE ncf_key = ? AND deleted = 0"  # noqa: S608
-        " ORDER BY confirmed_at",
-        (ncf_key,),
+        f"SELECT {_BILL_COLUMNS} FROM bills"  # noqa: S608
+        " WHERE company_id = ? AND ncf_key = ? AND deleted = 0 ORDER BY confirmed_at",
+        (company, ncf_key),
     )
     return [_bill(r) for r in rows]
 
 
-async def bills_on_date(conn: aiosqlite.Connection, date: str) -> list[BillSeen]:
+async def bills_on_date(conn: aiosqlite.Connection, date: str, *, company: str) -> list[BillSeen]:
     """Every cached bill, not deleted, dated `date`."""
     rows = await _rows(
         conn,
-        f"SELECT {_BILL_COLUMNS} FROM bills WHERE bill_date = ? AND deleted = 0"  # noqa: S608
-        " ORDER BY confirmed_at",
-        (date,),
+        f"SELECT {_BILL_COLUMNS} FROM bills"  # noqa: S608
+        " WHERE company_id = ? AND bill_date = ? AND deleted = 0 ORDER BY confirmed_at",
+        (company, date),
     )
     return [_bill(r) for r in rows]
 
 
 async def provider_ids(
-    conn: aiosqlite.Connection, tax_id: str | None, supplier_name_key: str
+    conn: aiosqlite.Connection, tax_id: str | None, supplier_name_key: str, *, company: str
 ) -> set[str]:
     """Ids of every cached contact (deleted ones too: their bills remain) with this tax id or,
     without one, this normalised name (an empty one matches nothing)."""
     if tax_id is not None:
-        rows = await _rows(conn, "SELECT alegra_id FROM contacts WHERE tax_id = ?", (tax_id,))
+        rows = await _rows(
+            conn, "SELECT alegra_id FROM contacts WHERE company_id = ? AND tax_id = ?",
+            (company, tax_id),
+        )
     elif not supplier_name_key:
         return set()
     else:
         rows = await _rows(
-            conn, "SELECT alegra_id FROM contacts WHERE name_key = ?", (supplier_name_key,)
+            conn, "SELECT alegra_id FROM contacts WHERE company_id = ? AND name_key = ?",
+            (company, supplier_name_key),
         )
     return {str(r[0]) for r in rows}
 
@@ -92,36 +100,45 @@ _OTHER = (
 
 
 async def receipts_on_date(
-    conn: aiosqlite.Connection, date: str, *, besides: str
+    conn: aiosqlite.Connection, date: str, *, besides: str, company: str
 ) -> list[OtherReceipt]:
     """Our receipts dated `date`, except `besides`."""
-    rows = await _rows(conn, f"{_OTHER} WHERE receipt_date = ? AND id != ?", (date, besides))
+    rows = await _rows(
+        conn, f"{_OTHER} WHERE company_id = ? AND receipt_date = ? AND id != ?",
+        (company, date, besides),
+    )
     return [_other(r) for r in rows]
 
 
-async def claim_holder(conn: aiosqlite.Connection, claim_key: str) -> OtherReceipt | None:
+async def claim_holder(
+    conn: aiosqlite.Connection, claim_key: str, *, company: str
+) -> OtherReceipt | None:
     """The receipt that claimed this fiscal document, with its current status."""
     rows = await _rows(
         conn,
-        f"{_OTHER} WHERE id = (SELECT receipt_id FROM bill_claims WHERE claim_key = ?)",  # noqa: S608
-        (claim_key,),
+        f"{_OTHER} WHERE company_id = ? AND id ="  # noqa: S608
+        " (SELECT receipt_id FROM bill_claims WHERE company_id = ? AND claim_key = ?)",
+        (company, company, claim_key),
     )
     return _other(rows[0]) if rows else None
 
 
-async def take_claim(conn: aiosqlite.Connection, claim_key: str, receipt_id: str) -> None:
+async def take_claim(
+    conn: aiosqlite.Connection, claim_key: str, receipt_id: str, *, company: str
+) -> None:
     """This receipt may bill the document now (the caller decided the old claim is stale)."""
     await conn.execute(
-        "INSERT INTO bill_claims(claim_key, receipt_id, claimed_at) VALUES (?, ?, ?)"
-        " ON CONFLICT(claim_key) DO UPDATE SET receipt_id = excluded.receipt_id,"
+        "INSERT INTO bill_claims(company_id, claim_key, receipt_id, claimed_at)"
+        " VALUES (?, ?, ?, ?)"
+        " ON CONFLICT(company_id, claim_key) DO UPDATE SET receipt_id = excluded.receipt_id,"
         " claimed_at = excluded.claimed_at WHERE bill_claims.receipt_id != excluded.receipt_id",
-        (claim_key, receipt_id, utcnow()),
+        (company, claim_key, receipt_id, utcnow()),
     )
 
 
 async def settle_duplicate(
     conn: aiosqlite.Connection, receipt_id: str, *, owner: str, bill_id: str,
-    detail: dict[str, Any],
+    detail: dict[str, Any], company: str,
 ) -> bool:
     """Finish the receipt as `duplicate` of `bill_id`, with the evidence on its
     `duplicate_check` step. False (nothing written) when the lease is no longer `owner`'s."""
@@ -130,8 +147,9 @@ async def settle_duplicate(
         f"UPDATE receipts SET status = '{ReceiptStatus.DUPLICATE}', bill_id = ?,"  # noqa: S608
         " completed_at = ?, error = NULL,"
         " next_attempt_at = NULL, lease_until = NULL, lease_owner = NULL, updated_at = ?"
-        f" WHERE id = ? AND status = '{ReceiptStatus.PROCESSING}' AND lease_owner = ?",
-        (bill_id, now, now, receipt_id, owner),
+        f" WHERE company_id = ? AND id = ? AND status = '{ReceiptStatus.PROCESSING}'"
+        " AND lease_owner = ?",
+        (bill_id, now, now, company, receipt_id, owner),
     )
     if cursor.rowcount == 0:
         return False
@@ -148,9 +166,13 @@ async def settle_duplicate(
     return True
 
 
-async def add_flags(conn: aiosqlite.Connection, receipt_id: str, flags: Iterable[str]) -> list[str]:
+async def add_flags(
+    conn: aiosqlite.Connection, receipt_id: str, flags: Iterable[str], *, company: str
+) -> list[str]:
     """Add flags the receipt does not carry yet (others stay); returns the ones added."""
-    cursor = await conn.execute("SELECT flags FROM receipts WHERE id = ?", (receipt_id,))
+    cursor = await conn.execute(
+        "SELECT flags FROM receipts WHERE company_id = ? AND id = ?", (company, receipt_id)
+    )
     row = await cursor.fetchone()
     if row is None:
         return []
@@ -158,8 +180,8 @@ async def add_flags(conn: aiosqlite.Connection, receipt_id: str, flags: Iterable
     added = [f for f in dict.fromkeys(flags) if f not in current]
     if added:
         await conn.execute(
-            "UPDATE receipts SET flags = ?, updated_at = ? WHERE id = ?",
-            (json.dumps([*current, *added]), utcnow(), receipt_id),
+            "UPDATE receipts SET flags = ?, updated_at = ? WHERE company_id = ? AND id = ?",
+            (json.dumps([*current, *added]), utcnow(), company, receipt_id),
         )
     return added
 
@@ -167,4 +189,6 @@ async def add_flags(conn: aiosqlite.Connection, receipt_id: str, flags: Iterable
 async def record_looked_up_bills(db: Database, bills: Iterable[BillRecord], *, source: str) -> None:
     """Store bills Alegra just listed (newer-wins), keeping the receipt a bill came from."""
     async with db.transaction() as conn:
-        await record_seen_bills_in(conn, bills, source=source, confirmed_at=utcnow())
+        await record_seen_bills_in(
+            conn, bills, company=db.company, source=source, confirmed_at=utcnow()
+        )

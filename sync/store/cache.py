@@ -3,6 +3,8 @@
 Each row carries `confirmed_at`, the moment Alegra's answer was received. A write only lands if
 it is at least as new as what the row holds, so a slow fetch that finishes after a newer one
 (webhook confirmation racing a reconciliation) can never put an older state back.
+Every row belongs to one company (`company_id`; Alegra ids are unique only within an account):
+each statement here reads and writes the rows of one company only.
 Table and column names come from the calling module's constants, never from input.
 """
 
@@ -16,13 +18,15 @@ import aiosqlite
 
 from sync.store.db import Database, utcnow
 
+KEY = ("company_id", "alegra_id")
+
 
 def _upsert_sql(table: str, columns: Sequence[str]) -> str:
-    names = [*columns, "raw", "source", "deleted", "confirmed_at", "updated_at"]
-    updates = ", ".join(f"{c} = excluded.{c}" for c in names if c != "alegra_id")
+    names = ["company_id", *columns, "raw", "source", "deleted", "confirmed_at", "updated_at"]
+    updates = ", ".join(f"{c} = excluded.{c}" for c in names if c not in KEY)
     return (
         f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join('?' for _ in names)})"  # noqa: S608
-        f" ON CONFLICT(alegra_id) DO UPDATE SET {updates}"
+        f" ON CONFLICT({', '.join(KEY)}) DO UPDATE SET {updates}"
         f" WHERE excluded.confirmed_at >= {table}.confirmed_at"
     )
 
@@ -33,13 +37,16 @@ async def upsert(
     columns: Sequence[str],
     rows: Iterable[Mapping[str, Any]],
     *,
+    company: str,
     source: str,
     confirmed_at: str | None = None,
 ) -> int:
-    """Insert or refresh rows (inside the caller's transaction); returns how many were given."""
+    """Insert or refresh `company`'s rows (inside the caller's transaction); returns how many
+    were given."""
     at = confirmed_at or utcnow()
     params = [
-        (*(row[c] for c in columns), json.dumps(row["raw"], ensure_ascii=False), source, 0, at, at)
+        (company, *(row[c] for c in columns), json.dumps(row["raw"], ensure_ascii=False), source,
+         0, at, at)
         for row in rows
     ]
     if params:
@@ -50,12 +57,13 @@ async def upsert(
 async def mark_deleted(
     db: Database, table: str, alegra_id: str, *, source: str, confirmed_at: str | None = None
 ) -> bool:
-    """Soft-delete one row if the news of its deletion is newer than the row. True if changed."""
+    """Soft-delete one of `db.company`'s rows if the news of its deletion is newer than the row.
+    True if changed."""
     at = confirmed_at or utcnow()
     changed = await db.execute(
         f"UPDATE {table} SET deleted = 1, source = ?, confirmed_at = ?, updated_at = ?"  # noqa: S608
-        " WHERE alegra_id = ? AND deleted = 0 AND confirmed_at <= ?",
-        (source, at, at, alegra_id, at),
+        " WHERE company_id = ? AND alegra_id = ? AND deleted = 0 AND confirmed_at <= ?",
+        (source, at, at, db.company, alegra_id, at),
     )
     return changed > 0
 
@@ -63,19 +71,22 @@ async def mark_deleted(
 async def mark_missing_deleted(
     db: Database, table: str, seen_ids: set[str], *, source: str, scan_started_at: str
 ) -> list[str]:
-    """After a COMPLETE scan: soft-delete rows Alegra no longer lists. Returns the ids deleted.
+    """After a COMPLETE scan of `db.company`'s account: soft-delete its rows Alegra no longer
+    lists. Returns the ids deleted.
 
     Rows confirmed after the scan started (a webhook or a receipt created them meanwhile) are kept.
     """
     async with db.transaction() as conn:
         cursor = await conn.execute(
-            f"SELECT alegra_id FROM {table} WHERE deleted = 0 AND confirmed_at < ?",  # noqa: S608
-            (scan_started_at,),
+            f"SELECT alegra_id FROM {table}"  # noqa: S608
+            " WHERE company_id = ? AND deleted = 0 AND confirmed_at < ?",
+            (db.company, scan_started_at),
         )
         gone = [row[0] for row in await cursor.fetchall() if row[0] not in seen_ids]
         at = utcnow()
         await conn.executemany(
-            f"UPDATE {table} SET deleted = 1, source = ?, updated_at = ? WHERE alegra_id = ?",  # noqa: S608
-            [(source, at, alegra_id) for alegra_id in gone],
+            f"UPDATE {table} SET deleted = 1, source = ?, updated_at = ?"  # noqa: S608
+            " WHERE company_id = ? AND alegra_id = ?",
+            [(source, at, db.company, alegra_id) for alegra_id in gone],
         )
     return gone

@@ -1,4 +1,5 @@
-"""The contact cache: suppliers and clients as Alegra last confirmed them."""
+"""The contact cache: suppliers and clients as Alegra last confirmed them, per company (every
+query reads and writes `db.company`'s rows only)."""
 
 from __future__ import annotations
 
@@ -41,7 +42,8 @@ async def upsert_contacts(
     """Write contacts as Alegra returned them (newer-wins; un-deletes a restored contact)."""
     async with db.transaction() as conn:
         return await cache.upsert(
-            conn, TABLE, COLUMNS, map(_row, records), source=source, confirmed_at=confirmed_at
+            conn, TABLE, COLUMNS, map(_row, records),
+            company=db.company, source=source, confirmed_at=confirmed_at,
         )
 
 
@@ -54,10 +56,10 @@ async def mark_contact_deleted(
 async def find_supplier_by_tax_id(db: Database, tax_id: str) -> ContactRecord | None:
     """The live contact with this tax id, preferring active suppliers over clients."""
     row = await db.fetchone(
-        "SELECT * FROM contacts WHERE tax_id = ? AND deleted = 0"
+        "SELECT * FROM contacts WHERE company_id = ? AND tax_id = ? AND deleted = 0"
         " ORDER BY (status = 'inactive'), (types NOT LIKE '%provider%'), confirmed_at DESC"
         " LIMIT 1",
-        (tax_id,),
+        (db.company, tax_id),
     )
     return record_from_row(row) if row else None
 
@@ -68,18 +70,23 @@ async def find_contacts_by_name_key(db: Database, key: str) -> list[ContactRecor
     if not key:
         return []
     rows = await db.fetchall(
-        "SELECT * FROM contacts WHERE name_key = ? AND deleted = 0"
+        "SELECT * FROM contacts WHERE company_id = ? AND name_key = ? AND deleted = 0"
         " ORDER BY (status = 'inactive'), (types NOT LIKE '%provider%'), confirmed_at DESC",
-        (key,),
+        (db.company, key),
     )
     return [record_from_row(r) for r in rows]
 
 
 async def get_cached_contact(db: Database, alegra_id: str) -> Row | None:
     """The whole cached row (with source, confirmed_at, deleted) for inspection and tests."""
-    return await db.fetchone("SELECT * FROM contacts WHERE alegra_id = ?", (alegra_id,))
+    return await db.fetchone(
+        "SELECT * FROM contacts WHERE company_id = ? AND alegra_id = ?", (db.company, alegra_id)
+    )
 
 
 async def live_contacts(db: Database) -> list[ContactRecord]:
-    rows = await db.fetchall("SELECT * FROM contacts WHERE deleted = 0 ORDER BY alegra_id")
+    rows = await db.fetchall(
+        "SELECT * FROM contacts WHERE company_id = ? AND deleted = 0 ORDER BY alegra_id",
+        (db.company,),
+    )
     return [record_from_row(r) for r in rows]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import sqlite3
+from collections import Counter
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -143,6 +144,7 @@ class Database:
             done = {row[0] for row in await cursor.fetchall()}
             pending = [(v, n, sql) for v, n, sql in files if v not in done]
             _refuse_out_of_order([v for v, _, _ in pending], done)
+            dangling_before = await _dangling(conn) if pending else Counter()
             for version, name, sql in pending:
                 for statement in _split_sql(sql):
                     await conn.execute(statement)
@@ -152,7 +154,7 @@ class Database:
                 )
                 applied_now.append(version)
             if applied_now:
-                await _check_foreign_keys(conn)
+                await _refuse_new_dangling(conn, dangling_before)
         return applied_now
 
     async def pending_migrations(self) -> list[int]:
@@ -199,12 +201,19 @@ class Database:
         return None if row is None else row[0]
 
 
-async def _check_foreign_keys(conn: aiosqlite.Connection) -> None:
+async def _dangling(conn: aiosqlite.Connection) -> Counter[tuple[str, str]]:
+    """Rows whose reference finds no parent, counted by (table, parent table)."""
     cursor = await conn.execute("PRAGMA foreign_key_check")
-    broken = await cursor.fetchall()
-    if broken:
-        dangling = [tuple(row) for row in broken]
-        raise sqlite3.IntegrityError(f"migration left dangling references: {dangling}")
+    return Counter((row[0], row[2]) for row in await cursor.fetchall())
+
+
+async def _refuse_new_dangling(
+    conn: aiosqlite.Connection, before: Counter[tuple[str, str]]
+) -> None:
+    """Roll the migrations back if they left a reference dangling that was not before."""
+    new = await _dangling(conn) - before
+    if new:
+        raise sqlite3.IntegrityError(f"migration left dangling references: {dict(new)}")
 
 
 async def _renumber(conn: aiosqlite.Connection, names: dict[int, str]) -> None:

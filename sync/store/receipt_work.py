@@ -3,6 +3,8 @@
 A receipt is claimed when it is `queued`, or `processing` under a lease that expired or whose
 holder is known dead, and its `next_attempt_at` has come. Claiming is one UPDATE … RETURNING in a
 BEGIN IMMEDIATE transaction, so two workers (or two coroutines) never get the same receipt.
+Every function works on `db.company`'s receipts only (a receipt's steps follow their receipt);
+`companies_with_ready_work` is the one look across companies, for whoever dispatches them.
 Steps move `attempting` (a write may have been sent) → `done` | `failed`; a step is never moved
 back from `done`. `StepLog` is how the flow records them with few transactions (see its docstring).
 """
@@ -50,24 +52,46 @@ def timestamp_in(seconds: float) -> str:
     return (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat(timespec="microseconds")
 
 
-# A receipt is ready when queued, or processing under a lease that ran out or whose holder is
-# dead, and its next attempt is due. Parameters: now, dead holders (JSON list), now.
-_READY_WHERE = (
-    f" WHERE (status = '{ReceiptStatus.QUEUED}' OR (status = '{ReceiptStatus.PROCESSING}'"  # noqa: S608
-    " AND (lease_until IS NULL"
-    "        OR lease_until < ? OR lease_owner IN (SELECT value FROM json_each(?)))))"
-    "   AND (next_attempt_at IS NULL OR next_attempt_at <= ?)"
-)
+_DUE = " AND (next_attempt_at IS NULL OR next_attempt_at <= :now)"
+
+
+def _ready_kinds(company: str) -> tuple[str, str]:
+    """The two kinds of ready receipt of `company` (an SQL parameter or column), as WHERE
+    conditions: queued, and processing under a lease that ran out or whose holder is dead
+    (:dead, a JSON list); either one only once its next attempt is due (:now). Each is one range
+    of `receipts_company_ready` (company_id, status, next_attempt_at), so they are asked apart."""
+    queued = f"company_id = {company} AND status = '{ReceiptStatus.QUEUED}'" + _DUE
+    taken_over = (
+        f"company_id = {company} AND status = '{ReceiptStatus.PROCESSING}'"  # noqa: S608
+        " AND (lease_until IS NULL"
+        "      OR lease_until < :now OR lease_owner IN (SELECT value FROM json_each(:dead)))" + _DUE
+    )
+    return queued, taken_over
+
+
+_QUEUED, _TAKEN_OVER = _ready_kinds(":company")
 _CLAIM = (  # built from constants only
-    f"UPDATE receipts SET status = '{ReceiptStatus.PROCESSING}', lease_until = ?,"  # noqa: S608
-    " lease_owner = ?,"
-    " attempts = attempts + 1, updated_at = ?"
-    " WHERE id = (SELECT id FROM receipts" + _READY_WHERE +
-    "   AND id NOT IN (SELECT value FROM json_each(?))"
+    f"UPDATE receipts SET status = '{ReceiptStatus.PROCESSING}', lease_until = :lease_until,"  # noqa: S608
+    " lease_owner = :owner,"
+    " attempts = attempts + 1, updated_at = :now"
+    " WHERE id = (SELECT id FROM ("
+    "   SELECT id, next_attempt_at, created_at FROM receipts WHERE " + _QUEUED +
+    "   UNION ALL"
+    "   SELECT id, next_attempt_at, created_at FROM receipts WHERE " + _TAKEN_OVER + ")"
+    "   WHERE id NOT IN (SELECT value FROM json_each(:running))"
     "   ORDER BY COALESCE(next_attempt_at, created_at), created_at LIMIT 1)"
     " RETURNING id, payload, attempts, created_at, retried_at"
 )
-_READY = "SELECT 1 FROM receipts" + _READY_WHERE + " LIMIT 1"  # noqa: S608 -- constants
+_READY = (  # built from constants only
+    "SELECT EXISTS (SELECT 1 FROM receipts WHERE " + _QUEUED + ")"  # noqa: S608
+    " OR EXISTS (SELECT 1 FROM receipts WHERE " + _TAKEN_OVER + ")"
+)
+# Per company, two looks through `receipts_company_ready` that stop at the first ready receipt.
+_COMPANIES_READY = (
+    "SELECT id FROM companies WHERE EXISTS (SELECT 1 FROM receipts WHERE "  # noqa: S608
+    + ") OR EXISTS (SELECT 1 FROM receipts WHERE ".join(_ready_kinds("companies.id"))
+    + ") ORDER BY id"
+)
 
 
 async def claim_next(
@@ -78,14 +102,13 @@ async def claim_next(
     dead_owners: list[str] | None = None,
     running: Iterable[str] = (),
 ) -> Claimed | None:
-    """Take the next ready receipt under a lease of `lease_s` seconds, or None if none is ready.
-    `running`: receipts this worker is still working on — never claimed twice, even when their
-    lease ran out because renewals kept failing."""
-    now = utcnow()
-    params = (
-        timestamp_in(lease_s), owner, now, now, json.dumps(dead_owners or []), now,
-        json.dumps(list(running)),
-    )
+    """Take `db.company`'s next ready receipt under a lease of `lease_s` seconds, or None if none
+    is ready. `running`: receipts this worker is still working on — never claimed twice, even
+    when their lease ran out because renewals kept failing."""
+    params = {
+        **_ready_params(db, dead_owners), "lease_until": timestamp_in(lease_s), "owner": owner,
+        "running": json.dumps(list(running)),
+    }
     async with db.transaction() as conn:
         cursor = await conn.execute(_CLAIM, params)
         row = await cursor.fetchone()
@@ -97,19 +120,33 @@ async def claim_next(
     )
 
 
+def _ready_params(db: Database, dead_owners: list[str] | None) -> dict[str, Any]:
+    return {"company": db.company, "now": utcnow(), "dead": json.dumps(dead_owners or [])}
+
+
 async def any_ready(db: Database, *, dead_owners: list[str] | None = None) -> bool:
     """Whether `claim_next` would find a receipt: a plain read, so an idle worker polling it
     never takes the write lock the web process needs."""
-    now = utcnow()
-    return await db.fetchone(_READY, (now, json.dumps(dead_owners or []), now)) is not None
+    return bool(await db.scalar(_READY, _ready_params(db, dead_owners)))
+
+
+async def companies_with_ready_work(
+    db: Database, *, dead_owners: list[str] | None = None
+) -> list[str]:
+    """The companies (by id) that have a receipt `claim_next` would take now, whatever the
+    handle's company: one read, one index look per company. Whether a company's work may run
+    (removed, or waiting on its credentials) is the dispatcher's call."""
+    rows = await db.fetchall(_COMPANIES_READY, _ready_params(db, dead_owners))
+    return [str(r[0]) for r in rows]
 
 
 async def foreign_lease_owners(db: Database, owner: str) -> list[str]:
-    """Holders, other than `owner`, of the leases on receipts in `processing`."""
+    """Holders, other than `owner`, of the leases on `db.company`'s receipts in `processing`."""
     rows = await db.fetchall(
-        f"SELECT DISTINCT lease_owner FROM receipts WHERE status = '{ReceiptStatus.PROCESSING}'"  # noqa: S608
+        "SELECT DISTINCT lease_owner FROM receipts WHERE company_id = ?"  # noqa: S608
+        f" AND status = '{ReceiptStatus.PROCESSING}'"
         " AND lease_owner IS NOT NULL AND lease_owner != ?",
-        (owner,),
+        (db.company, owner),
     )
     return [str(r[0]) for r in rows]
 
@@ -117,15 +154,20 @@ async def foreign_lease_owners(db: Database, owner: str) -> list[str]:
 async def renew_lease(db: Database, receipt_id: str, *, owner: str, lease_s: float) -> bool:
     """Extend our lease. False when the receipt is no longer ours (the lease was taken over)."""
     changed = await db.execute(
-        "UPDATE receipts SET lease_until = ? WHERE id = ?"  # noqa: S608
+        "UPDATE receipts SET lease_until = ? WHERE id = ? AND company_id = ?"  # noqa: S608
         f" AND status = '{ReceiptStatus.PROCESSING}' AND lease_owner = ?",
-        (timestamp_in(lease_s), receipt_id, owner),
+        (timestamp_in(lease_s), receipt_id, db.company, owner),
     )
     return changed > 0
 
 
 async def load_steps(db: Database, receipt_id: str) -> dict[str, StepRecord]:
-    rows = await db.fetchall("SELECT * FROM receipt_steps WHERE receipt_id = ?", (receipt_id,))
+    """The steps of `db.company`'s receipt, by name (none for another company's receipt)."""
+    rows = await db.fetchall(
+        "SELECT s.* FROM receipt_steps AS s JOIN receipts AS r ON r.id = s.receipt_id"
+        " WHERE s.receipt_id = ? AND r.company_id = ?",
+        (receipt_id, db.company),
+    )
     return {row["step"]: _step(row) for row in rows}
 
 
@@ -190,10 +232,10 @@ def _fail_step_sql(
     )
 
 
-def _bill_id_sql(receipt_id: str, bill_id: str) -> tuple[str, tuple[Any, ...]]:
+def _bill_id_sql(company: str, receipt_id: str, bill_id: str) -> tuple[str, tuple[Any, ...]]:
     return (
-        "UPDATE receipts SET bill_id = ?, updated_at = ? WHERE id = ?",
-        (bill_id, utcnow(), receipt_id),
+        "UPDATE receipts SET bill_id = ?, updated_at = ? WHERE id = ? AND company_id = ?",
+        (bill_id, utcnow(), receipt_id, company),
     )
 
 
@@ -206,22 +248,22 @@ _RELEASE = f"status = '{ReceiptStatus.QUEUED}', next_attempt_at = NULL"
 
 
 def _final_sql(
-    receipt_id: str, owner: str, assignments: str, params: tuple[Any, ...]
+    company: str, receipt_id: str, owner: str, assignments: str, params: tuple[Any, ...]
 ) -> tuple[str, tuple[Any, ...]]:
     """End our hold on the receipt; changes nothing if the receipt is no longer ours."""
     return (
         f"UPDATE receipts SET {assignments}, lease_until = NULL, lease_owner = NULL,"  # noqa: S608
-        f" updated_at = ? WHERE id = ? AND status = '{ReceiptStatus.PROCESSING}'"
+        f" updated_at = ? WHERE id = ? AND company_id = ? AND status = '{ReceiptStatus.PROCESSING}'"
         " AND lease_owner = ?",
-        (*params, utcnow(), receipt_id, owner),
+        (*params, utcnow(), receipt_id, company, owner),
     )
 
 
-async def _held(conn: aiosqlite.Connection, receipt_id: str, owner: str) -> bool:
+async def _held(conn: aiosqlite.Connection, company: str, receipt_id: str, owner: str) -> bool:
     cursor = await conn.execute(
-        "SELECT 1 FROM receipts WHERE id = ?"  # noqa: S608
+        "SELECT 1 FROM receipts WHERE id = ? AND company_id = ?"  # noqa: S608
         f" AND status = '{ReceiptStatus.PROCESSING}' AND lease_owner = ?",
-        (receipt_id, owner),
+        (receipt_id, company, owner),
     )
     return await cursor.fetchone() is not None
 
@@ -258,7 +300,7 @@ class StepLog:
         )
 
     def bill(self, bill_id: str) -> None:
-        self._pending.append(statement(*_bill_id_sql(self.receipt_id, bill_id)))
+        self._pending.append(statement(*_bill_id_sql(self.db.company, self.receipt_id, bill_id)))
 
     def also(self, write: Write) -> None:
         """Another table's write (e.g. the bills cache) to commit with the next commit point."""
@@ -285,13 +327,13 @@ class StepLog:
         return await self._final(_RELEASE, ())
 
     async def _final(self, assignments: str, params: tuple[Any, ...]) -> bool:
-        sql = _final_sql(self.receipt_id, self.owner, assignments, params)
+        sql = _final_sql(self.db.company, self.receipt_id, self.owner, assignments, params)
         return await self._commit(statement(*sql)) > 0
 
     async def _commit(self, last: Write, *, fence: bool = False) -> int:
         writes, self._pending = [*self._pending, last], []
         async with self.db.transaction() as conn:
-            if fence and not await _held(conn, self.receipt_id, self.owner):
+            if fence and not await _held(conn, self.db.company, self.receipt_id, self.owner):
                 raise LeaseLost(self.receipt_id)
             for write in writes[:-1]:
                 await write(conn)

@@ -1,9 +1,12 @@
 """Receipts as rows: stored by the web process, worked by the worker, read back by partners.
 
 `insert_receipt` commits the receipt and its attachment in one transaction and leans on
-`UNIQUE(partner_id, idempotency_key)`: concurrent identical requests make one row, a repeated key
-with another body raises `IdempotencyConflict`. Reads return typed records (`ReceiptRecord`,
-`StepRecord`); `sync/receipt_resource.py` renders them as the JSON a partner reads.
+`UNIQUE(partner_id, company_id, idempotency_key)`: concurrent identical requests make one row, a
+repeated key with another body raises `IdempotencyConflict`. Reads return typed records
+(`ReceiptRecord`, `StepRecord`); `sync/receipt_resource.py` renders them as the JSON a partner
+reads. Every function reads and writes `db.company`'s receipts only, but
+`get_receipt_any_company`: receipt ids are unique across companies, and the record it returns
+names the receipt's company.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ def _record(row: Row) -> ReceiptRecord:
     return ReceiptRecord(
         id=row["id"],
         partner_id=row["partner_id"],
+        company_id=row["company_id"],
         idempotency_key=row["idempotency_key"],
         status=ReceiptStatus(row["status"]),
         payload=json.loads(row["payload"]),
@@ -63,20 +67,22 @@ def new_receipt_id() -> str:
 async def insert_receipt(
     db: Database, *, partner_id: str, idempotency_key: str, submission: Submission
 ) -> tuple[str, bool]:
-    """Store a validated receipt. Returns (id, created); a replay returns the existing id with
-    created False. Raises IdempotencyConflict when the key holds a different receipt."""
+    """Store a validated receipt in `db.company`. Returns (id, created); a replay (same partner,
+    company and key) returns the existing id with created False. Raises IdempotencyConflict when
+    the key holds a different receipt."""
     body_hash = submission.receipt.fingerprint()
     receipt_id = new_receipt_id()
     async with db.transaction() as conn:
         if await _insert_row(
-            conn, receipt_id=receipt_id, partner_id=partner_id,
+            conn, receipt_id=receipt_id, partner_id=partner_id, company_id=db.company,
             idempotency_key=idempotency_key, body_hash=body_hash, submission=submission,
         ):
             await _insert_attachment(conn, receipt_id, submission)
             return receipt_id, True
         cursor = await conn.execute(
-            "SELECT id, body_hash FROM receipts WHERE partner_id = ? AND idempotency_key = ?",
-            (partner_id, idempotency_key),
+            "SELECT id, body_hash FROM receipts"
+            " WHERE partner_id = ? AND company_id = ? AND idempotency_key = ?",
+            (partner_id, db.company, idempotency_key),
         )
         existing = await cursor.fetchone()
     assert existing is not None  # the conflict that skipped the insert is this row
@@ -90,18 +96,20 @@ async def _insert_row(
     *,
     receipt_id: str,
     partner_id: str,
+    company_id: str,
     idempotency_key: str,
     body_hash: str,
     submission: Submission,
 ) -> bool:
-    """INSERT unless the (partner, key) pair exists; True if this call made the row."""
+    """INSERT unless the (partner, company, key) triple exists; True if this call made the
+    row."""
     payload, now = submission.receipt.to_payload(), utcnow()
     cursor = await conn.execute(
-        "INSERT INTO receipts(id, partner_id, idempotency_key, body_hash, payload, status,"
-        " supplier_tax_id, supplier_name, ncf, ncf_type, receipt_date, total, currency,"
-        " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        " ON CONFLICT(partner_id, idempotency_key) DO NOTHING",
-        (receipt_id, partner_id, idempotency_key, body_hash, json.dumps(payload),
+        "INSERT INTO receipts(id, partner_id, company_id, idempotency_key, body_hash, payload,"
+        " status, supplier_tax_id, supplier_name, ncf, ncf_type, receipt_date, total, currency,"
+        " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT(partner_id, company_id, idempotency_key) DO NOTHING",
+        (receipt_id, partner_id, company_id, idempotency_key, body_hash, json.dumps(payload),
          ReceiptStatus.QUEUED, payload["supplier"]["tax_id"], payload["supplier"]["name"],
          payload["ncf"], payload["ncf_type"], payload["date"], payload["total"],
          payload["currency"], now, now),
@@ -123,19 +131,33 @@ async def _insert_attachment(conn: Connection, receipt_id: str, submission: Subm
 async def get_receipt(
     db: Database, receipt_id: str, partner_id: str | None
 ) -> ReceiptRecord | None:
-    """The receipt; with a partner id, only if it belongs to that partner (None = any)."""
+    """`db.company`'s receipt; with a partner id, only if it belongs to that partner (None =
+    any partner's)."""
     if partner_id is None:
-        row = await db.fetchone("SELECT * FROM receipts WHERE id = ?", (receipt_id,))
+        row = await db.fetchone(
+            "SELECT * FROM receipts WHERE id = ? AND company_id = ?", (receipt_id, db.company)
+        )
     else:
         row = await db.fetchone(
-            "SELECT * FROM receipts WHERE id = ? AND partner_id = ?", (receipt_id, partner_id)
+            "SELECT * FROM receipts WHERE id = ? AND company_id = ? AND partner_id = ?",
+            (receipt_id, db.company, partner_id),
         )
+    return None if row is None else _record(row)
+
+
+async def get_receipt_any_company(db: Database, receipt_id: str) -> ReceiptRecord | None:
+    """The receipt with this id in whichever company holds it (ids are unique across
+    companies): its `company_id` says which, for the caller to check a grant and then read on
+    `db.for_company(record.company_id)`."""
+    row = await db.fetchone("SELECT * FROM receipts WHERE id = ?", (receipt_id,))
     return None if row is None else _record(row)
 
 
 async def get_status(db: Database, receipt_id: str) -> str | None:
     """The receipt's status alone: the cheap read behind `Prefer: wait`."""
-    status = await db.scalar("SELECT status FROM receipts WHERE id = ?", (receipt_id,))
+    status = await db.scalar(
+        "SELECT status FROM receipts WHERE id = ? AND company_id = ?", (receipt_id, db.company)
+    )
     return None if status is None else str(status)
 
 
@@ -144,21 +166,23 @@ async def get_steps(db: Database, receipt_id: str) -> list[StepRecord]:
 
 
 async def partners_of(db: Database, receipt_ids: Sequence[str]) -> set[str]:
-    """The partners the given receipts belong to."""
+    """The partners the given receipts of `db.company` belong to."""
     if not receipt_ids:
         return set()
     rows = await db.fetchall(
-        "SELECT DISTINCT partner_id FROM receipts WHERE id IN (SELECT value FROM json_each(?))",
-        (json.dumps(list(receipt_ids)),),
+        "SELECT DISTINCT partner_id FROM receipts"
+        " WHERE id IN (SELECT value FROM json_each(?)) AND company_id = ?",
+        (json.dumps(list(receipt_ids)), db.company),
     )
     return {str(r["partner_id"]) for r in rows}
 
 
 async def receipts_that_made(db: Database, bill_id: str) -> list[str]:
-    """The receipts that say they made this bill (a `duplicate` only points at one)."""
+    """The receipts of `db.company` that say they made this bill (Alegra's bill ids are unique
+    only within one account; a `duplicate` only points at one)."""
     rows = await db.fetchall(
-        "SELECT id FROM receipts WHERE bill_id = ? AND status != ?",
-        (bill_id, ReceiptStatus.DUPLICATE),
+        "SELECT id FROM receipts WHERE bill_id = ? AND company_id = ? AND status != ?",
+        (bill_id, db.company, ReceiptStatus.DUPLICATE),
     )
     return [str(r["id"]) for r in rows]
 
@@ -166,8 +190,9 @@ async def receipts_that_made(db: Database, bill_id: str) -> list[str]:
 async def get_attachment(db: Database, receipt_id: str) -> StoredAttachment | None:
     """The attachment's bytes as the partner sent them (for the worker's attach step)."""
     row = await db.fetchone(
-        "SELECT filename, content_type, data FROM receipt_attachments WHERE receipt_id = ?",
-        (receipt_id,),
+        "SELECT a.filename, a.content_type, a.data FROM receipt_attachments AS a"
+        " JOIN receipts AS r ON r.id = a.receipt_id WHERE a.receipt_id = ? AND r.company_id = ?",
+        (receipt_id, db.company),
     )
     if row is None:
         return None
@@ -184,14 +209,14 @@ async def list_receipts(
     limit: int = 50,
     after: tuple[str, str] | None = None,
 ) -> list[ReceiptRecord]:
-    """Newest first, filtered (dates are the receipt's own date, inclusive), at most `limit`,
-    after the row whose (created_at, id) is `after`."""
-    clauses, params = _list_filters(partner_id, status, date_from, date_to)
+    """`db.company`'s receipts, newest first, filtered (dates are the receipt's own date,
+    inclusive), at most `limit`, after the row whose (created_at, id) is `after`."""
+    clauses, params = _list_filters(db.company, partner_id, status, date_from, date_to)
     if after is not None:
         created_at, last_id = after
         clauses.append("(created_at < ? OR (created_at = ? AND id < ?))")
         params += [created_at, created_at, last_id]
-    where = " WHERE " + " AND ".join(clauses) if clauses else ""
+    where = " WHERE " + " AND ".join(clauses)
     rows = await db.fetchall(
         f"SELECT * FROM receipts{where} ORDER BY created_at DESC, id DESC LIMIT ?",  # noqa: S608 -- clauses are constants; values are bound
         [*params, limit],
@@ -200,9 +225,11 @@ async def list_receipts(
 
 
 def _list_filters(
-    partner_id: str | None, status: str | None, date_from: str | None, date_to: str | None
+    company: str, partner_id: str | None, status: str | None, date_from: str | None,
+    date_to: str | None,
 ) -> tuple[list[str], list[Any]]:
     wanted = {
+        "company_id = ?": company,
         "partner_id = ?": partner_id,
         "status = ?": status,
         "receipt_date >= ?": date_from,

@@ -5,6 +5,11 @@ of rows per batch, up to the first row that arrived after the cut-off: a batch n
 rows too recent to be deleted, and what it keeps (rows still waiting, files still needed) costs
 one look per run. Each batch is one transaction of a bounded size, so the write lock is held for
 milliseconds and the committer and the worker's lanes get it between batches.
+
+Retention is the deployment's housekeeping, not a company's: a batch prunes the settled rows and
+final files of every company alike, whatever `db.company` is (walking the ids of one company
+alone would read every other company's rows in between). Run from several companies' job lanes,
+the first run of the hour deletes and the others find nothing left to delete.
 """
 
 from __future__ import annotations

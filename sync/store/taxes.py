@@ -1,4 +1,5 @@
-"""The tax cache: maps a receipt line's ITBIS rate to Alegra's tax id."""
+"""The tax cache: maps a receipt line's ITBIS rate to Alegra's tax id, per company (every query
+reads and writes `db.company`'s rows only)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ async def upsert_taxes(
 ) -> int:
     async with db.transaction() as conn:
         return await cache.upsert(
-            conn, TABLE, COLUMNS, map(_row, records), source=source, confirmed_at=confirmed_at
+            conn, TABLE, COLUMNS, map(_row, records),
+            company=db.company, source=source, confirmed_at=confirmed_at,
         )
 
 
@@ -45,8 +47,9 @@ def _as_rate(value: str | None) -> Decimal | None:
 async def find_tax_id_by_rate(db: Database, rate: Decimal) -> str | None:
     """The active ITBIS-type tax with this percentage (18, 16, 0), or None if none is cached."""
     rows = await db.fetchall(
-        "SELECT alegra_id, percentage, type, name FROM taxes WHERE deleted = 0"
-        " AND (status IS NULL OR status = 'active') ORDER BY alegra_id"
+        "SELECT alegra_id, percentage, type, name FROM taxes WHERE company_id = ? AND deleted = 0"
+        " AND (status IS NULL OR status = 'active') ORDER BY alegra_id",
+        (db.company,),
     )
     matches = [r for r in rows if _as_rate(r["percentage"]) == rate]
     itbis = [r for r in matches if "ITBIS" in (r["type"] or r["name"] or "").upper()]
@@ -55,4 +58,6 @@ async def find_tax_id_by_rate(db: Database, rate: Decimal) -> str | None:
 
 
 async def count_taxes(db: Database) -> int:
-    return int(await db.scalar("SELECT COUNT(*) FROM taxes WHERE deleted = 0"))
+    return int(await db.scalar(
+        "SELECT COUNT(*) FROM taxes WHERE company_id = ? AND deleted = 0", (db.company,)
+    ))

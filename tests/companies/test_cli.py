@@ -196,7 +196,8 @@ def test_remove_marks_it_removed_keeps_its_rows_and_deletes_its_subscriptions(
     """`remove ID`: state removed, its rows (receipts) kept; its webhook subscriptions at Alegra
     are deleted, and a subscription that is not this service's is left alone."""
     company = _add_simulated(simulator)
-    _subscribe(simulator, f"http://127.0.0.1:8000/webhooks/alegra/{make_token([SECRET_KEY])}")
+    ours = make_token([SECRET_KEY], company=company)  # the company's own URL token
+    _subscribe(simulator, f"http://127.0.0.1:8000/webhooks/alegra/{ours}")
     _subscribe(simulator, "https://elsewhere.example/hook")
     seed_rows(env / "c.db", company, _partner(env))
 

@@ -51,7 +51,7 @@ async def test_backfill_makes_the_cache_equal_to_alegra(
     assert simulator.state.calls(status=429) == 0
     state = await job_store.job_state(ctx.db, schedule.BACKFILL)
     assert state is not None
-    assert (state["last_outcome"], state["next_run_at"]) == ("success", None)
+    assert (state.last_outcome, state.next_run_at) == ("success", None)
 
 
 @pytest.mark.parametrize("sim_config", [PACED])
@@ -91,8 +91,9 @@ async def test_a_stopped_backfill_resumes_from_its_checkpoint(
     assert (first.outcome, first.interrupted) == ("incomplete", True)
     state = await job_store.job_state(ctx.db, schedule.BACKFILL)
     assert state is not None
-    assert state["checkpoint"]["phase"] == "contacts"
-    resume_at = state["checkpoint"]["start"]
+    assert state.checkpoint is not None
+    assert state.checkpoint["phase"] == "contacts"
+    resume_at = state.checkpoint["start"]
     assert 300 <= resume_at < 900
     assert len(await cached_contacts(ctx.db)) == resume_at
     simulator.state.clear_log()
@@ -148,7 +149,8 @@ async def test_a_shutdown_does_not_wait_for_the_next_request_slot(
     assert (result.outcome, result.interrupted) == ("incomplete", True)
     state = await job_store.job_state(ctx.db, schedule.BACKFILL)
     assert state is not None
-    assert state["checkpoint"]["start"] == len(await cached_contacts(ctx.db)) > 0
+    assert state.checkpoint is not None
+    assert state.checkpoint["start"] == len(await cached_contacts(ctx.db)) > 0
 
 
 async def test_a_backfill_cut_short_by_alegra_going_away_keeps_its_checkpoint(
@@ -174,6 +176,7 @@ async def test_a_backfill_cut_short_by_alegra_going_away_keeps_its_checkpoint(
             assert result.error.startswith("TransportFailed")
             job = await job_store.job_state(ctx.db, schedule.BACKFILL)
             assert job is not None
-            assert job["checkpoint"]["start"] == len(await cached_contacts(ctx.db)) >= 300
+            assert job.checkpoint is not None
+            assert job.checkpoint["start"] == len(await cached_contacts(ctx.db)) >= 300
     finally:
         stopper.join()

@@ -109,7 +109,7 @@ async def test_a_reconcile_cut_short_is_incomplete_and_deletes_nothing(
     assert row["deleted"] == 0
     job = await job_store.job_state(ctx.db, schedule.RECONCILE)
     assert job is not None
-    assert (job["last_outcome"], job["last_error"]) == ("incomplete", result.error)
+    assert (job.last_outcome, job.last_error) == ("incomplete", result.error)
     report = await job_store.last_drift_report(ctx.db)
     assert report is not None
     assert (report["complete"], report["extra"]) == (False, 0)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from sync.context import WorkerContext
+from sync.job_records import JobState
 from sync.jobs import retention, schedule
 from sync.store import jobs as job_store
 from sync.store import ops_queries
@@ -175,7 +176,7 @@ async def test_the_retention_job_is_declared_runs_before_the_backfill_and_record
     assert schedule.RETENTION in schedule.JOB_NAMES
     now = datetime.now(UTC)
     assert schedule.first_run_at(ctx.settings, schedule.RETENTION, now) == now
-    state = schedule.JobState(schedule.RETENTION, now, None)
+    state = JobState(schedule.RETENTION, now, None)
     assert schedule.due_jobs([state], now, running=set(), subscriptions_enabled=False) == [
         schedule.RETENTION]
     [old] = await write_batch(ctx.db, [NewDelivery(b"{}", 0)])
@@ -187,4 +188,4 @@ async def test_the_retention_job_is_declared_runs_before_the_backfill_and_record
         "success", {"inbox_deleted": 1, "attachment_deleted": 0})
     assert await inbox_ids(ctx.db) == {new}
     [run] = await job_store.recent_runs(ctx.db, schedule.RETENTION)
-    assert run["outcome"] == "success"
+    assert run.outcome == "success"

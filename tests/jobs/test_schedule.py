@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from sync.job_records import JobState
 from sync.jobs import schedule
-from sync.jobs.schedule import JobState
 from sync.settings import Settings, load_settings
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)

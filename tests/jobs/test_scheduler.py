@@ -30,7 +30,7 @@ async def until(check: Callable[[], Awaitable[bool]], timeout_s: float = 15.0) -
 
 async def outcome(ctx: WorkerContext, name: str) -> str | None:
     state = await job_store.job_state(ctx.db, name)
-    return None if state is None else state["last_outcome"]
+    return None if state is None else state.last_outcome
 
 
 async def test_a_new_database_is_backfilled_then_polled_and_reconciled(
@@ -46,8 +46,10 @@ async def test_a_new_database_is_backfilled_then_polled_and_reconciled(
         ctx.stopping.set()
         await asyncio.wait_for(lane, timeout=5)
         runs = {name: await job_store.recent_runs(ctx.db, name) for name in schedule.JOB_NAMES}
-        first_other = min(r["started_at"] for n in ("accounts", "reconcile") for r in runs[n])
-        assert runs["backfill"][-1]["finished_at"] <= first_other
+        first_other = min(r.started_at for n in ("accounts", "reconcile") for r in runs[n])
+        finished = runs["backfill"][-1].finished_at
+        assert finished is not None
+        assert finished <= first_other
         assert runs["subscriptions"] == []
         assert await cached_contacts(ctx.db) == simulator_contacts(simulator)
 
@@ -71,9 +73,11 @@ async def test_a_shutdown_mid_backfill_keeps_its_page_and_the_next_start_resumes
         await asyncio.wait_for(lane, timeout=5)
         state = await job_store.job_state(ctx.db, schedule.BACKFILL)
         assert state is not None
-        assert state["last_outcome"] == "incomplete"
-        assert state["next_run_at"] <= datetime.now(UTC).isoformat()
-        resume_at = state["checkpoint"]["start"]
+        assert state.last_outcome == "incomplete"
+        assert state.next_run_at is not None
+        assert state.next_run_at <= datetime.now(UTC)
+        assert state.checkpoint is not None
+        resume_at = state.checkpoint["start"]
         assert len(await cached_contacts(ctx.db)) == resume_at
     simulator.state.clear_log()
     async with worker_context(settings) as ctx:
@@ -88,7 +92,7 @@ async def test_a_shutdown_mid_backfill_keeps_its_page_and_the_next_start_resumes
 
 async def _checkpoint_past(ctx: WorkerContext, start: int) -> bool:
     state = await job_store.job_state(ctx.db, schedule.BACKFILL)
-    checkpoint = (state or {}).get("checkpoint") or {}
+    checkpoint = (state.checkpoint if state else None) or {}
     return checkpoint.get("phase") == "contacts" and checkpoint.get("start", 0) >= start
 
 
@@ -101,8 +105,11 @@ async def test_a_job_new_to_a_backfilled_database_is_due_at_once(ctx: WorkerCont
     await job_store.finish_run(ctx.db, run_id, "backfill", owner="test", outcome="success",
                                duration_s=1.0, error=None, next_run_at=None, detail={})
     await scheduler.prepare(ctx)
-    now = datetime.now(UTC).isoformat()
-    states = {s["name"]: s["next_run_at"] for s in await job_store.job_states(ctx.db)}
+    now = datetime.now(UTC)
+    states = {s.name: s.next_run_at for s in await job_store.job_states(ctx.db)}
+    assert states["bills"] is not None
     assert states["bills"] <= now
+    assert states["accounts"] is not None
     assert states["accounts"] <= now
+    assert states["reconcile"] is not None
     assert states["reconcile"] > now  # clamped to one interval, not pulled in

@@ -79,5 +79,5 @@ async def test_an_event_waiting_for_the_budget_stays_pending_on_stop(
         row = await inbox.get_row(ctx.db, inbox_id)
 
     assert row is not None
-    assert (row["state"], row["attempts"], row["last_error"]) == ("received", 0, None)
+    assert (row.state, row.attempts, row.last_error) == ("received", 0, None)
     assert simulator.state.calls() == 0

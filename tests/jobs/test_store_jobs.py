@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import sqlite3
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -38,7 +39,7 @@ async def test_a_page_and_its_checkpoint_are_stored_together(db: Database) -> No
                                        checkpoint={"phase": "contacts", "start": 2})
     state = await job_store.job_state(db, "backfill")
     assert state is not None
-    assert state["checkpoint"] == {"phase": "contacts", "start": 2}
+    assert state.checkpoint == {"phase": "contacts", "start": 2}
     row = await get_cached_contact(db, "2")
     assert row is not None
     assert row["source"] == "backfill"
@@ -54,7 +55,7 @@ async def test_a_page_that_fails_to_store_leaves_the_checkpoint_where_it_was(db:
                                            checkpoint={"phase": "contacts", "start": 60})
     state = await job_store.job_state(db, "backfill")
     assert state is not None
-    assert state["checkpoint"] == {"phase": "contacts", "start": 30}
+    assert state.checkpoint == {"phase": "contacts", "start": 30}
     assert await get_cached_contact(db, "8") is None
 
 
@@ -79,11 +80,11 @@ async def test_a_finished_run_records_its_outcome_and_releases_the_job(db: Datab
                                duration_s=1.5, error="RateLimited 429: slow down",
                                next_run_at=LATER, detail={"pages": 3})
     [state] = await job_store.job_states(db)
-    assert (state["last_outcome"], state["last_duration_s"], state["last_error"]) == (
+    assert (state.last_outcome, state.last_duration_s, state.last_error) == (
         "incomplete", 1.5, "RateLimited 429: slow down")
-    assert (state["next_run_at"], state["running"]) == (LATER, False)
+    assert (state.next_run_at, state.running) == (datetime.fromisoformat(LATER), False)
     [run] = await job_store.recent_runs(db, "backfill")
-    assert (run["outcome"], run["detail"], run["duration_s"]) == ("incomplete", {"pages": 3}, 1.5)
+    assert (run.outcome, run.detail, run.duration_s) == ("incomplete", {"pages": 3}, 1.5)
 
 
 async def test_the_last_drift_report_is_read_back_whole(db: Database) -> None:
@@ -103,9 +104,10 @@ async def test_requesting_a_run_keeps_an_earlier_time(db: Database) -> None:
     await job_store.request_run(db, "backfill")
     state = await job_store.job_state(db, "backfill")
     assert state is not None
-    assert state["next_run_at"] < LATER
-    earlier = state["next_run_at"]
+    assert state.next_run_at is not None
+    assert state.next_run_at < datetime.fromisoformat(LATER)
+    earlier = state.next_run_at
     await job_store.request_run(db, "backfill", LATER)
     again = await job_store.job_state(db, "backfill")
     assert again is not None
-    assert again["next_run_at"] == earlier
+    assert again.next_run_at == earlier

@@ -287,7 +287,8 @@ async def test_receipt_without_ncf_matching_a_bill_is_flagged_and_still_billed(
     assert resource["flags"] == [f"likely_duplicate:{first_bill}"]
     assert len(flow.sim.state.bills) == 2
     counted = metrics.RECORDER.take()
-    assert counted[("alegra_sync_receipts_flagged_total", '{"flag":"likely_duplicate"}')] == 1
+    key = '{"company":"default","flag":"likely_duplicate"}'
+    assert counted[("alegra_sync_receipts_flagged_total", key)] == 1
 
 
 async def test_receipts_without_ncf_queued_together_flag_each_other(flow: Flow) -> None:

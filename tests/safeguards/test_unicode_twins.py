@@ -60,7 +60,9 @@ async def test_an_empty_name_key_matches_no_cached_contact_or_account(flow: Flow
     await upsert_accounts(flow.db, [account_from_alegra(
         {"id": "80", "name": "📦", "type": "expense", "status": "active"})], source="poll")
     async with flow.db.transaction() as conn:
-        providers = await bill_index.provider_ids(conn, None, name_key("🍕"))
+        providers = await bill_index.provider_ids(
+            conn, None, name_key("🍕"), company=flow.db.company
+        )
 
     assert await find_contacts_by_name_key(flow.db, name_key("🍕")) == []
     assert await find_expense_account(flow.db, name_key("🚚")) is None

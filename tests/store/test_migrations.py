@@ -63,7 +63,7 @@ async def test_the_current_code_works_on_an_upgraded_release(tmp_path: Path) -> 
         await db.close()
     assert claimed is not None
     assert claimed.receipt_id == "rcp_wait"
-    assert [row["subject"] for row in group.rows] == ["new-client"]
+    assert [row.subject for row in group.rows] == ["new-client"]
 
 
 async def test_a_release_database_reports_no_renumbered_migration_as_pending(

@@ -191,19 +191,19 @@ async def test_failed_fetch_is_retried_with_backoff_then_applied(
     await run_round(alegra, db, FAST)
     row = await inbox.get_row(db, inbox_id)
     assert row is not None
-    assert (row["state"], row["attempts"]) == ("failed", 1)
-    assert row["next_attempt_at"] > before
-    assert json.loads(row["last_error"])["status"] == 503
+    assert (row.state, row.attempts) == ("failed", 1)
+    assert row.next_attempt_at > before
+    assert json.loads(row.last_error)["status"] == 503
     assert await run_round(alegra, db, FAST) == (0, 0)  # not due yet: no fetch
     simulator.state.faults.update({"error_rate": 0.0})
     for _ in range(50):
         await settle(alegra, db)
         row = await inbox.get_row(db, inbox_id)
-        if row is not None and row["state"] == "applied":
+        if row is not None and row.state == "applied":
             break
         await simulator_pause()
     assert row is not None
-    assert row["state"] == "applied"
+    assert row.state == "applied"
     await assert_cache_matches(db, simulator, contact["id"])
 
 
@@ -219,11 +219,11 @@ async def test_row_is_parked_after_max_attempts_and_logged(
         for _ in range(100):
             await run_round(alegra, db, FAST)
             row = await inbox.get_row(db, inbox_id)
-            if row is not None and row["state"] == "parked":
+            if row is not None and row.state == "parked":
                 break
             await simulator_pause()
     assert row is not None
-    assert (row["state"], row["attempts"]) == ("parked", 3)
+    assert (row.state, row.attempts) == ("parked", 3)
     events = [(e["event"], e.get("inbox_id")) for e in logs if e["event"].startswith("event.")]
     assert events == [("event.failed", inbox_id)] * 2 + [("event.parked", inbox_id)]
     assert await ops_queries.replay_event(db, inbox_id)
@@ -231,7 +231,7 @@ async def test_row_is_parked_after_max_attempts_and_logged(
     await settle(alegra, db)
     row = await inbox.get_row(db, inbox_id)
     assert row is not None
-    assert (row["state"], row["attempts"]) == ("applied", 3)  # a replay keeps the attempts
+    assert (row.state, row.attempts) == ("applied", 3)  # a replay keeps the attempts
     await assert_cache_matches(db, simulator, contact["id"])
 
 
@@ -249,7 +249,7 @@ async def test_unused_and_unusable_deliveries_are_skipped_without_fetching(
     assert await states(db) == ["skipped"] * 4
     row = await inbox.get_row(db, bad)
     assert row is not None
-    assert row["last_error"] == "shape malformed"
+    assert row.last_error == "shape malformed"
 
 
 async def simulator_pause() -> None:
@@ -290,5 +290,5 @@ async def test_due_work_is_the_oldest_pending_whatever_the_backlog(db: Database)
         seen += batch
         for resource, resource_id in batch:
             group = await inbox.claim_group(db, resource, resource_id)
-            await inbox.mark_done(db, [r["id"] for r in group.rows], state="applied", note=None)
+            await inbox.mark_done(db, [r.id for r in group.rows], state="applied", note=None)
     assert sorted(int(i) for _, i in seen) == [n for n in range(600) if n != 1]

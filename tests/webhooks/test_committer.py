@@ -20,11 +20,11 @@ import pytest
 from receiver.inbox import channel as inbox_channel
 from receiver.inbox.channel import CommitterGone, CommitterOptions
 from receiver.inbox.committer import (
+    checkpoint_if_due,
     frame,
     insert_items,
     open_connection,
     read_frame,
-    to_wire,
 )
 from receiver.inbox.writer import MAX_BATCH_BYTES, InboxWriter
 from sync.alegra.client import AlegraClient
@@ -253,9 +253,9 @@ async def test_a_reset_connection_ends_the_committer_cleanly(
         *channel._command(theirs.fileno()), pass_fds=(theirs.fileno(),), env=channel._env(),
         stderr=subprocess.PIPE)
     theirs.close()
-    ours.sendall(frame(to_wire([NewDelivery(b"{}", 0)])))
+    ours.sendall(frame([NewDelivery(b"{}", 0)]))
     assert read_frame(ours) == ("ok", [1])
-    ours.sendall(frame(to_wire([NewDelivery(b"{}", 0)])))
+    ours.sendall(frame([NewDelivery(b"{}", 0)]))
     await asyncio.sleep(0.3)  # committed; its answer waits unread
     ours.close()
     _, err = await asyncio.wait_for(child.communicate(), 10)
@@ -374,3 +374,29 @@ async def test_a_database_that_refuses_every_row_fails_the_batch_and_writes_noth
         conn.close()
     assert read_db(settings.database_path, "SELECT * FROM inbox") == []
     assert read_db(settings.database_path, "SELECT * FROM webhook_handshakes") == []
+
+
+def wal_size_after_80_batches(conn: sqlite3.Connection, path: Path) -> int:
+    """Commit 80 batches of 20 rows of about 3 KB; the WAL file's size then."""
+    batch = [NewDelivery(b'{"pad": "' + b"x" * 3000 + b'"}', 0)] * 20
+    for _ in range(80):
+        insert_items(conn, batch)
+    return Path(f"{path}-wal").stat().st_size
+
+
+async def test_commits_never_checkpoint_and_a_due_checkpoint_lets_the_wal_be_rewritten(
+    db: Database, settings: Settings
+) -> None:
+    """The committer's commits let the WAL grow past SQLite's 1,000-page checkpoint; once
+    `checkpoint_if_due` has run, the next commits rewrite the WAL from its start, not grow it."""
+    conn = open_connection(settings.database_path)
+    try:
+        grown = wal_size_after_80_batches(conn, settings.database_path)
+        just_now = time.monotonic()
+        assert checkpoint_if_due(conn, just_now) == just_now  # not due yet: nothing ran
+        checkpoint_if_due(conn, float("-inf"))
+        rewritten = wal_size_after_80_batches(conn, settings.database_path)
+    finally:
+        conn.close()
+    assert grown > 2 * 1000 * 4096  # twice the 1,000 pages at which SQLite would checkpoint
+    assert rewritten < 1.5 * grown  # appended, the same rows would have doubled it

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+
+from itsdangerous import URLSafeSerializer
+
 from sync.webhook_tokens import (
+    SALT,
     TokenTable,
+    all_tokens,
     fingerprint,
     make_token,
     mask_url,
@@ -13,6 +19,8 @@ from sync.webhook_tokens import (
     webhook_url,
 )
 from tests.webhooks.conftest import NEW_KEY, OLD_KEY
+
+NEWER = "newer-secret-key-0123456789abcdef"
 
 
 def test_token_made_with_the_newest_key_verifies_as_key_zero() -> None:
@@ -89,3 +97,86 @@ def test_token_table_agrees_with_verify_token() -> None:
     good = make_token([NEW_KEY])
     for forged in ("", good[:-1], good + "A", make_token(["another-key-0123456789abcdef"])):
         assert table.key_index(forged) is None
+
+
+# --- one URL per company ----------------------------------------------------------------------
+
+# What the one-company service made for NEW_KEY (the payload "v1"): subscriptions registered
+# before companies existed point at it, so it must never change.
+TODAYS_TOKEN = "InYxIg.uyzo0nddPNOkjH5n5OXZ0sFWNUC6FyegTd3cwGi0KpM"
+
+
+def todays_token(key: str) -> str:
+    """The token as the one-company code path made it: the fixed payload, same salt, SHA-256."""
+    serializer = URLSafeSerializer(key, salt=SALT, signer_kwargs={"digest_method": hashlib.sha256})
+    return str(serializer.dumps("v1"))
+
+
+def test_default_company_keeps_todays_token() -> None:
+    """The default company's token, by any call form, is exactly the one-company service's."""
+    assert todays_token(NEW_KEY) == TODAYS_TOKEN
+    assert make_token([NEW_KEY]) == TODAYS_TOKEN
+    assert make_token([NEW_KEY], 0, company="default") == TODAYS_TOKEN
+    assert make_token([NEW_KEY, OLD_KEY], 1) == todays_token(OLD_KEY)
+    assert all_tokens([NEW_KEY, OLD_KEY]) == [TODAYS_TOKEN, todays_token(OLD_KEY)]
+    assert webhook_url("https://x.example", [NEW_KEY], company="default").endswith(TODAYS_TOKEN)
+    assert TokenTable([NEW_KEY]).resolve(TODAYS_TOKEN) == ("default", 0)
+
+
+def test_a_company_token_verifies_only_for_its_company() -> None:
+    """Acme's token verifies for acme (with the key that made it) and for no other company."""
+    acme = make_token([NEW_KEY], company="acme")
+    assert acme not in {make_token([NEW_KEY]), make_token([NEW_KEY], company="beta")}
+    assert verify_token(acme, [NEW_KEY], company="acme") == 0
+    assert verify_token(acme, [NEWER, NEW_KEY], company="acme") == 1
+    assert verify_token(acme, [NEW_KEY], company="beta") is None
+    assert verify_token(acme, [NEW_KEY]) is None
+    assert verify_token(TODAYS_TOKEN, [NEW_KEY], company="acme") is None
+    assert make_token([NEW_KEY], company="acme") == acme  # deterministic
+    assert token_of_url(webhook_url("https://x.example", [NEW_KEY], company="acme")) == acme
+
+
+def test_the_table_resolves_each_token_to_its_own_company_and_key() -> None:
+    """The receiver's table names the company a token was made for, and the key that made it."""
+    table = TokenTable([NEWER, NEW_KEY])
+    assert table.resolve(make_token([NEWER], company="acme")) == ("acme", 0)
+    assert table.resolve(make_token([NEW_KEY], company="acme")) == ("acme", 1)
+    assert table.resolve(make_token([NEW_KEY], company="beta")) == ("beta", 1)
+    assert table.resolve(make_token([NEW_KEY])) == ("default", 1)
+    for _ in range(2):  # the remembered answer is the same as the first
+        assert table.resolve(make_token([NEW_KEY], company="beta")) == ("beta", 1)
+
+
+def test_a_token_of_one_company_never_resolves_to_another() -> None:
+    """Re-signing, splicing one company's payload onto another's signature, or a dropped key:
+    none of them reaches a different company."""
+    table = TokenTable([NEW_KEY])
+    acme = make_token([NEW_KEY], company="acme")
+    beta = make_token([NEW_KEY], company="beta")
+    spliced = beta.split(".")[0] + "." + acme.split(".")[1]
+    assert table.resolve(spliced) is None
+    assert table.resolve(make_token([OLD_KEY], company="beta")) is None
+    assert table.resolve(acme) == ("acme", 0)
+
+
+def test_forged_and_garbled_company_tokens_resolve_to_nothing() -> None:
+    """Guesses, truncations, another key's or salt's signature, a payload we never sign, and
+    junk all resolve to None, without raising."""
+    table = TokenTable([NEW_KEY])
+    good = make_token([NEW_KEY], company="acme")
+    other_salt = URLSafeSerializer(NEW_KEY, salt="other", signer_kwargs={
+        "digest_method": hashlib.sha256}).dumps("v1:acme")
+    ours_unsigned = [  # signed with our key and salt, but not a payload a token ever carries
+        URLSafeSerializer(NEW_KEY, salt=SALT, signer_kwargs={
+            "digest_method": hashlib.sha256}).dumps(p) for p in ("v1:default", "v1:", "v2:a", 7)]
+    for forged in ("", ".", "..", good[:-1], good + "A", good.upper(), good.replace(".", ""),
+                   "InYxOmFjbWUi.AAAA", "\udcff" + good, "é" * 40, "a" * 5000, other_salt,
+                   *ours_unsigned, make_token(["another-key-0123456789abcdef"], company="acme")):
+        assert table.resolve(forged) is None, forged[:20]
+
+
+def test_the_default_company_cannot_be_named_by_a_company_payload() -> None:
+    """Only today's token reaches the default company: making "default" by name gives it too."""
+    assert make_token([NEW_KEY], company="default") == TODAYS_TOKEN
+    assert verify_token(make_token([NEW_KEY], company="acme"), [NEW_KEY],
+                        company="default") is None

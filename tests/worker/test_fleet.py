@@ -14,9 +14,14 @@ from sync import fleet as fleet_module
 from sync.alegra.client import AlegraAccount
 from sync.context import WorkerContext
 from sync.fleet import CompanyAccount, Fleet
+from sync.receipt_model import parse_submission
 from sync.states import CompanyState
+from sync.store import receipts
+from sync.store.companies import add_company
 from sync.store.db import Database
+from sync.store.partners import create_partner
 from tests.jobs.conftest import sim_settings
+from tests.receipts_api.conftest import receipt_body
 from tests.support.servers import RunningSimulator
 
 pytestmark = pytest.mark.anyio
@@ -160,3 +165,30 @@ async def _until(condition: object, timeout_s: float = 5.0) -> None:
     while not condition():
         assert asyncio.get_running_loop().time() < deadline, "condition not reached"
         await asyncio.sleep(0.01)
+
+
+async def test_one_read_wakes_only_the_companies_with_ready_receipts(
+    simulator: RunningSimulator, tmp_path: Path, db: Database
+) -> None:
+    """The fleet's one look across companies wakes the receipts lane of the company that has a
+    ready receipt, and not the idle one's."""
+    await add_company(db, "Acme", "acme@example.do", b"sealed")
+    companies, seen = Companies(simulator), Seen()
+    companies.add("default")
+    companies.add("acme")
+    fleet = Fleet(sim_settings(simulator, tmp_path), db, asyncio.Event(),
+                  lanes=[("seen", seen.lane)], load=companies.load, set_state=companies.set_state)
+    await fleet.refresh()
+    partner, _ = await create_partner(db, "partner", companies=("default", "acme"))
+    submission = parse_submission(receipt_body(), max_attachment_bytes=4096)
+    await receipts.insert_receipt(db.for_company("acme"), partner_id=partner.id,
+                                  idempotency_key="k", submission=submission)
+
+    await fleet.wake_receipts()
+
+    woken = {name: running.ctx.receipts_ready for name, running in fleet.running.items()}
+    assert woken["acme"] is not None
+    assert woken["acme"].is_set()
+    assert woken["default"] is not None
+    assert not woken["default"].is_set()
+    await fleet._stop_all()

@@ -1,0 +1,121 @@
+"""`alegra-sync webhooks register|list|remove [--company ID | --all]`, in this process, against
+two simulated Alegra accounts and the real web app answering their handshakes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography.fernet import Fernet
+
+from receiver.app import create_app
+from sync.cli import main
+from sync.settings import load_settings
+from sync.subscriptions import EVENTS
+from sync.webhook_tokens import make_token, webhook_url
+from tests.support.servers import RunningSimulator, ServerThread
+from tests.webhooks.conftest import NEW_KEY, read_db
+
+CREDENTIALS_KEY = Fernet.generate_key().decode()
+ACME_TOKEN = "acme-token-0123456789"
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, simulator: RunningSimulator) -> str:
+    """The CLI's environment (the simulator's default account, no .env) and the web app on
+    the same database; returns PUBLIC_URL."""
+    environ = {
+        "ALEGRA_BASE_URL": simulator.base_url, "ALEGRA_EMAIL": simulator.email,
+        "ALEGRA_TOKEN": simulator.token, "SECRET_KEY": NEW_KEY,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'sync.db'}",
+        "CREDENTIALS_KEY": CREDENTIALS_KEY, "LOG_FORMAT": "json",
+    }
+    monkeypatch.chdir(tmp_path)
+    for name in ("PUBLIC_URL", "LOG_LEVEL"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    return environ["DATABASE_URL"]
+
+
+@pytest.fixture
+def public_url(env: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    server = ServerThread(create_app(load_settings(env_file=None))).start()
+    monkeypatch.setenv("PUBLIC_URL", server.url)
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture
+def acme(simulator: RunningSimulator, public_url: str) -> RunningSimulator:
+    """The company `acme`: its own simulated account, added with `companies add`."""
+    account = simulator.add_account("acme@example.com", ACME_TOKEN)
+    assert main(["companies", "add", "Acme", "--email", account.email, "--token", ACME_TOKEN,
+                 "--base-url", account.base_url]) == 0
+    return account
+
+
+def urls(account: RunningSimulator) -> set[str]:
+    return {s["url"] for s in account.state.subscriptions.values()}
+
+
+def test_without_a_company_option_only_default_is_registered(
+    simulator: RunningSimulator, acme: RunningSimulator, public_url: str
+) -> None:
+    """Plain `webhooks register` is today's command: the default account only."""
+    assert main(["webhooks", "register"]) == 0
+    assert urls(simulator) == {webhook_url(public_url, [NEW_KEY])}
+    assert acme.state.subscriptions == {}
+
+
+def test_all_registers_every_live_company_in_its_own_account(
+    simulator: RunningSimulator, acme: RunningSimulator, public_url: str, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`--all` subscribes default and acme each at its own URL and skips a removed company;
+    each company's handshakes were answered (Alegra's check before subscribing)."""
+    gone = simulator.add_account("gone@example.com", "gone-token-0123456789")
+    assert main(["companies", "add", "Gone", "--email", gone.email, "--token",
+                 "gone-token-0123456789", "--base-url", gone.base_url]) == 0
+    assert main(["companies", "remove", "gone"]) == 0
+    capsys.readouterr()
+    assert main(["webhooks", "register", "--all"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.index("== default") < printed.index("== acme")
+    assert "== gone" not in printed
+    assert urls(simulator) == {webhook_url(public_url, [NEW_KEY])}
+    assert urls(acme) == {webhook_url(public_url, [NEW_KEY], company="acme")}
+    assert gone.state.subscriptions == {}
+    assert make_token([NEW_KEY], company="acme") not in printed
+    rows = read_db(tmp_path / "sync.db", "SELECT company_id, COUNT(*) AS n FROM subscriptions"
+                   " WHERE present = 1 GROUP BY company_id ORDER BY company_id")
+    assert [(r["company_id"], r["n"]) for r in rows] == [("acme", len(EVENTS)),
+                                                         ("default", len(EVENTS))]
+
+
+def test_company_lists_and_removes_that_company_only(
+    simulator: RunningSimulator, acme: RunningSimulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`list --company acme` shows acme's subscriptions as here; `remove --company acme`
+    deletes them and leaves default's."""
+    assert main(["webhooks", "register", "--all"]) == 0
+    capsys.readouterr()
+    assert main(["webhooks", "list", "--company", "acme"]) == 0
+    assert capsys.readouterr().out.count("here, newest key") == len(EVENTS)
+    assert main(["webhooks", "remove", "--company", "acme"]) == 0
+    assert acme.state.subscriptions == {}
+    assert len(simulator.state.subscriptions) == len(EVENTS)
+
+
+def test_an_unknown_company_is_refused_and_the_options_exclude_each_other(
+    simulator: RunningSimulator, public_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--company nosuch` fails naming it, calling no Alegra; `--company` with `--all` is a
+    usage error."""
+    assert main(["webhooks", "register", "--company", "nosuch"]) == 1
+    assert "no company 'nosuch'" in capsys.readouterr().err
+    assert simulator.state.subscriptions == {}
+    with pytest.raises(SystemExit) as usage:
+        main(["webhooks", "list", "--company", "acme", "--all"])
+    assert usage.value.code == 2
