@@ -12,7 +12,8 @@ companies, their encrypted tokens and the partner's grants are stored before the
 with the store's own functions (what `alegra-sync companies add` and `partners add` call). Every
 company's cache is warmed first (its backfill, then one receipt, which creates the supplier), so
 each receipt after that costs one Alegra call (the bill): 50 companies at 8, 10 and 12 requests
-per 20 s are 25 receipts a second in all, well under the worker's local ceiling.
+per 20 s are 25 receipts a second in all, well under the worker's local ceiling. The worker
+and the web log at `info`, the product's default.
 
     share of bound      per company: receipts completed within K full windows of the moment
                         every backlog was released ÷ (K × its limit ÷ its calls per receipt);
@@ -22,6 +23,8 @@ per 20 s are 25 receipts a second in all, well under the worker's local ceiling.
     calls per receipt   the company's simulator requests ÷ its receipts completed, over the
                         whole saturated run
     first request       seconds from the release to the company's first Alegra request
+    per window          the lowest company's requests in each simulator window (from its
+                        request log): a window short of its limit is a slot the budget left
     worker CPU          utime + stime of the worker (/proc/<pid>/stat) over the K windows ÷ the
                         receipts completed in them, idle polling of every company's lanes included
     lone receipt        POST /v1/receipts to company B with `Prefer: wait=30` (the web answers
@@ -103,6 +106,7 @@ class Fairness:
     requests: dict[str, int]
     rejected: dict[str, int]  # 429s
     first_request_s: dict[str, float]
+    sent_at: dict[str, list[float]]  # each request's time, when the log's recent list holds all
     cpu_s: float
     span_s: float
 
@@ -352,6 +356,8 @@ async def fairness(bench: Bench, db: Database, worker: ManagedProcess,
         requests={c: int(log["total"]) for c, log in logs.items()},
         rejected={c: int(log["count"]) for c, log in rejected.items()},
         first_request_s=first, cpu_s=cpu, span_s=boundary - started,
+        sent_at={c: [float(r["at"]) for r in log["recent"]] for c, log in logs.items()
+                 if len(log["recent"]) == log["total"]},
     )
 
 
@@ -401,6 +407,7 @@ async def measure(bench: Bench) -> tuple[Fairness, Isolation]:
         token=DEFAULT_TOKEN, port=free_port(), LOG_LEVEL="info",
         ALEGRA_RATE_LIMIT=str(min(c.limit for c in every)),
         ALEGRA_RATE_WINDOW_S=str(bench.args.window_s),
+        RECEIPT_CONCURRENCY=str(bench.args.concurrency),
     )
     settings = load_settings(env_file=None, environ=bench.env)
     db = await Database.open(settings.database_path)
@@ -413,6 +420,19 @@ async def measure(bench: Bench) -> tuple[Fairness, Isolation]:
         return fair, await isolation(bench, db, key, a, b)
     finally:
         await db.close()
+
+
+def per_window(sent_at: list[float], window_s: float) -> list[int]:
+    """Requests in each of the simulator's windows: one opens at the first request after the
+    previous one ended (sync/simulator/ratelimit.py)."""
+    counts: list[int] = []
+    end = float("-inf")
+    for at in sorted(sent_at):
+        if at >= end:
+            counts.append(0)
+            end = at + window_s
+        counts[-1] += 1
+    return counts
 
 
 def pct(values: list[float], q: float) -> float:
@@ -430,16 +450,22 @@ def print_fairness(args: argparse.Namespace, fair: Fairness, saturated: list[Com
     rate = sum(c.limit for c in saturated) / w
     print(f"\n{len(saturated)} companies saturated at once; simulated limits {args.limits} "
           f"requests per {w:g} s window, each its own ({rate:.1f} receipts/s in all); "
-          f"{k} windows from the release")
+          f"{k} windows from the release; {args.concurrency} receipts at once per company")
     print(f"{'per company':<36}{'min':>10}{'median':>10}{'max':>10}{'target':>12}")
     shares = {c.id: fair.share(c, k) for c in saturated}
+    limits = {c.id: c.limit for c in saturated}
     print(row("share of its own bound", list(shares.values()), 3, "≥ 0.95"))
     print(row("calls per receipt", [fair.calls(c.id) for c in saturated], 2))
     print(row("first request after the release, s", list(fair.first_request_s.values()), 2))
     worst = min(shares, key=lambda c: shares[c])
     done, bound = sum(fair.in_windows.values()), sum(k * c.limit for c in saturated)
+    below = sum(1 for share in shares.values() if share < 0.95)
     print(f"lowest share: {worst} ({fair.in_windows.get(worst, 0)} receipts in {k} windows); "
-          f"in all {done} of {bound}; 429 answers: {sum(fair.rejected.values())}")
+          f"{below} companies below 0.95; in all {done} of {bound}; "
+          f"429 answers: {sum(fair.rejected.values())}")
+    if worst in fair.sent_at:
+        print(f"{worst}'s requests in each simulator window (limit {limits[worst]}): "
+              f"{per_window(fair.sent_at[worst], w)}")
     per_receipt = fair.cpu_s / done * 1000 if done else float("nan")
     print(f"worker CPU: {fair.cpu_s:.1f} s over {fair.span_s:.0f} s "
           f"({fair.cpu_s / fair.span_s:.0%} of a core), {per_receipt:.1f} ms per receipt")
@@ -474,6 +500,8 @@ def main() -> int:
     parser.add_argument("--lone", type=int, default=20, help="lone receipts per run")
     parser.add_argument("--lone-limit", type=int, default=100,
                         help="company B's limit (its lone receipts never wait on it)")
+    parser.add_argument("--concurrency", type=int, default=4,
+                        help="RECEIPT_CONCURRENCY, per company (the product's default is 4)")
     parser.add_argument("--gap", type=float, default=0.2, help="seconds between lone receipts")
     args = parser.parse_args()
     started = time.monotonic()
