@@ -45,6 +45,7 @@ bench: install
 	$(BIN)/python bench/webhooks_wrk.py
 	$(BIN)/python bench/backfill.py
 	$(BIN)/python bench/metrics.py
+	$(BIN)/python bench/companies.py
 
 clean:
 	rm -rf $(VENV) data .mypy_cache .ruff_cache .pytest_cache .hypothesis .schemathesis
