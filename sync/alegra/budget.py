@@ -26,11 +26,12 @@ class Priority(IntEnum):
 
 @dataclass
 class _Ledger:
-    """The current window as best known: slots left, when it ends, how many requests are out.
+    """The current window as best known: slots left, when it ends, which requests are out.
 
-    Windows are numbered (`epoch`); a request's ticket is the epoch it was sent in. An answer to
-    a request sent in an earlier window says nothing reliable about this one (it may have been
-    counted in either), so only answers to this window's requests correct the estimate.
+    Windows are numbered (`epoch`). A ticket numbers a request in the order it was let out; the
+    ledger remembers the window each request still out went in. An answer to a request sent in
+    an earlier window says nothing reliable about this one (it may have been counted in either),
+    so only answers to this window's requests correct the estimate.
     """
 
     limit: int
@@ -40,7 +41,8 @@ class _Ledger:
     window_end: float | None = None  # None: no window open (nothing sent since the last one)
     confirmed: bool = False  # window_end came from Alegra's headers, not from our own guess
     epoch: int = 0
-    out: dict[int, int] = field(default_factory=dict)  # requests out, by the epoch they went in
+    out: dict[int, int] = field(default_factory=dict)  # requests out: ticket -> their epoch
+    sent: int = 0  # tickets given so far
 
     def __post_init__(self) -> None:
         self.remaining = self.limit
@@ -59,14 +61,19 @@ class _Ledger:
 
     @property
     def in_flight(self) -> int:
-        return sum(self.out.values())
+        return len(self.out)
+
+    def _out_after(self, ticket: int | None) -> int:
+        """This window's requests still out that were let out after `ticket` (all, for None)."""
+        return sum(1 for t, epoch in self.out.items()
+                   if epoch == self.epoch and (ticket is None or t > ticket))
 
     def roll(self, now: float) -> None:
         """Start a fresh window once the current one has ended: assume the full limit, less the
         requests sent in the last window and still out (they may land in this one)."""
         if self.window_end is None or now < self.window_end:
             return
-        carried = self.out.get(self.epoch, 0)
+        carried = self._out_after(None)
         self.epoch += 1
         self.confirmed = False
         self.remaining = max(0, self.limit - carried)
@@ -78,41 +85,44 @@ class _Ledger:
         return self.remaining > floor
 
     def take(self, now: float) -> int:
-        """Spend a slot; returns the ticket (this window's epoch)."""
+        """Spend a slot; returns the ticket (the request's place in the order let out)."""
         if self.window_end is None:
             self.window_end = now + self.window_s + self.margin
         self.remaining -= 1
-        self.out[self.epoch] = self.out.get(self.epoch, 0) + 1
-        return self.epoch
+        ticket, self.sent = self.sent, self.sent + 1
+        self.out[ticket] = self.epoch
+        return ticket
 
-    def settle(self, ticket: int) -> None:
-        """The request sent with `ticket` is no longer out (answered, lost or never sent)."""
-        left = self.out.get(ticket, 0) - 1
-        if left > 0:
-            self.out[ticket] = left
-        else:
-            self.out.pop(ticket, None)
+    def settle(self, ticket: int | None) -> int | None:
+        """The request is no longer out (answered, lost or never sent); returns the epoch it
+        went in. Without a ticket: the oldest request still out."""
+        if ticket is None:
+            ticket = min(self.out, default=None)
+        return None if ticket is None else self.out.pop(ticket, None)
 
     def give_back(self, ticket: int) -> None:
         """A granted slot that was never used (the waiter was cancelled)."""
-        self.settle(ticket)
-        if ticket == self.epoch:
+        if self.settle(ticket) == self.epoch:
             self.remaining = min(self.limit, self.remaining + 1)
 
     def observe(
-        self, now: float, ticket: int, headers: tuple[int | None, int | None, float | None]
+        self, now: float, ticket: int | None, epoch: int | None,
+        headers: tuple[int | None, int | None, float | None],
     ) -> None:
-        """Fold one answer's (limit, remaining, reset_s) in; call `settle` for it first."""
+        """Fold in one answer's (limit, remaining, reset_s): the answer to request `ticket`, let
+        out in window `epoch` (what `settle` returned for it)."""
         limit, remaining, reset_s = headers
         if limit is not None and limit > 0:
             self.limit = limit
         self.roll(now)
-        if ticket != self.epoch or remaining is None:
+        if epoch != self.epoch or remaining is None:
             return
-        # Our other requests still out may not be counted in `remaining` yet: assume they are not.
-        # Within one window the true remaining only falls, so answers that arrive out of order
-        # can only lower the estimate.
-        self.remaining = min(self.remaining, max(0, remaining - self.in_flight))
+        # Alegra counts requests as they arrive: ours let out before this one are in `remaining`
+        # already; those let out after it and still out may not be, so assume they are not.
+        # (One that overtook an earlier one on the way makes the estimate one too high until the
+        # earlier one's answer: at worst a 429, which is waited out and repeated.) Within one
+        # window the true remaining only falls, so the estimate is only ever lowered.
+        self.remaining = min(self.remaining, max(0, remaining - self._out_after(ticket)))
         if reset_s is None:
             return
         end = now + max(0.0, reset_s) + self.margin
@@ -222,14 +232,13 @@ class RateBudget:
         ticket: int | None = None,
     ) -> None:
         """Fold in the `X-Rate-Limit-*` headers of an answer to a request this budget let out."""
-        ticket = self._ledger.epoch if ticket is None else ticket
-        self._ledger.settle(ticket)
-        self._ledger.observe(self._clock(), ticket, (limit, remaining, reset_s))
+        epoch = self._ledger.settle(ticket)
+        self._ledger.observe(self._clock(), ticket, epoch, (limit, remaining, reset_s))
         self._dispatch()
 
     def observe_no_response(self, ticket: int | None = None) -> None:
         """A request this budget let out got no answer (transport error, cancelled)."""
-        self._ledger.settle(self._ledger.epoch if ticket is None else ticket)
+        self._ledger.settle(ticket)
         self._dispatch()
 
     def penalize(self, reset_after: float) -> None:

@@ -234,3 +234,17 @@ def test_the_snapshot_is_json() -> None:
         "sent_total": 0,
         "rate_limited_total": 0,
     }
+
+
+async def test_answers_arriving_out_of_order_do_not_lose_slots() -> None:
+    """Four requests counted by Alegra in the order sent, answered in reverse: the estimate is
+    what the last-counted one reports (its predecessors are in it), so the window's other four
+    slots stay usable."""
+    clock = FakeClock()
+    budget = RateBudget(limit=8, window_s=60.0, reserve=0, clock=clock)
+    tickets = await spend(budget, 4)
+    for ticket, remaining in reversed(list(zip(tickets, (7, 6, 5, 4), strict=True))):
+        budget.observe(status=200, limit=8, remaining=remaining, reset_s=30.0, ticket=ticket)
+    assert budget.snapshot()["remaining"] == 4
+    await spend(budget, 4)
+    assert await is_held(budget, Priority.RECEIPT)
