@@ -12,7 +12,8 @@ from __future__ import annotations
 from sync import credentials
 from sync.alegra.client import AlegraAccount, settings_account
 from sync.fleet import CompanyAccount
-from sync.settings import Settings
+from sync.logs import get_logger
+from sync.settings import Settings, SettingsError
 from sync.states import CompanyState
 from sync.store import companies
 from sync.store.companies import CompanyRecord
@@ -48,11 +49,17 @@ async def stored_account(
 
 
 async def live_accounts(settings: Settings, db: Database) -> list[CompanyAccount]:
-    """Every company not removed, with the account the worker calls Alegra as for it."""
+    """Every company not removed, with the account the worker calls Alegra as for it. A company
+    whose token cannot be read (none stored, or no CREDENTIALS_KEY decrypts it) is left out and
+    logged: its work waits, the other companies' goes on."""
     found = []
     for record in await companies.list_companies(db):
         if record.state == CompanyState.REMOVED:
             continue
-        account = await stored_account(settings, db, record)
+        try:
+            account = await stored_account(settings, db, record)
+        except (NoToken, SettingsError) as exc:
+            get_logger(company=record.id).error("company.credentials_unreadable", error=str(exc))
+            continue
         found.append(CompanyAccount(record.id, record.state, account))
     return found
