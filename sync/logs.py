@@ -63,9 +63,15 @@ def configure_logging(log_format: str = "auto", level: str = "info") -> None:
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]
         ),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=_stderr_logger,
         cache_logger_on_first_use=False,
     )
+
+
+def _stderr_logger(*_: Any) -> structlog.PrintLogger:
+    """A logger on the process's stderr as it is when the logger is made (a test, or a command,
+    may have replaced sys.stderr since logging was configured)."""
+    return structlog.PrintLogger(sys.stderr)
 
 
 def get_logger(**context: Any) -> Any:
