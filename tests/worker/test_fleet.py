@@ -14,8 +14,8 @@ from sync import fleet as fleet_module
 from sync.alegra.budget import Priority
 from sync.alegra.client import AlegraAccount
 from sync.alegra.errors import Stopping
-from sync.context import WorkerContext
-from sync.fleet import CompanyAccount, Fleet
+from sync.context import Lane, WorkerContext
+from sync.fleet import CompanyAccount, Fleet, SetState
 from sync.receipt_model import parse_submission
 from sync.states import CompanyState
 from sync.store import receipts
@@ -33,6 +33,7 @@ class Companies:
     """What the fleet reads from the companies table, held in memory by the test."""
 
     def __init__(self, simulator: RunningSimulator) -> None:
+        self.simulator = simulator
         self.account = AlegraAccount(simulator.base_url, simulator.email, simulator.token)
         self.entries: dict[str, CompanyAccount] = {}
         self.states: list[tuple[str, CompanyState]] = []
@@ -41,6 +42,13 @@ class Companies:
         self.entries[company] = CompanyAccount(
             company, CompanyState.ACTIVE, account or self.account
         )
+
+    def fleet(self, tmp_path: Path, db: Database, lane: Lane, set_state: SetState | None = None
+              ) -> Fleet:
+        """A fleet over these companies running `lane` for each, on the simulator's settings."""
+        return Fleet(sim_settings(self.simulator, tmp_path), db, asyncio.Event(),
+                     lanes=[("lane", lane)], load=self.load,
+                     set_state=set_state or self.set_state)
 
     async def load(self) -> list[CompanyAccount]:
         return list(self.entries.values())
@@ -84,8 +92,7 @@ async def test_each_live_company_gets_lanes_on_a_store_scoped_to_it(
     companies, seen = Companies(simulator), Seen()
     companies.add("default")
     companies.add("acme")
-    fleet = Fleet(sim_settings(simulator, tmp_path), db, asyncio.Event(),
-                  lanes=[("seen", seen.lane)], load=companies.load, set_state=companies.set_state)
+    fleet = companies.fleet(tmp_path, db, seen.lane)
     await fleet.refresh()
     await settle()
     assert sorted(seen.companies()) == [("acme", "acme"), ("default", "default")]
@@ -99,8 +106,7 @@ async def test_a_removed_company_stops_and_the_others_keep_running(
     companies, seen = Companies(simulator), Seen()
     companies.add("default")
     companies.add("acme")
-    fleet = Fleet(sim_settings(simulator, tmp_path), db, asyncio.Event(),
-                  lanes=[("seen", seen.lane)], load=companies.load, set_state=companies.set_state)
+    fleet = companies.fleet(tmp_path, db, seen.lane)
     await fleet.refresh()
     await settle()
     del companies.entries["acme"]
@@ -119,8 +125,7 @@ async def test_companies_of_one_alegra_user_share_a_budget_and_others_have_their
     companies.add("default")
     companies.add("twin", AlegraAccount(simulator.base_url, simulator.email.upper(), "other"))
     companies.add("other", AlegraAccount(simulator.base_url, "someone@else.example", "t0ken!"))
-    fleet = Fleet(sim_settings(simulator, tmp_path), db, asyncio.Event(),
-                  lanes=[("seen", seen.lane)], load=companies.load, set_state=companies.set_state)
+    fleet = companies.fleet(tmp_path, db, seen.lane)
     await fleet.refresh()
     budgets = {name: running.ctx.budget for name, running in fleet.running.items()}
     assert budgets["default"] is budgets["twin"]
@@ -143,9 +148,7 @@ async def test_refused_credentials_pause_the_company_until_they_work_again(
         await ctx.stopping.wait()
 
     companies.add("default")
-    fleet = Fleet(sim_settings(simulator, tmp_path), db, asyncio.Event(),
-                  lanes=[("calls", calling_lane)], load=companies.load,
-                  set_state=companies.set_state)
+    fleet = companies.fleet(tmp_path, db, calling_lane)
     simulator.state.faults.update({"error_rate": 1.0, "error_status": 401})
     await fleet.refresh()
     await _until(lambda: companies.states == [("default", CompanyState.NEEDS_ATTENTION)])
@@ -178,8 +181,7 @@ async def test_one_read_wakes_only_the_companies_with_ready_receipts(
     companies, seen = Companies(simulator), Seen()
     companies.add("default")
     companies.add("acme")
-    fleet = Fleet(sim_settings(simulator, tmp_path), db, asyncio.Event(),
-                  lanes=[("seen", seen.lane)], load=companies.load, set_state=companies.set_state)
+    fleet = companies.fleet(tmp_path, db, seen.lane)
     await fleet.refresh()
     partner, _ = await create_partner(db, "partner", companies=("default", "acme"))
     submission = parse_submission(receipt_body(), max_attachment_bytes=4096)
@@ -246,8 +248,7 @@ async def test_a_probe_that_failed_is_started_again_by_the_next_refresh(
             raise failures.pop()
         await companies.set_state(company, state, reason)
 
-    fleet = Fleet(sim_settings(simulator, tmp_path), db, asyncio.Event(),
-                  lanes=[("seen", seen.lane)], load=companies.load, set_state=set_state)
+    fleet = companies.fleet(tmp_path, db, seen.lane, set_state=set_state)
     await fleet.refresh()
     with contextlib.suppress(RuntimeError):
         await asyncio.wait_for(fleet.paused["acme"], 5.0)
