@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "sync.commands.status",       # status: can the cache be trusted now?
     "sync.commands.receipts",     # receipts show/retry
     "sync.commands.db",           # db backup
+    "sync.commands.doctor",       # doctor: settle the guesses about Alegra (read-only)
     "sync.simulator.cli",         # simulator
 )
 
