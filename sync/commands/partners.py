@@ -30,6 +30,7 @@ from sync.store.companies import (
 )
 from sync.store.db import DEFAULT_COMPANY, Database
 from sync.store.partners import (
+    Partner,
     PartnerExists,
     PartnerListing,
     PartnerNotFound,
@@ -201,10 +202,17 @@ async def _revoke(db: Database, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _grant(db: Database, args: argparse.Namespace) -> int:
-    partner = await partner_named(db, args.name)
+async def _named(db: Database, name: str) -> Partner | None:
+    """The partner called `name`; None (said on stderr) when there is none."""
+    partner = await partner_named(db, name)
     if partner is None:
-        print(f"alegra-sync: no partner named {args.name!r}", file=sys.stderr)
+        print(f"alegra-sync: no partner named {name!r}", file=sys.stderr)
+    return partner
+
+
+async def _grant(db: Database, args: argparse.Namespace) -> int:
+    partner = await _named(db, args.name)
+    if partner is None:
         return 1
     for company in dict.fromkeys(args.company):
         try:
@@ -217,9 +225,8 @@ async def _grant(db: Database, args: argparse.Namespace) -> int:
 
 
 async def _revoke_grant(db: Database, args: argparse.Namespace) -> int:
-    partner = await partner_named(db, args.name)
+    partner = await _named(db, args.name)
     if partner is None:
-        print(f"alegra-sync: no partner named {args.name!r}", file=sys.stderr)
         return 1
     missing = []
     for company in dict.fromkeys(args.company):
