@@ -1,0 +1,152 @@
+"""The inbox's channel on PostgreSQL: each batch is ONE multi-row `INSERT … RETURNING id` in one
+transaction, through the Database's pool (no committer process).
+
+`InboxWriter` (writer.py) needs only `commit(items) -> ids` and `stop()` from its channel; this
+is the PostgreSQL one, `CommitterChannel` (channel.py) the SQLite one. On SQLite a process of its
+own writes the file (the single-writer lock, the GIL: docs/webhooks.md); PostgreSQL takes inserts
+from any number of connections and does the fsync in the server, so the web process only awaits
+a socket. The batching, futures, deadlines and the 503-past-deadline rule stay the writer's.
+
+A batch the server refuses for a reason that is not the database being unreachable (a text it
+cannot store, such as a NUL character in a subject) is written again in one transaction, row by
+row, each under a savepoint: the row it refuses is stored as `malformed` (its body and nothing
+parsed from it), so one body never fails its batch-mates. A database that is unreachable fails
+the batch as a whole (`StoreUnavailable`): those requests answer 503 and Alegra delivers again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+from receiver.inbox.committer import StoredLog, malformed_row
+from sync.logs import get_logger
+from sync.store.db import Database, DatabaseUnavailable, utcnow
+from sync.store.inbox import (
+    DELIVERY_ROW,
+    INSERT_DELIVERIES,
+    INSERT_DELIVERY,
+    INSERT_HANDSHAKE,
+    DeliveryRow,
+    Item,
+    NewDelivery,
+    delivery_params,
+    handshake_params,
+)
+
+COMMIT_DEADLINE_S = 10.0  # a batch not committed by then is abandoned (its requests have 503)
+RETURNING = " RETURNING id"
+
+
+class StoreUnavailable(ConnectionError):
+    """The database did not commit the batch in time: it may still be committed (a duplicate
+    at worst: Alegra delivers a delivery answered 503 again)."""
+
+
+class PostgresChannel:
+    """`await commit(items)` → ids, through `db`'s pool; `await stop()` has nothing to stop."""
+
+    def __init__(self, db: Database, *, deadline_s: float = COMMIT_DEADLINE_S) -> None:
+        self.db = db
+        self.deadline_s = deadline_s
+        self._log = StoredLog()
+        self._flush: asyncio.TimerHandle | None = None
+
+    async def commit(self, items: Sequence[Item]) -> list[int]:
+        """Each item's inbox id (0 for a handshake) once the batch is COMMITTED. Raises
+        DatabaseUnavailable when the database cannot be reached, StoreUnavailable when it did not
+        commit in time (either way the outcome may be unknown; the requests answer 503)."""
+        at = utcnow()
+        rows, handshakes = delivery_params(items, at), handshake_params(items, at)
+        try:
+            async with asyncio.timeout(self.deadline_s):
+                ids, rows = await self._insert(rows, handshakes)
+        except TimeoutError as exc:
+            raise StoreUnavailable("the database did not commit the batch in time") from exc
+        self._logged(ids, rows)
+        return _in_item_order(items, ids)
+
+    async def _insert(
+        self, rows: list[DeliveryRow], handshakes: list[tuple[object, ...]]
+    ) -> tuple[list[int], list[DeliveryRow]]:
+        """The batch in one statement; row by row if the server refuses it for a reason that
+        is not the database being unreachable."""
+        try:
+            return await self._insert_batch(rows, handshakes), rows
+        except DatabaseUnavailable:
+            raise
+        except Exception as exc:
+            get_logger(count=len(rows)).warning("webhook.batch_refused", error=type(exc).__name__)
+        return await self._insert_row_by_row(rows, handshakes)
+
+    async def stop(self) -> None:
+        """The last `webhook.stored` line; the pool is the Database's, closed with it."""
+        if self._flush is not None:
+            self._flush.cancel()
+            self._flush = None
+        self._log.flush()
+
+    def _logged(self, ids: list[int], rows: list[DeliveryRow]) -> None:
+        """`webhook.stored` at most once a second (the committer's `StoredLog`); a count still
+        pending is written when its second is up, even if no batch follows."""
+        self._log.add(ids, rows)
+        due = self._log.due_in()
+        if due is not None and self._flush is None:
+            self._flush = asyncio.get_running_loop().call_later(due, self._flush_due)
+
+    def _flush_due(self) -> None:
+        self._flush = None
+        self._log.flush()
+
+    async def _insert_batch(
+        self, rows: list[DeliveryRow], handshakes: list[tuple[object, ...]]
+    ) -> list[int]:
+        async with self.db.transaction() as conn:
+            if handshakes:
+                await conn.executemany(INSERT_HANDSHAKE, handshakes)
+            if not rows:
+                return []
+            sql = INSERT_DELIVERIES + ", ".join([DELIVERY_ROW] * len(rows)) + RETURNING
+            cursor = await conn.execute(sql, [value for row in rows for value in row])
+            found = await cursor.fetchall()
+        # The rows take their ids from the sequence in the order VALUES lists them, so the
+        # ascending ids are the rows' in order (RETURNING's own order is not promised).
+        return sorted(int(r[0]) for r in found)
+
+    async def _insert_row_by_row(
+        self, rows: list[DeliveryRow], handshakes: list[tuple[object, ...]]
+    ) -> tuple[list[int], list[DeliveryRow]]:
+        """The batch again in one transaction, a statement (and a savepoint) per delivery."""
+        ids, written = [], []
+        async with self.db.transaction() as conn:
+            if handshakes:
+                await conn.executemany(INSERT_HANDSHAKE, handshakes)
+            for row in rows:
+                inbox_id, stored = await _insert_one(conn, row)
+                ids.append(inbox_id)
+                written.append(stored)
+        return ids, written
+
+
+async def _insert_one(conn: Any, row: DeliveryRow) -> tuple[int, DeliveryRow]:
+    """One delivery under a savepoint; the row the server refuses goes in as `malformed`."""
+    await conn.execute("SAVEPOINT inbox_row")
+    try:
+        cursor = await conn.execute(INSERT_DELIVERY + RETURNING, row)
+    except Exception as exc:
+        if isinstance(exc, DatabaseUnavailable):
+            raise
+        get_logger().warning("webhook.row_refused", error=type(exc).__name__)
+        await conn.execute("ROLLBACK TO SAVEPOINT inbox_row")
+        row = malformed_row(row)
+        cursor = await conn.execute(INSERT_DELIVERY + RETURNING, row)
+    found = await cursor.fetchone()
+    await conn.execute("RELEASE SAVEPOINT inbox_row")
+    return int(found[0]), row
+
+
+def _in_item_order(items: Sequence[Item], delivery_ids: list[int]) -> list[int]:
+    """Each item's id: the deliveries' in turn, 0 for each handshake."""
+    ids = iter(delivery_ids)
+    return [next(ids) if isinstance(item, NewDelivery) else 0 for item in items]
