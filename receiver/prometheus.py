@@ -297,8 +297,9 @@ class Scrapes:
 @asynccontextmanager
 async def lifespan(app: Starlette) -> AsyncIterator[None]:
     """The metrics' own read-only connection (the main one has applied the migrations)."""
-    db = await Database.open(app.state.settings.database_path, migrate=False)
-    await db.conn.execute("PRAGMA query_only = ON")
+    db = await Database.open(app.state.settings.database_target, migrate=False)
+    if db.engine == "sqlite":
+        await db.conn.execute("PRAGMA query_only = ON")
     app.state.scrapes = Scrapes(db)
     try:
         yield

@@ -1,4 +1,4 @@
-"""The inbox's channel on PostgreSQL: each batch is ONE multi-row `INSERT … RETURNING id` in one
+"""The inbox's channel on PostgreSQL: each batch is ONE multi-row `INSERT … RETURNING id`, its own
 transaction, through the Database's pool (no committer process).
 
 `InboxWriter` (writer.py) needs only `commit(items) -> ids` and `stop()` from its channel; this
@@ -102,14 +102,18 @@ class PostgresChannel:
     async def _insert_batch(
         self, rows: list[DeliveryRow], handshakes: list[tuple[object, ...]]
     ) -> list[int]:
-        async with self.db.transaction() as conn:
-            if handshakes:
+        """The usual batch (deliveries only) is ONE statement in autocommit: its own transaction,
+        committed before the statement returns, and no company's advisory lock (a plain insert
+        needs none, and a batch holds several companies' rows). One with handshakes (a
+        subscription being registered: rare) is one transaction."""
+        sql = INSERT_DELIVERIES + ", ".join([DELIVERY_ROW] * len(rows)) + RETURNING
+        params = [value for row in rows for value in row]
+        if not handshakes:
+            found = await self.db.fetchall(sql, params)
+        else:
+            async with self.db.transaction() as conn:
                 await conn.executemany(INSERT_HANDSHAKE, handshakes)
-            if not rows:
-                return []
-            sql = INSERT_DELIVERIES + ", ".join([DELIVERY_ROW] * len(rows)) + RETURNING
-            cursor = await conn.execute(sql, [value for row in rows for value in row])
-            found = await cursor.fetchall()
+                found = await (await conn.execute(sql, params)).fetchall() if rows else []
         # The rows take their ids from the sequence in the order VALUES lists them, so the
         # ascending ids are the rows' in order (RETURNING's own order is not promised).
         return sorted(int(r[0]) for r in found)

@@ -1,5 +1,5 @@
-"""A scratch PostgreSQL database per test, on the server of TEST_DATABASE_URL (else the one on
-127.0.0.1:5432), dropped afterwards; and a way to take it away for a while.
+"""A PostgreSQL database per test (`pg_server`, tests/support/databases.py: TEST_DATABASE_URL's
+server, else 127.0.0.1:5432), dropped afterwards; and a way to take it away for a while.
 
 An outage is `ALTER DATABASE … ALLOW_CONNECTIONS false` and every backend of that database
 terminated: to the web process exactly what a PostgreSQL restart or a network cut is (its
@@ -9,18 +9,16 @@ other suites share. `restored()` lets connections in again.
 
 from __future__ import annotations
 
-import os
-import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import psycopg
 import pytest
 from psycopg import sql
 
-SERVER_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+from tests.support.databases import PgServer, server_url
 
 
 @dataclass(frozen=True)
@@ -30,7 +28,7 @@ class ScratchDatabase:
 
     def admin(self) -> psycopg.Connection[tuple[object, ...]]:
         """A connection to the server's maintenance database (not this one)."""
-        return psycopg.connect(SERVER_URL, autocommit=True, connect_timeout=5)
+        return psycopg.connect(server_url(), autocommit=True, connect_timeout=5)
 
     def connect(self) -> psycopg.Connection[tuple[object, ...]]:
         return psycopg.connect(self.url, autocommit=True, connect_timeout=5)
@@ -63,31 +61,13 @@ class ScratchDatabase:
             self.bring_up()
 
 
-def _server_answers() -> bool:
-    try:
-        psycopg.connect(SERVER_URL, connect_timeout=3).close()
-    except psycopg.Error:
-        return False
-    return True
-
-
 @pytest.fixture
-def pg() -> Iterator[ScratchDatabase]:
-    """An empty database of its own (`alegra_pgweb_<random>`), dropped after the test."""
-    if not _server_answers():
-        if os.environ.get("CI"):
-            pytest.fail(f"no PostgreSQL answers at {SERVER_URL}: CI must run these tests")
-        pytest.skip(f"no PostgreSQL answers at {SERVER_URL}")
-    name = "alegra_pgweb_" + secrets.token_hex(4)
-    parts = urlsplit(SERVER_URL)
-    scratch = ScratchDatabase(name, urlunsplit(parts._replace(path=f"/{name}")))
-    with scratch.admin() as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+def pg(pg_server: PgServer) -> Iterator[ScratchDatabase]:
+    """A migrated database of its own (tests/support/databases.py), dropped after the test."""
+    url = pg_server.create()
+    scratch = ScratchDatabase(urlsplit(url).path.lstrip("/"), url)
     try:
         yield scratch
     finally:
-        with scratch.admin() as conn:
-            conn.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(
-                sql.Identifier(name)))
-            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(
-                sql.Identifier(name)))
+        scratch.bring_up()
+        pg_server.drop(url)

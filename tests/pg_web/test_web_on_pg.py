@@ -132,7 +132,7 @@ def test_deliveries_and_receipts_are_stored_and_any_web_process_serves_them(
     assert created.status_code == 202, created.text
     replayed = httpx.post(f"{b.url}/v1/receipts", json=receipt, timeout=10,
                           headers=deployment.headers("r-1"))
-    assert replayed.status_code == 200, replayed.text
+    assert replayed.status_code == 202, replayed.text  # a replay, through the other process
     assert replayed.headers["Idempotent-Replayed"] == "true"
     receipt_id = created.json()["id"]
     assert replayed.json()["id"] == receipt_id
@@ -199,7 +199,7 @@ class Burst:
 
 def ready(url: str) -> dict[str, Any]:
     response = httpx.get(f"{url}/readyz", timeout=10)
-    return {"status": response.status_code, **response.json()}
+    return {**response.json(), "http_status": response.status_code}
 
 
 def test_the_database_gone_in_a_webhook_burst_loses_nothing_and_the_web_process_recovers(
@@ -213,7 +213,7 @@ def test_the_database_gone_in_a_webhook_burst_loses_nothing_and_the_web_process_
     try:
         eventually(lambda: burst.count() >= 300, what="300 deliveries acknowledged")
         with deployment.pg.down():
-            readiness = eventually(lambda: (r := ready(web.url))["status"] == 503 and r,
+            readiness = eventually(lambda: (r := ready(web.url))["http_status"] == 503 and r,
                                    what="/readyz to say 503")
             refused = httpx.post(f"{web.url}/v1/receipts", json=sample_receipt(), timeout=30,
                                  headers=deployment.headers("during-outage"))
@@ -255,10 +255,12 @@ def test_the_database_gone_in_a_webhook_burst_loses_nothing_and_the_web_process_
 
 
 def test_readyz_names_migrations_not_applied(deployment: Deployment) -> None:
+    """A database whose migration records are gone (as one a newer release has not migrated)
+    is named, not taken for ready."""
     web = deployment.start_web()
-    [(latest,)] = deployment.pg.rows("SELECT max(version) FROM schema_migrations")
-    deployment.pg.rows("DELETE FROM schema_migrations WHERE version = %s RETURNING version",
-                       (latest,))
+    assert not any(r.startswith("migrations") for r in ready(web.url)["reasons"])
+    deployment.pg.rows("DELETE FROM schema_migrations RETURNING version")
     readiness = ready(web.url)
-    assert readiness["status"] == 503
-    assert f"migrations not applied: {latest}" in readiness["reasons"]
+    assert readiness["http_status"] == 503
+    assert any(r.startswith("migrations not applied: ") for r in readiness["reasons"]), readiness
+    assert readiness["checks"]["pending_migrations"]
