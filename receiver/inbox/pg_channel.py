@@ -17,12 +17,11 @@ the batch as a whole (`StoreUnavailable`): those requests answer 503 and Alegra 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
 
 from receiver.inbox.committer import StoredLog, malformed_row
 from sync.logs import get_logger
-from sync.store.db import Database, DatabaseUnavailable, utcnow
+from sync.store.db import Connection, Database, DatabaseUnavailable, Row, utcnow
 from sync.store.inbox import (
     DELIVERY_ROW,
     INSERT_DELIVERIES,
@@ -108,12 +107,14 @@ class PostgresChannel:
         subscription being registered: rare) is one transaction."""
         sql = INSERT_DELIVERIES + ", ".join([DELIVERY_ROW] * len(rows)) + RETURNING
         params = [value for row in rows for value in row]
+        found: Iterable[Row] = []
         if not handshakes:
             found = await self.db.fetchall(sql, params)
         else:
             async with self.db.transaction() as conn:
                 await conn.executemany(INSERT_HANDSHAKE, handshakes)
-                found = await (await conn.execute(sql, params)).fetchall() if rows else []
+                if rows:
+                    found = await (await conn.execute(sql, params)).fetchall()
         # The rows take their ids from the sequence in the order VALUES lists them, so the
         # ascending ids are the rows' in order (RETURNING's own order is not promised).
         return sorted(int(r[0]) for r in found)
@@ -133,7 +134,7 @@ class PostgresChannel:
         return ids, written
 
 
-async def _insert_one(conn: Any, row: DeliveryRow) -> tuple[int, DeliveryRow]:
+async def _insert_one(conn: Connection, row: DeliveryRow) -> tuple[int, DeliveryRow]:
     """One delivery under a savepoint; the row the server refuses goes in as `malformed`."""
     await conn.execute("SAVEPOINT inbox_row")
     try:
@@ -146,6 +147,7 @@ async def _insert_one(conn: Any, row: DeliveryRow) -> tuple[int, DeliveryRow]:
         row = malformed_row(row)
         cursor = await conn.execute(INSERT_DELIVERY + RETURNING, row)
     found = await cursor.fetchone()
+    assert found is not None  # RETURNING answers the row inserted
     await conn.execute("RELEASE SAVEPOINT inbox_row")
     return int(found[0]), row
 
