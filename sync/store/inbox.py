@@ -24,7 +24,7 @@ from sync.alegra.webhook_body import parse_delivery
 from sync.inbox_records import Group, InboxEvent, PendingDelivery, UnusableDelivery
 from sync.states import InboxState
 from sync.store.db import DEFAULT_COMPANY, Database, Row, utcnow
-from sync.store.sql import chunks, marks
+from sync.store.sql_lists import chunks, marks
 
 
 @dataclass(frozen=True)

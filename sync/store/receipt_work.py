@@ -22,7 +22,7 @@ import aiosqlite
 from sync.receipt_records import StepRecord
 from sync.states import ReceiptStatus, StepState
 from sync.store.db import Database, Row, utcnow
-from sync.store.sql import marks
+from sync.store.sql_lists import marks
 
 Write = Callable[[aiosqlite.Connection], Awaitable[int]]
 WRITE_METHODS = frozenset({"POST", "PUT", "DELETE"})

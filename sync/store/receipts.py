@@ -24,7 +24,7 @@ from sync.receipt_records import ReceiptRecord, StepRecord
 from sync.states import ReceiptStatus
 from sync.store.db import Database, Row, utcnow
 from sync.store.receipt_work import load_steps
-from sync.store.sql import chunks, marks
+from sync.store.sql_lists import chunks, marks
 
 
 class IdempotencyConflict(Exception):

@@ -22,7 +22,7 @@ from typing import Generic, TypeVar
 
 from sync.states import InboxState, ReceiptStatus
 from sync.store.db import Database, Row
-from sync.store.sql import marks
+from sync.store.sql_lists import marks
 
 K = TypeVar("K", int, str)
 
