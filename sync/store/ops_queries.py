@@ -242,8 +242,15 @@ def _seconds_between(earlier: str, later: str) -> float:
 
 
 async def deliveries_stored(db: Database) -> int:
-    """Deliveries ever stored (the inbox's id counter; rows pruned later still count)."""
-    value = await db.scalar("SELECT seq FROM sqlite_sequence WHERE name = 'inbox'")
+    """Deliveries ever stored (the inbox's id counter; rows pruned later still count): where
+    each engine keeps the counter is its own (SQLite: AUTOINCREMENT's `sqlite_sequence`;
+    PostgreSQL: the identity column's sequence, NULL before its first value)."""
+    if db.engine == "sqlite":
+        value = await db.scalar("SELECT seq FROM sqlite_sequence WHERE name = 'inbox'")
+    else:
+        value = await db.scalar(
+            "SELECT pg_sequence_last_value(CAST(pg_get_serial_sequence('inbox', 'id') AS regclass))"
+        )
     return int(value or 0)
 
 
