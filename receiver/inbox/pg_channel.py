@@ -23,19 +23,17 @@ from receiver.inbox.committer import StoredLog, malformed_row
 from sync.logs import get_logger
 from sync.store.db import Connection, Database, DatabaseUnavailable, Row, utcnow
 from sync.store.inbox import (
-    DELIVERY_ROW,
-    INSERT_DELIVERIES,
     INSERT_DELIVERY,
     INSERT_HANDSHAKE,
     DeliveryRow,
     Item,
-    NewDelivery,
     delivery_params,
     handshake_params,
+    ids_in_order,
+    insert_deliveries_sql,
 )
 
 COMMIT_DEADLINE_S = 10.0  # a batch not committed by then is abandoned (its requests have 503)
-RETURNING = " RETURNING id"
 
 
 class StoreUnavailable(ConnectionError):
@@ -64,7 +62,7 @@ class PostgresChannel:
         except TimeoutError as exc:
             raise StoreUnavailable("the database did not commit the batch in time") from exc
         self._logged(ids, rows)
-        return _in_item_order(items, ids)
+        return ids_in_order(items, ids)
 
     async def _insert(
         self, rows: list[DeliveryRow], handshakes: list[tuple[object, ...]]
@@ -105,7 +103,7 @@ class PostgresChannel:
         committed before the statement returns, and no company's advisory lock (a plain insert
         needs none, and a batch holds several companies' rows). One with handshakes (a
         subscription being registered: rare) is one transaction."""
-        sql = INSERT_DELIVERIES + ", ".join([DELIVERY_ROW] * len(rows)) + RETURNING
+        sql = insert_deliveries_sql(len(rows))
         params = [value for row in rows for value in row]
         found: Iterable[Row] = []
         if not handshakes:
@@ -115,9 +113,7 @@ class PostgresChannel:
                 await conn.executemany(INSERT_HANDSHAKE, handshakes)
                 if rows:
                     found = await (await conn.execute(sql, params)).fetchall()
-        # The rows take their ids from the sequence in the order VALUES lists them, so the
-        # ascending ids are the rows' in order (RETURNING's own order is not promised).
-        return sorted(int(r[0]) for r in found)
+        return [int(r[0]) for r in found]  # `ids_in_order` sorts them
 
     async def _insert_row_by_row(
         self, rows: list[DeliveryRow], handshakes: list[tuple[object, ...]]
@@ -138,21 +134,15 @@ async def _insert_one(conn: Connection, row: DeliveryRow) -> tuple[int, Delivery
     """One delivery under a savepoint; the row the server refuses goes in as `malformed`."""
     await conn.execute("SAVEPOINT inbox_row")
     try:
-        cursor = await conn.execute(INSERT_DELIVERY + RETURNING, row)
+        cursor = await conn.execute(INSERT_DELIVERY, row)
     except Exception as exc:
         if isinstance(exc, DatabaseUnavailable):
             raise
         get_logger().warning("webhook.row_refused", error=type(exc).__name__)
         await conn.execute("ROLLBACK TO SAVEPOINT inbox_row")
         row = malformed_row(row)
-        cursor = await conn.execute(INSERT_DELIVERY + RETURNING, row)
+        cursor = await conn.execute(INSERT_DELIVERY, row)
     found = await cursor.fetchone()
     assert found is not None  # RETURNING answers the row inserted
     await conn.execute("RELEASE SAVEPOINT inbox_row")
     return int(found[0]), row
-
-
-def _in_item_order(items: Sequence[Item], delivery_ids: list[int]) -> list[int]:
-    """Each item's id: the deliveries' in turn, 0 for each handshake."""
-    ids = iter(delivery_ids)
-    return [next(ids) if isinstance(item, NewDelivery) else 0 for item in items]
