@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import os
 import secrets
 import statistics
@@ -27,6 +28,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
@@ -35,18 +37,21 @@ from psycopg import sql
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.webhooks import (  # noqa: E402
-    PATH,
-    VARIANTS,
-    Load,
-    _pid_cpu_s,
-    cpu_s,
-    delivery_bodies,
-    drive,
-    missing_acknowledged,
-)
+from sync.webhook_tokens import make_token  # noqa: E402
 from tests.support.databases import server_url, with_database  # noqa: E402
-from tests.support.procs import ManagedProcess, free_port, product_env  # noqa: E402
+from tests.support.procs import (  # noqa: E402
+    TEST_SECRET_KEY,
+    ManagedProcess,
+    free_port,
+    product_env,
+)
+
+# bench/webhooks.py's load generator and /proc readings (imported by name, as webhooks_wrk.py
+# does: mypy sees bench/ as top-level modules)
+_BENCH: Any = importlib.import_module("bench.webhooks")
+Load = Any
+PATH = f"/webhooks/alegra/{make_token([TEST_SECRET_KEY])}"
+APPS = {"bare": "bench.webhooks:bare_app", "app": "receiver.app:create_app"}
 
 NO_ALEGRA, NO_TOKEN = "http://127.0.0.1:9/api/v1", "unused"  # the web side never calls Alegra
 CONTACTS = [str(n) for n in range(1, 201)]
@@ -86,7 +91,7 @@ class Store:
 
     def missing(self, load: Load) -> int:
         if self.path is not None:
-            return missing_acknowledged(self.path, load)
+            return int(_BENCH.missing_acknowledged(self.path, load))
         with psycopg.connect(self.url) as conn:
             rows = conn.execute("SELECT id, body FROM inbox").fetchall()
         bodies = {int(r[0]): bytes(r[1]) for r in rows}
@@ -100,7 +105,7 @@ class Store:
         with psycopg.connect(server_url(), autocommit=True) as conn:
             pids = [int(r[0]) for r in conn.execute(
                 "SELECT pid FROM pg_stat_activity WHERE datname = %s", (self.pg_name,))]
-        return sum(_pid_cpu_s(pid) for pid in pids)
+        return sum(float(_BENCH._pid_cpu_s(pid)) for pid in pids)
 
 
 @contextmanager
@@ -124,7 +129,7 @@ def one_run(variant: str, args: argparse.Namespace, work: Path, run: int, result
         port = free_port()
         env = product_env(work / "unused.db", alegra_base_url=NO_ALEGRA, email="b@example.com",
                           token=NO_TOKEN, port=port, DATABASE_URL=store.url, LOG_LEVEL="warning")
-        app = VARIANTS["bare" if variant == "bare" else "group"]
+        app = APPS["bare" if variant == "bare" else "app"]
         proc = ManagedProcess(f"web-{variant}-{run}", [
             sys.executable, "-m", "uvicorn", app, "--factory", "--host", "127.0.0.1",
             "--port", str(port), "--no-access-log", "--log-level", "warning"], env, work).start()
@@ -132,10 +137,10 @@ def one_run(variant: str, args: argparse.Namespace, work: Path, run: int, result
         try:
             proc.wait_http(f"{url}/healthz" if variant != "bare" else f"{url}/")
             httpx.post(f"{url}{PATH}", content=b"{}")  # starts SQLite's committer beforehand
-            web_before, db_before = cpu_s(proc), store.backend_cpu_s()
-            load = asyncio.run(drive(url, delivery_bodies(CONTACTS),
-                                     concurrency=args.concurrency, seconds=args.seconds))
-            load.server_cpu_s = cpu_s(proc) - web_before
+            web_before, db_before = _BENCH.cpu_s(proc), store.backend_cpu_s()
+            load = asyncio.run(_BENCH.drive(url, _BENCH.delivery_bodies(CONTACTS),
+                                            concurrency=args.concurrency, seconds=args.seconds))
+            load.server_cpu_s = _BENCH.cpu_s(proc) - web_before
             if store.pg_name is not None:
                 result.db_cpu_s.append(store.backend_cpu_s() - db_before)
         finally:
