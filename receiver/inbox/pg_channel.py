@@ -1,5 +1,6 @@
-"""The inbox's channel on PostgreSQL: each batch is ONE multi-row `INSERT … RETURNING id`, its own
-transaction, through the Database's pool (no committer process).
+"""The inbox's channel on PostgreSQL: each batch is ONE `INSERT … SELECT FROM unnest(…) RETURNING
+id` (a column's values per array), its own transaction, through the Database's pool (no
+committer process).
 
 `InboxWriter` (writer.py) needs only `commit(items) -> ids` and `stop()` from its channel; this
 is the PostgreSQL one, `CommitterChannel` (channel.py) the SQLite one. On SQLite a process of its
@@ -11,7 +12,8 @@ A batch the server refuses for a reason that is not the database being unreachab
 cannot store, such as a NUL character in a subject) is written again in one transaction, row by
 row, each under a savepoint: the row it refuses is stored as `malformed` (its body and nothing
 parsed from it), so one body never fails its batch-mates. A database that is unreachable fails
-the batch as a whole (`StoreUnavailable`): those requests answer 503 and Alegra delivers again.
+the batch as a whole (`DatabaseUnavailable`; `StoreUnavailable` past COMMIT_DEADLINE_S): those
+requests answer 503 and Alegra delivers again.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from collections.abc import Iterable, Sequence
 
 from receiver.inbox.committer import StoredLog, malformed_row
 from sync.logs import get_logger
+from sync.states import InboxState
 from sync.store.db import Connection, Database, DatabaseUnavailable, Row, utcnow
 from sync.store.inbox import (
     INSERT_DELIVERY,
@@ -30,10 +33,24 @@ from sync.store.inbox import (
     delivery_params,
     handshake_params,
     ids_in_order,
-    insert_deliveries_sql,
 )
 
 COMMIT_DEADLINE_S = 10.0  # a batch not committed by then is abandoned (its requests have 503)
+# Each DeliveryRow column's PostgreSQL type, in DeliveryRow's order: the batch travels as one
+# array per column, so the statement is the same text for any batch size, which psycopg parses
+# once and prepares. A VALUES list of N rows is a new statement for every N, parsed anew each
+# time (psycopg caches no statement past 50 parameters): at 64 a batch it cost the web process
+# more CPU per delivery in every paired run (19–43 µs against 35–50 µs, on a loaded machine).
+COLUMN_TYPES = {"received_at": "text", "subject": "text", "resource": "text",
+                "resource_id": "text", "body": "bytea", "shape": "text", "key_index": "integer",
+                "company_id": "text"}
+assert tuple(COLUMN_TYPES) == DeliveryRow._fields
+_COLUMNS = ", ".join(COLUMN_TYPES)
+INSERT_BATCH = (  # built from constants only
+    f"INSERT INTO inbox({_COLUMNS}, state) SELECT {_COLUMNS}, '{InboxState.RECEIVED}'"  # noqa: S608
+    f" FROM unnest({', '.join(f'?::{t}[]' for t in COLUMN_TYPES.values())})"
+    f" WITH ORDINALITY AS batch({_COLUMNS}, position) ORDER BY position RETURNING id"
+)
 
 
 class StoreUnavailable(ConnectionError):
@@ -103,8 +120,7 @@ class PostgresChannel:
         committed before the statement returns, and no company's advisory lock (a plain insert
         needs none, and a batch holds several companies' rows). One with handshakes (a
         subscription being registered: rare) is one transaction."""
-        sql = insert_deliveries_sql(len(rows))
-        params = [value for row in rows for value in row]
+        sql, params = INSERT_BATCH, [list(column) for column in zip(*rows, strict=True)]
         found: Iterable[Row] = []
         if not handshakes:
             found = await self.db.fetchall(sql, params)
