@@ -14,13 +14,14 @@
 from __future__ import annotations
 
 import hashlib
+import select
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import psycopg
 from psycopg.abc import Buffer
-from psycopg.adapt import Loader
+from psycopg.adapt import Dumper, Loader
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import RowMaker as PsycopgRowMaker
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
@@ -61,6 +62,16 @@ def _sqlite_rows(cursor: psycopg.AsyncCursor[Any]) -> PsycopgRowMaker[Row]:
     return _ROWS.for_columns([column.name for column in cursor.description])
 
 
+class _BoolAsInt(Dumper):
+    """True/False as an untyped '1'/'0', which PostgreSQL reads as what the place needs: an
+    INTEGER (our booleans' columns, as SQLite stores them) or a condition (`CASE WHEN ?`)."""
+
+    oid = 0  # unknown: typed by its context
+
+    def dump(self, obj: bool) -> bytes:
+        return b"1" if obj else b"0"
+
+
 class _Number(Loader):
     """NUMERIC → int, or float when it has a fraction: what SQLite returns for SUM and AVG."""
 
@@ -71,6 +82,19 @@ class _Number(Loader):
 
 async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:
     conn.adapters.register_loader("numeric", _Number)
+    conn.adapters.register_dumper(bool, _BoolAsInt)
+
+
+async def _check(conn: psycopg.AsyncConnection[Any]) -> None:
+    """On checkout: a connection the server ended (a restart, pg_terminate_backend) has its
+    socket readable while idle (the server's goodbye, then EOF); only then is a round trip
+    spent to find out, and the pool replaces the connection if it fails. A server that vanished
+    without a word is found by the next statement (DatabaseUnavailable; the pool drops it)."""
+    if conn.broken or conn.closed:
+        raise psycopg.OperationalError("the connection is closed")
+    readable, _, _ = select.select([conn.pgconn.socket], [], [], 0)
+    if readable:
+        await AsyncConnectionPool.check_connection(conn)
 
 
 def gone(exc: BaseException) -> bool:
@@ -86,14 +110,17 @@ def gone(exc: BaseException) -> bool:
 class PgCursor:
     """A psycopg cursor seen as an aiosqlite one: fetches give None / [] after a write."""
 
-    lastrowid: int | None = None  # PostgreSQL has no rowid: use RETURNING
-
     def __init__(self, cursor: psycopg.AsyncCursor[Row]) -> None:
         self._cursor = cursor
 
     @property
     def rowcount(self) -> int:
         return self._cursor.rowcount
+
+    @property
+    def lastrowid(self) -> int | None:
+        """PostgreSQL has no rowid: refused loudly rather than a wrong 0 or None."""
+        raise TypeError("lastrowid is SQLite's: write `INSERT … RETURNING id` and fetch it")
 
     async def fetchone(self) -> Row | None:
         if self._cursor.description is None:
@@ -114,10 +141,11 @@ class PgConnection:
 
     async def execute(self, sql: str, parameters: Any = None) -> PgCursor:
         cursor = self.raw.cursor()
-        if parameters is None or len(parameters) == 0:
-            await cursor.execute(sql)  # no parameters: the text as written, `%` and `?` too
+        params = _params(parameters or ())
+        if params:
+            await cursor.execute(to_pyformat(sql), params)
         else:
-            await cursor.execute(to_pyformat(sql), _params(parameters))
+            await cursor.execute(sql)  # no parameters: the text as written, `%` and `?` too
         return PgCursor(cursor)
 
     async def executemany(self, sql: str, parameters: Iterable[Iterable[Any]]) -> PgCursor:
@@ -146,7 +174,7 @@ class PgEngine:
             kwargs={"autocommit": True, "row_factory": _sqlite_rows,
                     "connect_timeout": CONNECT_TIMEOUT_S},
             configure=_configure,
-            check=AsyncConnectionPool.check_connection,
+            check=_check,
             name="alegra-sync",
         )
 
@@ -187,11 +215,18 @@ class PgEngine:
 
     @asynccontextmanager
     async def transaction(self, key: int) -> AsyncIterator[PgConnection]:
-        """BEGIN; pg_advisory_xact_lock(key); … COMMIT (ROLLBACK on error)."""
+        """BEGIN; pg_advisory_xact_lock(key); … COMMIT (ROLLBACK on error). BEGIN and the lock
+        go in one round trip (the key is an int: no quoting to get wrong)."""
         with self._reachable():
-            async with self._pool.connection() as raw, raw.transaction():
-                await raw.execute("SELECT pg_advisory_xact_lock(%s)", (key,))
-                yield PgConnection(raw)
+            async with self._pool.connection() as raw:
+                await raw.execute(f"BEGIN; SELECT pg_advisory_xact_lock({int(key)})")
+                try:
+                    yield PgConnection(raw)
+                except BaseException:
+                    if not raw.broken:
+                        await raw.execute("ROLLBACK")
+                    raise
+                await raw.execute("COMMIT")
 
     @asynccontextmanager
     async def migrating(self) -> AsyncIterator[PgConnection]:

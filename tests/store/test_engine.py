@@ -218,7 +218,7 @@ async def test_the_pool_reconnects_after_its_connections_are_killed(
     one, two = two_processes
     before = await one.scalar("SELECT pg_backend_pid()")
     killed = await two.fetchall(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+        "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity"
         " WHERE datname = current_database() AND pid != pg_backend_pid()")
     assert killed
     assert await one.scalar("SELECT pg_backend_pid()") != before
@@ -255,7 +255,7 @@ async def test_a_lost_connection_inside_a_transaction_is_database_unavailable(
     async def write_while_killed() -> None:
         async with one.transaction() as conn:
             pid = (await (await conn.execute("SELECT pg_backend_pid()")).fetchone() or [0])[0]
-            await two.scalar("SELECT pg_terminate_backend(?)", (pid,))
+            await two.scalar("SELECT pg_terminate_backend(?, 5000)", (pid,))
             await conn.execute("UPDATE companies SET state_reason = 'x'")
 
     with pytest.raises(DatabaseUnavailable):
@@ -265,3 +265,15 @@ async def test_a_lost_connection_inside_a_transaction_is_database_unavailable(
 
 def test_the_driver_error_is_caught_as_the_portable_one() -> None:
     assert issubclass(psycopg.errors.UniqueViolation, IntegrityError)
+
+
+async def test_booleans_are_stored_as_sqlite_stores_them_and_serve_as_conditions(
+    database: Database,
+) -> None:
+    await database.execute("UPDATE companies SET state_reason = CASE WHEN ? THEN 'y' END"
+                           " WHERE ? = 1", (True, True))
+    assert await database.scalar("SELECT state_reason FROM companies") == "y"
+    await database.execute(
+        "INSERT INTO partners(id, name, key_hash, key_prefix, is_admin, created_at)"
+        " VALUES ('p', 'p', 'h', 'k', ?, 'now')", (True,))
+    assert await database.scalar("SELECT is_admin FROM partners WHERE is_admin = ?", (True,)) == 1
