@@ -3,7 +3,10 @@
 - Reads (`Database.fetchone/fetchall/scalar`) take a pooled connection in autocommit mode.
 - `transaction(key)` is BEGIN, then `pg_advisory_xact_lock(key)` (the key is the company's):
   one writer per company at a time, as SQLite's BEGIN IMMEDIATE gives one writer per file.
-  The store's read-then-write code relies on it. The lock ends with the transaction.
+  The store's read-then-write code relies on it. The lock ends with the transaction. Within a
+  process, a company's transactions first queue on an asyncio lock, so a burst for one company
+  waits without holding the pool's connections (the advisory lock is then contended only by
+  other processes).
 - Every checkout checks the connection first, so the pool recovers by itself after a
   PostgreSQL restart; a server that cannot be reached raises `DatabaseUnavailable`.
 - Queries keep SQLite's `?` placeholders (`sql.to_pyformat` rewrites them); rows are
@@ -13,6 +16,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import select
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
@@ -165,6 +169,7 @@ class PgEngine:
         self.location = describe(url)
         self._url = url
         self._timeout_s = timeout_s = timeout_s or POOL_TIMEOUT_S
+        self._writers: dict[int, asyncio.Lock] = {}  # this process's writer, by lock key
         self._pool: AsyncConnectionPool[psycopg.AsyncConnection[Row]] = AsyncConnectionPool(
             url,
             open=False,
@@ -217,8 +222,9 @@ class PgEngine:
     async def transaction(self, key: int) -> AsyncIterator[PgConnection]:
         """BEGIN; pg_advisory_xact_lock(key); … COMMIT (ROLLBACK on error). BEGIN and the lock
         go in one round trip (the key is an int: no quoting to get wrong)."""
+        writer = self._writers.setdefault(key, asyncio.Lock())
         with self._reachable():
-            async with self._pool.connection() as raw:
+            async with writer, self._pool.connection() as raw:
                 await raw.execute(f"BEGIN; SELECT pg_advisory_xact_lock({int(key)})")
                 try:
                     yield PgConnection(raw)

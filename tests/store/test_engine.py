@@ -105,6 +105,24 @@ async def test_both_engines_record_every_shared_migration_and_none_is_pending(
     assert await database.migrate() == []
 
 
+async def test_a_companys_transactions_take_turns_however_many_at_once(
+    database: Database,
+) -> None:
+    """Read-then-write transactions of one company, more at once than the pool has connections:
+    each sees the one before it committed (else two would insert the same id)."""
+
+    async def add_next() -> None:
+        async with database.transaction() as conn:
+            row = await (await conn.execute("SELECT COUNT(*) FROM companies")).fetchone()
+            await conn.execute(
+                "INSERT INTO companies(id, name, created_at, updated_at) VALUES (?, ?, ?, ?)",
+                (f"c{row[0] if row else 0}", "c", utcnow(), utcnow()))
+
+    await asyncio.wait_for(asyncio.gather(*(add_next() for _ in range(3 * engine_pg.POOL_MAX))),
+                           WAIT_S)
+    assert await database.scalar("SELECT COUNT(*) FROM companies") == 1 + 3 * engine_pg.POOL_MAX
+
+
 def test_on_postgresql_the_baseline_stands_for_every_migration_up_to_it_and_a_twin_replaces(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
