@@ -20,6 +20,7 @@ from starlette.routing import BaseRoute
 
 from receiver.admin_spec import HEALTHZ, READYZ
 from receiver.openapi import ApiRoute
+from sync.logs import get_logger
 from sync.status import WORKER_STALE_S, worker_summary
 from sync.store import ops_queries
 from sync.store.db import Database, DatabaseUnavailable
@@ -41,7 +42,13 @@ async def readiness(db: Database, now: datetime) -> tuple[list[str], dict[str, A
             worker = await worker_summary(db, now)
     except TimeoutError:
         return [f"database unreachable: no answer in {READY_WAIT_S:g} s"], {"database": False}
-    except (sqlite3.Error, ValueError, DatabaseUnavailable) as exc:
+    except DatabaseUnavailable as exc:
+        # The server's own words (host, database name) go to the log, not to this
+        # unauthenticated answer: it names the kind of failure only.
+        get_logger(reason=str(exc.reason)).warning("ready.database_unreachable")
+        cause = type(exc.__cause__ or exc).__name__
+        return [f"database unreachable: {cause}"], {"database": False}
+    except (sqlite3.Error, ValueError) as exc:
         return [f"database unreachable: {type(exc).__name__}"], {"database": False}
     reasons = []
     if pending:
