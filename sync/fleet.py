@@ -164,6 +164,7 @@ class Fleet:
         ctx = WorkerContext(
             self.settings, self.db.for_company(entry.company), client, budget, stopping,
             company=entry.company, receipts_ready=asyncio.Event(), events_due=asyncio.Event(),
+            account=entry.account,
         )
         budget.stop_waiting_on(self.stopping)  # shared: the worker's stop, not one company's
         task = asyncio.create_task(self._lanes(ctx), name=f"company:{entry.company}")

@@ -20,6 +20,7 @@ from sync.states import PENDING_INBOX_STATES, JobOutcome
 from sync.store import jobs, ops_queries
 from sync.store.companies import company_state
 from sync.store.db import Database
+from sync.store.doctor import doctor_view
 from sync.store.inbox import state_counts
 
 WORKER_STALE_S = 30.0
@@ -164,6 +165,7 @@ async def cache_status(
         "receipts": await _receipts(db, now),
         "worker": await worker_summary(db, now),
         "drift": await _drift(db),
+        "doctor": await doctor_view(db),
     }
     reasons = verdict(status, now, Limits.from_settings(settings))
     reasons += company_rule(await company_state(db, db.company))

@@ -148,6 +148,8 @@ _PURGE = (
     ("accounts", "DELETE FROM accounts WHERE company_id = :company"),
     ("taxes", "DELETE FROM taxes WHERE company_id = :company"),
     ("bills", "DELETE FROM bills WHERE company_id = :company"),
+    ("doctor_findings", "DELETE FROM doctor_findings WHERE company_id = :company"),
+    ("doctor_learned", "DELETE FROM doctor_learned WHERE company_id = :company"),
     ("partner_grants", "DELETE FROM partner_grants WHERE company_id = :company"),
     ("companies", "DELETE FROM companies WHERE id = :company"),
 )
