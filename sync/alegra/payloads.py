@@ -21,11 +21,13 @@ from sync.dominican import TaxId, compact_ncf
 from sync.receipt_model import Receipt
 
 # [unverified] Alegra DR's identification type codes: "RNC" for a 9-digit company number and
-# "CED" for an 11-digit cédula. The one mapping to change if Alegra answers 400 on them.
+# "CED" for an 11-digit cédula. The built-in guess: `alegra-sync doctor` replaces it per company
+# when the company's own contacts show other codes (sync/learned.py, `id_types` below).
 IDENTIFICATION_TYPES = {"RNC": "RNC", "CEDULA": "CED"}
 
 # [unverified] Where Alegra DR keeps a supplier bill's NCF: sent as `numberTemplate.number`
-# (seen in public clients); read back from every shape a bill is known to come in (`bill_number`).
+# (seen in public clients), unless `doctor` learned the company's own field (`ncf_field` below);
+# read back from every shape a bill is known to come in (`bill_number`).
 NCF_FIELD = ("numberTemplate", "number")
 
 # The bill's free-text field that carries our receipt id, so a bill whose POST answer was lost
