@@ -108,20 +108,25 @@ async def _create(env: FlowEnv, supplier: Supplier, scope: StepScope) -> StepRes
     try:
         created = await resources.create_contact(env.alegra, body, priority=PRIORITY)
     except Rejected as exc:
-        raise _refused(exc, supplier, shape, env.db.company) from exc
+        refusal = _refused(exc, supplier, shape, env.db.company)
+        if refusal is None:
+            raise
+        raise refusal from exc
     record = contact_from_alegra(created)
     await contacts.upsert_contacts(env.db, [record], source=SOURCE)
     return StepResult("created", record.alegra_id, {"name": record.name})
 
 
-def _refused(exc: Rejected, supplier: Supplier, shape: WriteShape, company: str) -> Exception:
-    """Alegra's 400 to a new supplier with a tax id typed by a code this company never
-    confirmed: the likeliest cause is the identification type code, and `doctor` settles it."""
+def _refused(
+    exc: Rejected, supplier: Supplier, shape: WriteShape, company: str
+) -> FlowFailed | None:
+    """Alegra's 400 to a new supplier whose tax id went with the built-in type code: the
+    likeliest cause is that code, and `doctor` settles it. None: Alegra's refusal as it is."""
     tax_id = supplier.tax_id
     if exc.status != 400 or tax_id is None:
-        return exc
+        return None
     if ID_TYPE_SETTING.format(kind=tax_id.kind) in shape.learned:
-        return exc  # the company's own code, learned: something else is refused
+        return None  # the company's own code, learned: something else is refused
     code = shape.id_types[tax_id.kind]
     return FlowFailed(
         "identification_type_refused",
