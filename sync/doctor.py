@@ -50,6 +50,9 @@ NO_EVIDENCE = Verdict.NO_EVIDENCE
 SHOWN = 5  # records named in a finding's evidence, at most
 WINDOW_S = 60.0  # Alegra's rate window: a Reset in seconds never exceeds it
 COUNTDOWN_MIN_S = 1.5  # answers this far apart (in one window) show whether Reset counts down
+# A Reset of at least this leaves the window open for the next answer (rounded either way, and
+# however busy the account): below it, a Reset that grows may be a new window's.
+SURELY_OPEN_S = 3.0
 
 Json = dict[str, Any]
 _NCF = re.compile(r"(?:B\d{10}|E\d{12}|[A-Z]\d{18})")
@@ -237,7 +240,8 @@ def judge_rate_headers(responses: Sequence[Mapping[str, str]]) -> Finding:
     rising = [f"answers {i} → {i + 1}: Remaining {a['remaining']} → {b['remaining']}, Reset "
               f"{_n(a['reset_s'])} → {_n(b['reset_s'])}"
               for i, (a, b) in enumerate(itertools.pairwise(read), start=1)
-              if b["remaining"] < a["remaining"] and b["reset_s"] > a["reset_s"]]
+              if b["remaining"] < a["remaining"] and b["reset_s"] > a["reset_s"]
+              and a["reset_s"] >= SURELY_OPEN_S]
     if rising:
         return found(CONTRADICTED, "Reset grew within one window: " + _listed(rising))
     last = read[-1]
@@ -261,8 +265,10 @@ def judge_reset_countdown(answers: Sequence[tuple[float, Mapping[str, str]]]) ->
         return found(NO_EVIDENCE, "fewer than two answers with the three headers")
     (t0, a), (t1, b) = read[0], read[-1]
     elapsed = t1 - t0
+    # One window for sure only when fewer seconds passed than the first Reset left (less one,
+    # for its rounding either way): else a new window may have opened in between.
     if (elapsed < COUNTDOWN_MIN_S or b["remaining"] >= a["remaining"]
-            or elapsed >= a["reset_s"] + 1):  # the first answer's window has ended since
+            or elapsed > a["reset_s"] - 1):
         return found(NO_EVIDENCE, f"no two answers of one window {COUNTDOWN_MIN_S}s apart "
                      f"({elapsed:.1f}s between the first and the last)")
     fell = a["reset_s"] - b["reset_s"]

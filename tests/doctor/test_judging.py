@@ -83,6 +83,8 @@ def test_rate_headers_confirmed_contradicted_and_unknown() -> None:
     rising = doctor.judge_rate_headers([_headers(149, "10"), _headers(148, "20")])
     assert rising.verdict == CONTRADICTED
     assert "Reset 10 → 20" in rising.evidence
+    next_window = [_headers(148, "1"), _headers(147, "2")]  # the window turned in between
+    assert doctor.judge_rate_headers(next_window).verdict == CONFIRMED
     assert doctor.judge_rate_headers([]).verdict == NO_EVIDENCE
 
 
@@ -99,6 +101,9 @@ def test_reset_countdown_in_seconds() -> None:
     assert doctor.judge_reset_countdown(too_close).verdict == NO_EVIDENCE
     new_window = [(0.0, _headers(2, "1")), (2.0, _headers(149, "59"))]
     assert doctor.judge_reset_countdown(new_window).verdict == NO_EVIDENCE
+    # a 2 s window: the second answer may be in the next one, however Remaining compares
+    short = [(0.0, _headers(149, "2")), (2.05, _headers(140, "2"))]
+    assert doctor.judge_reset_countdown(short).verdict == NO_EVIDENCE
     assert doctor.judge_reset_countdown([]).verdict == NO_EVIDENCE
 
 
