@@ -37,6 +37,10 @@ from sync.store import leases
 from sync.store.db import Database, utcnow
 
 Clock = Callable[[], float]
+# The store handle's scope for lease statements. They name no company's rows; on PostgreSQL a
+# transaction holds its scope's advisory lock, and this one keeps renewals apart from the
+# default company's writes (the compare-and-set needs no lock of its own).
+LEASES_SCOPE = "(leases)"
 
 
 def new_worker_id() -> str:
@@ -100,7 +104,8 @@ class LeaseKeeper:
     def for_settings(
         cls, db: Database, settings: Settings, worker_id: str | None = None
     ) -> LeaseKeeper:
-        keeper = cls(db, settings.worker_lease_s, settings.worker_lease_renew_s)
+        keeper = cls(db.for_company(LEASES_SCOPE), settings.worker_lease_s,
+                     settings.worker_lease_renew_s)
         if worker_id is not None:
             keeper.worker_id = worker_id
         return keeper

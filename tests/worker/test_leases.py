@@ -38,10 +38,10 @@ class Clock:
 
 
 @pytest.fixture
-async def dbs(tmp_path: Path) -> AsyncIterator[tuple[Database, Database]]:
-    """Two handles on one SQLite file: two workers' connections."""
-    first = await Database.open(tmp_path / "leases.db")
-    second = await Database.open(tmp_path / "leases.db")
+async def dbs(database_target: Path | str) -> AsyncIterator[tuple[Database, Database]]:
+    """Two handles on one store, on each engine: two workers' connections."""
+    first = await Database.open(database_target)
+    second = await Database.open(database_target)
     yield first, second
     await first.close()
     await second.close()
