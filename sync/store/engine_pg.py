@@ -133,15 +133,16 @@ def _params(parameters: Any) -> Sequence[Any] | dict[str, Any]:
 class PgEngine:
     """The pool of one process (shared by every company's handle)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, timeout_s: float | None = None) -> None:
         self.location = describe(url)
         self._url = url
+        self._timeout_s = timeout_s = timeout_s or POOL_TIMEOUT_S
         self._pool: AsyncConnectionPool[psycopg.AsyncConnection[Row]] = AsyncConnectionPool(
             url,
             open=False,
             min_size=POOL_MIN,
             max_size=POOL_MAX,
-            timeout=POOL_TIMEOUT_S,
+            timeout=timeout_s,
             kwargs={"autocommit": True, "row_factory": _sqlite_rows,
                     "connect_timeout": CONNECT_TIMEOUT_S},
             configure=_configure,
@@ -150,23 +151,20 @@ class PgEngine:
         )
 
     async def open(self) -> None:
-        """Open the pool and wait for its first connection; DatabaseUnavailable if none comes."""
+        """Connect once (a refusal says why at once: no server, a wrong password, no such
+        database), then open the pool; DatabaseUnavailable if either fails."""
         try:
-            await self._pool.open(wait=True, timeout=POOL_TIMEOUT_S)
-        except PoolTimeout as exc:
-            await self._pool.close()
-            reason = await self._why_not()
-            raise DatabaseUnavailable(self.location, reason) from exc
-
-    async def _why_not(self) -> str:
-        """The server's own reason for refusing (a wrong password, no such database…)."""
-        try:
-            conn = await psycopg.AsyncConnection.connect(
+            first = await psycopg.AsyncConnection.connect(
                 self._url, connect_timeout=CONNECT_TIMEOUT_S)
         except psycopg.Error as exc:
-            return str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-        await conn.close()
-        return f"no connection within {POOL_TIMEOUT_S:.0f} s"
+            raise DatabaseUnavailable(self.location, _one_line(exc)) from exc
+        await first.close()
+        try:
+            await self._pool.open(wait=True, timeout=self._timeout_s)
+        except PoolTimeout as exc:
+            await self._pool.close()
+            raise DatabaseUnavailable(
+                self.location, f"no connection within {self._timeout_s:g} s") from exc
 
     async def close(self) -> None:
         await self._pool.close()
@@ -177,7 +175,7 @@ class PgEngine:
             yield
         except (psycopg.OperationalError, PoolTimeout) as exc:
             if gone(exc):
-                raise DatabaseUnavailable(self.location, _first_line(exc)) from exc
+                raise DatabaseUnavailable(self.location, _one_line(exc)) from exc
             raise
 
     @asynccontextmanager
@@ -217,6 +215,6 @@ class PgEngine:
             return await (await conn.execute(sql, params)).fetchall()
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+def _one_line(exc: BaseException) -> str:
+    """libpq's reason for a failed connection, on one line."""
+    return " ".join(str(exc).split()) or type(exc).__name__
