@@ -6,9 +6,9 @@ scheduled jobs (BACKGROUND); and one heartbeat for the process. Work lives in SQ
 lanes only pick rows up, so a restart resumes.
 SIGTERM sets `ctx.stopping`; each lane finishes or checkpoints its current step and returns.
 One worker per SQLite database (`sync/instance.py`): it holds the database's worker lock, and
-refuses to start while another worker holds it or beats in `worker_state`. Inside, the fleet
-holds its companies through leases in the database (`sync/leasing.py`), which is what lets
-several workers share one database.
+refuses to start while another worker holds it or beats in `worker_state`. On PostgreSQL any
+number of workers, on any hosts, share the database: the fleet runs a company's lanes only
+while it holds the company's lease (`sync/leasing.py`).
 """
 
 from __future__ import annotations
@@ -92,17 +92,26 @@ async def flush_metrics(db: Database) -> None:
 async def run_worker(settings: Settings) -> None:
     """Open the store and the client, run every lane until SIGTERM/SIGINT, then close cleanly.
 
-    Raises InstanceBusy, before any lane starts, when another worker runs on the database."""
+    Raises InstanceBusy, before any lane starts, when another worker runs on the SQLite database.
+    On PostgreSQL any number of workers run: the leases share the companies out."""
+    if settings.database_url is not None:
+        await _open_and_run(settings, single=False)
+        return
     lock = instance.acquire(settings.database_path, instance.Role.WORKER)
     try:
-        db = await Database.open(settings.database_path)
-        try:
-            await refuse_if_another_beats(db)
-            await _run_lanes(settings, db)
-        finally:
-            await db.close()
+        await _open_and_run(settings, single=True)
     finally:
         lock.release()
+
+
+async def _open_and_run(settings: Settings, *, single: bool) -> None:
+    db = await Database.open(settings.database_target)
+    try:
+        if single:
+            await refuse_if_another_beats(db)
+        await _run_lanes(settings, db)
+    finally:
+        await db.close()
 
 
 async def refuse_if_another_beats(db: Database, now: dt.datetime | None = None) -> None:
@@ -138,7 +147,8 @@ async def _run_lanes(settings: Settings, db: Database) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
-    log.info("worker.started", alegra=settings.alegra_base_url, pid=os.getpid())
+    log.info("worker.started", alegra=settings.alegra_base_url, pid=os.getpid(),
+             worker=fleet.leases.worker_id)
     try:
         async with asyncio.TaskGroup() as group:
             group.create_task(fleet.run(), name="fleet")

@@ -10,13 +10,16 @@ import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from sync import fleet as fleet_module
+from sync.alegra.budget import Priority
 from sync.alegra.client import AlegraAccount
+from sync.alegra.errors import LeaseExpired
 from sync.context import Lane, WorkerContext
 from sync.fleet import CompanyAccount, Fleet
 from sync.flow.lane import run as receipts_lane
@@ -24,6 +27,7 @@ from sync.receipt_model import parse_submission
 from sync.receipt_resource import receipt_resource
 from sync.settings import Settings
 from sync.states import CompanyState
+from sync.status import worker_summary
 from sync.store import leases, receipts
 from sync.store.db import Connection, Database, Row
 from sync.store.partners import create_partner
@@ -218,12 +222,13 @@ async def test_three_companies_spread_two_and_one_and_a_new_worker_takes_its_sha
 
 
 async def _leases_name_the_runners(deployment: Deployment, *workers: Worker) -> None:
+    """The status of each company names the worker running it, and counts the live ones."""
     db = deployment.workers[0].fleet.db
     for worker in workers:
         for company in worker.running():
-            lease = await leases.lease_of(db, company)
-            assert lease is not None
-            assert lease.holder == worker.fleet.leases.worker_id
+            shown = await worker_summary(db.for_company(company), datetime.now(UTC))
+            assert shown["holder"] == worker.fleet.leases.worker_id
+            assert shown["live_workers"] == len(workers)
 
 
 async def test_a_worker_that_stops_answering_loses_its_companies_within_the_lease(
@@ -254,40 +259,80 @@ async def test_a_worker_that_stops_answering_loses_its_companies_within_the_leas
     assert len(took) == len(lost)
 
 
-async def test_a_take_over_after_the_bill_was_created_but_not_recorded_finds_it(
+async def test_a_worker_cut_off_from_the_database_stops_sending_before_another_starts(
     deployment: Deployment,
 ) -> None:
-    """Worker A sends the receipt's POST /bills and Alegra creates the bill; A then freezes
-    before its store records it (as a kill -9 would). Worker B takes the company once A's lease
-    has run out, resumes the receipt at its `bill` step, finds the bill by its marker, and
-    completes the receipt with it: one bill in Alegra, none created twice."""
-    deployment.add_company("default", AlegraAccount(
-        deployment.simulator.base_url, deployment.simulator.email, deployment.simulator.token))
+    """Worker A's lane keeps writing to Alegra, without looking at its stop signal; A's store is
+    cut off. Once its lease may have run out A's client refuses the next write (LeaseExpired,
+    nothing sent), and only then, after the lease's expiry, does worker B start writing for
+    the company: every write Alegra received came from one holder at a time."""
+    sim = deployment.simulator
+    deployment.add_company("default", AlegraAccount(sim.base_url, sim.email, sim.token))
+    sent: list[str] = []
+    refused: list[str] = []
+
+    def writer(worker: str) -> Lane:
+        async def lane(ctx: WorkerContext) -> None:
+            while True:
+                try:
+                    await ctx.alegra.post("/contacts", priority=Priority.RECEIPT,
+                                          json={"name": f"{worker} {len(sent)}"})
+                except LeaseExpired:
+                    refused.append(worker)
+                    return
+                sent.append(worker)
+                await asyncio.sleep(0.02)
+        return lane
+
+    a = (await deployment.worker("a", [("writer", writer("a"))])).start()
+    await until(lambda: sent.count("a") >= 3)
+    (await deployment.worker("b", [("writer", writer("b"))])).start()
+    a.halt.frozen.set()
+    await until(lambda: sent.count("b") >= 3)
+
+    assert refused[:1] == ["a"]
+    first_b = sent.index("b")
+    assert "a" not in sent[first_b:]
+    assert sim.state.calls("POST", "/contacts") == len(sent)
+
+
+@pytest.mark.parametrize("created", ["/contacts", "/categories", "/bills"])
+async def test_a_take_over_after_a_write_alegra_made_but_the_store_never_recorded_finds_it(
+    deployment: Deployment, created: str,
+) -> None:
+    """Worker A sends the receipt's POST (the supplier, the expense account or the bill) and
+    Alegra creates it; A then freezes before its store records it (as a kill -9 would). Worker B
+    takes the company once A's lease has run out, resumes the receipt at that step, finds what A
+    created by its natural key, and completes the receipt: nothing is created twice."""
+    sim = deployment.simulator
+    deployment.add_company("default", AlegraAccount(sim.base_url, sim.email, sim.token))
     lanes: list[tuple[str, Lane]] = [("receipts", receipts_lane)]
     holder: list[Worker] = []
 
-    def freeze_after_the_bill(company: str, method: str, path: str, status: int | None,
-                              seconds: float) -> None:
-        if (method, path, status) == ("POST", "/bills", 201):
+    def freeze_after_the_write(company: str, method: str, path: str, status: int | None,
+                               seconds: float) -> None:
+        if (method, path, status) == ("POST", created, 201):
             holder[0].halt.frozen.set()
 
-    a = await deployment.worker("a", lanes, on_response=freeze_after_the_bill)
+    a = await deployment.worker("a", lanes, on_response=freeze_after_the_write)
     holder.append(a)
     a.start()
     await until(lambda: a.running() == {"default"})
     b = (await deployment.worker("b", lanes)).start()
+    categories_before = len(sim.state.categories)
     receipt_id = await _submit(b.fleet.db)
 
     await until(a.halt.frozen.is_set)
     resource = await _completed(b.fleet.db, receipt_id)
 
-    bills = list(deployment.simulator.state.bills.values())
-    assert len(bills) == 1
-    assert resource["alegra"]["bill_id"] == bills[0]["id"]
-    steps = {step["step"].split(":")[0]: step["outcome"] for step in resource["steps"]}
-    assert steps["bill"] == "found"
-    assert deployment.simulator.state.calls("POST", "/bills") == 1
-    assert len(deployment.simulator.state.contacts) == 1
+    step = {"/contacts": "supplier", "/categories": "account", "/bills": "bill"}[created]
+    steps = {one["step"].split(":")[0]: one["outcome"] for one in resource["steps"]}
+    assert steps[step] == "found"
+    assert sim.state.calls("POST", created) == 1
+    assert len(sim.state.contacts) == 1
+    assert len(sim.state.categories) == categories_before + 1
+    [bill] = sim.state.bills.values()
+    assert resource["alegra"]["bill_id"] == bill["id"]
 
 
 async def _submit(db: Database) -> str:
