@@ -30,10 +30,11 @@ class LeaseRecord:
     acquired_at: str | None = None
     companies: tuple[str, ...] = ()
 
-    def takeable_by(self, worker: str, now: str) -> bool:
-        """Free, ran out, or already `worker`'s: what the compare-and-set would take."""
-        return (self.holder is None or self.holder == worker or self.expires_at is None
-                or self.expires_at < now)
+    def takeable_by(self, worker: str, now: str, dead: Collection[str] = ()) -> bool:
+        """Free, ran out, already `worker`'s, or held by a worker known `dead`: what the
+        compare-and-set would take."""
+        return (self.holder is None or self.holder == worker or self.holder in dead
+                or self.expires_at is None or self.expires_at < now)
 
 
 @dataclass(frozen=True)
@@ -69,16 +70,18 @@ def plan(
     rows: Sequence[LeaseRecord],
     workers: int,
     now: str,
+    dead: Collection[str] = (),
 ) -> LeasePlan:
     """`worker` holds `mine`; the live companies need the leases `wanted`. It hands over what no
     live company needs and what it holds above its fair share; below it, it tries to take free
-    or run-out leases, in an order of its own (so two workers rarely try the same one first)."""
+    or run-out leases (or those of `dead` workers), in an order of its own (so two workers rarely
+    try the same one first)."""
     share = fair_share(len(wanted), workers)
     kept = sorted(key for key in mine if key in wanted)
     release = [key for key in mine if key not in wanted] + kept[share:]
     if len(kept) >= share:
         return LeasePlan(release=tuple(release))
     takeable = [row.key for row in rows if row.key in wanted and row.key not in mine
-                and row.takeable_by(worker, now)]
+                and row.takeable_by(worker, now, dead)]
     takeable.sort(key=lambda key: hashlib.sha256(f"{worker}\n{key}".encode()).digest())
     return LeasePlan(release=tuple(release), take=tuple(takeable[: share - len(kept)]))

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from sync.alegra.errors import LeaseExpired
+from sync.flow.lease import holder_is_dead
 from sync.lease_records import LeasePlan, WorkerRecord, plan
 from sync.settings import Settings
 from sync.store import leases
@@ -44,7 +45,10 @@ LEASES_SCOPE = "(leases)"
 
 
 def new_worker_id() -> str:
-    """This worker's id: unique per process start, naming its host and pid for operators."""
+    """This worker's id: unique per process start, naming its host and pid for operators, in
+    the form of the receipts' claim owners, so `holder_is_dead` reads both: a worker restarted
+    on the host of one killed there (kill -9, OOM) takes its leases at once, without waiting
+    for them to run out."""
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
@@ -98,6 +102,7 @@ class LeaseKeeper:
     renewed: bool = False  # registered (a first renewal succeeded)
     started_at: str = field(default_factory=utcnow)
     _described: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    _dead: dict[str, str] = field(default_factory=dict)  # lease → its holder, known dead
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @classmethod
@@ -159,16 +164,20 @@ class LeaseKeeper:
             await leases.add_leases(self.db, missing)
             rows = await leases.lease_rows(self.db)
         now = utcnow()
-        workers = await leases.live_workers(self.db, now)
-        return plan(self.worker_id, list(self.held), wanted=wanted, rows=rows, workers=len(workers),
-                    now=now)
+        self._dead = {row.key: row.holder for row in rows
+                      if row.holder and holder_is_dead(row.holder, self.worker_id)}
+        workers = [w for w in await leases.live_workers(self.db, now)
+                   if not holder_is_dead(w.id, self.worker_id)]
+        return plan(self.worker_id, list(self.held), wanted=wanted, rows=rows,
+                    workers=len(workers), now=now, dead=set(self._dead.values()))
 
     async def take(self, key: str, companies: Collection[str]) -> bool:
         """Take the lease if it is free or ran out (compare-and-set). True when taken."""
         async with self._lock:
             started = self.clock()
             taken = await leases.take(self.db, key, self.worker_id, now=utcnow(),
-                                      expires_at=_in(self.lease_s), companies=companies)
+                                      expires_at=_in(self.lease_s), companies=companies,
+                                      dead_holder=self._dead.get(key))
             if taken:
                 self.held[key] = HeldLease(key, self._send_until(started))
                 self._described[key] = tuple(sorted(companies))

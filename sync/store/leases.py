@@ -82,15 +82,18 @@ async def add_leases(db: Database, keys: Collection[str]) -> None:
 
 
 async def take(
-    db: Database, key: str, worker: str, *, now: str, expires_at: str, companies: Collection[str]
+    db: Database, key: str, worker: str, *, now: str, expires_at: str, companies: Collection[str],
+    dead_holder: str | None = None,
 ) -> bool:
     """Compare-and-set: the lease becomes `worker`'s until `expires_at` if it is free, ran out
-    before `now`, or is already its own. True when it did."""
+    before `now`, is already its own, or is still held by `dead_holder` (a worker known to have
+    died: its process is gone from this host). True when it did."""
     changed = await db.execute(
         "UPDATE company_leases SET holder = ?, expires_at = ?, acquired_at = ?, companies = ?"
-        " WHERE lease_key = ? AND (holder = ? OR holder IS NULL OR expires_at IS NULL"
-        " OR expires_at < ?)",
-        (worker, expires_at, now, json.dumps(sorted(companies)), key, worker, now),
+        " WHERE lease_key = ? AND (holder = ? OR holder = ? OR holder IS NULL"
+        " OR expires_at IS NULL OR expires_at < ?)",
+        (worker, expires_at, now, json.dumps(sorted(companies)), key, worker,
+         dead_holder or worker, now),
     )
     return changed > 0
 

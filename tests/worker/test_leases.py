@@ -4,6 +4,9 @@ and the client's guard that refuses to send once the lease may have run out."""
 from __future__ import annotations
 
 import asyncio
+import socket
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -229,3 +232,34 @@ async def test_the_client_refuses_every_request_once_the_lease_may_have_run_out(
         assert simulator.state.calls("GET", "/taxes") == 1
     finally:
         await client.aclose()
+
+
+@pytest.fixture
+def gone_pid() -> str:
+    """The pid of a process of this host that has exited."""
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                           capture_output=True, text=True, check=True)
+    return child.stdout.strip()
+
+
+async def test_a_lease_of_a_worker_killed_on_this_host_is_taken_at_once(
+    dbs: tuple[Database, Database], gone_pid: str
+) -> None:
+    """A worker restarted after a kill -9 on the same host does not wait out the dead one's
+    leases: its process is gone, so they are taken now, and it is not counted as live. A live
+    holder's lease, or one on another host, is left to run out."""
+    db, _ = dbs
+    dead = f"{socket.gethostname()}:{gone_pid}:dead"
+    await leases.add_leases(db, ["u1", "u2"])
+    far = "2999-01-01T00:00:00.000000+00:00"
+    await leases.renew(db, WorkerRecord(dead, "h", 1, EARLIER, EARLIER, far))
+    assert await leases.take(db, "u1", dead, now=NOW, expires_at=far, companies=["a"])
+    assert await leases.take(db, "u2", "elsewhere:1:live", now=NOW, expires_at=far,
+                             companies=["b"])
+    keeper = LeaseKeeper(db, lease_s=30.0, renew_s=10.0)
+
+    chosen = await keeper.plan({"u1": ["a"], "u2": ["b"]})
+
+    assert chosen.take == ("u1",)  # share: ceil(2 / 1), the dead worker is not counted
+    assert await keeper.take("u1", ["a"])
+    assert not await keeper.take("u2", ["b"])
