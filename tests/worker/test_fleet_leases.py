@@ -160,7 +160,7 @@ class Deployment:
         db.halt = halt
         fleet = Fleet(self.settings, db, asyncio.Event(), lanes=lanes, load=self.load,
                       set_state=self.set_state, on_response=on_response,
-                      worker_id=f"testhost:{os.getpid()}:{name}")
+                      worker_id=f"host-{name}:{os.getpid()}:{name}")  # hosts apart
         worker = Worker(name, fleet, halt)
         self.workers.append(worker)
         return worker
