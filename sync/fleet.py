@@ -148,8 +148,8 @@ class Fleet:
             try:
                 for key in await self.leases.renew():
                     self._lose(key, reason="taken")
-            except Exception:
-                self.log.exception("lease.renew_failed")
+            except Exception as exc:  # the store did not answer: the fences count down
+                self.log.warning("lease.renew_failed", error=f"{type(exc).__name__}: {exc}"[:300])
                 wait = min(wait, RENEW_RETRY_S)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stopping.wait(), wait)

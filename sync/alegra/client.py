@@ -5,7 +5,10 @@ it, and only the exceptions of `errors.py` leave this module. Reads (GET, and DE
 idempotent) are retried with capped exponential backoff and full jitter. A write (POST, PUT) is
 repeated only when it provably never left (connection refused, pool timeout); once it may have
 reached Alegra, a missing or 5xx answer raises `OutcomeUnknown`. A 429 was not processed, so
-any method waits out the window and is repeated, a bounded number of times.
+any method waits out the window and is repeated, a bounded number of times. A worker's client
+asks its `guard` before every request (before waiting for the budget, and again right before
+sending): once the company's lease may have run out it raises `LeaseExpired` and nothing leaves
+(sync/leasing.py).
 """
 
 from __future__ import annotations
