@@ -210,7 +210,7 @@ class Fleet:
         held = await self._balance(companies)
         ours = {c: entry for c, entry in companies.items() if entry.lease in held}
         for company in [c for c in self.running if c not in ours]:
-            await self._stop(company, reason="removed" if company not in companies else "moved")
+            await self._stop(company, reason="removed" if company not in companies else "not_held")
         for company in [c for c in self.paused if c not in ours]:
             self.paused.pop(company).cancel()
         for entry in ours.values():
@@ -244,6 +244,8 @@ class Fleet:
         self.log.info("lease.handed_over", lease=key)
 
     async def _follow(self, entry: CompanyAccount) -> None:
+        if entry.lease not in self.leases.held:  # lost since the leases were settled
+            return
         running = self.running.get(entry.company)
         if running is not None and running.ctx.stopping.is_set() and not running.refused.is_set():
             await self._stop(entry.company, reason="lease_lost")  # collected: held again now
