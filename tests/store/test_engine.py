@@ -105,6 +105,24 @@ async def test_both_engines_record_every_shared_migration_and_none_is_pending(
     assert await database.migrate() == []
 
 
+async def test_a_companys_transactions_take_turns_however_many_at_once(
+    database: Database,
+) -> None:
+    """Read-then-write transactions of one company, more at once than the pool has connections:
+    each sees the one before it committed (else two would insert the same id)."""
+
+    async def add_next() -> None:
+        async with database.transaction() as conn:
+            row = await (await conn.execute("SELECT COUNT(*) FROM companies")).fetchone()
+            await conn.execute(
+                "INSERT INTO companies(id, name, created_at, updated_at) VALUES (?, ?, ?, ?)",
+                (f"c{row[0] if row else 0}", "c", utcnow(), utcnow()))
+
+    await asyncio.wait_for(asyncio.gather(*(add_next() for _ in range(3 * engine_pg.POOL_MAX))),
+                           WAIT_S)
+    assert await database.scalar("SELECT COUNT(*) FROM companies") == 1 + 3 * engine_pg.POOL_MAX
+
+
 def test_on_postgresql_the_baseline_stands_for_every_migration_up_to_it_and_a_twin_replaces(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -119,6 +137,15 @@ def test_on_postgresql_the_baseline_stands_for_every_migration_up_to_it_and_a_tw
     ]
     assert migrate.pending_versions("postgresql", {1, 1000, 1100}) == [1200]
     assert migrate.pending_versions("sqlite", {1, 1000}) == [1100, 1200]
+
+
+def test_postgresqls_own_files_are_the_baseline_and_twins_above_it() -> None:
+    """Below the baseline PostgreSQL has nothing of its own (the baseline stands for all of it);
+    above, a file of its own replaces the shared one of the same number."""
+    own = [version for version, _, _ in migrate.migration_files("postgresql")]
+    shared = {version for version, _, _ in migrate.migration_files()}
+    assert own[0] == migrate.BASELINE
+    assert all(v > migrate.BASELINE and v in shared for v in own[1:]), own
 
 
 # PostgreSQL only ---------------------------------------------------------------------------
@@ -218,7 +245,7 @@ async def test_the_pool_reconnects_after_its_connections_are_killed(
     one, two = two_processes
     before = await one.scalar("SELECT pg_backend_pid()")
     killed = await two.fetchall(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+        "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity"
         " WHERE datname = current_database() AND pid != pg_backend_pid()")
     assert killed
     assert await one.scalar("SELECT pg_backend_pid()") != before
@@ -255,7 +282,7 @@ async def test_a_lost_connection_inside_a_transaction_is_database_unavailable(
     async def write_while_killed() -> None:
         async with one.transaction() as conn:
             pid = (await (await conn.execute("SELECT pg_backend_pid()")).fetchone() or [0])[0]
-            await two.scalar("SELECT pg_terminate_backend(?)", (pid,))
+            await two.scalar("SELECT pg_terminate_backend(?, 5000)", (pid,))
             await conn.execute("UPDATE companies SET state_reason = 'x'")
 
     with pytest.raises(DatabaseUnavailable):
@@ -265,3 +292,15 @@ async def test_a_lost_connection_inside_a_transaction_is_database_unavailable(
 
 def test_the_driver_error_is_caught_as_the_portable_one() -> None:
     assert issubclass(psycopg.errors.UniqueViolation, IntegrityError)
+
+
+async def test_booleans_are_stored_as_sqlite_stores_them_and_serve_as_conditions(
+    database: Database,
+) -> None:
+    await database.execute("UPDATE companies SET state_reason = CASE WHEN ? THEN 'y' END"
+                           " WHERE ? = 1", (True, True))
+    assert await database.scalar("SELECT state_reason FROM companies") == "y"
+    await database.execute(
+        "INSERT INTO partners(id, name, key_hash, key_prefix, is_admin, created_at)"
+        " VALUES ('p', 'p', 'h', 'k', ?, 'now')", (True,))
+    assert await database.scalar("SELECT is_admin FROM partners WHERE is_admin = ?", (True,)) == 1
