@@ -117,7 +117,7 @@ async def add_receipt(
     )
     await db.execute(
         "INSERT INTO receipt_attachments(receipt_id, filename, content_type, size, data)"
-        " VALUES (?, 'r.jpg', 'image/jpeg', 4, x'ffd8ffe0')", (receipt_id,))
+        " VALUES (?, 'r.jpg', 'image/jpeg', 4, ?)", (receipt_id, b"\xff\xd8\xff\xe0"))
     await db.execute(
         "INSERT INTO receipt_steps(receipt_id, step, state, updated_at)"
         " VALUES (?, 'bill', 'done', ?)", (receipt_id, days_ago(created)))
