@@ -137,7 +137,11 @@ STATUS = {"type": "object", "required": ["trustworthy", "reasons"], "properties"
         "heartbeat_age_s": _NULL_NUMBER,
         "budget": {"type": ["object", "null"], "additionalProperties": True,
                    "description": "The rate budget at the last heartbeat: limit, remaining, "
-                   "reset_in_s, in_flight, waiting by priority."}}},
+                   "reset_in_s, in_flight, waiting by priority."},
+        "holder": {"type": ["string", "null"], "description": "The worker (host:pid:random) "
+                   "holding this company's lease, which runs its work; null: none holds it now."},
+        "lease_expires_at": _NULL_TIME,
+        "live_workers": {"type": "integer", "description": "Workers beating now."}}},
     "drift": {"type": ["object", "null"], "properties": {
         "id": {"type": "integer"}, "created_at": _TIME, "complete": {"type": "boolean"},
         "missing": {"type": "integer"}, "extra": {"type": "integer"},
