@@ -74,8 +74,10 @@ def migrate_command(args: argparse.Namespace) -> int:
     except CopyRefused as exc:
         print(f"alegra-sync: {exc}", file=sys.stderr)
         return 2
-    done = ", ".join(f"{version:04d}" for version in applied) or "none pending"
-    print(f"Migrated {shown_url(url)}: {done}.")
+    if applied:
+        print(f"Applied migrations {', '.join(f'{v:04d}' for v in applied)} to {shown_url(url)}.")
+    else:
+        print(f"{shown_url(url)} is up to date: no migration pending.")
     return 0
 
 

@@ -147,6 +147,7 @@ async def copy_database(
         stack.push_async_callback(source.close)
         if _same_database(source, source_url, target_url):
             raise CopyRefused("--from and --to name the same database")
+        await _refuse_unready_source(source)
         target = await open_database(target_url, existing=False)
         stack.push_async_callback(target.close)
         return await _copy(source, target, progress or _quiet)
@@ -178,7 +179,6 @@ def _same_database(source: Database, source_url: str, target_url: str) -> bool:
 
 
 async def _copy(source: Database, target: Database, progress: Progress) -> list[TableCount]:
-    await _refuse_unready_source(source)
     tables = {name: table for name, table in (await catalog.describe_all(source)).items()
               if name not in NOT_COPIED}
     seeds = await migration_seeds()
