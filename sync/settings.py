@@ -43,7 +43,7 @@ class Settings:
     alegra_email: str | None
     alegra_token: Secret | None
     alegra_base_url: str
-    database_path: Path
+    database_path: Path  # SQLite's file; os.devnull when database_url is PostgreSQL's
     secret_keys: tuple[Secret, ...]
     public_url: str
     port: int
@@ -68,6 +68,13 @@ class Settings:
     # Fernet keys, newest first, encrypting the companies' Alegra tokens (sync/credentials.py);
     # none: no company with a token may be stored.
     credentials_keys: tuple[Secret, ...] = ()
+    # DATABASE_URL when it names PostgreSQL (`postgresql://…`); None: SQLite at database_path.
+    database_url: str | None = None
+
+    @property
+    def database_target(self) -> Path | str:
+        """What `Database.open` takes: the PostgreSQL URL, else the SQLite file."""
+        return self.database_url or self.database_path
 
     @property
     def simulated(self) -> bool:
@@ -77,7 +84,7 @@ class Settings:
     def __repr__(self) -> str:  # secrets never reach a repr, a log line or a traceback
         return (
             f"Settings(alegra_base_url={self.alegra_base_url!r}, "
-            f"database_path={str(self.database_path)!r}, public_url={self.public_url!r})"
+            f"database={shown_url(str(self.database_target))!r}, public_url={self.public_url!r})"
         )
 
 
@@ -91,26 +98,49 @@ def shown_url(url: str) -> str:
     return f"{scheme}{sep}***@{host}"
 
 
+POSTGRESQL_SCHEMES = ("postgresql://", "postgres://")
+_EXPECTED_URL = "sqlite:///path/to/file.db or postgresql://user:password@host:port/dbname"
+
+
 def database_path_from_url(url: str) -> Path:
     """`sqlite:///./data/x.db` → `./data/x.db`; `sqlite:////abs/x.db` → `/abs/x.db`.
 
-    Raises SettingsError for anything but a sqlite URL: SQLite is the only store this build has.
-    """
+    Raises SettingsError for anything but a sqlite URL (a PostgreSQL URL has no file)."""
     prefix = "sqlite:///"
     if not url.startswith(prefix) or len(url) == len(prefix):
-        raise SettingsError(
-            "DATABASE_URL", f"expected sqlite:///path/to/file.db, got {shown_url(url)!r}"
-        )
+        raise SettingsError("DATABASE_URL", f"expected {_EXPECTED_URL}, got {shown_url(url)!r}")
     return Path(url[len(prefix) :])
 
 
-def _database_path(config: Config) -> Path:
-    """DATABASE_URL's file, refused at once when it can be neither opened nor created."""
-    path = database_path_from_url(config("DATABASE_URL", default=DEFAULT_DATABASE_URL))
+def _database(config: Config) -> tuple[Path, str | None]:
+    """(SQLite's file, PostgreSQL's URL) from DATABASE_URL: a file that can be neither opened nor
+    created, or a PostgreSQL URL that does not parse, is refused at once. Whether PostgreSQL
+    answers is found when the database is opened (DatabaseUnavailable)."""
+    url = str(config("DATABASE_URL", default=DEFAULT_DATABASE_URL))
+    if url.startswith(POSTGRESQL_SCHEMES):
+        return Path(os.devnull), _postgresql_url(url)
+    path = database_path_from_url(url)
     problem = _unusable(path)
     if problem:
         raise SettingsError("DATABASE_URL", f"cannot use {path}: {problem}")
-    return path
+    return path, None
+
+
+def _postgresql_url(url: str) -> str:
+    from psycopg.conninfo import conninfo_to_dict  # noqa: PLC0415 -- only for PostgreSQL
+
+    try:
+        parts = conninfo_to_dict(url)
+    except Exception as exc:  # psycopg.ProgrammingError: not a connection string
+        raise SettingsError(
+            "DATABASE_URL", f"expected {_EXPECTED_URL}, got {shown_url(url)!r}") from exc
+    port = str(parts.get("port") or "5432")
+    if not all(one.isdigit() for one in port.split(",")):
+        raise SettingsError("DATABASE_URL", f"the port must be a number, got {shown_url(url)!r}")
+    if not parts.get("dbname"):
+        raise SettingsError(
+            "DATABASE_URL", f"name the database: {_EXPECTED_URL}, got {shown_url(url)!r}")
+    return url
 
 
 def _unusable(path: Path) -> str | None:
@@ -225,11 +255,13 @@ def load_settings(
     public_url = str(config("PUBLIC_URL", default=f"http://127.0.0.1:{port}")).rstrip("/")
     if not public_url.startswith(("http://", "https://")):
         raise SettingsError("PUBLIC_URL", f"expected an http(s) URL, got {shown_url(public_url)!r}")
+    database_path, database_url = _database(config)
     return Settings(
         alegra_email=email,
         alegra_token=token if email else None,
         alegra_base_url=base_url,
-        database_path=_database_path(config),
+        database_path=database_path,
+        database_url=database_url,
         secret_keys=_secret_keys(config("SECRET_KEY", default=None)),
         public_url=public_url,
         port=port,

@@ -11,14 +11,11 @@ rows: whether a granted company is removed is the caller's concern (its receipts
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
-
-from aiosqlite import Connection
 
 from sync.company_contract import company_id
 from sync.states import CompanyState
-from sync.store.db import DEFAULT_COMPANY, Database, Row, utcnow
+from sync.store.db import DEFAULT_COMPANY, Connection, Database, IntegrityError, Row, utcnow
 
 
 class CompanyExists(ValueError):
@@ -73,7 +70,7 @@ async def add_company(
             (new_id, name, email, token_enc.decode("ascii"), base_url, CompanyState.ACTIVE, now,
              now),
         )
-    except sqlite3.IntegrityError as exc:
+    except IntegrityError as exc:
         raise await _exists(db, new_id) from exc
     return CompanyRecord(new_id, name, email, base_url, CompanyState.ACTIVE, None, now)
 

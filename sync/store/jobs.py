@@ -15,13 +15,11 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
-import aiosqlite
-
 from sync.alegra.records import BillRecord, ContactRecord
 from sync.job_records import JobRunRecord, JobState
 from sync.states import JobOutcome
 from sync.store import bill_status, bills, cache, contacts
-from sync.store.db import Database, Row, utcnow
+from sync.store.db import Connection, Database, Row, utcnow
 
 _STATE_COLUMNS = (
     "name, checkpoint, last_started_at, last_finished_at, last_outcome, last_duration_s,"
@@ -248,7 +246,7 @@ async def save_bills_page(
 
 
 async def _write_checkpoint(
-    conn: aiosqlite.Connection, name: str, checkpoint: dict[str, Any] | None, *, company: str
+    conn: Connection, name: str, checkpoint: dict[str, Any] | None, *, company: str
 ) -> None:
     await conn.execute(
         "UPDATE jobs SET checkpoint = ? WHERE company_id = ? AND name = ?",

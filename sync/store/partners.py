@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from sync.store.companies import require_live
-from sync.store.db import DEFAULT_COMPANY, Database, utcnow
+from sync.store.db import DEFAULT_COMPANY, Database, IntegrityError, utcnow
 
 KEY_PREFIX = "as_"
 SHOWN_PREFIX_CHARS = 8  # `as_` + 5 random characters: enough to tell keys apart, useless to guess
@@ -107,7 +107,7 @@ async def create_partner(
                 "INSERT INTO partner_grants(partner_id, company_id, granted_at) VALUES (?, ?, ?)",
                 [(partner.id, company, now) for company in dict.fromkeys(companies)],
             )
-    except sqlite3.IntegrityError as exc:
+    except IntegrityError as exc:
         raise await _name_taken(db, name) from exc
     return partner, key
 

@@ -17,13 +17,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import aiosqlite
-
 from sync.receipt_records import StepRecord
 from sync.states import ReceiptStatus, StepState
-from sync.store.db import Database, Row, utcnow
+from sync.store.db import Connection, Database, Row, utcnow
 
-Write = Callable[[aiosqlite.Connection], Awaitable[int]]
+Write = Callable[[Connection], Awaitable[int]]
 WRITE_METHODS = frozenset({"POST", "PUT", "DELETE"})
 
 
@@ -259,7 +257,7 @@ def _final_sql(
     )
 
 
-async def _held(conn: aiosqlite.Connection, company: str, receipt_id: str, owner: str) -> bool:
+async def _held(conn: Connection, company: str, receipt_id: str, owner: str) -> bool:
     cursor = await conn.execute(
         "SELECT 1 FROM receipts WHERE id = ? AND company_id = ?"  # noqa: S608
         f" AND status = '{ReceiptStatus.PROCESSING}' AND lease_owner = ?",
@@ -271,7 +269,7 @@ async def _held(conn: aiosqlite.Connection, company: str, receipt_id: str, owner
 def statement(sql: str, params: tuple[Any, ...]) -> Write:
     """One SQL statement as a deferred write; it returns the number of rows it changed."""
 
-    async def write(conn: aiosqlite.Connection) -> int:
+    async def write(conn: Connection) -> int:
         cursor = await conn.execute(sql, params)
         return int(cursor.rowcount)
 

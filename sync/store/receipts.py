@@ -17,12 +17,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from aiosqlite import Connection
-
 from sync.receipt_model import Submission
 from sync.receipt_records import ReceiptRecord, StepRecord
 from sync.states import ReceiptStatus
-from sync.store.db import Database, Row, utcnow
+from sync.store.db import Connection, Database, Row, utcnow
 from sync.store.receipt_work import load_steps
 
 
