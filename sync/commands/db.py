@@ -28,6 +28,7 @@ from sync.deployment import command_settings
 from sync.settings import shown_url
 from sync.store.backup import BackupError, backup_database
 from sync.store.copy import CopyFailed, CopyRefused, TableCount, copy_database, open_database
+from sync.store.db import Database
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -68,21 +69,26 @@ def backup_command(args: argparse.Namespace) -> int:
 
 
 def migrate_command(args: argparse.Namespace) -> int:
-    url = args.url or f"sqlite:///{command_settings(needs_alegra=False).database_path}"
+    target = args.url or command_settings(needs_alegra=False).database_target
+    shown = shown_url(str(target))
     try:
-        applied = asyncio.run(_migrate(url))
+        applied = asyncio.run(_migrate(str(target) if args.url else target))
     except CopyRefused as exc:
         print(f"alegra-sync: {exc}", file=sys.stderr)
         return 2
     if applied:
-        print(f"Applied migrations {', '.join(f'{v:04d}' for v in applied)} to {shown_url(url)}.")
+        print(f"Applied migrations {', '.join(f'{v:04d}' for v in applied)} to {shown}.")
     else:
-        print(f"{shown_url(url)} is up to date: no migration pending.")
+        print(f"{shown} is up to date: no migration pending.")
     return 0
 
 
-async def _migrate(url: str) -> list[int]:
-    db = await open_database(url)
+async def _migrate(target: Path | str) -> list[int]:
+    """Apply the pending migrations to a URL's database (`--url`) or the settings' own."""
+    if isinstance(target, str):
+        db = await open_database(target)
+    else:
+        db = await Database.open(target, migrate=False)
     try:
         return await db.migrate()
     finally:
@@ -100,7 +106,7 @@ def copy_command(args: argparse.Namespace) -> int:
     except CopyFailed as exc:
         print(f"alegra-sync: copy failed, rolled back: {exc}", file=sys.stderr)
         return 1
-    print(count_table(counts))
+    print(count_table(sorted(counts, key=lambda count: count.table)))
     rows = sum(count.target for count in counts)
     if not all(count.ok for count in counts):
         print("alegra-sync: the counts differ (above): do not use the target", file=sys.stderr)

@@ -34,11 +34,6 @@ class Table:
         return tuple(column.name for column in self.columns)
 
 
-def engine(db: Database) -> str:
-    """'sqlite' or 'postgresql': the engine behind `db`."""
-    return str(getattr(db, "engine", SQLITE))
-
-
 def quoted(name: str) -> str:
     """An identifier, quoted the way both engines read it."""
     return '"' + name.replace('"', '""') + '"'
@@ -46,7 +41,7 @@ def quoted(name: str) -> str:
 
 async def table_names(db: Database) -> list[str]:
     """Every table of the schema, the engine's own bookkeeping (`sqlite_*`) left out."""
-    if engine(db) == POSTGRESQL:
+    if db.engine == POSTGRESQL:
         rows = await db.fetchall(
             "SELECT table_name FROM information_schema.tables"
             " WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'")
@@ -57,7 +52,7 @@ async def table_names(db: Database) -> list[str]:
 
 async def describe(db: Database, name: str) -> Table:
     """The table `name` as the catalog describes it."""
-    if engine(db) == POSTGRESQL:
+    if db.engine == POSTGRESQL:
         return await _describe_postgresql(db, name)
     return await _describe_sqlite(db, name)
 

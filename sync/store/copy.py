@@ -1,6 +1,6 @@
-"""`alegra-sync db copy --from URL --to URL`: every row of one store into another, empty one.
+"""`alegra-sync db copy --from URL --to URL`: every row of a SQLite store into another, empty one.
 
-The move of a single-machine deployment (SQLite) to PostgreSQL, and any other pair of engines.
+The move of a single-machine deployment to PostgreSQL (or to another SQLite file).
 The tables come from the databases' own catalogs (`store/catalog.py`), not from a list kept
 here: every table the migrations create is copied, except `schema_migrations`, which the target
 gets by being migrated. The copy is
@@ -10,10 +10,12 @@ gets by being migrated. The copy is
   holds references that find no row (the target's foreign keys would refuse them), or when
   another process has the SQLite source open (the web process or the worker: rows they wrote
   after the snapshot would be lost);
-- one consistent snapshot of the source (one read transaction) written in one transaction of
-  the target, tables in foreign-key order, batches of `BATCH_ROWS` rows (fewer when they are
-  large: attachments) with `executemany`, columns by name. A failure rolls the whole copy back:
-  the target is left migrated and empty, and the copy can simply be run again;
+- one consistent snapshot of the source (one transaction, BEGIN IMMEDIATE: a writer that
+  slipped past the check above waits, or fails, rather than write after the snapshot), written
+  in one transaction of the target, tables in foreign-key order, batches of `BATCH_ROWS` rows
+  (fewer when they are large: attachments) with `executemany`, columns by name. A failure
+  rolls the whole copy back: the target is left migrated and empty, and the copy can simply
+  be run again;
 - checked by counts: each table's rows in the source snapshot, rows written, and rows in the
   target inside its transaction must agree (or it rolls back); `copy_database` answers the
   counts read again after COMMIT.
@@ -30,13 +32,14 @@ import graphlib
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from sync import instance
 from sync.settings import database_path_from_url, shown_url
 from sync.store import catalog
-from sync.store.catalog import POSTGRESQL, SQLITE, Table, quoted
-from sync.store.db import Database
+from sync.store.catalog import POSTGRESQL, Table, quoted
+from sync.store.db import Connection, Database
+from sync.store.sql import is_postgresql
 
 BATCH_ROWS = 1000
 BATCH_BYTES = 16 * 1024 * 1024  # a batch of 1000 attachments would be gigabytes: cut by size too
@@ -65,17 +68,10 @@ class TableCount:
         return self.source == self.target
 
 
-class _Cursor(Protocol):
+class _Rows(Protocol):
+    """The source's cursor: SQLite's (aiosqlite's), which streams its rows."""
+
     async def fetchmany(self, size: int) -> Sequence[Any]: ...
-    async def fetchone(self) -> Any: ...
-    async def fetchall(self) -> Sequence[Any]: ...
-
-
-class _Conn(Protocol):
-    """What a transaction of either engine hands out (aiosqlite's connection, or its like)."""
-
-    async def execute(self, sql: str, params: Sequence[Any] = ...) -> Any: ...
-    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -143,6 +139,9 @@ async def copy_database(
     """Copy every row from `source_url` into the empty `target_url` (migrating it first); the
     tables' counts, source against target, read again after COMMIT."""
     async with contextlib.AsyncExitStack() as stack:
+        if is_postgresql(source_url):
+            raise CopyRefused("--from: a SQLite database (sqlite:///…); to copy PostgreSQL to "
+                              "PostgreSQL, use pg_dump and pg_restore")
         source = await open_database(source_url, existing=True)
         stack.push_async_callback(source.close)
         if _same_database(source, source_url, target_url):
@@ -161,19 +160,19 @@ def _quiet(table: str, rows: int) -> None:
 async def open_database(url: str, *, existing: bool = False) -> Database:
     """The database at `url`, not migrated by opening; `existing`: a SQLite file must be there
     already (a source is never created)."""
-    if url.startswith("sqlite:"):
-        path = database_path_from_url(url)
-        if existing and not path.is_file():
-            raise CopyRefused(f"no database at {path} ({shown_url(url)})")
-        return await Database.open(path, migrate=False)
-    if url.startswith(("postgresql:", "postgres:")):
+    if is_postgresql(url):
         return await Database.open(url, migrate=False)
-    raise CopyRefused(f"{shown_url(url)}: expected sqlite:///path or postgresql://…")
+    if not url.startswith("sqlite:///"):
+        raise CopyRefused(f"{shown_url(url)}: expected sqlite:///path or postgresql://…")
+    path = database_path_from_url(url)
+    if existing and not path.is_file():
+        raise CopyRefused(f"no database at {path} ({url})")
+    return await Database.open(path, migrate=False)
 
 
 def _same_database(source: Database, source_url: str, target_url: str) -> bool:
-    if catalog.engine(source) != SQLITE or not target_url.startswith("sqlite:"):
-        return source_url == target_url
+    if is_postgresql(target_url):
+        return False
     target = database_path_from_url(target_url)
     return target.exists() and source.path.resolve() == target.resolve()
 
@@ -185,9 +184,9 @@ async def _copy(source: Database, target: Database, progress: Progress) -> list[
     existing = [name for name in await catalog.table_names(target) if name not in NOT_COPIED]
     await _refuse_filled(_fetcher(target), existing, seeds)
     await target.migrate()
-    plans = plan_copy(tables, await catalog.describe_all(target), catalog.engine(target))
+    plans = plan_copy(tables, await catalog.describe_all(target), target.engine)
     copied = await _transfer(source, target, plans, seeds, progress)
-    if catalog.engine(target) == POSTGRESQL:
+    if target.engine == POSTGRESQL:
         await target.execute("ANALYZE")  # the planner's statistics, for the tables just filled
     fetch = _fetcher(target)
     return [TableCount(name, rows, await _count_rows(fetch, name))
@@ -206,8 +205,6 @@ async def _refuse_unready_source(source: Database) -> None:
         raise CopyRefused(
             f"the source lacks migrations {', '.join(map(str, pending))} of this version: "
             "migrate it first (`alegra-sync db migrate --url …`, or start the service on it)")
-    if catalog.engine(source) != SQLITE:
-        return
     users = instance.processes_with_open(source.path)
     if users:
         raise CopyRefused(
@@ -250,11 +247,10 @@ def _fetcher(db: Database) -> Fetch:
     return fetch
 
 
-def _fetcher_in(conn: _Conn) -> Fetch:
+def _fetcher_in(conn: Connection) -> Fetch:
     async def fetch(sql: str) -> Sequence[Any]:
         cursor = await conn.execute(sql)
-        rows: Sequence[Any] = await cursor.fetchall()
-        return rows
+        return list(await cursor.fetchall())
 
     return fetch
 
@@ -387,21 +383,18 @@ async def _transfer(source: Database, target: Database, plans: Sequence[Plan], s
     """Every table in one transaction of the target, read in one of the source; each table's
     source count, checked against what was written before COMMIT."""
     async with source.transaction() as read, target.transaction() as write:
-        if catalog.engine(source) == POSTGRESQL:  # one snapshot for every table
-            await read.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         await _refuse_filled(_fetcher_in(write), [plan.name for plan in plans], seeds)
         for plan in reversed(plans):  # the seed rows make way for the source's
             if plan.name in seeds.rows:
                 await write.execute(f"DELETE FROM {quoted(plan.name)}")  # noqa: S608 -- names quoted, from the catalog
         counts = {plan.name: await _copy_table(read, write, plan, progress) for plan in plans}
-        given = await _sqlite_sequence(read) if catalog.engine(source) == SQLITE else {}
-        await _carry_sequences(write, plans, given, catalog.engine(target))
+        await _carry_sequences(write, plans, await _sqlite_sequence(read), target.engine)
     return counts
 
 
-async def _copy_table(read: _Conn, write: _Conn, plan: Plan, progress: Progress) -> int:
+async def _copy_table(read: Connection, write: Connection, plan: Plan, progress: Progress) -> int:
     expected = await _count_rows(_fetcher_in(read), plan.name)
-    cursor = await read.execute(plan.select())
+    cursor = cast(_Rows, await read.execute(plan.select()))
     insert, copied = plan.insert(), 0
     async for rows in _batches(cursor):
         values = plan.convert(rows, copied)
@@ -418,7 +411,7 @@ async def _copy_table(read: _Conn, write: _Conn, plan: Plan, progress: Progress)
     return expected
 
 
-async def _batches(cursor: _Cursor) -> AsyncIterator[Sequence[Any]]:
+async def _batches(cursor: _Rows) -> AsyncIterator[Sequence[Any]]:
     """The cursor's rows, BATCH_ROWS at a time, or fewer when they add up to BATCH_BYTES:
     the first fetch is one row, then as many as the widest row so far leaves room for."""
     batch: list[Any] = []
@@ -444,7 +437,7 @@ def _size(row: Sequence[Any]) -> int:
 
 
 async def _carry_sequences(
-    write: _Conn, plans: Sequence[Plan], given: dict[str, int], engine: str
+    write: Connection, plans: Sequence[Plan], given: dict[str, int], engine: str
 ) -> None:
     """The next auto-numbered id (the inbox's, job runs') continues above every id the source
     ever gave (`given`, by table), not only above those still there."""
@@ -465,7 +458,7 @@ async def _carry_sequences(
                 " (SELECT 1 FROM sqlite_sequence WHERE name = ?)", (plan.name, mark, plan.name))
 
 
-async def _sqlite_sequence(read: _Conn) -> dict[str, int]:
+async def _sqlite_sequence(read: Connection) -> dict[str, int]:
     """SQLite's record of the highest id each AUTOINCREMENT table gave."""
     fetch = _fetcher_in(read)
     if not await fetch("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence'"):

@@ -21,7 +21,7 @@ import pytest
 from cryptography.fernet import Fernet
 
 from sync.cli import main
-from sync.store import catalog, companies, receipt_work
+from sync.store import catalog, companies, receipts
 from sync.store.catalog import Column, Table
 from sync.store.copy import (
     NOT_COPIED,
@@ -34,6 +34,7 @@ from sync.store.copy import (
 )
 from sync.store.db import Database
 from tests.support import schema
+from tests.support.databases import ENGINES
 
 pytestmark = pytest.mark.anyio
 
@@ -85,7 +86,7 @@ async def _migrate_and_add_a_company(path: Path) -> None:
         await db.close()
 
 
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(params=ENGINES)
 def target_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """An empty target of each engine: a SQLite file not made yet, or a new PostgreSQL database
     (dropped afterwards)."""
@@ -149,8 +150,8 @@ async def _source_untouched(path: Path, before: dict[str, list[dict[str, Any]]])
 
 
 async def test_the_copy_is_a_working_store(migrated_source: Path, target_url: str) -> None:
-    """On the copy: no migration pending, the company's token decrypts with the same key, the
-    queued receipt is claimed, and a new delivery's id is above every id the source gave."""
+    """On the copy: no migration pending, the company's token decrypts with the same key, an
+    attachment's bytes are intact, and a new delivery's id is above every id the source gave."""
     await copy_database(_url(migrated_source), target_url)
     db = await open_database(target_url)
     try:
@@ -158,9 +159,9 @@ async def test_the_copy_is_a_working_store(migrated_source: Path, target_url: st
         token = await companies.read_token(db, "acme-sa")
         assert token is not None
         assert Fernet(TOKEN_KEY).decrypt(token) == b"acme-token"
-        claimed = await receipt_work.claim_next(db, owner="h:1:a", lease_s=60)
-        assert claimed is not None
-        assert claimed.receipt_id == "rcp_wait"
+        attachment = await receipts.get_attachment(db, "rcp_wait")
+        assert attachment is not None
+        assert attachment.data == b"\x89PNG\r\n\x1a\n"
         new_id = await db.scalar(
             "INSERT INTO inbox(received_at, body, shape, state) VALUES (?, ?, 'ok', 'received')"
             " RETURNING id", ("2024-06-01T00:00:00+00:00", b"{}"))
@@ -325,9 +326,9 @@ def test_values_become_the_postgresql_column_type() -> None:
 # --- the command -----------------------------------------------------------------------------
 
 def test_db_copy_prints_each_table_s_counts(
-    migrated_source: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    migrated_source: Path, target_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    target = _url(tmp_path / "target.db")
+    target = target_url
     assert main(["db", "copy", "--from", _url(migrated_source), "--to", target]) == 0
     out = capsys.readouterr().out
     assert re.search(rf"^inbox +{4 + DELIVERIES} +{4 + DELIVERIES}  OK$", out, re.MULTILINE)
@@ -339,11 +340,21 @@ def test_db_copy_prints_each_table_s_counts(
         capsys.readouterr().err)
 
 
-def test_db_migrate_names_what_it_applied(tmp_path: Path,
+def test_db_migrate_names_what_it_applied(target_url: str,
                                           capsys: pytest.CaptureFixture[str]) -> None:
-    url = _url(tmp_path / "new.db")
-    assert main(["db", "migrate", "--url", url]) == 0
-    assert "1000" in capsys.readouterr().out
-    assert main(["db", "migrate", "--url", url]) == 0
-    assert "up to date" in capsys.readouterr().out
+    assert main(["db", "migrate", "--url", target_url]) == 0
+    assert "Applied migrations 0001, " in capsys.readouterr().out
+    assert main(["db", "migrate", "--url", target_url]) == 0
+    assert "up to date: no migration pending" in capsys.readouterr().out
+
+
+def test_db_migrate_without_url_migrates_database_url(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DATABASE_URL", _url(tmp_path / "configured.db"))
+    monkeypatch.setenv("SECRET_KEY", "a-secret-key-of-the-test-at-least-32-characters")
+    assert main(["db", "migrate"]) == 0
+    assert "configured.db" in capsys.readouterr().out
+    assert schema.versions(tmp_path / "configured.db")[-1][0] >= 1000
 
