@@ -13,7 +13,7 @@ import asyncio
 import re
 import sqlite3
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -207,17 +207,20 @@ async def test_a_migrated_target_holding_only_the_seed_rows_counts_as_empty(
 async def test_a_failure_part_way_leaves_the_target_empty_and_the_copy_runs_again(
     migrated_source: Path, target_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The last table's insert fails after every other table was written: nothing stays."""
-    real_insert = Plan.insert
+    """The last table's rows are refused by the target after every other table was written
+    (a NOT NULL column given NULL): nothing stays."""
+    real_convert = Plan.convert
 
-    def failing_insert(plan: Plan) -> str:
-        return "INSERT INTO no_such_table VALUES (?)" if plan.name == "receipt_steps" else (
-            real_insert(plan))
+    def refused_rows(plan: Plan, rows: Sequence[Sequence[Any]], first: int) -> list[Any]:
+        converted = real_convert(plan, rows, first)
+        return [(None, *row[1:]) for row in converted] if plan.name == "receipt_steps" else (
+            converted)
 
     with monkeypatch.context() as patch:
-        patch.setattr(Plan, "insert", failing_insert)
-        with pytest.raises(CopyFailed, match=r"^receipt_steps: .*nothing was copied"):
+        patch.setattr(Plan, "convert", refused_rows)
+        with pytest.raises(CopyFailed, match=r"^receipt_steps: .*nothing was copied$") as e:
             await copy_database(_url(migrated_source), target_url)
+    assert "supplier" not in str(e.value)  # the refused row's values are not shown
 
     left = await _contents(target_url)
     assert {table: len(rows) for table, rows in left.items() if rows} == {"companies": 1}
