@@ -48,7 +48,7 @@ class Cursor(Protocol):
     def rowcount(self) -> int: ...
 
     @property
-    def lastrowid(self) -> int | None: ...  # always None on PostgreSQL: use RETURNING
+    def lastrowid(self) -> int | None: ...  # SQLite only (PostgreSQL: TypeError): use RETURNING
 
     async def fetchone(self) -> Row | None: ...
 
