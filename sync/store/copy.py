@@ -12,8 +12,9 @@ gets by being migrated. The copy is
   after the snapshot would be lost);
 - one consistent snapshot of the source (one transaction, BEGIN IMMEDIATE: a writer that
   slipped past the check above waits, or fails, rather than write after the snapshot), written
-  in one transaction of the target, tables in foreign-key order, batches of `BATCH_ROWS` rows
-  (fewer when they are large: attachments) with `executemany`, columns by name. A failure
+  in one transaction of the target, tables in foreign-key order, columns by name, read in
+  batches of `BATCH_ROWS` rows (fewer when they are large: attachments) and written with
+  `executemany` (SQLite) or one `COPY … FROM STDIN` per table (PostgreSQL). A failure
   rolls the whole copy back: the target is left migrated and empty, and the copy can simply
   be run again;
 - checked by counts: each table's rows in the source snapshot, rows written, and rows in the
@@ -198,7 +199,10 @@ async def _copy(source: Database, target: Database, progress: Progress) -> list[
     seeds = await migration_seeds()
     existing = [name for name in await catalog.table_names(target) if name not in NOT_COPIED]
     await _refuse_filled(_fetcher(target), existing, seeds)
-    await target.migrate()
+    try:
+        await target.migrate()
+    except Exception as exc:  # a table of another application in the way, a missing privilege
+        raise CopyFailed(f"migrating the target failed: {_first_line(exc)}") from exc
     plans = plan_copy(tables, await catalog.describe_all(target), target.engine)
     copied = await _transfer(source, target, plans, seeds, progress)
     if target.engine == POSTGRESQL:
@@ -278,7 +282,8 @@ async def _refuse_filled(fetch: Fetch, tables: Sequence[str], seeds: Seeds) -> N
             filled.append(f"{name} holds {rows} rows")
     if filled:
         raise CopyRefused(f"the target is not empty: {', '.join(filled)}; `db copy` fills an "
-                          "empty database only (nothing was written)")
+                          "empty database only (nothing was written): name a new database, or "
+                          "drop and create this one again")
 
 
 async def _rows_beyond_seeds(fetch: Fetch, table: str, seeds: Seeds) -> int:
@@ -503,9 +508,9 @@ async def _carry_sequences(
             for column, sequence in plan.table.sequences:
                 top = await _fetcher_in(write)(
                     f"SELECT COALESCE(MAX({quoted(column)}), 0) FROM {quoted(plan.name)}")  # noqa: S608 -- names quoted, from the catalog
-                if max(mark, int(top[0][0])) > 0:
-                    await write.execute("SELECT setval(?, ?)",
-                                        (sequence, max(mark, int(top[0][0]))))
+                highest = max(mark, int(top[0][0]))
+                if highest > 0:  # the next id is highest + 1
+                    await write.execute("SELECT setval(?, ?)", (sequence, highest))
         elif mark:
             await write.execute("UPDATE sqlite_sequence SET seq = ? WHERE name = ? AND seq < ?",
                                 (mark, plan.name, mark))
