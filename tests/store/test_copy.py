@@ -22,6 +22,7 @@ from cryptography.fernet import Fernet
 
 from sync.cli import main
 from sync.store import catalog, companies, receipts
+from sync.store import copy as copy_module
 from sync.store.catalog import Column, Table
 from sync.store.copy import (
     NOT_COPIED,
@@ -361,3 +362,33 @@ def test_db_migrate_without_url_migrates_database_url(
     assert "configured.db" in capsys.readouterr().out
     assert schema.versions(tmp_path / "configured.db")[-1][0] >= 1000
 
+
+
+class _FakeCursor:
+    """A cursor over `rows` that records how many rows each fetch asked for."""
+
+    def __init__(self, rows: list[tuple[Any, ...]]) -> None:
+        self.rows = rows
+        self.asked: list[int] = []
+
+    async def fetchmany(self, size: int) -> list[tuple[Any, ...]]:
+        self.asked.append(size)
+        taken, self.rows = self.rows[:size], self.rows[size:]
+        return taken
+
+
+async def test_rows_with_large_blobs_come_in_batches_of_bounded_size() -> None:
+    """Attachments: the first fetch is one row, then as many as fit BATCH_BYTES; every row comes
+    once, in order. Without BLOB columns, BATCH_ROWS at a time."""
+    blob = b"x" * (copy_module.BATCH_BYTES // 5)
+    rows = [(n, blob) for n in range(12)]
+    cursor = _FakeCursor(list(rows))
+    batches = [batch async for batch in copy_module._batches(cursor, wide=[1])]
+    assert [row for batch in batches for row in batch] == rows
+    assert cursor.asked[0] == 1
+    assert all(sum(len(row[1]) for row in batch) <= copy_module.BATCH_BYTES for batch in batches)
+    assert len(batches) == 3  # 5 + 5 + 2 of a fifth of BATCH_BYTES each (and 64 bytes a row)
+
+    small = [(n, "a") for n in range(2_500)]
+    plain = _FakeCursor(list(small))
+    assert [len(b) async for b in copy_module._batches(plain, wide=[])] == [1000, 1000, 500]
