@@ -54,6 +54,10 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def backup_command(args: argparse.Namespace) -> int:
     settings = command_settings(needs_alegra=False)
+    if settings.database_url:
+        print("alegra-sync: db backup copies a SQLite database; DATABASE_URL is PostgreSQL: back it"
+              " up with pg_dump (or the provider's backups)", file=sys.stderr)
+        return 2
     complaint = missing_database(settings)
     if complaint is not None:
         print(complaint, file=sys.stderr)
@@ -127,12 +131,15 @@ def count_table(counts: list[TableCount]) -> str:
 
 @dataclass
 class _Progress:
-    """A line on stderr at each table's first batch and every 50,000 rows after it."""
+    """On stderr: each table as its copy starts, then every 50,000 rows."""
 
     table: str = ""
     shown: int = 0
 
     def __call__(self, table: str, rows: int) -> None:
-        if table != self.table or rows - self.shown >= 50_000:
-            print(f"  {table}: {rows} rows copied", file=sys.stderr)
-            self.table, self.shown = table, rows
+        if table != self.table:
+            print(f"  {table} …", file=sys.stderr)
+            self.table, self.shown = table, 0
+        if rows - self.shown >= 50_000:
+            print(f"  {table}: {rows} rows", file=sys.stderr)
+            self.shown = rows

@@ -392,3 +392,14 @@ async def test_rows_with_large_blobs_come_in_batches_of_bounded_size() -> None:
     small = [(n, "a") for n in range(2_500)]
     plain = _FakeCursor(list(small))
     assert [len(b) async for b in copy_module._batches(plain, wide=[])] == [1000, 1000, 500]
+
+
+def test_db_backup_on_postgresql_points_at_pg_dump(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DATABASE_URL", "postgresql://alegra@127.0.0.1:5432/alegra")
+    monkeypatch.setenv("SECRET_KEY", "a-secret-key-of-the-test-at-least-32-characters")
+    assert main(["db", "backup", str(tmp_path / "b.db")]) == 2
+    assert "pg_dump" in capsys.readouterr().err
+    assert not (tmp_path / "b.db").exists()
