@@ -38,6 +38,12 @@ POOL_MAX = 10
 # and for a new connection to be made.
 POOL_TIMEOUT_S = 5.0
 CONNECT_TIMEOUT_S = 5
+# A server that vanishes without closing its connections (a host or network down) is noticed by
+# TCP keepalives after about 10 + 3 × 5 s instead of the system's default two hours, and an
+# unacknowledged write gives up after 30 s. Taken unless DATABASE_URL sets its own.
+CONNECTION_DEFAULTS = {"keepalives": "1", "keepalives_idle": "10", "keepalives_interval": "5",
+                       "keepalives_count": "3", "tcp_user_timeout": "30000",
+                       "application_name": "alegra-sync"}
 # SQLSTATEs that mean the server is gone or refusing, not that the statement is wrong.
 _GONE = ("08", "57P01", "57P02", "57P03", "53300")
 
@@ -58,6 +64,12 @@ def describe(url: str) -> str:
     parts = conninfo_to_dict(url)
     host = parts.get("host") or "localhost"
     return f"postgresql://{host}:{parts.get('port') or 5432}/{parts.get('dbname') or ''}"
+
+
+def _connection_defaults(url: str) -> dict[str, Any]:
+    given = conninfo_to_dict(url)
+    defaults = {"connect_timeout": str(CONNECT_TIMEOUT_S), **CONNECTION_DEFAULTS}
+    return {name: value for name, value in defaults.items() if name not in given}
 
 
 def _sqlite_rows(cursor: psycopg.AsyncCursor[Any]) -> PsycopgRowMaker[Row]:
@@ -177,7 +189,7 @@ class PgEngine:
             max_size=POOL_MAX,
             timeout=timeout_s,
             kwargs={"autocommit": True, "row_factory": _sqlite_rows,
-                    "connect_timeout": CONNECT_TIMEOUT_S},
+                    **_connection_defaults(url)},
             configure=_configure,
             check=_check,
             name="alegra-sync",
@@ -188,7 +200,7 @@ class PgEngine:
         database), then open the pool; DatabaseUnavailable if either fails."""
         try:
             first = await psycopg.AsyncConnection.connect(
-                self._url, connect_timeout=CONNECT_TIMEOUT_S)
+                self._url, **_connection_defaults(self._url))
         except psycopg.Error as exc:
             raise DatabaseUnavailable(self.location, _one_line(exc)) from exc
         await first.close()

@@ -139,6 +139,15 @@ def test_on_postgresql_the_baseline_stands_for_every_migration_up_to_it_and_a_tw
     assert migrate.pending_versions("sqlite", {1, 1000}) == [1100, 1200]
 
 
+def test_postgresqls_own_files_are_the_baseline_and_twins_above_it() -> None:
+    """Below the baseline PostgreSQL has nothing of its own (the baseline stands for all of it);
+    above, a file of its own replaces the shared one of the same number."""
+    own = [version for version, _, _ in migrate.migration_files("postgresql")]
+    shared = {version for version, _, _ in migrate.migration_files()}
+    assert own[0] == migrate.BASELINE
+    assert all(v > migrate.BASELINE and v in shared for v in own[1:]), own
+
+
 # PostgreSQL only ---------------------------------------------------------------------------
 
 
