@@ -204,7 +204,12 @@ async def _copy(source: Database, target: Database, progress: Progress) -> list[
     except Exception as exc:  # a table of another application in the way, a missing privilege
         raise CopyFailed(f"migrating the target failed: {_first_line(exc)}") from exc
     plans = plan_copy(tables, await catalog.describe_all(target), target.engine)
-    copied = await _transfer(source, target, plans, seeds, progress)
+    try:
+        copied = await _transfer(source, target, plans, seeds, progress)
+    except (CopyFailed, CopyRefused):
+        raise
+    except Exception as exc:  # the source locked by a writer, the server gone: rolled back
+        raise CopyFailed(f"{_first_line(exc)}; nothing was copied") from exc
     if target.engine == POSTGRESQL:
         await target.execute("ANALYZE")  # the planner's statistics, for the tables just filled
     fetch = _fetcher(target)

@@ -403,3 +403,20 @@ def test_db_backup_on_postgresql_points_at_pg_dump(
     assert main(["db", "backup", str(tmp_path / "b.db")]) == 2
     assert "pg_dump" in capsys.readouterr().err
     assert not (tmp_path / "b.db").exists()
+
+
+async def test_a_writer_the_check_cannot_see_makes_the_copy_fail_not_miss_its_rows(
+    migrated_source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process the /proc check cannot see (another user's) writing to the source: the copy's
+    snapshot waits for its write lock, then fails; nothing is copied."""
+    monkeypatch.setattr("sync.store.db.BUSY_TIMEOUT_MS", 200)
+    writer = sqlite3.connect(migrated_source, isolation_level=None)  # this process: not seen
+    try:
+        writer.execute("BEGIN IMMEDIATE")
+        with pytest.raises(CopyFailed, match=r"database is locked; nothing was copied"):
+            await copy_database(_url(migrated_source), _url(tmp_path / "target.db"))
+    finally:
+        writer.close()
+    left = await _contents(_url(tmp_path / "target.db"))
+    assert {table for table, rows in left.items() if rows} == {"companies"}
