@@ -3,7 +3,10 @@
 - Reads (`Database.fetchone/fetchall/scalar`) take a pooled connection in autocommit mode.
 - `transaction(key)` is BEGIN, then `pg_advisory_xact_lock(key)` (the key is the company's):
   one writer per company at a time, as SQLite's BEGIN IMMEDIATE gives one writer per file.
-  The store's read-then-write code relies on it. The lock ends with the transaction.
+  The store's read-then-write code relies on it. The lock ends with the transaction. Within a
+  process, a company's transactions first queue on an asyncio lock, so a burst for one company
+  waits without holding the pool's connections (the advisory lock is then contended only by
+  other processes).
 - Every checkout checks the connection first, so the pool recovers by itself after a
   PostgreSQL restart; a server that cannot be reached raises `DatabaseUnavailable`.
 - Queries keep SQLite's `?` placeholders (`sql.to_pyformat` rewrites them); rows are
@@ -13,14 +16,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import select
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import psycopg
 from psycopg.abc import Buffer
-from psycopg.adapt import Loader
+from psycopg.adapt import Dumper, Loader
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import RowMaker as PsycopgRowMaker
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
@@ -33,6 +38,12 @@ POOL_MAX = 10
 # and for a new connection to be made.
 POOL_TIMEOUT_S = 5.0
 CONNECT_TIMEOUT_S = 5
+# A server that vanishes without closing its connections (a host or network down) is noticed by
+# TCP keepalives after about 10 + 3 × 5 s instead of the system's default two hours, and an
+# unacknowledged write gives up after 30 s. Taken unless DATABASE_URL sets its own.
+CONNECTION_DEFAULTS = {"keepalives": "1", "keepalives_idle": "10", "keepalives_interval": "5",
+                       "keepalives_count": "3", "tcp_user_timeout": "30000",
+                       "application_name": "alegra-sync"}
 # SQLSTATEs that mean the server is gone or refusing, not that the statement is wrong.
 _GONE = ("08", "57P01", "57P02", "57P03", "53300")
 
@@ -55,10 +66,26 @@ def describe(url: str) -> str:
     return f"postgresql://{host}:{parts.get('port') or 5432}/{parts.get('dbname') or ''}"
 
 
+def _connection_defaults(url: str) -> dict[str, Any]:
+    given = conninfo_to_dict(url)
+    defaults = {"connect_timeout": str(CONNECT_TIMEOUT_S), **CONNECTION_DEFAULTS}
+    return {name: value for name, value in defaults.items() if name not in given}
+
+
 def _sqlite_rows(cursor: psycopg.AsyncCursor[Any]) -> PsycopgRowMaker[Row]:
     if cursor.description is None:
         return tuple  # type: ignore[return-value]  # never called: no rows without columns
     return _ROWS.for_columns([column.name for column in cursor.description])
+
+
+class _BoolAsInt(Dumper):
+    """True/False as an untyped '1'/'0', which PostgreSQL reads as what the place needs: an
+    INTEGER (our booleans' columns, as SQLite stores them) or a condition (`CASE WHEN ?`)."""
+
+    oid = 0  # unknown: typed by its context
+
+    def dump(self, obj: bool) -> bytes:
+        return b"1" if obj else b"0"
 
 
 class _Number(Loader):
@@ -71,6 +98,19 @@ class _Number(Loader):
 
 async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:
     conn.adapters.register_loader("numeric", _Number)
+    conn.adapters.register_dumper(bool, _BoolAsInt)
+
+
+async def _check(conn: psycopg.AsyncConnection[Any]) -> None:
+    """On checkout: a connection the server ended (a restart, pg_terminate_backend) has its
+    socket readable while idle (the server's goodbye, then EOF); only then is a round trip
+    spent to find out, and the pool replaces the connection if it fails. A server that vanished
+    without a word is found by the next statement (DatabaseUnavailable; the pool drops it)."""
+    if conn.broken or conn.closed:
+        raise psycopg.OperationalError("the connection is closed")
+    readable, _, _ = select.select([conn.pgconn.socket], [], [], 0)
+    if readable:
+        await AsyncConnectionPool.check_connection(conn)
 
 
 def gone(exc: BaseException) -> bool:
@@ -86,14 +126,17 @@ def gone(exc: BaseException) -> bool:
 class PgCursor:
     """A psycopg cursor seen as an aiosqlite one: fetches give None / [] after a write."""
 
-    lastrowid: int | None = None  # PostgreSQL has no rowid: use RETURNING
-
     def __init__(self, cursor: psycopg.AsyncCursor[Row]) -> None:
         self._cursor = cursor
 
     @property
     def rowcount(self) -> int:
         return self._cursor.rowcount
+
+    @property
+    def lastrowid(self) -> int | None:
+        """PostgreSQL has no rowid: refused loudly rather than a wrong 0 or None."""
+        raise TypeError("lastrowid is SQLite's: write `INSERT … RETURNING id` and fetch it")
 
     async def fetchone(self) -> Row | None:
         if self._cursor.description is None:
@@ -114,10 +157,11 @@ class PgConnection:
 
     async def execute(self, sql: str, parameters: Any = None) -> PgCursor:
         cursor = self.raw.cursor()
-        if parameters is None or len(parameters) == 0:
-            await cursor.execute(sql)  # no parameters: the text as written, `%` and `?` too
+        params = _params(parameters or ())
+        if params:
+            await cursor.execute(to_pyformat(sql), params)
         else:
-            await cursor.execute(to_pyformat(sql), _params(parameters))
+            await cursor.execute(sql)  # no parameters: the text as written, `%` and `?` too
         return PgCursor(cursor)
 
     async def executemany(self, sql: str, parameters: Iterable[Iterable[Any]]) -> PgCursor:
@@ -133,40 +177,39 @@ def _params(parameters: Any) -> Sequence[Any] | dict[str, Any]:
 class PgEngine:
     """The pool of one process (shared by every company's handle)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, timeout_s: float | None = None) -> None:
         self.location = describe(url)
         self._url = url
+        self._timeout_s = timeout_s = timeout_s or POOL_TIMEOUT_S
+        self._writers: dict[int, asyncio.Lock] = {}  # this process's writer, by lock key
         self._pool: AsyncConnectionPool[psycopg.AsyncConnection[Row]] = AsyncConnectionPool(
             url,
             open=False,
             min_size=POOL_MIN,
             max_size=POOL_MAX,
-            timeout=POOL_TIMEOUT_S,
+            timeout=timeout_s,
             kwargs={"autocommit": True, "row_factory": _sqlite_rows,
-                    "connect_timeout": CONNECT_TIMEOUT_S},
+                    **_connection_defaults(url)},
             configure=_configure,
-            check=AsyncConnectionPool.check_connection,
+            check=_check,
             name="alegra-sync",
         )
 
     async def open(self) -> None:
-        """Open the pool and wait for its first connection; DatabaseUnavailable if none comes."""
+        """Connect once (a refusal says why at once: no server, a wrong password, no such
+        database), then open the pool; DatabaseUnavailable if either fails."""
         try:
-            await self._pool.open(wait=True, timeout=POOL_TIMEOUT_S)
+            first = await psycopg.AsyncConnection.connect(
+                self._url, **_connection_defaults(self._url))
+        except psycopg.Error as exc:
+            raise DatabaseUnavailable(self.location, _one_line(exc)) from exc
+        await first.close()
+        try:
+            await self._pool.open(wait=True, timeout=self._timeout_s)
         except PoolTimeout as exc:
             await self._pool.close()
-            reason = await self._why_not()
-            raise DatabaseUnavailable(self.location, reason) from exc
-
-    async def _why_not(self) -> str:
-        """The server's own reason for refusing (a wrong password, no such database…)."""
-        try:
-            conn = await psycopg.AsyncConnection.connect(
-                self._url, connect_timeout=CONNECT_TIMEOUT_S)
-        except psycopg.Error as exc:
-            return str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-        await conn.close()
-        return f"no connection within {POOL_TIMEOUT_S:.0f} s"
+            raise DatabaseUnavailable(
+                self.location, f"no connection within {self._timeout_s:g} s") from exc
 
     async def close(self) -> None:
         await self._pool.close()
@@ -177,7 +220,7 @@ class PgEngine:
             yield
         except (psycopg.OperationalError, PoolTimeout) as exc:
             if gone(exc):
-                raise DatabaseUnavailable(self.location, _first_line(exc)) from exc
+                raise DatabaseUnavailable(self.location, _one_line(exc)) from exc
             raise
 
     @asynccontextmanager
@@ -189,11 +232,19 @@ class PgEngine:
 
     @asynccontextmanager
     async def transaction(self, key: int) -> AsyncIterator[PgConnection]:
-        """BEGIN; pg_advisory_xact_lock(key); … COMMIT (ROLLBACK on error)."""
+        """BEGIN; pg_advisory_xact_lock(key); … COMMIT (ROLLBACK on error). BEGIN and the lock
+        go in one round trip (the key is an int: no quoting to get wrong)."""
+        writer = self._writers.setdefault(key, asyncio.Lock())
         with self._reachable():
-            async with self._pool.connection() as raw, raw.transaction():
-                await raw.execute("SELECT pg_advisory_xact_lock(%s)", (key,))
-                yield PgConnection(raw)
+            async with writer, self._pool.connection() as raw:
+                await raw.execute(f"BEGIN; SELECT pg_advisory_xact_lock({int(key)})")
+                try:
+                    yield PgConnection(raw)
+                except BaseException:
+                    if not raw.broken:
+                        await raw.execute("ROLLBACK")
+                    raise
+                await raw.execute("COMMIT")
 
     @asynccontextmanager
     async def migrating(self) -> AsyncIterator[PgConnection]:
@@ -217,6 +268,6 @@ class PgEngine:
             return await (await conn.execute(sql, params)).fetchall()
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+def _one_line(exc: BaseException) -> str:
+    """libpq's reason for a failed connection, on one line."""
+    return " ".join(str(exc).split()) or type(exc).__name__

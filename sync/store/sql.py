@@ -39,6 +39,9 @@ class DatabaseUnavailable(Exception):
         super().__init__(message)
         self.target = target
         self.reason = reason
+        # A server may come back (a restart, the network): worth retrying, unlike a SQLite
+        # file that is not a database. A process supervisor should restart on it.
+        self.transient = not isinstance(target, Path)
 
 
 class Cursor(Protocol):
@@ -48,7 +51,7 @@ class Cursor(Protocol):
     def rowcount(self) -> int: ...
 
     @property
-    def lastrowid(self) -> int | None: ...  # always None on PostgreSQL: use RETURNING
+    def lastrowid(self) -> int | None: ...  # SQLite only (PostgreSQL: TypeError): use RETURNING
 
     async def fetchone(self) -> Row | None: ...
 

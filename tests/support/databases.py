@@ -25,6 +25,7 @@ from psycopg import sql
 from sync.store.db import Database
 
 ENGINES = ("sqlite", "postgresql")
+PREFIX = "alegra_test_"  # then the pid of the test session, a random part and a number
 LOCAL_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 T = TypeVar("T")
 
@@ -50,7 +51,7 @@ class PgServer:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self._prefix = f"alegra_test_{os.getpid()}_{secrets.token_hex(3)}"
+        self._prefix = f"{PREFIX}{os.getpid()}_{secrets.token_hex(3)}"
         self._numbers = itertools.count()
         self._template: str | None = None
 
@@ -83,6 +84,19 @@ class PgServer:
         if self._template is not None:
             self.drop(with_database(self.url, self._template))
 
+    def drop_abandoned(self) -> None:
+        """Drop the databases a test session on this machine left behind when it was killed
+        (its process is gone): only with a server on this machine, where the pids are ours."""
+        if urlsplit(self.url).hostname not in ("127.0.0.1", "localhost", "::1"):
+            return
+        with self._admin() as conn:
+            names = [r[0] for r in conn.execute(
+                "SELECT datname FROM pg_database WHERE datname LIKE %s", (PREFIX + "%",))]
+        for name in names:
+            pid = name[len(PREFIX):].split("_", 1)[0]
+            if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+                self.drop(with_database(self.url, name))
+
 
 async def _migrate(url: str) -> None:
     db = await Database.open(url)
@@ -100,4 +114,6 @@ def reachable_server() -> PgServer:
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"{reason} (CI must run the PostgreSQL tests: start the server)")
         pytest.skip(reason)
-    return PgServer(url)
+    server = PgServer(url)
+    server.drop_abandoned()
+    return server
