@@ -3,8 +3,9 @@ of `sync/` and `receiver/` (docs: CONTEXT's "Portable SQL"; tests/store/test_por
 the queries that once had one on both engines).
 
 A static scan of every string literal (docstrings aside). Code that is engine-specific on purpose
-is left out: whatever sits under an `if … engine …` branch, and the modules that are one engine's
-own mechanics (listed in ENGINE_OWN with the reason)."""
+is left out: whatever sits under an `if … engine …` branch or in a function named for its engine
+(`_describe_sqlite`), and the modules that are one engine's own mechanics (ENGINE_OWN, with the
+reason)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ ENGINE_OWN = {
     "sync/store/engine_pg.py": "PostgreSQL's own connection",
     "sync/store/backup.py": "`db backup` copies a SQLite file",
     "receiver/inbox/committer.py": "the SQLite committer's connection (its SQL is inbox.py's)",
+    "sync/store/copy.py": "`db copy` reads a SQLite source's own bookkeeping",
 }
 SKIPPED_PACKAGES = ("sync/simulator/",)  # the simulated Alegra keeps no store
 
@@ -65,10 +67,14 @@ def _docstrings(tree: ast.AST) -> set[int]:
 
 
 def _engine_branches(tree: ast.AST) -> set[int]:
-    """Every node under an `if` whose test names an engine (`db.engine == "sqlite"`)."""
+    """Every node under an `if` whose test names an engine (`db.engine == "sqlite"`), or in a
+    function named for one engine (`_describe_sqlite`, `_describe_postgresql`)."""
     inside = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.If) and "engine" in ast.unparse(node.test):
+            inside.update(id(child) for child in ast.walk(node))
+        if (isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+                and re.search(r"sqlite|postgresql", node.name)):
             inside.update(id(child) for child in ast.walk(node))
     return inside
 
@@ -156,3 +162,5 @@ def test_engine_branches_and_docstrings_are_left_out() -> None:
         '    return "SELECT 1"\n'
     )
     assert [text for _, text in _texts(ast.parse(source))] == ["SELECT 1"]
+    named = 'def _columns_sqlite(db):\n    return "PRAGMA table_info(t)"\n'
+    assert list(_texts(ast.parse(named))) == []
