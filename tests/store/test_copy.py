@@ -83,8 +83,26 @@ async def _migrate_and_add_a_company(path: Path) -> None:
         acme = await companies.add_company(
             db, "Acme SA", "ops@acme.example", Fernet(TOKEN_KEY).encrypt(b"acme-token"))
         await companies.grant(db, "ptn_a1", acme.id)
+        await _add_rows_to_tables_added_since_the_release(db, acme.id)
     finally:
         await db.close()
+
+
+async def _add_rows_to_tables_added_since_the_release(db: Database, company: str) -> None:
+    at = "2026-12-07T10:00:00.000000+00:00"
+    await db.execute(
+        "INSERT INTO doctor_findings(company_id, check_name, guess, verdict, evidence,"
+        " checked_at, ran_by) VALUES (?, 'ncf_field', 'g', 'confirmed', '[]', ?, 'command')",
+        (company, at))
+    await db.execute(
+        "INSERT INTO doctor_learned(company_id, setting, setting_value, evidence, learned_at)"
+        " VALUES (?, 'ncf_field', 'numberTemplate.fullNumber', '[]', ?)", (company, at))
+    await db.execute(
+        "INSERT INTO workers(id, host, pid, started_at, beat_at, expires_at)"
+        " VALUES ('h:1:a', 'h', 1, ?, ?, ?)", (at, at, at))
+    await db.execute(
+        "INSERT INTO company_leases(lease_key, holder, expires_at, acquired_at, companies)"
+        " VALUES ('k1', 'h:1:a', ?, ?, ?)", (at, at, f'["{company}"]'))
 
 
 @pytest.fixture(params=ENGINES)
