@@ -68,6 +68,11 @@ class Settings:
     # Fernet keys, newest first, encrypting the companies' Alegra tokens (sync/credentials.py);
     # none: no company with a token may be stored.
     credentials_keys: tuple[Secret, ...] = ()
+    # A worker holds a company for WORKER_LEASE_S after each renewal; it renews every
+    # WORKER_LEASE_RENEW_S and stops calling Alegra for the company once
+    # WORKER_LEASE_S - WORKER_LEASE_RENEW_S have passed without one (sync/leasing.py).
+    worker_lease_s: float = 30.0
+    worker_lease_renew_s: float = 10.0
     # DATABASE_URL when it names PostgreSQL (`postgresql://…`); None: SQLite at database_path.
     database_url: str | None = None
 
@@ -255,6 +260,9 @@ def load_settings(
     public_url = str(config("PUBLIC_URL", default=f"http://127.0.0.1:{port}")).rstrip("/")
     if not public_url.startswith(("http://", "https://")):
         raise SettingsError("PUBLIC_URL", f"expected an http(s) URL, got {shown_url(public_url)!r}")
+    numbers = {field: _number(config, name, cast, _default(field))
+               for field, (name, cast) in _NUMBERS.items()}
+    _check_lease(numbers["worker_lease_s"], numbers["worker_lease_renew_s"])
     database_path, database_url = _database(config)
     return Settings(
         alegra_email=email,
@@ -266,8 +274,7 @@ def load_settings(
         public_url=public_url,
         port=port,
         expense_parent_account_id=config("EXPENSE_PARENT_ACCOUNT_ID", default=None) or None,
-        **{field: _number(config, name, cast, _default(field)) for field, (name, cast) in
-           _NUMBERS.items()},
+        **numbers,
         strict_duplicate_check=_flag(config, "STRICT_DUPLICATE_CHECK",
                                      _default("strict_duplicate_check")),
         inbox_retention_days=_days(config, "INBOX_RETENTION_DAYS",
@@ -294,7 +301,19 @@ _NUMBERS: dict[str, tuple[str, type[int] | type[float]]] = {
     "bill_backfill_days": ("BILL_BACKFILL_DAYS", int),
     "max_body_bytes_in_flight": ("MAX_BODY_BYTES_IN_FLIGHT", int),
     "simulator_port": ("SIMULATOR_PORT", int),
+    "worker_lease_s": ("WORKER_LEASE_S", float),
+    "worker_lease_renew_s": ("WORKER_LEASE_RENEW_S", float),
 }
+
+
+def _check_lease(lease_s: float, renew_s: float) -> None:
+    """A worker must be able to miss one renewal and still send: renew every third of the lease
+    at most (sync/leasing.py)."""
+    if renew_s * 3 > lease_s:
+        raise SettingsError(
+            "WORKER_LEASE_RENEW_S",
+            f"must be at most a third of WORKER_LEASE_S ({lease_s:g} s), got {renew_s:g}",
+        )
 
 
 def _default(field: str) -> Any:

@@ -146,6 +146,8 @@ _PURGE = (
     ("accounts", "DELETE FROM accounts WHERE company_id = ?"),
     ("taxes", "DELETE FROM taxes WHERE company_id = ?"),
     ("bills", "DELETE FROM bills WHERE company_id = ?"),
+    ("doctor_findings", "DELETE FROM doctor_findings WHERE company_id = ?"),
+    ("doctor_learned", "DELETE FROM doctor_learned WHERE company_id = ?"),
     ("partner_grants", "DELETE FROM partner_grants WHERE company_id = ?"),
     ("companies", "DELETE FROM companies WHERE id = ?"),
 )
