@@ -268,6 +268,21 @@ class PgEngine:
             return await (await conn.execute(sql, params)).fetchall()
 
 
+def read_now(url: str, sql: str) -> list[tuple[Any, ...]]:
+    """`sql`'s rows on a short-lived synchronous connection, for start-up checks made before any
+    event loop runs (sync/credentials.py); [] when its table does not exist yet (a database not
+    migrated holds nothing). DatabaseUnavailable when the server cannot be reached."""
+    try:
+        with psycopg.connect(url, autocommit=True, **_connection_defaults(url)) as conn:
+            return list(conn.execute(to_pyformat(sql)).fetchall())
+    except psycopg.errors.UndefinedTable:
+        return []
+    except psycopg.OperationalError as exc:
+        if gone(exc):
+            raise DatabaseUnavailable(describe(url), _one_line(exc)) from exc
+        raise
+
+
 def _one_line(exc: BaseException) -> str:
     """libpq's reason for a failed connection, on one line."""
     return " ".join(str(exc).split()) or type(exc).__name__
