@@ -52,6 +52,9 @@ ATTENTION_PROBE_S = 60.0
 RENEW_RETRY_S = 1.0  # after a failed renewal, try again this soon
 OVERDUE_LOOK_S = 0.5  # how often leases whose sending time ran out are looked for
 REFUSED = frozenset({401, 402, 403})
+# Calls that waited for a connection through the outage fail this long after it ended (the
+# pool's wait, sync/store/engine_pg.py POOL_TIMEOUT_S, and a little): not a new outage.
+STRAGGLERS_S = 6.0
 LANE_RETRY_S = 5.0  # a lane that crashed, or found the database away, starts again after this
 
 
@@ -71,21 +74,25 @@ class CompanyAccount:
 
 class Outage:
     """The worker's view of the database answering: one line when it stops (whichever look or
-    lane finds it first), one when it answers again; not a traceback per look while it is away.
-    The looks and lanes retry meanwhile; the pool reconnects when the server is back."""
+    lane finds it first), one when it answers again (the heartbeat's write, every HEARTBEAT_S,
+    says so); not a traceback per look while it is away. The looks and lanes retry meanwhile;
+    the pool reconnects when the server is back."""
 
     def __init__(self) -> None:
         self.since: float | None = None
+        self.back_at = -STRAGGLERS_S
         self.log = get_logger(component="database")
 
     def failed(self, exc: DatabaseUnavailable, where: str) -> None:
-        if self.since is None:
-            self.since = time.monotonic()
+        now = time.monotonic()
+        if self.since is None and now - self.back_at >= STRAGGLERS_S:
+            self.since = now
             self.log.warning("database.unavailable", where=where, error=str(exc)[:300])
 
     def answered(self) -> None:
         if self.since is not None:
-            self.log.info("database.back", after_s=round(time.monotonic() - self.since, 1))
+            self.back_at = time.monotonic()
+            self.log.info("database.back", after_s=round(self.back_at - self.since, 1))
             self.since = None
 
 
@@ -171,6 +178,9 @@ class Fleet:
             try:
                 for key in await self.leases.renew():
                     self._lose(key, reason="taken")
+            except DatabaseUnavailable as exc:  # the fences count down meanwhile
+                self.outage.failed(exc, "keep_leases")
+                wait = min(wait, RENEW_RETRY_S)
             except Exception as exc:  # the store did not answer: the fences count down
                 self.log.warning("lease.renew_failed", error=f"{type(exc).__name__}: {exc}"[:300])
                 wait = min(wait, RENEW_RETRY_S)
@@ -210,8 +220,6 @@ class Fleet:
                 self.outage.failed(exc, look.__name__)
             except Exception:
                 self.log.exception("fleet.look_failed", look=look.__name__)
-            else:
-                self.outage.answered()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stopping.wait(), period_s)
 

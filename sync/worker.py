@@ -61,6 +61,7 @@ async def heartbeat(fleet: Fleet) -> None:
         except DatabaseUnavailable as exc:  # the worker keeps going; the metrics wait too
             fleet.outage.failed(exc, "heartbeat")
         else:
+            fleet.outage.answered()
             await flush_metrics(fleet.db)
         try:
             await asyncio.wait_for(fleet.stopping.wait(), HEARTBEAT_S)
