@@ -410,7 +410,7 @@ async def measure(bench: Bench) -> tuple[Fairness, Isolation]:
         RECEIPT_CONCURRENCY=str(bench.args.concurrency),
     )
     settings = load_settings(env_file=None, environ=bench.env)
-    db = await Database.open(settings.database_path)
+    db = await Database.open(settings.database_target)
     try:
         key = await add_companies(settings, db, every)
         bench.start(start_web(bench.env, bench.work))

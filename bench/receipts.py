@@ -322,7 +322,7 @@ async def bench(args: argparse.Namespace, work: Path, sim_url: str) -> dict[str,
         "RECEIPT_CONCURRENCY": str(args.concurrency), "LOG_LEVEL": "warning",
     })
     configure_logging("json", "warning")
-    db = await Database.open(settings.database_path)
+    db = await Database.open(settings.database_target)
     budget = RateBudget(limit=args.limit, window_s=args.window_s)
     client = TimedClient(f"{sim_url}/api/v1", SIM_EMAIL, SIM_TOKEN, budget)
     partner, _ = await create_partner(db, "bench")

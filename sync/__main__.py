@@ -37,6 +37,9 @@ def main() -> int:
     except SettingsError as exc:
         print(f"alegra-sync worker: configuration error: {exc}", file=sys.stderr)
         return CONFIG_ERROR_EXIT
+    except DatabaseUnavailable as exc:  # PostgreSQL not answering: 75, restarted by systemd
+        print(f"alegra-sync worker: {exc.heading}: {exc}", file=sys.stderr)
+        return exc.exit_status
     configure_logging(settings.log_format, settings.log_level)
     register_secrets(str(k) for k in settings.secret_keys)
     if settings.alegra_token is not None:
@@ -44,8 +47,8 @@ def main() -> int:
     try:
         asyncio.run(run_worker(settings))
     except DatabaseUnavailable as exc:
-        print(f"alegra-sync worker: configuration error: {exc}", file=sys.stderr)
-        return CONFIG_ERROR_EXIT
+        print(f"alegra-sync worker: {exc.heading}: {exc}", file=sys.stderr)
+        return exc.exit_status
     except InstanceBusy as exc:
         print(f"alegra-sync worker: not starting: {exc}", file=sys.stderr)
         return 1

@@ -40,9 +40,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args))
-    except (SettingsError, DatabaseUnavailable) as exc:
+    except SettingsError as exc:
         print(f"alegra-sync: configuration error: {exc}", file=sys.stderr)
         return CONFIG_ERROR_EXIT
+    except DatabaseUnavailable as exc:  # PostgreSQL not answering: 75, a bad file: 2
+        print(f"alegra-sync: {exc.heading}: {exc}", file=sys.stderr)
+        return exc.exit_status
     except InstanceBusy as exc:
         print(f"alegra-sync: {exc}", file=sys.stderr)
         return 1

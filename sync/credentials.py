@@ -64,24 +64,36 @@ def check_stored_tokens(settings: Settings) -> int:
     registered as secrets); how many are stored. Raises SettingsError naming CREDENTIALS_KEY
     otherwise.
 
-    Reads the database file directly (synchronous, brief): a file that is missing, not a
-    database or not migrated yet holds no token; DATABASE_URL's own checks report those."""
+    Reads the database directly (synchronous, brief): a SQLite file that is missing, not a
+    database or not migrated yet holds no token (DATABASE_URL's own checks report those); a
+    PostgreSQL database not migrated yet holds none either, and one that cannot be reached
+    raises DatabaseUnavailable (transient): the check is never skipped for want of a server."""
     register_secrets(str(key) for key in settings.credentials_keys)
-    stored = _stored_tokens(settings.database_path)
+    stored = _stored_tokens(settings)
     for company, sealed in stored:
         decrypt(settings, sealed, company)
     return len(stored)
 
 
-def _stored_tokens(path: Path) -> list[tuple[str, bytes]]:
+_TOKENS_SQL = "SELECT id, token_enc FROM companies WHERE token_enc IS NOT NULL ORDER BY id"
+
+
+def _stored_tokens(settings: Settings) -> list[tuple[str, bytes]]:
+    if settings.database_url is not None:
+        from sync.store.engine_pg import read_now  # noqa: PLC0415 -- psycopg only when used
+
+        rows = read_now(settings.database_url, _TOKENS_SQL)
+        return [(str(company), str(sealed).encode("ascii")) for company, sealed in rows]
+    return _stored_sqlite_tokens(settings.database_path)
+
+
+def _stored_sqlite_tokens(path: Path) -> list[tuple[str, bytes]]:
     if not path.is_file():
         return []
     with contextlib.suppress(sqlite3.Error), contextlib.closing(
         sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000)
     ) as conn:
-        rows = conn.execute(
-            "SELECT id, token_enc FROM companies WHERE token_enc IS NOT NULL ORDER BY id"
-        ).fetchall()
+        rows = conn.execute(_TOKENS_SQL).fetchall()
         return [(str(company), str(sealed).encode("ascii")) for company, sealed in rows]
     return []
 

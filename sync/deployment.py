@@ -29,6 +29,7 @@ from sync.settings import (
     SettingsError,
     database_path_from_url,
     load_settings,
+    shown_url,
 )
 
 SIMULATOR_DATABASE = Path("data") / "alegra-sync-simulator.db"
@@ -44,6 +45,8 @@ class Demo:
     alegra_base_url: str
     public_url: str  # where its web process listens (PORT as `run` saw it)
     port: int
+    # On PostgreSQL `database_path` is the run lock's anchor (`instance.anchor`), not a file.
+    postgresql: bool = False
 
 
 def simulated_store(settings: Settings) -> Settings:
@@ -60,7 +63,7 @@ def record_demo(demo: Demo, state: Path = DEMO_STATE) -> None:
     state.parent.mkdir(parents=True, exist_ok=True)
     body = {"pid": demo.pid, "database": str(demo.database_path.resolve()),
             "alegra_base_url": demo.alegra_base_url, "public_url": demo.public_url,
-            "port": demo.port}
+            "port": demo.port, "postgresql": demo.postgresql}
     temporary = state.with_name(state.name + ".tmp")
     temporary.write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")
     temporary.replace(state)
@@ -87,7 +90,7 @@ def _read(state: Path) -> Demo | None:
     with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
         body = json.loads(state.read_text(encoding="utf-8"))
         return Demo(int(body["pid"]), Path(body["database"]), str(body["alegra_base_url"]),
-                    str(body["public_url"]), int(body["port"]))
+                    str(body["public_url"]), int(body["port"]), bool(body.get("postgresql")))
     return None
 
 
@@ -111,31 +114,38 @@ def _deployment_settings(*, needs_alegra: bool, env_file: str | Path) -> Setting
     if not settings.simulated:
         return settings
     demo = running_demo()
-    if demo is not None and settings.database_path == SIMULATOR_DATABASE:
+    if (demo is not None and not demo.postgresql and settings.database_url is None
+            and settings.database_path == SIMULATOR_DATABASE):
         # No database of the command's own: the demo's, where `make run DATABASE_URL=…` put it.
         settings = _on_database(settings, demo.database_path)
-    ours = demo is not None and _same_file(demo.database_path, settings.database_path)
+    ours = demo is not None and _same_file(demo.database_path, instance.anchor(settings))
+    where = _where(settings)
     if demo is not None and ours:
         settings = dataclasses.replace(  # what `run` was given (`make run PORT=…`) counts
             settings, alegra_base_url=demo.alegra_base_url, port=demo.port,
             public_url=_public_url(settings, demo),
         )
         note(f"no ALEGRA_EMAIL/ALEGRA_TOKEN: acting on the running demo (pid {demo.pid}): "
-             f"{settings.database_path}, simulator at {demo.alegra_base_url}")
+             f"{where}, simulator at {demo.alegra_base_url}")
     elif settings.alegra_base_url != PRODUCTION_BASE_URL:
         note(f"no ALEGRA_EMAIL/ALEGRA_TOKEN: using the Alegra at {settings.alegra_base_url} with "
-             f"the simulator's credentials, and {settings.database_path}")
+             f"the simulator's credentials, and {where}")
     elif needs_alegra:
         elsewhere = (f"; the running demo (pid {demo.pid}) uses {demo.database_path}, not "
-                     f"{settings.database_path}" if demo is not None else "")
+                     f"{where}" if demo is not None else "")
         raise SettingsError(
             "ALEGRA_EMAIL", "not set (nor ALEGRA_TOKEN), and no demo is running on "
-            f"{settings.database_path} (`make run` starts one): no Alegra to talk to{elsewhere}",
+            f"{where} (`make run` starts one): no Alegra to talk to{elsewhere}",
         )
-    elif settings.database_path == SIMULATOR_DATABASE:
+    elif settings.database_url is None and settings.database_path == SIMULATOR_DATABASE:
         note(f"no ALEGRA_EMAIL/ALEGRA_TOKEN: acting on the demo's database "
              f"{settings.database_path} (the demo is not running)")
     return settings
+
+
+def _where(settings: Settings) -> str:
+    """The database for a note: the SQLite file, or PostgreSQL's URL without its password."""
+    return shown_url(str(settings.database_target))
 
 
 def _on_database(settings: Settings, database: Path) -> Settings:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -42,7 +43,7 @@ from sync.logs import get_logger
 from sync.settings import Settings
 from sync.states import CompanyState
 from sync.store import inbox, receipt_work
-from sync.store.db import Database
+from sync.store.db import Database, DatabaseUnavailable
 
 COMPANIES_POLL_S = 2.0
 RECEIPTS_LOOK_S = 0.1  # how often one read asks which companies have receipts ready
@@ -51,6 +52,10 @@ ATTENTION_PROBE_S = 60.0
 RENEW_RETRY_S = 1.0  # after a failed renewal, try again this soon
 OVERDUE_LOOK_S = 0.5  # how often leases whose sending time ran out are looked for
 REFUSED = frozenset({401, 402, 403})
+# Calls that waited for a connection through the outage fail this long after it ended (the
+# pool's wait, sync/store/engine_pg.py POOL_TIMEOUT_S, and a little): not a new outage.
+STRAGGLERS_S = 6.0
+LANE_RETRY_S = 5.0  # a lane that crashed, or found the database away, starts again after this
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,30 @@ class CompanyAccount:
     def lease(self) -> str:
         """The lease that holds it: its Alegra user's (one rate budget, one holder)."""
         return lease_key(self.account.user)
+
+
+class Outage:
+    """The worker's view of the database answering: one line when it stops (whichever look or
+    lane finds it first), one when it answers again (the heartbeat's write, every HEARTBEAT_S,
+    says so); not a traceback per look while it is away. The looks and lanes retry meanwhile;
+    the pool reconnects when the server is back."""
+
+    def __init__(self) -> None:
+        self.since: float | None = None
+        self.back_at = -STRAGGLERS_S
+        self.log = get_logger(component="database")
+
+    def failed(self, exc: DatabaseUnavailable, where: str) -> None:
+        now = time.monotonic()
+        if self.since is None and now - self.back_at >= STRAGGLERS_S:
+            self.since = now
+            self.log.warning("database.unavailable", where=where, error=str(exc)[:300])
+
+    def answered(self) -> None:
+        if self.since is not None:
+            self.back_at = time.monotonic()
+            self.log.info("database.back", after_s=round(self.back_at - self.since, 1))
+            self.since = None
 
 
 LoadCompanies = Callable[[], Awaitable[list[CompanyAccount]]]
@@ -111,6 +140,7 @@ class Fleet:
         self.known: dict[str, str] = {}  # live company → its lease, as of the last refresh
         self.balanced = False  # a first refresh settled the leases
         self.log = get_logger(component="fleet", worker=self.leases.worker_id)
+        self.outage = Outage()
 
     def holds(self, company: str) -> bool:
         """Whether this worker holds the company's lease (it runs, or may run, its lanes)."""
@@ -148,6 +178,9 @@ class Fleet:
             try:
                 for key in await self.leases.renew():
                     self._lose(key, reason="taken")
+            except DatabaseUnavailable as exc:  # the fences count down meanwhile
+                self.outage.failed(exc, "keep_leases")
+                wait = min(wait, RENEW_RETRY_S)
             except Exception as exc:  # the store did not answer: the fences count down
                 self.log.warning("lease.renew_failed", error=f"{type(exc).__name__}: {exc}"[:300])
                 wait = min(wait, RENEW_RETRY_S)
@@ -183,6 +216,8 @@ class Fleet:
         while not self.stopping.is_set():
             try:
                 await look()
+            except DatabaseUnavailable as exc:
+                self.outage.failed(exc, look.__name__)
             except Exception:
                 self.log.exception("fleet.look_failed", look=look.__name__)
             with contextlib.suppress(TimeoutError):
@@ -295,7 +330,8 @@ class Fleet:
         try:
             async with asyncio.TaskGroup() as group:
                 for name, lane in self.lanes:
-                    group.create_task(guarded(name, lane, ctx), name=f"{ctx.company}:{name}")
+                    group.create_task(guarded(name, lane, ctx, self.outage),
+                                      name=f"{ctx.company}:{name}")
                 group.create_task(self._watch_refusals(ctx))
         finally:
             await ctx.alegra.aclose()
@@ -360,15 +396,23 @@ async def credentials_work(client: AlegraClient) -> bool:
     return True
 
 
-async def guarded(name: str, lane: Lane, ctx: WorkerContext) -> None:
-    """Run a lane; if it crashes, log it and restart it after a pause (the others keep going)."""
+async def guarded(name: str, lane: Lane, ctx: WorkerContext, outage: Outage | None = None) -> None:
+    """Run a lane; if it crashes, log it and restart it after a pause (the others keep going).
+    The database gone away is `outage`'s one line, not a traceback per lane."""
     log = get_logger(lane=name, company=ctx.company)
     while not ctx.stopping.is_set():
         try:
             await lane(ctx)
+        except DatabaseUnavailable as exc:
+            if outage is None:
+                log.warning("worker.lane_database_unavailable", error=str(exc)[:300])
+            else:
+                outage.failed(exc, f"{ctx.company}:{name}")
+            if await ctx.sleep(LANE_RETRY_S):
+                return
         except Exception:
             log.exception("worker.lane_crashed")
-            if await ctx.sleep(5.0):
+            if await ctx.sleep(LANE_RETRY_S):
                 return
         else:
             return

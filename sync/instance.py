@@ -1,6 +1,14 @@
 """One deployment, one running instance: `flock(2)` locks beside the SQLite database
 (`<database>.worker.lock`, `<database>.run.lock`), plus the worker's check for another
 worker's fresh heartbeat. Design: docs/sync.md ("One instance per database").
+
+On PostgreSQL (`anchor`) the worker takes no lock: any number of workers, on any hosts, share
+the database, each company held by one of them through its lease (sync/leasing.py). Only
+`alegra-sync run` keeps its run lock, a file under ./data named for the database: one `run`
+per database on this machine (its ports and its demo record, data/demo.json, are this
+machine's). Not an advisory lock in PostgreSQL: `run` would hold a connection open for its life
+only for this, and several `run`s on several machines sharing one database is what PostgreSQL
+is for.
 """
 
 from __future__ import annotations
@@ -10,8 +18,11 @@ import datetime as dt
 import enum
 import fcntl
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
+
+from sync.settings import Settings
 
 # A heartbeat younger than this, from a live process, is a running worker (it beats every 2 s).
 FRESH_HEARTBEAT_S = 10.0
@@ -50,6 +61,16 @@ class InstanceLock:
         if self.fd >= 0:
             os.close(self.fd)  # closing the only descriptor releases the flock
             self.fd = -1
+
+
+def anchor(settings: Settings) -> Path:
+    """What the deployment's locks sit beside: the SQLite file, or on PostgreSQL a name under
+    ./data for the database (`data/postgresql-host-5432-dbname`; no file is made by that name)."""
+    if settings.database_url is None:
+        return settings.database_path
+    from sync.store.engine_pg import describe  # noqa: PLC0415 -- psycopg only when used
+
+    return Path("data") / re.sub(r"[^\w.]+", "-", describe(settings.database_url)).strip("-")
 
 
 def lock_path(database: Path, role: Role) -> Path:

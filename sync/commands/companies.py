@@ -82,7 +82,7 @@ def _run(action: Action, args: argparse.Namespace, *, needs_alegra: bool = False
     configure_logging(settings.log_format, "warning")
 
     async def main() -> int:
-        db = await Database.open(settings.database_path)
+        db = await Database.open(settings.database_target)
         try:
             return await action(settings, db, args)
         finally:

@@ -46,7 +46,7 @@ def doctor_command(args: argparse.Namespace) -> int:
     configure_logging(settings.log_format, "warning")
 
     async def main() -> int:
-        db = await Database.open(settings.database_path)
+        db = await Database.open(settings.database_target)
         try:
             return await _doctor(settings, db, args)
         finally:

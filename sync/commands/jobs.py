@@ -67,7 +67,7 @@ def _settings() -> Settings:
 @asynccontextmanager
 async def foreground(settings: Settings) -> AsyncIterator[WorkerContext]:
     """The store, a client with its own budget, and a stop signal wired to SIGINT/SIGTERM."""
-    db = await Database.open(settings.database_path)
+    db = await Database.open(settings.database_target)
     budget = RateBudget(limit=settings.rate_limit, window_s=settings.rate_window_s)
     alegra = build_client(settings, budget)
     ctx = WorkerContext(settings, db, alegra, budget, asyncio.Event())

@@ -98,7 +98,7 @@ def _run(action: Action, args: argparse.Namespace) -> int:
     settings = command_settings(needs_alegra=False)
 
     async def main() -> int:
-        db = await Database.open(settings.database_path)
+        db = await Database.open(settings.database_target)
         try:
             return await action(db, args)
         finally:

@@ -25,7 +25,7 @@ from honcho.manager import Manager
 from sync import instance
 from sync.alegra.client import SIMULATOR_EMAIL, SIMULATOR_TOKEN
 from sync.deployment import SIMULATOR_DATABASE, Demo, forget_demo, record_demo, simulated_store
-from sync.settings import Settings, load_settings
+from sync.settings import Settings, load_settings, shown_url
 from sync.store.db import Database
 from sync.store.partners import (
     PartnerExists,
@@ -66,7 +66,7 @@ def handle(args: argparse.Namespace) -> int:
         generated["CREDENTIALS_KEY"] = environ["CREDENTIALS_KEY"] = key
         settings = simulated_store(load_settings(env_file=None, environ=environ))
     try:
-        run_lock = instance.acquire(settings.database_path, instance.Role.RUN)
+        run_lock = instance.acquire(instance.anchor(settings), instance.Role.RUN)
     except instance.InstanceBusy as exc:
         fail(str(exc))
         return 1
@@ -85,7 +85,7 @@ def _start(
 ) -> int:
     """Holding the run lock: check the worker lock and the ports, prepare, run the processes."""
     demo: Demo | None = None
-    worker_lock = instance.acquire(settings.database_path, instance.Role.WORKER)
+    worker_lock = _worker_lock(settings)
     try:
         for name, value in generated.items():
             set_env(env_file, name, value)
@@ -101,7 +101,8 @@ def _start(
                 return 1
             commands = simulate(commands, environ, settings.simulator_port)
     finally:
-        worker_lock.release()  # the worker about to start takes it
+        if worker_lock is not None:
+            worker_lock.release()  # the worker about to start takes it
     try:
         return run_processes(commands, child_environment(environ, sys.stdout.isatty()))
     finally:
@@ -109,11 +110,20 @@ def _start(
             forget_demo(demo)
 
 
+def _worker_lock(settings: Settings) -> instance.InstanceLock | None:
+    """SQLite: no worker may be running on the database (one per file). PostgreSQL: none to
+    take, workers share the database through their leases (sync/instance.py)."""
+    if settings.database_url is not None:
+        return None
+    return instance.acquire(settings.database_path, instance.Role.WORKER)
+
+
 def _prepare_demo(settings: Settings, environ: dict[str, str], env_file: Path) -> Demo | None:
-    """Point the processes at the simulator and its store (afresh, partners kept), make the
-    demo partner, record the demo, print the sample; None if the store is open elsewhere."""
+    """Point the processes at the simulator and its store (afresh, partners kept; PostgreSQL's
+    kept as it is), make the demo partner, record the demo, print the sample; None if the store
+    is open elsewhere."""
     db_path = settings.database_path
-    fresh = db_path == SIMULATOR_DATABASE
+    fresh = settings.database_url is None and db_path == SIMULATOR_DATABASE
     kept: list[dict[str, Any]] = []
     if fresh:
         holders = instance.processes_with_open(db_path)
@@ -122,13 +132,15 @@ def _prepare_demo(settings: Settings, environ: dict[str, str], env_file: Path) -
                  "stop it first; the demo's database is never removed while in use")
             return None
         kept = reset_demo_store(db_path)
-    environ["DATABASE_URL"] = f"sqlite:///{db_path}"
+    if settings.database_url is None:
+        environ["DATABASE_URL"] = f"sqlite:///{db_path}"
     environ["ALEGRA_BASE_URL"] = f"http://127.0.0.1:{settings.simulator_port}/api/v1"
-    say(simulator_line(environ["ALEGRA_BASE_URL"], db_path, fresh, len(kept)))
+    shown = shown_url(str(settings.database_target))
+    say(simulator_line(environ["ALEGRA_BASE_URL"], shown, fresh, len(kept)))
     settings = load_settings(env_file=None, environ=environ)
     key = asyncio.run(demo_partner_key(settings, environ.get(DEMO_KEY_VAR), env_file, kept))
-    demo = Demo(os.getpid(), db_path, settings.alegra_base_url, settings.public_url,
-                settings.port)
+    demo = Demo(os.getpid(), instance.anchor(settings), settings.alegra_base_url,
+                settings.public_url, settings.port, postgresql=settings.database_url is not None)
     record_demo(demo)
     print(sample_curl(settings.port, key), flush=True)
     return demo
@@ -228,7 +240,7 @@ def simulate(commands: dict[str, str], env: dict[str, str], port: int) -> dict[s
     return {"simulator": simulator, **commands}
 
 
-def simulator_line(base_url: str, db_path: Path, fresh: bool, partners_kept: int) -> str:
+def simulator_line(base_url: str, db_path: Path | str, fresh: bool, partners_kept: int) -> str:
     """The one line saying what simulator mode means for this start, and what it keeps."""
     head = (f"no ALEGRA_EMAIL/ALEGRA_TOKEN set: using the built-in Alegra simulator at {base_url} "
             "(nothing reaches the real Alegra); it starts empty, ")
@@ -244,7 +256,7 @@ async def demo_partner_key(
 ) -> str:
     """The demo partner's key: the one kept in `.env` if still valid, else a new partner's.
     `kept` partners (from the previous store) are put back first."""
-    db = await Database.open(settings.database_path)
+    db = await Database.open(settings.database_target)
     try:
         await restore_partners(db, kept or [])
         if known and await find_partner_by_key(db, known) is not None:

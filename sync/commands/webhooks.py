@@ -82,7 +82,7 @@ def _run(action: Action, args: argparse.Namespace) -> int:
         register_secrets([str(settings.alegra_token)])
 
     async def main() -> int:
-        db = await Database.open(settings.database_path)
+        db = await Database.open(settings.database_target)
         try:
             companies = await _companies(db, args)
         except CompanyUnavailable as exc:

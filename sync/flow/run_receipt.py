@@ -31,6 +31,7 @@ from sync.receipt_model import Receipt
 from sync.receipt_records import StepRecord
 from sync.states import ReceiptStatus
 from sync.store import receipt_work
+from sync.store.db import DatabaseUnavailable
 from sync.store.receipt_work import Claimed, LeaseLost, StepLog
 
 RETRY_WINDOW_S = 24 * 3600.0
@@ -60,6 +61,11 @@ async def run_receipt(env: FlowEnv, claimed: Claimed, owner: str) -> ReceiptStat
     keeper = asyncio.create_task(_keep_lease(env, claimed.receipt_id, held))
     try:
         outcome = await _attempt(env, claimed, held)
+    except DatabaseUnavailable as exc:  # nothing can be written: the claim runs out and the
+        # receipt resumes from its recorded steps (a write whose answer was lost is looked up)
+        get_logger(receipt_id=claimed.receipt_id).warning(
+            "receipt.database_unavailable", error=str(exc)[:300])
+        outcome = ReceiptStatus.QUEUED
     finally:
         keeper.cancel()
     metrics.count_receipt(outcome, env.db.company)
@@ -102,6 +108,8 @@ async def _attempt(env: FlowEnv, claimed: Claimed, held: Lease) -> ReceiptStatus
     except (AlegraError, FlowFailed) as exc:
         return await _fail(flow, exc.as_record())
     except Exception as exc:  # a bug or corrupt row: kept visible, retried, bounded like the rest
+        if isinstance(exc, DatabaseUnavailable):
+            raise  # nothing can be recorded now (run_receipt)
         log.exception("receipt.internal_error", step=flow.current)
         record = {"kind": "InternalError", "status": None, "code": "internal",
                   "message": f"{type(exc).__name__} in step {flow.current}", "retryable": True}

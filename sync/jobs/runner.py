@@ -26,7 +26,7 @@ from sync.logs import get_logger
 from sync.settings import Settings
 from sync.states import JobOutcome
 from sync.store import jobs as job_store
-from sync.store.db import Database
+from sync.store.db import Database, DatabaseUnavailable
 
 T = TypeVar("T")
 # How long a job stays claimed without a sign of life from its holder (renewed every page).
@@ -218,7 +218,7 @@ async def _outcome_of(job: JobRun, fn: JobFn) -> JobResult:
         return await fn(job)
     except Stopping:  # a request would have waited for the rate budget: resume at next start
         return JobResult(JobOutcome.INCOMPLETE, error="stopped", interrupted=True)
-    except Retryable as exc:
+    except (Retryable, DatabaseUnavailable) as exc:  # the store gone away: resumed, not failed
         return JobResult(JobOutcome.INCOMPLETE, error=describe_error(exc))
     except AlegraError as exc:
         return JobResult(JobOutcome.FAILED, error=describe_error(exc))

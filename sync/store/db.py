@@ -38,6 +38,7 @@ from sync.store.migrate import (
     split_sql,
 )
 from sync.store.sql import (
+    UNAVAILABLE_EXIT,
     Connection,
     Cursor,
     DatabaseUnavailable,
@@ -52,9 +53,9 @@ if TYPE_CHECKING:
     from sync.store.engine_pg import PgEngine
 
 __all__ = [
-    "DEFAULT_COMPANY", "RENUMBERED", "Connection", "Cursor", "Database", "DatabaseUnavailable",
-    "Engine", "IntegrityError", "MigrationOutOfOrder", "OperationalError", "Row",
-    "check_openable", "utcnow",
+    "DEFAULT_COMPANY", "RENUMBERED", "UNAVAILABLE_EXIT", "Connection", "Cursor", "Database",
+    "DatabaseUnavailable", "Engine", "IntegrityError", "MigrationOutOfOrder", "OperationalError",
+    "Row", "check_openable", "utcnow",
 ]
 
 BUSY_TIMEOUT_MS = 10_000

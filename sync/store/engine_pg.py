@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import select
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
@@ -48,6 +49,12 @@ CONNECTION_DEFAULTS = {"keepalives": "1", "keepalives_idle": "10", "keepalives_i
 _GONE = ("08", "57P01", "57P02", "57P03", "53300")
 
 _ROWS = RowMaker()
+
+# The pool's own warnings ("error connecting in 'alegra-sync'" twice a second while the server is
+# away, "discarding closed connection"), plain text among the JSON lines, are left out: whoever
+# needs the database reports it gone, once (DatabaseUnavailable: the worker's
+# `database.unavailable` line, the web process's 503 and /readyz).
+logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
 
 
 def lock_key(name: str) -> int:
@@ -266,6 +273,21 @@ class PgEngine:
     async def fetchall(self, sql: str, params: Any) -> list[Row]:
         async with self.connection() as conn:
             return await (await conn.execute(sql, params)).fetchall()
+
+
+def read_now(url: str, sql: str) -> list[tuple[Any, ...]]:
+    """`sql`'s rows on a short-lived synchronous connection, for start-up checks made before any
+    event loop runs (sync/credentials.py); [] when its table does not exist yet (a database not
+    migrated holds nothing). DatabaseUnavailable when the server cannot be reached."""
+    try:
+        with psycopg.connect(url, autocommit=True, **_connection_defaults(url)) as conn:
+            return list(conn.execute(to_pyformat(sql)).fetchall())
+    except psycopg.errors.UndefinedTable:
+        return []
+    except psycopg.OperationalError as exc:
+        if gone(exc):
+            raise DatabaseUnavailable(describe(url), _one_line(exc)) from exc
+        raise
 
 
 def _one_line(exc: BaseException) -> str:

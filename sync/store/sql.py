@@ -18,6 +18,12 @@ from typing import Any, Protocol
 
 import psycopg
 
+from sync.settings import CONFIG_ERROR_EXIT
+
+# The exit status of a process that stops on a database that may come back (EX_TEMPFAIL of
+# sysexits.h): the systemd units restart on it, unlike CONFIG_ERROR_EXIT (deploy/*.service).
+UNAVAILABLE_EXIT = 75
+
 Row = sqlite3.Row
 Params = Sequence[Any] | dict[str, Any]
 
@@ -42,6 +48,17 @@ class DatabaseUnavailable(Exception):
         # A server may come back (a restart, the network): worth retrying, unlike a SQLite
         # file that is not a database. A process supervisor should restart on it.
         self.transient = not isinstance(target, Path)
+
+    @property
+    def exit_status(self) -> int:
+        """What a process stopping on this exits with: UNAVAILABLE_EXIT (restarted by the
+        systemd units) when the server may come back, else CONFIG_ERROR_EXIT (not restarted)."""
+        return UNAVAILABLE_EXIT if self.transient else CONFIG_ERROR_EXIT
+
+    @property
+    def heading(self) -> str:
+        """How a one-line refusal starts: a bad setting, or a server that is not answering."""
+        return "database unavailable" if self.transient else "configuration error"
 
 
 class Cursor(Protocol):

@@ -13,7 +13,7 @@ import pytest
 from receiver.receipts import MAX_WAIT_S
 from sync.alegra.client import DEFAULT_TIMEOUT
 from sync.settings import CONFIG_ERROR_EXIT
-from sync.store.db import BUSY_TIMEOUT_MS
+from sync.store.db import BUSY_TIMEOUT_MS, UNAVAILABLE_EXIT
 from tests.support.procs import ROOT
 
 DEPLOY = ROOT / "deploy"
@@ -39,6 +39,16 @@ def test_the_units_do_not_restart_after_a_configuration_error(name: str) -> None
 
     assert service["Restart"] == "on-failure"
     assert service["RestartPreventExitStatus"] == str(CONFIG_ERROR_EXIT)
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_the_units_keep_restarting_while_postgresql_does_not_answer(name: str) -> None:
+    """A PostgreSQL server not reachable at start-up is UNAVAILABLE_EXIT (tests/pg_wire): not
+    among the statuses the units refuse to restart on, and no start limit ends the retries."""
+    service = unit(name)
+
+    assert str(UNAVAILABLE_EXIT) not in service["RestartPreventExitStatus"].split()
+    assert service["StartLimitIntervalSec"] == "0"
 
 
 def test_the_worker_stop_timeout_covers_a_request_in_flight_and_its_checkpoint() -> None:
