@@ -5,7 +5,8 @@ state of one is needed by the other; `Prefer: wait` on one sees a receipt finish
 process). With the database gone in the middle of a webhook burst, every delivery answered 2xx
 is in the inbox afterwards, the ones answered 503 are stored once their sender delivers them
 again, nothing is ever answered 500, `/readyz` says 503 with the reason while it is gone, and the
-process serves again by itself once it is back.
+process serves again by itself once it is back; so does a worker beside it (a receipt sent after
+the outage is billed, nothing restarted).
 
 The outage is `ALTER DATABASE … ALLOW_CONNECTIONS false` plus every backend of the test's own
 database terminated (conftest.py): what a restart does to the web process, without restarting a
@@ -39,6 +40,7 @@ from tests.support.procs import (
     free_port,
     product_env,
     start_web,
+    start_worker,
 )
 from tests.support.servers import RunningSimulator
 
@@ -97,7 +99,7 @@ def deployment(pg: ScratchDatabase, tmp_path: Path,
 
     key, admin_key = asyncio.run(make_partners())
     env = product_env(tmp_path / "unused.db", alegra_base_url=simulator.base_url,
-                      email=simulator.email, token=simulator.token, port=0,
+                      email=simulator.email, token=simulator.token, port=free_port(),
                       DATABASE_URL=pg.url, LOG_LEVEL="info")
     running = Deployment(pg, key, admin_key, env, tmp_path)
     try:
@@ -264,3 +266,29 @@ def test_readyz_names_migrations_not_applied(deployment: Deployment) -> None:
     assert readiness["http_status"] == 503
     assert any(r.startswith("migrations not applied: ") for r in readiness["reasons"]), readiness
     assert readiness["checks"]["pending_migrations"]
+
+
+def test_the_worker_and_the_web_process_carry_on_by_themselves_after_an_outage(
+    deployment: Deployment,
+) -> None:
+    """With a worker on the same database: ready, then not while the database is gone, then
+    ready again with nothing restarted, and a receipt sent afterwards is billed."""
+    web = deployment.start_web()
+    worker = start_worker(deployment.env, deployment.log_dir)
+    try:
+        eventually(lambda: ready(web.url)["http_status"] == 200, timeout=60,
+                   what="/readyz 200 with the worker's heartbeat")
+        with deployment.pg.down():
+            gone = eventually(lambda: (r := ready(web.url))["http_status"] == 503 and r,
+                              what="/readyz to say 503")
+            time.sleep(2.0)
+        eventually(lambda: ready(web.url)["http_status"] == 200, timeout=60,
+                   what="/readyz 200 again")
+        billed = httpx.post(f"{web.url}/v1/receipts", json=sample_receipt(), timeout=60,
+                            headers=deployment.headers("after-outage", Prefer="wait=30"))
+        assert worker.alive
+    finally:
+        worker.stop()
+    assert any(r.startswith("database unreachable") for r in gone["reasons"]), gone
+    assert billed.status_code == 201, billed.text
+    assert billed.json()["status"] == "completed"
