@@ -180,10 +180,10 @@ def system(pg_server: PgServer, tmp_path: Path) -> Iterator[System]:
     pg = ScratchDatabase(urlsplit(url).path.lstrip("/"), url)
     config = SimConfig(window_s=1.0, delivery_retry_delays=(0.05, 0.05), handshake_timeout_s=2.0)
     with running_simulator(config) as sim:
-        env = product_env(tmp_path / "unused.db", alegra_base_url=sim.base_url, email=sim.email,
-                          token=sim.token, port=free_port(), DATABASE_URL=url, ALEGRA_RATE_WINDOW_S="1",
-                          WORKER_LEASE_S=f"{LEASE_S:g}", WORKER_LEASE_RENEW_S=f"{RENEW_S:g}",
-                          LOG_LEVEL="info")
+        env = product_env(tmp_path / "unused.db", alegra_base_url=sim.base_url,
+                          email=sim.email, token=sim.token, port=free_port(), DATABASE_URL=url,
+                          ALEGRA_RATE_WINDOW_S="1", WORKER_LEASE_S=f"{LEASE_S:g}",
+                          WORKER_LEASE_RENEW_S=f"{RENEW_S:g}", LOG_LEVEL="info")
         running = System(pg, {"default": sim}, env, tmp_path)
         try:
             running.admin_key = partner(url, "ops", admin=True)
