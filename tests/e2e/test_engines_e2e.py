@@ -132,7 +132,8 @@ def test_a_posted_receipt_becomes_exactly_one_bill(stack: Stack) -> None:
     assert replay.status_code == 422  # the key holds another receipt: nothing written
     assert replay.json()["error"]["code"] == "idempotency_key_reused"
     rows = stack.query("SELECT status, bill_id FROM receipts WHERE id = ?", (resource["id"],))
-    assert [(r["status"], r["bill_id"]) for r in rows] == [("completed", resource["alegra"]["bill_id"])]
+    bill_id = resource["alegra"]["bill_id"]
+    assert [(r["status"], r["bill_id"]) for r in rows] == [("completed", bill_id)]
 
 
 def test_webhooks_registered_then_a_contact_made_in_alegra_reaches_the_cache(
@@ -153,11 +154,12 @@ def test_webhooks_registered_then_a_contact_made_in_alegra_reaches_the_cache(
     row = eventually(cached, 30, "the new contact in the cache")
     assert row["source"] == "webhook"
     assert row["name"] == "Papelera del Sol"
-    states = stack.query("SELECT state FROM inbox WHERE resource_id = ?", (str(contact["id"]),))
-    eventually(lambda: {r["state"] for r in stack.query(
-        "SELECT state FROM inbox WHERE resource_id = ?", (str(contact["id"]),))} == {"applied"},
-        20, "the delivery applied")
-    assert states
+
+    def inbox_states() -> set[str]:
+        rows = stack.query("SELECT state FROM inbox WHERE resource_id = ?", (str(contact["id"]),))
+        return {r["state"] for r in rows}
+
+    eventually(lambda: inbox_states() == {"applied"}, 20, "the delivery applied")
 
 
 def test_status_reads_the_running_deployment(stack: Stack) -> None:
