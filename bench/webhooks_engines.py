@@ -114,7 +114,7 @@ def fresh_store(variant: str, work: Path, run: int) -> Iterator[Store]:
         path = work / f"run{run}.db"
         yield Store(f"sqlite:///{path}", path=path)
         return
-    name = f"alegra_bench_{secrets.token_hex(4)}"
+    name = f"alegra_bench_webhooks_{secrets.token_hex(4)}"
     with psycopg.connect(server_url(), autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     try:

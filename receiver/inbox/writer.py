@@ -6,6 +6,8 @@ task takes everything queued and sends it as ONE batch to the committer process
 batch in one transaction and commits before it answers; only then is each request's future
 resolved. One fsync serves a whole batch, every 2xx is sent after its row is durable, and the
 event loop's share of a batch is one frame out and one answer in: no thread, no GIL hand-off.
+On PostgreSQL the batch goes instead to `pg_channel.PostgresChannel`: one statement through the
+pool, the same futures and deadlines.
 
 While a batch is being committed the next one gathers. When the worker holds the write lock the
 committer waits it out in fine steps; a request that waits past its own deadline is answered 503

@@ -284,11 +284,16 @@ def test_the_worker_and_the_web_process_carry_on_by_themselves_after_an_outage(
             time.sleep(2.0)
         eventually(lambda: ready(web.url)["http_status"] == 200, timeout=60,
                    what="/readyz 200 again")
-        billed = httpx.post(f"{web.url}/v1/receipts", json=sample_receipt(), timeout=60,
-                            headers=deployment.headers("after-outage", Prefer="wait=30"))
+        sent = httpx.post(f"{web.url}/v1/receipts", json=sample_receipt(), timeout=60,
+                          headers=deployment.headers("after-outage", Prefer="wait=30"))
+        assert sent.status_code in (201, 202), sent.text
+        receipt_url = f"{web.url}/v1/receipts/{sent.json()['id']}"
+        final = eventually(lambda: (r := httpx.get(
+            receipt_url, headers=deployment.headers(), timeout=10).json())["status"] in (
+                "completed", "failed", "duplicate") and r, timeout=60,
+            what="the receipt sent after the outage to be final")
         assert worker.alive
     finally:
         worker.stop()
     assert any(r.startswith("database unreachable") for r in gone["reasons"]), gone
-    assert billed.status_code == 201, billed.text
-    assert billed.json()["status"] == "completed"
+    assert final["status"] == "completed", f"{final}\n{worker.logs()[-3000:]}"
