@@ -17,10 +17,13 @@ a server on this machine, whose backends' CPU it reads from /proc).
                         lease) with a limit Alegra never reaches (100,000 requests a second),
                         every cache warm (one call per receipt: the bill). One worker on SQLite
                         (the baseline: SQLite allows one), then one and two on PostgreSQL. The
-                        rate is counted from the first completion to the last.
+                        rate is counted from the moment the workers' leases have settled (and a
+                        first receipt completed) to the last completion.
     CPU ms per receipt  utime + stime over that span (/proc/<pid>/stat) of each worker, of the
                         PostgreSQL backends serving the database, and of the simulator (which
-                        shares the machine's cores), divided by the receipts completed
+                        shares the machine's cores), divided by the receipts completed; and
+                        PostgreSQL's transactions per receipt (pg_stat_database), the polling
+                        of this bench (5 reads a second) included
     take-over           two workers on PostgreSQL, each as if on a machine of its own (its host
                         name replaced, so neither can see the other's pid die), WORKER_LEASE_S /
                         WORKER_LEASE_RENEW_S as given; kill -9 of the one holding more leases, a
@@ -76,6 +79,7 @@ class Throughput:
     receipts: int
     span_s: float
     cpu_s: dict[str, float] = field(default_factory=dict)  # process → CPU over the span
+    transactions: int = 0  # PostgreSQL's, over the span (this bench's polling included)
 
     @property
     def per_s(self) -> float:
@@ -181,9 +185,19 @@ async def _warm(stage: Stage, settings: Any) -> None:
         await db.close()
 
 
+async def settled(db: Database, wanted: set[str], workers: int) -> bool:
+    """Every lease held, by `workers` workers, none above its fair share."""
+    held = await holders(db)
+    by = [h for c, h in held.items() if c in wanted and h is not None]
+    share = -(-len(wanted) // workers)
+    return (len(by) == len(wanted) and len(set(by)) == workers
+            and max(by.count(h) for h in set(by)) <= share)
+
+
 async def throughput(stage: Stage, label: str, workers: int, args: argparse.Namespace
                      ) -> Throughput:
-    """Store the backlog, start `workers` workers, measure from the first completion on."""
+    """Store the backlog, start `workers` workers, measure from the moment their leases have
+    settled (and a first receipt completed) until the backlog is worked."""
     db = await Database.open(stage.target)
     try:
         partner = await _CO.partner_id(db)
@@ -192,24 +206,39 @@ async def throughput(stage: Stage, label: str, workers: int, args: argparse.Name
             ids += await _CO.store(stage.bench, db, company.id, partner, args.receipts)
         before = await count_completed(db)
         procs = [stage.start_worker(f"{label}-{n}") for n in range(workers)]
+        wanted = {c.id for c in stage.companies} | {"default"}
 
         async def started() -> bool:
-            return await count_completed(db) > before
+            return await count_completed(db) > before and await settled(db, wanted, workers)
 
-        await until(started, "a first completion", every_s=0.005)
+        await until(started, "the leases settled and a first completion", every_s=0.005)
         pids = {f"worker {n + 1}": int(p.proc.pid) for n, p in enumerate(procs)  # type: ignore[union-attr]
                 } | {"simulator": sim_pid(stage.bench)}
         cpu0 = {name: _CO.cpu_seconds(pid) for name, pid in pids.items()}
-        pg0, t0, done0 = stage.backend_cpu_s(), time.monotonic(), await count_completed(db)
+        pg0, xact0 = stage.backend_cpu_s(), transactions(stage)
+        t0, done0 = time.monotonic(), await count_completed(db)
         await _CO.wait_final(db, ids, what=f"{label}'s backlog", within_s=600)
         t1, done1 = time.monotonic(), await count_completed(db)
         cpu = {name: _CO.cpu_seconds(pid) - cpu0[name] for name, pid in pids.items()}
         if stage.store.pg_name is not None:
             cpu["PostgreSQL"] = stage.backend_cpu_s() - pg0
-        return Throughput(label, done1 - done0, t1 - t0, cpu)
+        stage.stop_workers()  # their backends exit, which flushes their statistics
+        xacts = transactions(stage) - xact0
+        return Throughput(label, done1 - done0, t1 - t0, cpu, xacts)
     finally:
         stage.stop_workers()
         await db.close()
+
+
+def transactions(stage: Stage) -> int:
+    """Transactions committed or rolled back in the PostgreSQL database so far (0 on SQLite);
+    as the statistics collector knows them (a running backend reports at most every second)."""
+    if stage.store.pg_name is None:
+        return 0
+    with psycopg.connect(server_url(), autocommit=True) as conn:
+        row = conn.execute("SELECT xact_commit + xact_rollback FROM pg_stat_database"
+                           " WHERE datname = %s", (stage.store.pg_name,)).fetchone()
+    return int(row[0]) if row else 0
 
 
 async def take_over(stage: Stage, label: str, hosts: tuple[str | None, str | None]) -> TakeOver:
@@ -277,11 +306,14 @@ def server_answers() -> bool:
 def print_throughput(rows: list[Throughput]) -> None:
     names = ["worker 1", "worker 2", "PostgreSQL", "simulator"]
     print("| run | receipts | receipts/s | " + " | ".join(f"{n} CPU ms/receipt" for n in names)
-          + " |")
-    print("| --- " * (3 + len(names)) + "|")
+          + " | all CPU ms/receipt | PostgreSQL transactions/receipt |")
+    print("| --- " * (5 + len(names)) + "|")
     for r in rows:
         cells = [f"{r.ms(n):.2f}" if n in r.cpu_s else "–" for n in names]
-        print(f"| {r.label} | {r.receipts} | {r.per_s:.0f} | " + " | ".join(cells) + " |")
+        every = sum(r.ms(n) for n in r.cpu_s)  # 0 when no receipt was left to measure
+        xacts = f"{r.transactions / r.receipts:.1f}" if r.transactions and r.receipts else "–"
+        print(f"| {r.label} | {r.receipts} | {r.per_s:.0f} | " + " | ".join(cells)
+              + f" | {every:.2f} | {xacts} |")
 
 
 def main() -> int:
