@@ -80,6 +80,7 @@ class Throughput:
     span_s: float
     cpu_s: dict[str, float] = field(default_factory=dict)  # process → CPU over the span
     transactions: int = 0  # PostgreSQL's, over the span (this bench's polling included)
+    idle: dict[str, float] = field(default_factory=dict)  # process → share of a core, idle
 
     @property
     def per_s(self) -> float:
@@ -222,12 +223,27 @@ async def throughput(stage: Stage, label: str, workers: int, args: argparse.Name
         cpu = {name: _CO.cpu_seconds(pid) - cpu0[name] for name, pid in pids.items()}
         if stage.store.pg_name is not None:
             cpu["PostgreSQL"] = stage.backend_cpu_s() - pg0
+        idle = await idle_cpu(stage, pids)
         stage.stop_workers()  # their backends exit, which flushes their statistics
         xacts = transactions(stage) - xact0
-        return Throughput(label, done1 - done0, t1 - t0, cpu, xacts)
+        return Throughput(label, done1 - done0, t1 - t0, cpu, xacts, idle)
     finally:
         stage.stop_workers()
         await db.close()
+
+
+async def idle_cpu(stage: Stage, pids: dict[str, int], seconds: float = 5.0
+                   ) -> dict[str, float]:
+    """Each process's share of a core with the backlog worked and nothing to do: what the
+    workers' looks, renewals and heartbeats cost whatever the traffic."""
+    cpu0 = {name: _CO.cpu_seconds(pid) for name, pid in pids.items() if name != "simulator"}
+    pg0 = stage.backend_cpu_s()
+    await asyncio.sleep(seconds)
+    found = {name: (_CO.cpu_seconds(pids[name]) - before) / seconds
+             for name, before in cpu0.items()}
+    if stage.store.pg_name is not None:
+        found["PostgreSQL"] = (stage.backend_cpu_s() - pg0) / seconds
+    return found
 
 
 def transactions(stage: Stage) -> int:
@@ -314,6 +330,9 @@ def print_throughput(rows: list[Throughput]) -> None:
         xacts = f"{r.transactions / r.receipts:.1f}" if r.transactions and r.receipts else "–"
         print(f"| {r.label} | {r.receipts} | {r.per_s:.0f} | " + " | ".join(cells)
               + f" | {every:.2f} | {xacts} |")
+    print("\nIdle afterwards (the backlog worked, nothing to do), share of a core:")
+    for r in rows:
+        print(f"- {r.label}: " + ", ".join(f"{n} {v:.1%}" for n, v in r.idle.items()))
 
 
 def main() -> int:
