@@ -16,8 +16,6 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from sync.settings import CONFIG_ERROR_EXIT
-
 # The exit status of a process that stops on a database that may come back (EX_TEMPFAIL of
 # sysexits.h): the systemd units restart on it, unlike CONFIG_ERROR_EXIT (deploy/*.service).
 UNAVAILABLE_EXIT = 75
@@ -62,6 +60,8 @@ class DatabaseUnavailable(Exception):
     def exit_status(self) -> int:
         """What a process stopping on this exits with: UNAVAILABLE_EXIT (restarted by the
         systemd units) when the server may come back, else CONFIG_ERROR_EXIT (not restarted)."""
+        from sync.settings import CONFIG_ERROR_EXIT  # noqa: PLC0415 -- starlette: when stopping
+
         return UNAVAILABLE_EXIT if self.transient else CONFIG_ERROR_EXIT
 
     @property
