@@ -31,7 +31,7 @@ from sync.logs import get_logger
 from sync.settings import Settings
 from sync.states import CompanyState
 from sync.store import companies
-from sync.store.db import DEFAULT_COMPANY, Database, utcnow
+from sync.store.db import DEFAULT_COMPANY, Database, DatabaseUnavailable, utcnow
 from sync.store.ops_queries import worker_state
 
 HEARTBEAT_S = 2.0
@@ -53,10 +53,12 @@ async def heartbeat(fleet: Fleet) -> None:
     yet) writes the budget: another worker's copy of it is not the one being spent."""
     default_budget = fleet.budget_for(settings_account(fleet.settings))  # its lanes share it
     while True:
-        if fleet.holds(DEFAULT_COMPANY) or not fleet.balanced:
-            await _beat(fleet.db, default_budget.snapshot())
-        else:
-            await _beat(fleet.db, None)
+        budget = default_budget.snapshot() if (
+            fleet.holds(DEFAULT_COMPANY) or not fleet.balanced) else None
+        try:
+            await _beat(fleet.db, budget)
+        except DatabaseUnavailable as exc:  # PostgreSQL restarting: the next beat tries again
+            get_logger(lane="heartbeat").warning("worker.heartbeat_failed", error=str(exc))
         await flush_metrics(fleet.db)
         try:
             await asyncio.wait_for(fleet.stopping.wait(), HEARTBEAT_S)
