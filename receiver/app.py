@@ -40,7 +40,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         app.state.settings = settings
-        app.state.db = await Database.open(settings.database_path)
+        app.state.db = await Database.open(settings.database_target)
         async with AsyncExitStack() as stack:
             for component in COMPONENTS:
                 hook = getattr(component, "lifespan", None)
@@ -68,7 +68,8 @@ def _settings_or_exit() -> Settings:
     must decrypt under CREDENTIALS_KEY."""
     try:
         settings = load_settings()
-        check_openable(settings.database_path)
+        if settings.database_url is None:  # PostgreSQL's reachability is found at start-up
+            check_openable(settings.database_path)
         check_stored_tokens(settings)
     except (SettingsError, DatabaseUnavailable) as exc:
         print(f"alegra-sync web: configuration error: {exc}", file=sys.stderr, flush=True)

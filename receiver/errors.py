@@ -7,7 +7,10 @@ the one error body shape every endpoint shares:
 
 `field` is the JSON path of the offending input, present only where it applies. A 500 never
 carries the exception's text: that could hold a secret; it is logged (redacted) instead. A client
-that disconnects before its body is read is no error of ours: one info line, no traceback.
+that disconnects before its body is read is no error of ours: one info line, no traceback. A
+database that cannot be reached (PostgreSQL restarting, a network fault) is a 503
+`database_unavailable` with `Retry-After`, never a 500 and never a 2xx: whatever the request was
+to write may not be committed, and sending it again (with the same `Idempotency-Key`) is safe.
 """
 
 from __future__ import annotations
@@ -20,6 +23,9 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from sync.logs import get_logger
+from sync.store.db import DatabaseUnavailable
+
+RETRY_AFTER_S = 1  # a PostgreSQL restart takes a few seconds; the pool reconnects meanwhile
 
 
 class ApiError(Exception):
@@ -109,6 +115,17 @@ async def _client_disconnected(request: Request, _: Exception) -> Response:
     return JSONResponse(error_body("client_disconnected", "the client left"), status_code=400)
 
 
+async def _database_unavailable(request: Request, exc: Exception) -> Response:
+    """503 when the database cannot be reached: one warning line (no traceback), and the
+    client sends it again. Never a 2xx: the request's write may not be committed."""
+    get_logger(path=request.url.path, method=request.method).warning(
+        "http.database_unavailable", error=type(exc.__cause__ or exc).__name__)
+    body = error_body("database_unavailable", "the database cannot be reached right now, so "
+                      "this request may not have been stored: send it again after Retry-After "
+                      "seconds (a receipt with the same Idempotency-Key)")
+    return JSONResponse(body, status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})
+
+
 async def _unexpected(request: Request, exc: Exception) -> Response:
     get_logger(path=request.url.path).error("http.unhandled", exc_info=exc)
     return JSONResponse(error_body("internal", "internal error"), status_code=500)
@@ -118,5 +135,6 @@ HANDLERS: dict[Any, Any] = {
     ApiError: _api_error,
     HTTPException: _http_exception,
     ClientDisconnect: _client_disconnected,
+    DatabaseUnavailable: _database_unavailable,
     Exception: _unexpected,
 }

@@ -1,12 +1,15 @@
 """Liveness and readiness: GET /healthz and GET /readyz (no key: load balancers call them).
 
 `/healthz` says the process serves requests, nothing more. `/readyz` says whether this instance
-should get traffic: the database answers, every migration shipped with the code is applied, and
-the worker's heartbeat is recent (`sync.status.WORKER_STALE_S`). Otherwise 503 with the reasons.
+should get traffic: the database answers (within READY_WAIT_S), every migration shipped with the
+code is applied, and the worker's heartbeat is recent (`sync.status.WORKER_STALE_S`). Otherwise
+503 with the reasons: a PostgreSQL that is restarting or unreachable is `database unreachable`,
+and the pool reconnects by itself once it is back.
 """
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from datetime import UTC, datetime
 from typing import Any
@@ -17,9 +20,12 @@ from starlette.routing import BaseRoute
 
 from receiver.admin_spec import HEALTHZ, READYZ
 from receiver.openapi import ApiRoute
+from sync.logs import get_logger
 from sync.status import WORKER_STALE_S, worker_summary
 from sync.store import ops_queries
-from sync.store.db import Database
+from sync.store.db import Database, DatabaseUnavailable
+
+READY_WAIT_S = 2.0  # a load balancer's probe answers in this time, whatever the database does
 
 
 async def healthz(_: Request) -> JSONResponse:
@@ -30,9 +36,18 @@ async def healthz(_: Request) -> JSONResponse:
 async def readiness(db: Database, now: datetime) -> tuple[list[str], dict[str, Any]]:
     """(reasons not to be ready, the checks' figures). No reasons: ready."""
     try:
-        await ops_queries.ping(db)
-        pending = await db.pending_migrations()
-        worker = await worker_summary(db, now)
+        async with asyncio.timeout(READY_WAIT_S):
+            await ops_queries.ping(db)
+            pending = await db.pending_migrations()
+            worker = await worker_summary(db, now)
+    except TimeoutError:
+        return [f"database unreachable: no answer in {READY_WAIT_S:g} s"], {"database": False}
+    except DatabaseUnavailable as exc:
+        # The server's own words (host, database name) go to the log, not to this
+        # unauthenticated answer: it names the kind of failure only.
+        get_logger(reason=str(exc.reason)).warning("ready.database_unreachable")
+        cause = type(exc.__cause__ or exc).__name__
+        return [f"database unreachable: {cause}"], {"database": False}
     except (sqlite3.Error, ValueError) as exc:
         return [f"database unreachable: {type(exc).__name__}"], {"database": False}
     reasons = []

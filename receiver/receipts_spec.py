@@ -154,7 +154,9 @@ CREATE = per_company({
         "422": error("A field breaks a rule (`field` names it), `total_mismatch`, or "
                       "`idempotency_key_reused`"),
         "503": {**error("`busy`: the receipt bodies being received pass "
-                        "MAX_BODY_BYTES_IN_FLIGHT; nothing stored, send it again"),
+                        "MAX_BODY_BYTES_IN_FLIGHT; nothing stored, send it again. "
+                        "`database_unavailable`: the database cannot be reached; it may not be "
+                        "stored: send it again with the same Idempotency-Key"),
                 "headers": {"Retry-After": {"schema": {"type": "integer"},
                                             "description": "Seconds to wait"}}},
     },

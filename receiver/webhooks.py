@@ -1,9 +1,9 @@
 """`POST /webhooks/alegra/{token}`: check the URL token, store the delivery, answer.
 
 Nothing else happens in the request: no Alegra call, no cache write, not even parsing the body.
-A delivery is committed to the inbox (group commit through the committer process,
-`receiver/inbox/`; docs/webhooks.md) before the 2xx; a body that is not JSON or not a shape we
-know is stored as such (and logged by the committer as `webhook.unusable`) and still answered 2xx,
+A delivery is committed to the inbox (group commit through the committer process on SQLite, the
+pool on PostgreSQL: `receiver/inbox/`; docs/webhooks.md) before the 2xx; a body that is not JSON
+or not a shape we know is stored as such (and logged as `webhook.unusable`) and still answered 2xx,
 because every non-2xx counts toward Alegra deleting the subscription. The only non-2xx answers:
 404 for a bad token (nothing stored), 413 past the body bound, and 503 if the store could not
 commit in time (Alegra retries).
@@ -29,6 +29,7 @@ from starlette.routing import BaseRoute
 
 from receiver.errors import ApiError
 from receiver.inbox.channel import CommitterOptions
+from receiver.inbox.pg_channel import PostgresChannel
 from receiver.inbox.writer import InboxWriter
 from receiver.live_companies import LiveCompanies
 from receiver.openapi import ApiRoute, error, ok
@@ -53,11 +54,16 @@ class Endpoint:
 
 @asynccontextmanager
 async def lifespan(app: Starlette) -> AsyncIterator[None]:
-    """Start the inbox's group-commit writer; at shutdown, commit what is queued."""
+    """Start the inbox's group-commit writer; at shutdown, commit what is queued. Its batches
+    go to the committer process on SQLite, through the pool on PostgreSQL (`pg_channel.py`)."""
     settings = app.state.settings
     register_secrets(all_tokens(settings.secret_keys))
-    options = CommitterOptions(log_format=settings.log_format, log_level=settings.log_level)
-    writer = InboxWriter(settings.database_path, options=options)
+    db = app.state.db
+    if db.engine == "postgresql":
+        writer = InboxWriter(None, channel=PostgresChannel(db))
+    else:
+        options = CommitterOptions(log_format=settings.log_format, log_level=settings.log_level)
+        writer = InboxWriter(settings.database_path, options=options)
     await writer.start()
     app.state.webhooks = Endpoint(
         TokenTable(settings.secret_keys), settings.max_webhook_body_bytes, writer,

@@ -53,11 +53,10 @@ async def heartbeat(fleet: Fleet) -> None:
     yet) writes the budget: another worker's copy of it is not the one being spent."""
     default_budget = fleet.budget_for(settings_account(fleet.settings))  # its lanes share it
     while True:
+        budget = default_budget.snapshot() if (
+            fleet.holds(DEFAULT_COMPANY) or not fleet.balanced) else None
         try:
-            if fleet.holds(DEFAULT_COMPANY) or not fleet.balanced:
-                await _beat(fleet.db, default_budget.snapshot())
-            else:
-                await _beat(fleet.db, None)
+            await _beat(fleet.db, budget)
         except DatabaseUnavailable as exc:  # the worker keeps going; the metrics wait too
             fleet.outage.failed(exc, "heartbeat")
         else:

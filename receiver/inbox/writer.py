@@ -6,6 +6,8 @@ task takes everything queued and sends it as ONE batch to the committer process
 batch in one transaction and commits before it answers; only then is each request's future
 resolved. One fsync serves a whole batch, every 2xx is sent after its row is durable, and the
 event loop's share of a batch is one frame out and one answer in: no thread, no GIL hand-off.
+On PostgreSQL the batch goes instead to `pg_channel.PostgresChannel`: one statement through the
+pool, the same futures and deadlines.
 
 While a batch is being committed the next one gathers. When the worker holds the write lock the
 committer waits it out in fine steps; a request that waits past its own deadline is answered 503
@@ -15,7 +17,9 @@ by the receiver.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol
 
 from receiver.inbox.channel import CommitterChannel, CommitterOptions
 from sync.store.inbox import Item, NewDelivery
@@ -29,6 +33,15 @@ class StoreTimeout(TimeoutError):
     """The row was not committed within the caller's deadline (it may still be, later)."""
 
 
+class Channel(Protocol):
+    """Where the batches go: the committer process on SQLite (`CommitterChannel`), the pool on
+    PostgreSQL (`pg_channel.PostgresChannel`)."""
+
+    async def commit(self, items: Sequence[Item]) -> list[int]: ...
+
+    async def stop(self) -> None: ...
+
+
 class InboxWriter:
     """`await start()` in the lifespan, `submit()` per request, `await close()` at shutdown.
 
@@ -37,10 +50,12 @@ class InboxWriter:
     """
 
     def __init__(
-        self, path: Path, *, max_batch: int = 256, options: CommitterOptions | None = None
+        self, path: Path | None, *, max_batch: int = 256,
+        options: CommitterOptions | None = None, channel: Channel | None = None,
     ) -> None:
+        """Batches go to `channel` if given, else to a committer process writing `path`."""
         self.max_batch = max_batch
-        self.channel = CommitterChannel(path, options)
+        self.channel: Channel = channel or CommitterChannel(_required(path), options)
         self._pending: list[Entry] = []
         self._wake: asyncio.Future[None] | None = None  # set while the writer waits for work
         self._deadlines: list[tuple[float, asyncio.Future[int]]] = []
@@ -131,3 +146,9 @@ class InboxWriter:
                 waiting.append((at, future))
         self._deadlines = waiting
         self._sweeper = loop.call_later(SWEEP_S, self._sweep) if waiting else None
+
+
+def _required(path: Path | None) -> Path:
+    if path is None:
+        raise ValueError("InboxWriter: the SQLite file's path, or a channel")
+    return path
