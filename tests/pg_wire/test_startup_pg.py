@@ -100,13 +100,7 @@ def test_the_check_does_not_pass_for_want_of_a_server() -> None:
     assert raised.value.exit_status == UNAVAILABLE_EXIT
 
 
-WEB_EXIT = pytest.mark.xfail(
-    strict=True, reason="receiver/app.py (pg-web) stops on any DatabaseUnavailable with "
-    "CONFIG_ERROR_EXIT and its own heading: it is to use exc.exit_status and exc.heading")
-
-
-@pytest.mark.parametrize("process", ["cli", "status", "worker",
-                                     pytest.param("web", marks=WEB_EXIT)])
+@pytest.mark.parametrize("process", ["cli", "status", "worker", "web"])
 def test_an_unreachable_server_exits_with_the_status_systemd_restarts(
     process: str, tmp_path: Path
 ) -> None:
