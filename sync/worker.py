@@ -26,6 +26,7 @@ from sync.fleet import Fleet
 from sync.flow.lane import run as receipts_lane
 from sync.jobs.scheduler import run as jobs_lane
 from sync.logs import get_logger
+from sync.notifications import delivery as notifications
 from sync.settings import Settings
 from sync.states import CompanyState
 from sync.store import companies
@@ -126,6 +127,8 @@ async def _run_lanes(settings: Settings, db: Database) -> None:
         async with asyncio.TaskGroup() as group:
             group.create_task(fleet.run(), name="fleet")
             group.create_task(heartbeat(fleet), name="heartbeat")
+            # Partners' notifications: beside the fleet, not a company lane (no Alegra budget).
+            group.create_task(notifications.run(settings, db, stopping), name="notifications")
     finally:
         await flush_metrics(db)
         log.info("worker.stopped")
