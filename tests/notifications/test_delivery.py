@@ -1,0 +1,250 @@
+"""The notifier against a receiver on loopback that verifies every signature with
+`standardwebhooks`: once each, in each receipt's order, retried with the same `webhook-id`,
+410 disables, a rotated secret verifies with both, a slow endpoint holds up no other one."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from starlette.applications import Starlette
+from starlette.routing import Route
+
+from sync.notifications import endpoints, queue
+from sync.notifications.delivery import Notifier, attempt_delivery, build_client
+from sync.notifications.outbox import write_event
+from sync.notifications.records import EventType
+from sync.settings import Settings
+from sync.store.db import Database
+from sync.store.partners import create_partner
+from tests.notifications.conftest import Receiver, notify_settings
+from tests.support.servers import ServerThread
+
+pytestmark = pytest.mark.anyio
+
+
+@dataclass
+class Setup:
+    db: Database
+    settings: Settings
+    partner_id: str
+
+    async def endpoint(self, receiver: Receiver, url: str | None = None) -> str:
+        made = await endpoints.create_endpoint(
+            self.db, self.settings, partner_id=self.partner_id, url=url or receiver.url,
+            events=[])
+        receiver.secrets.append(made.secret)
+        return made.endpoint.id
+
+    async def event(self, endpoint_ids: list[str], receipt_id: str | None,
+                    event_type: EventType = EventType.RECEIPT_COMPLETED, n: int = 0) -> str:
+        async with self.db.transaction() as conn:
+            return await write_event(
+                conn, partner_id=self.partner_id, endpoint_ids=endpoint_ids,
+                event_type=event_type, data={"n": n}, company="default", receipt_id=receipt_id)
+
+    async def states(self, endpoint_id: str) -> list[str]:
+        rows = await self.db.fetchall("SELECT state FROM notification_deliveries WHERE"
+                                      " endpoint_id = ? ORDER BY seq", (endpoint_id,))
+        return [str(r[0]) for r in rows]
+
+
+@pytest.fixture
+async def setup(tmp_path: Path) -> AsyncIterator[Setup]:
+    settings = notify_settings(str(tmp_path / "n.db"))
+    db = await Database.open(settings.database_path)
+    partner, _ = await create_partner(db, "acme")
+    try:
+        yield Setup(db, settings, partner.id)
+    finally:
+        await db.close()
+
+
+async def until(check: Callable[[], Awaitable[bool] | bool], limit_s: float = 15.0) -> None:
+    """Wait until `check()` holds (fails the test after `limit_s`)."""
+    async with asyncio.timeout(limit_s):
+        while True:
+            done = check()
+            if not isinstance(done, bool):
+                done = await done
+            if done:
+                return
+            await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+async def notifier(setup: Setup) -> AsyncIterator[Notifier]:
+    stopping = asyncio.Event()
+    async with build_client() as client:
+        running = Notifier(setup.settings, setup.db, client, 8, (0.2, 0.4, 0.6))
+        task = asyncio.create_task(running.run(stopping))
+        try:
+            yield running
+        finally:
+            stopping.set()
+            await task
+
+
+async def test_each_event_arrives_once_in_its_receipts_order_with_a_valid_signature(
+    setup: Setup, receiver: Receiver, notifier: Notifier,
+) -> None:
+    endpoint = await setup.endpoint(receiver)
+    ids = {}
+    for n in range(5):
+        for receipt in ("rcp_a", "rcp_b"):
+            ids[(receipt, n)] = await setup.event([endpoint], receipt, n=n)
+    await until(lambda: len(receiver.got) == 10)
+    await asyncio.sleep(0.3)  # nothing more comes
+    assert len(receiver.got) == 10
+    assert receiver.bad_signatures == 0
+    for receipt in ("rcp_a", "rcp_b"):
+        theirs = [r for r in receiver.got if r.webhook_id in {ids[(receipt, n)] for n in range(5)}]
+        assert [r.webhook_id for r in theirs] == [ids[(receipt, n)] for n in range(5)]
+    assert set(await setup.states(endpoint)) == {"delivered"}
+
+
+async def test_a_receiver_down_for_a_while_gets_the_retries_with_the_same_ids_in_order(
+    setup: Setup, receiver: Receiver, notifier: Notifier,
+) -> None:
+    refusals: list[str] = []
+
+    def down_at_first(seen: Any) -> int:
+        if len(refusals) < 3:
+            refusals.append(seen.webhook_id)
+            return 503
+        return 200
+
+    receiver.answer = down_at_first
+    endpoint = await setup.endpoint(receiver)
+    first = await setup.event([endpoint], "rcp_a", n=1)
+    second = await setup.event([endpoint], "rcp_a", EventType.BILL_VOIDED, n=2)
+    await until(lambda: len(receiver.got) == 2)
+    assert refusals == [first, first, first]  # the second waited behind the first
+    assert [r.webhook_id for r in receiver.got] == [first, second]
+    [later, earlier] = await queue.list_deliveries(setup.db, endpoint)
+    assert (earlier.attempts, earlier.last_status, earlier.state.value) == (4, 200, "delivered")
+    assert later.attempts == 1
+
+
+async def test_retries_used_up_end_failed_then_a_replay_since_delivers_them(
+    setup: Setup, receiver: Receiver, notifier: Notifier,
+) -> None:
+    receiver.answer = lambda _: 500
+    endpoint = await setup.endpoint(receiver)
+    event_id = await setup.event([endpoint], "rcp_a")
+    await until(lambda: _states_are(setup, endpoint, ["failed"]))
+    [failed] = await queue.list_deliveries(setup.db, endpoint)
+    assert (failed.attempts, failed.last_status) == (4, 500)  # 1 + the 3 retries
+    assert failed.last_error is not None
+    receiver.answer = lambda _: 204
+    assert await queue.replay_failed_since(setup.db, endpoint, failed.created_at) == 1
+    await until(lambda: len(receiver.got) == 1)
+    assert receiver.got[0].webhook_id == event_id
+
+
+async def test_410_gone_disables_the_endpoint_and_a_replay_enables_it(
+    setup: Setup, receiver: Receiver, notifier: Notifier,
+) -> None:
+    receiver.answer = lambda _: 410
+    endpoint = await setup.endpoint(receiver)
+    first = await setup.event([endpoint], "rcp_a")
+    await setup.event([endpoint], "rcp_b")
+    await until(lambda: _states_are(setup, endpoint, ["failed", "failed"]))
+    found = await endpoints.get_endpoint(setup.db, setup.partner_id, endpoint)
+    assert found is not None
+    assert found.state.value == "disabled"
+    assert "410" in (found.state_reason or "")
+    receiver.answer = lambda _: 200
+    [one_delivery] = [d for d in await queue.list_deliveries(setup.db, endpoint)
+                      if d.event_id == first]
+    assert await queue.replay_one(setup.db, endpoint, one_delivery.id)
+    await until(lambda: len(receiver.got) == 1)
+    enabled = await endpoints.get_endpoint(setup.db, setup.partner_id, endpoint)
+    assert enabled is not None
+    assert enabled.state.value == "enabled"
+
+
+async def test_every_attempt_failing_for_the_disable_period_disables_the_endpoint(
+    setup: Setup, receiver: Receiver,
+) -> None:
+    receiver.answer = lambda _: 500
+    endpoint = await setup.endpoint(receiver)
+    await setup.event([endpoint], "rcp_a")
+    await setup.event([endpoint], "rcp_b")
+    await setup.db.execute("UPDATE webhook_endpoints SET failing_since ="
+                           " '2026-01-01T00:00:00+00:00' WHERE id = ?", (endpoint,))
+    async with build_client() as client:
+        [(delivery_id, _), _] = await queue.due(setup.db, limit=5)
+        outgoing = await queue.take(setup.db, delivery_id)
+        assert outgoing is not None
+        settled = await queue.settle(setup.db, outgoing,
+                                     await attempt_delivery(client, setup.settings, outgoing))
+    assert settled.disabled is not None
+    assert await setup.states(endpoint) == ["failed", "failed"]
+
+
+async def test_a_rotated_secret_signs_beside_the_new_one(
+    setup: Setup, receiver: Receiver, notifier: Notifier,
+) -> None:
+    endpoint = await setup.endpoint(receiver)
+    old = receiver.secrets[0]
+    rotated = await endpoints.rotate_secret(setup.db, setup.settings, setup.partner_id, endpoint)
+    assert rotated is not None
+    for n, secrets in enumerate(([old], [rotated.secret]), 1):  # either secret verifies
+        receiver.secrets = secrets
+        await setup.event([endpoint], None, EventType.PING)
+        await until(lambda n=n: len(receiver.got) == n)  # type: ignore[misc]
+    assert [r.signatures for r in receiver.got] == [2, 2]
+    assert receiver.bad_signatures == 0
+    await setup.db.execute("UPDATE webhook_endpoints SET old_secret_expires_at ="
+                           " '2026-01-01T00:00:00+00:00' WHERE id = ?", (endpoint,))
+    receiver.secrets = [old]
+    await setup.event([endpoint], None, EventType.PING)  # the overlap is over: old no longer
+    await until(lambda: receiver.bad_signatures >= 1)
+
+
+async def test_a_slow_endpoint_holds_up_no_other_endpoint(
+    setup: Setup, receiver: Receiver, notifier: Notifier,
+) -> None:
+    slow = Receiver(delay_s=2.0)
+    server = ServerThread(_app(slow)).start()
+    slow.url = server.url + "/hook"
+    try:
+        slow_id = await setup.endpoint(slow)
+        for n in range(12):
+            await setup.event([slow_id], f"rcp_{n}")
+        await asyncio.sleep(0.3)  # the slow endpoint's slots are all taken now
+        fast_id = await setup.endpoint(receiver)
+        await setup.event([fast_id], "rcp_fast")
+        await until(lambda: len(receiver.got) == 1)
+        assert len(slow.got) < 12  # the fast one did not wait for the slow one's backlog
+    finally:
+        server.stop()
+
+
+async def test_a_private_address_is_refused_at_delivery_unless_allowed(
+    setup: Setup, receiver: Receiver,
+) -> None:
+    endpoint = await setup.endpoint(receiver)
+    await setup.event([endpoint], "rcp_a")
+    strict = notify_settings(str(setup.db.path), PARTNER_WEBHOOKS_ALLOW_PRIVATE="false")
+    async with build_client() as client:
+        [(delivery_id, _)] = await queue.due(setup.db, limit=5)
+        outgoing = await queue.take(setup.db, delivery_id)
+        assert outgoing is not None
+        attempt = await attempt_delivery(client, strict, outgoing)
+    assert attempt.status is None
+    assert "refused" in (attempt.error or "")
+    assert receiver.got == []
+
+
+def _app(rec: Receiver) -> Any:
+    return Starlette(routes=[Route("/hook", rec.endpoint, methods=["POST"])])
+
+
+async def _states_are(setup: Setup, endpoint: str, wanted: list[str]) -> bool:
+    return await setup.states(endpoint) == wanted
