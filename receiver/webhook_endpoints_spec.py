@@ -16,7 +16,7 @@ from receiver.inspect_spec import BAD_QUERY, CURSOR, LIMIT, error, ok, page_of, 
 from sync.notifications.contract import EndpointIn, ReplayIn
 from sync.notifications.records import DeliveryState, EndpointState
 
-PARTNER = {"security": [{"partnerKey": []}]}
+PARTNER: dict[str, Any] = {"security": [{"partnerKey": []}]}
 AUTH = {"401": error("Missing, unknown or revoked key")}
 NOT_FOUND = {"404": error("No such endpoint of this key's partner")}
 
