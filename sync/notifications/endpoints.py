@@ -166,3 +166,12 @@ async def endpoint_counts(db: Database) -> dict[str, int]:
     counts = {state.value: 0 for state in EndpointState if state is not EndpointState.DELETED}
     counts.update({str(r[0]): int(r[1]) for r in rows})
     return counts
+
+
+async def disabled_endpoints(db: Database) -> list[dict[str, str | None]]:
+    """The disabled endpoints, newest first: id, partner name, why and since when."""
+    rows = await db.fetchall(
+        "SELECT e.id, p.name, e.state_reason, e.updated_at FROM webhook_endpoints AS e"
+        " JOIN partners AS p ON p.id = e.partner_id WHERE e.state = ?"
+        " ORDER BY e.updated_at DESC LIMIT 50", (EndpointState.DISABLED,))
+    return [{"id": r[0], "partner": r[1], "reason": r[2], "since": r[3]} for r in rows]
