@@ -38,7 +38,7 @@ from sync.notifications.records import (
 from sync.settings import Settings, SettingsError
 from sync.store.db import Database
 
-POLL_S = 0.2  # how often the queue is read when nothing finished meanwhile
+POLL_S = 0.1  # how often the queue is read when nothing finished meanwhile
 USER_AGENT = "alegra-sync-webhooks/1"
 
 
