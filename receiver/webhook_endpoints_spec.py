@@ -83,10 +83,19 @@ _NO_KEY = {"503": error("`credentials_key_missing`: CREDENTIALS_KEY is not set o
                         "deployment (secrets are stored encrypted under it)")}
 
 
+ENDPOINT_ID = {"name": "endpoint_id", "in": "path", "required": True,
+               "schema": {"type": "string", "pattern": "^whe_[0-9a-f]{24}$"}}
+DELIVERY_ID = {"name": "delivery_id", "in": "path", "required": True,
+               "schema": {"type": "string", "pattern": "^dlv_[0-9a-f]{24}$"}}
+
+
 def _op(op_id: str, summary: str, description: str, responses: dict[str, Any],
-        parameters: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        parameters: list[dict[str, Any]] | None = None, *, by_id: bool = True,
+        ) -> dict[str, Any]:
+    """A partner's operation; `by_id`: on one endpoint (its id in the path)."""
+    ids = [ENDPOINT_ID] if by_id else []
     return {"operationId": op_id, "summary": summary, "description": description, **PARTNER,
-            "parameters": parameters or [], "responses": {**responses, **AUTH}}
+            "parameters": [*ids, *(parameters or [])], "responses": {**responses, **AUTH}}
 
 
 def _body(model: type[BaseModel]) -> dict[str, Any]:
@@ -100,9 +109,10 @@ CREATE = {**_op(
     "`webhook-signature`; the body is `{type, timestamp, data}`. The answer holds the signing "
     "secret, once. Nothing is stored when the request is refused.",
     {"201": {**ok("The endpoint and its secret", ref(WebhookEndpointWithSecret)),
-             "headers": _LOCATION}, **_BODY_ERRORS, **_NO_KEY}), **_body(EndpointIn)}
+             "headers": _LOCATION}, **_BODY_ERRORS, **_NO_KEY}, by_id=False),
+    **_body(EndpointIn)}
 LIST = _op("listWebhookEndpoints", "This partner's endpoints", "",
-           {"200": ok("Every endpoint (one page)", page_of("WebhookEndpoint"))})
+           {"200": ok("Every endpoint (one page)", page_of("WebhookEndpoint"))}, by_id=False)
 GET = _op("getWebhookEndpoint", "One endpoint", "",
           {"200": ok("The endpoint", ref(WebhookEndpoint)), **NOT_FOUND})
 DELETE = _op("deleteWebhookEndpoint", "Delete an endpoint",
@@ -127,7 +137,7 @@ REPLAY_ONE = _op(
     "Back to `pending`, due now, with the same `webhook-id`; a disabled endpoint is enabled "
     "again.", {"202": ok("The delivery", ref(WebhookDelivery)),
                "404": error("No such delivery of this endpoint"),
-               "409": error("`not_failed`: only a failed delivery is replayed")})
+               "409": error("`not_failed`: only a failed delivery is replayed")}, [DELIVERY_ID])
 REPLAY_FAILED = {**_op(
     "replayFailedWebhookDeliveries", "Send every failed delivery since a time again",
     "Each failed delivery whose event is from `since` on, as a single replay does.",
