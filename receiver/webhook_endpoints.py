@@ -10,10 +10,13 @@ process only writes rows; the worker's notifier sends (`sync.notifications.deliv
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
+from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute
@@ -39,6 +42,17 @@ OPENAPI_MODELS = spec.OPENAPI_MODELS
 MAX_BODY = 16 * 1024
 DELIVERY_STATES = tuple(state.value for state in DeliveryState)
 Model = TypeVar("Model", bound=BaseModel)
+
+
+@asynccontextmanager
+async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    """Say at start-up when the address rules are lifted (registrations take any URL)."""
+    settings: Settings = app.state.settings
+    if settings.partner_webhooks_allow_private:
+        get_logger(process="web").warning(
+            "notifications.private_addresses_allowed", setting="PARTNER_WEBHOOKS_ALLOW_PRIVATE",
+            meaning="endpoints may be http:// and private, loopback or link-local addresses")
+    yield
 
 
 def _db(request: Request) -> Database:

@@ -119,6 +119,7 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
 def test_a_receipts_events_arrive_once_each_in_order_and_a_deleted_bill_reaches_the_partner(
     stack: Stack,
 ) -> None:
+    """A receipts events arrive once each in order and a deleted bill reaches the partner."""
     result = run_cli(["webhooks", "register"], stack.env)  # Alegra's webhooks → this service
     assert result.returncode == 0, result.stderr
     endpoint = stack.register()
@@ -145,6 +146,7 @@ def test_a_receipts_events_arrive_once_each_in_order_and_a_deleted_bill_reaches_
 def test_a_receiver_down_while_the_worker_is_killed_gets_every_event_later_with_its_id(
     stack: Stack,
 ) -> None:
+    """A receiver down while the worker is killed gets every event later with its id."""
     refused: list[str] = []
 
     def down(seen: Any) -> int:
@@ -165,6 +167,7 @@ def test_a_receiver_down_while_the_worker_is_killed_gets_every_event_later_with_
 
 
 def test_a_rotated_secret_verifies_with_both_secrets_during_the_overlap(stack: Stack) -> None:
+    """A rotated secret verifies with both secrets during the overlap."""
     endpoint = stack.register(events=["receipt.failed"])
     old = stack.receiver.secrets[0]
     rotated = stack.call("POST", f"/v1/webhook-endpoints/{endpoint['id']}/rotate-secret").json()

@@ -50,6 +50,7 @@ def _stored(api: OpsApi) -> int:
 
 
 def test_register_answers_201_with_the_secret_once(api: OpsApi) -> None:
+    """Register answers 201 with the secret once."""
     response = _register(api, events=["receipt.completed", "bill.voided"])
     assert response.status_code == 201, response.text
     made = response.json()
@@ -68,6 +69,7 @@ def test_register_answers_201_with_the_secret_once(api: OpsApi) -> None:
 
 
 def test_without_events_every_type_is_sent(api: OpsApi) -> None:
+    """Without events every type is sent."""
     made = _register(api).json()
     assert made["all_events"] is True
     assert "receipt.waiting" in made["events"]
@@ -88,6 +90,7 @@ def test_without_events_every_type_is_sent(api: OpsApi) -> None:
 def test_bad_registrations_are_422_naming_the_field_and_store_nothing(
     strict: OpsApi, body: dict[str, Any], field: str,
 ) -> None:
+    """Bad registrations are 422 naming the field and store nothing."""
     response = strict.post(PATH, key="acme", json=body)
     assert response.status_code == 422, response.text
     assert response.json()["error"]["field"] == field
@@ -96,12 +99,14 @@ def test_bad_registrations_are_422_naming_the_field_and_store_nothing(
 
 
 def test_no_key_is_401_and_a_non_json_body_415(api: OpsApi) -> None:
+    """No key is 401 and a non json body 415."""
     assert api.post(PATH, key=None, json={"url": "http://127.0.0.1/"}).status_code == 401
     assert api.post(PATH, key="acme", content=b"url=x").status_code == 415
     assert _stored(api) == 0
 
 
 def test_without_credentials_key_registration_is_503_and_stores_nothing(tmp_path: Path) -> None:
+    """Without credentials key registration is 503 and stores nothing."""
     for api in _api(tmp_path, PARTNER_WEBHOOKS_ALLOW_PRIVATE="true"):
         response = _register(api)
         assert response.status_code == 503
@@ -110,6 +115,7 @@ def test_without_credentials_key_registration_is_503_and_stores_nothing(tmp_path
 
 
 def test_a_partner_sees_and_touches_only_its_own_endpoints(api: OpsApi) -> None:
+    """A partner sees and touches only its own endpoints."""
     mine = _register(api, key="acme").json()["id"]
     theirs = _register(api, key="globex").json()["id"]
     assert [e["id"] for e in api.get(PATH, key="acme").json()["data"]] == [mine]
@@ -123,6 +129,7 @@ def test_a_partner_sees_and_touches_only_its_own_endpoints(api: OpsApi) -> None:
 
 
 def test_rotate_gives_a_new_secret_and_keeps_the_old_for_24_h(api: OpsApi) -> None:
+    """Rotate gives a new secret and keeps the old for 24 h."""
     made = _register(api).json()
     rotated = api.post(f"{PATH}/{made['id']}/rotate-secret", key="acme").json()
     assert rotated["secret"] != made["secret"]
@@ -130,6 +137,7 @@ def test_rotate_gives_a_new_secret_and_keeps_the_old_for_24_h(api: OpsApi) -> No
 
 
 def test_test_queues_a_ping_listed_in_the_deliveries(api: OpsApi) -> None:
+    """Test queues a ping listed in the deliveries."""
     made = _register(api, events=["receipt.failed"]).json()
     ping = api.post(f"{PATH}/{made['id']}/test", key="acme")
     assert ping.status_code == 202
@@ -141,6 +149,7 @@ def test_test_queues_a_ping_listed_in_the_deliveries(api: OpsApi) -> None:
 
 
 def test_replay_of_a_delivery_that_did_not_fail_is_409(api: OpsApi) -> None:
+    """Replay of a delivery that did not fail is 409."""
     made = _register(api).json()
     ping = api.post(f"{PATH}/{made['id']}/test", key="acme").json()
     response = api.post(f"{PATH}/{made['id']}/deliveries/{ping['id']}/replay", key="acme")
@@ -151,6 +160,7 @@ def test_replay_of_a_delivery_that_did_not_fail_is_409(api: OpsApi) -> None:
 
 
 def test_replay_failed_since_takes_an_iso_time(api: OpsApi) -> None:
+    """Replay failed since takes an iso time."""
     made = _register(api).json()
     path = f"{PATH}/{made['id']}/replay-failed"
     assert api.post(path, key="acme", json={"since": "yesterday"}).status_code == 422
@@ -159,6 +169,7 @@ def test_replay_failed_since_takes_an_iso_time(api: OpsApi) -> None:
 
 
 def test_delete_stops_everything_and_hides_it(api: OpsApi) -> None:
+    """Delete stops everything and hides it."""
     made = _register(api).json()
     api.post(f"{PATH}/{made['id']}/test", key="acme")
     deleted = api.client.delete(f"{PATH}/{made['id']}", headers=api.auth("acme"))
@@ -167,3 +178,12 @@ def test_delete_stops_everything_and_hides_it(api: OpsApi) -> None:
     assert api.get(PATH, key="acme").json()["data"] == []
     states = api.store.sql("SELECT state FROM notification_deliveries")
     assert states == [("failed",)]
+
+
+def test_the_lifted_address_rules_are_logged_at_start_up(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """PARTNER_WEBHOOKS_ALLOW_PRIVATE=true is said once at the web process's start-up."""
+    for _ in _api(tmp_path, CREDENTIALS_KEY=CREDENTIALS_KEY, PARTNER_WEBHOOKS_ALLOW_PRIVATE="true"):
+        pass
+    assert "notifications.private_addresses_allowed" in capsys.readouterr().err

@@ -92,6 +92,7 @@ async def notifier(setup: Setup) -> AsyncIterator[Notifier]:
 async def test_each_event_arrives_once_in_its_receipts_order_with_a_valid_signature(
     setup: Setup, receiver: Receiver, notifier: Notifier,
 ) -> None:
+    """Each event arrives once, in its receipt's order, with a valid signature."""
     endpoint = await setup.endpoint(receiver)
     ids = {}
     for n in range(5):
@@ -110,6 +111,7 @@ async def test_each_event_arrives_once_in_its_receipts_order_with_a_valid_signat
 async def test_a_receiver_down_for_a_while_gets_the_retries_with_the_same_ids_in_order(
     setup: Setup, receiver: Receiver, notifier: Notifier,
 ) -> None:
+    """A receiver down for a while gets the retries with the same ids in order."""
     refusals: list[str] = []
 
     def down_at_first(seen: Any) -> int:
@@ -133,6 +135,7 @@ async def test_a_receiver_down_for_a_while_gets_the_retries_with_the_same_ids_in
 async def test_retries_used_up_end_failed_then_a_replay_since_delivers_them(
     setup: Setup, receiver: Receiver, notifier: Notifier,
 ) -> None:
+    """Retries used up end `failed`; a replay of the failed ones since a time delivers them."""
     receiver.answer = lambda _: 500
     endpoint = await setup.endpoint(receiver)
     event_id = await setup.event([endpoint], "rcp_a")
@@ -149,6 +152,7 @@ async def test_retries_used_up_end_failed_then_a_replay_since_delivers_them(
 async def test_410_gone_disables_the_endpoint_and_a_replay_enables_it(
     setup: Setup, receiver: Receiver, notifier: Notifier,
 ) -> None:
+    """410 gone disables the endpoint and a replay enables it."""
     receiver.answer = lambda _: 410
     endpoint = await setup.endpoint(receiver)
     first = await setup.event([endpoint], "rcp_a")
@@ -171,6 +175,7 @@ async def test_410_gone_disables_the_endpoint_and_a_replay_enables_it(
 async def test_every_attempt_failing_for_the_disable_period_disables_the_endpoint(
     setup: Setup, receiver: Receiver,
 ) -> None:
+    """Every attempt failing for the disable period disables the endpoint."""
     receiver.answer = lambda _: 500
     endpoint = await setup.endpoint(receiver)
     await setup.event([endpoint], "rcp_a")
@@ -190,6 +195,7 @@ async def test_every_attempt_failing_for_the_disable_period_disables_the_endpoin
 async def test_a_rotated_secret_signs_beside_the_new_one(
     setup: Setup, receiver: Receiver, notifier: Notifier,
 ) -> None:
+    """A rotated secret signs beside the new one."""
     endpoint = await setup.endpoint(receiver)
     old = receiver.secrets[0]
     rotated = await endpoints.rotate_secret(setup.db, setup.settings, setup.partner_id, endpoint)
@@ -210,6 +216,7 @@ async def test_a_rotated_secret_signs_beside_the_new_one(
 async def test_a_slow_endpoint_holds_up_no_other_endpoint(
     setup: Setup, receiver: Receiver, notifier: Notifier,
 ) -> None:
+    """A slow endpoint holds up no other endpoint."""
     slow = Receiver(delay_s=2.0)
     server = ServerThread(_app(slow)).start()
     slow.url = server.url + "/hook"
@@ -229,6 +236,7 @@ async def test_a_slow_endpoint_holds_up_no_other_endpoint(
 async def test_a_private_address_is_refused_at_delivery_unless_allowed(
     setup: Setup, receiver: Receiver,
 ) -> None:
+    """A private address is refused at delivery unless allowed."""
     endpoint = await setup.endpoint(receiver)
     await setup.event([endpoint], "rcp_a")
     strict = notify_settings(str(setup.db.path), PARTNER_WEBHOOKS_ALLOW_PRIVATE="false")

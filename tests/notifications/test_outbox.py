@@ -36,11 +36,13 @@ async def _deliveries(f: Flow, endpoint_id: str) -> list[Any]:
 
 
 async def test_no_endpoint_no_event(flow: Flow) -> None:
+    """No endpoint no event."""
     await flow.process(receipt_body())
     assert await events_of(flow.db) == []
 
 
 async def test_a_billed_receipt_writes_receipt_completed_with_its_bill(flow: Flow) -> None:
+    """A billed receipt writes receipt completed with its bill."""
     endpoint = await _endpoint(flow)
     receipt_id = await flow.process(receipt_body())
     resource = await flow.resource(receipt_id)
@@ -62,6 +64,7 @@ async def test_a_billed_receipt_writes_receipt_completed_with_its_bill(flow: Flo
 async def test_a_duplicate_writes_receipt_duplicate_naming_the_partners_own_bill(
     flow: Flow,
 ) -> None:
+    """A duplicate writes receipt duplicate naming the partners own bill."""
     await _endpoint(flow)
     first = await flow.process(receipt_body())
     second = await flow.process(receipt_body())
@@ -73,6 +76,7 @@ async def test_a_duplicate_writes_receipt_duplicate_naming_the_partners_own_bill
 
 
 async def test_a_duplicate_of_another_partners_bill_does_not_name_it(flow: Flow) -> None:
+    """A duplicate of another partners bill does not name it."""
     other, _ = await create_partner(flow.db, "other")
     await _endpoint(flow, other.id)
     await flow.process(receipt_body())  # acme's receipt makes the bill
@@ -84,6 +88,7 @@ async def test_a_duplicate_of_another_partners_bill_does_not_name_it(flow: Flow)
 
 
 async def test_a_failed_receipt_writes_receipt_failed_with_alegras_error(flow: Flow) -> None:
+    """A failed receipt writes receipt failed with alegras error."""
     await flow.process(receipt_body())
     [contact_id] = flow.sim.state.contacts
     flow.sim.state.person_edit_contact(contact_id, status="inactive")
@@ -98,6 +103,7 @@ async def test_a_failed_receipt_writes_receipt_failed_with_alegras_error(flow: F
 
 
 async def test_endpoints_get_only_the_types_they_asked_for(flow: Flow) -> None:
+    """Endpoints get only the types they asked for."""
     wants_failed = await _endpoint(flow, events=["receipt.failed"])
     every = await _endpoint(flow)
     await flow.process(receipt_body())
@@ -106,6 +112,7 @@ async def test_endpoints_get_only_the_types_they_asked_for(flow: Flow) -> None:
 
 
 async def test_another_partners_endpoint_hears_nothing(flow: Flow) -> None:
+    """Another partners endpoint hears nothing."""
     other, _ = await create_partner(flow.db, "other")
     theirs = await _endpoint(flow, other.id)
     await flow.process(receipt_body())
@@ -113,6 +120,7 @@ async def test_another_partners_endpoint_hears_nothing(flow: Flow) -> None:
 
 
 async def test_a_partner_no_longer_granted_the_company_hears_nothing(flow: Flow) -> None:
+    """A partner no longer granted the company hears nothing."""
     await _endpoint(flow)
     await revoke_grant(flow.db, flow.partner_id, "default")
     await flow.process(receipt_body())
@@ -133,6 +141,7 @@ async def test_a_change_that_did_not_land_writes_no_event(flow: Flow) -> None:
 async def test_a_bill_voided_then_deleted_in_alegra_reaches_its_receipts_partner(
     flow: Flow,
 ) -> None:
+    """A bill voided then deleted in alegra reaches its receipts partner."""
     await _endpoint(flow)
     receipt_id = await flow.process(receipt_body())
     bill_id = (await flow.resource(receipt_id))["alegra"]["bill_id"]
@@ -147,3 +156,27 @@ async def test_a_bill_voided_then_deleted_in_alegra_reaches_its_receipts_partner
         "receipt.completed", "bill.voided", "bill.deleted"]
     assert events[1]["data"]["bill"]["id"] == bill_id
     assert events[1]["data"]["bill"]["status"] == "void"
+
+
+async def test_a_receipt_waiting_on_its_ncfs_holder_says_so_once_then_its_outcome(
+    flow: Flow,
+) -> None:
+    """A twin held behind the first receipt's unknown bill: one `receipt.waiting` (naming its
+    own holder), not another on the next retry, then `receipt.duplicate`."""
+    await flow.process(receipt_body(ncf="B0100000009"))  # supplier, account and taxes cached
+    flow.sim.state.faults.update({"hang_after_commit": 1, "hang_s": 3.0})
+    first = await flow.process(receipt_body())  # its bill POST timed out: it holds the NCF
+    await _endpoint(flow)
+    await flow.db.execute("UPDATE receipts SET next_attempt_at = '2999-01-01T00:00:00+00:00'"
+                          " WHERE id = ?", (first,))  # not retried before the twin's two tries
+    twin = await flow.process(receipt_body())
+    await flow.make_ready(twin)
+    assert await flow.run_next() == "queued"  # waits again: nothing new to say
+    await flow.make_ready(first)
+    assert await flow.run_next() == "completed"
+    await flow.make_ready(twin)
+    assert await flow.run_next() == "duplicate"
+    events = await events_of(flow.db, twin)
+    assert [e["type"] for e in events] == ["receipt.waiting", "receipt.duplicate"]
+    assert (events[0]["data"]["reason"], events[0]["data"]["holder"]) == ("ncf_held", first)
+    assert [e["data"]["status"] for e in events] == ["queued", "duplicate"]

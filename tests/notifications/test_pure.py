@@ -30,6 +30,7 @@ BODY = event_body(EventType.RECEIPT_COMPLETED, "2026-12-07T10:00:00+00:00",
 
 
 def test_a_signed_delivery_verifies_with_standardwebhooks() -> None:
+    """A signed delivery verifies with standardwebhooks."""
     secret = signer.new_secret()
     headers = signer.headers("msg_1", BODY, [secret])
     assert Webhook(secret).verify(BODY, headers)["data"]["supplier"] == "Ferretería Ochoa"
@@ -38,6 +39,7 @@ def test_a_signed_delivery_verifies_with_standardwebhooks() -> None:
 
 
 def test_another_secret_or_a_changed_body_does_not_verify() -> None:
+    """Another secret or a changed body does not verify."""
     headers = signer.headers("msg_1", BODY, [signer.new_secret()])
     with pytest.raises(WebhookVerificationError):
         Webhook(signer.new_secret()).verify(BODY, headers)
@@ -48,6 +50,7 @@ def test_another_secret_or_a_changed_body_does_not_verify() -> None:
 
 
 def test_during_a_rotation_both_secrets_verify_one_header() -> None:
+    """During a rotation both secrets verify one header."""
     new, old = signer.new_secret(), signer.new_secret()
     headers = signer.headers("msg_1", BODY, [new, old])
     assert len(headers["webhook-signature"].split(" ")) == 2
@@ -64,12 +67,14 @@ def test_a_stale_timestamp_is_refused_by_the_receiver() -> None:
 
 
 def test_secrets_are_distinct_and_in_the_whsec_format() -> None:
+    """Secrets are distinct and in the whsec format."""
     made = {signer.new_secret() for _ in range(20)}
     assert len(made) == 20
     assert all(s.startswith("whsec_") and len(s) > 40 for s in made)
 
 
 def test_the_body_is_type_timestamp_data() -> None:
+    """The body is type timestamp data."""
     assert list(json.loads(BODY)) == ["type", "timestamp", "data"]
 
 
@@ -80,11 +85,13 @@ def test_the_body_is_type_timestamp_data() -> None:
     "::ffff:127.0.0.1", "100.64.0.1",
 ])
 def test_private_loopback_link_local_and_metadata_addresses_are_refused(address: str) -> None:
+    """Private loopback link local and metadata addresses are refused."""
     assert refused_address(address) is not None
 
 
 @pytest.mark.parametrize("address", ["93.184.216.34", "2606:2800:220:1::1", "8.8.8.8"])
 def test_public_addresses_are_allowed(address: str) -> None:
+    """Public addresses are allowed."""
     assert refused_address(address) is None
 
 
@@ -93,16 +100,19 @@ def test_public_addresses_are_allowed(address: str) -> None:
     "https:///nohost", "https://example.com/#frag", "https://exa mple.com/", "example.com",
 ])
 def test_urls_that_are_not_plain_https_are_refused(url: str) -> None:
+    """Urls that are not plain https are refused."""
     with pytest.raises(UnsafeUrl):
         check_shape(url, allow_private=False)
 
 
 def test_https_with_a_port_and_query_is_fine() -> None:
+    """Https with a port and query is fine."""
     assert check_shape("https://hooks.example.com:8443/a?b=c", allow_private=False) == (
         "hooks.example.com", 8443)
 
 
 def test_a_name_resolving_to_loopback_is_refused_unless_private_is_allowed() -> None:
+    """A name resolving to loopback is refused unless private is allowed."""
     with pytest.raises(UnsafeUrl, match="loopback"):
         asyncio.run(check_url("https://localhost/hook", allow_private=False))
     with pytest.raises(UnsafeUrl, match="private"):
@@ -113,11 +123,13 @@ def test_a_name_resolving_to_loopback_is_refused_unless_private_is_allowed() -> 
 
 
 def test_a_name_that_does_not_resolve_is_refused() -> None:
+    """A name that does not resolve is refused."""
     with pytest.raises(UnsafeUrl, match="does not resolve"):
         asyncio.run(check_url("https://no-such-host.invalid/hook", allow_private=False))
 
 
 def test_the_retries_come_at_the_schedule_s_offsets_after_the_first_attempt() -> None:
+    """The retries come at the schedule's offsets after the first attempt."""
     gaps = [retry_delay(n, jitter=False) for n in range(1, len(RETRY_SCHEDULE_S) + 1)]
     offsets = [sum(gaps[: n + 1]) for n in range(len(gaps))]  # type: ignore[arg-type]
     assert offsets == list(RETRY_SCHEDULE_S)
@@ -126,6 +138,7 @@ def test_the_retries_come_at_the_schedule_s_offsets_after_the_first_attempt() ->
 
 
 def test_the_retry_delays_are_jittered_within_bounds() -> None:
+    """The retry delays are jittered within bounds."""
     seen = {retry_delay(2) for _ in range(50)}
     assert len(seen) > 1
     low, high = JITTER
