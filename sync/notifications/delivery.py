@@ -44,7 +44,11 @@ USER_AGENT = "alegra-sync-webhooks/1"
 
 @dataclass
 class Notifier:
-    """Sends what is due, in slots; `run` until `stopping` is set."""
+    """Sends what is due, in slots; `run` until `stopping` is set.
+
+    A delivery stays in `running` (and its endpoint's slot taken) from the moment it is read
+    until its attempt is recorded: until then the row is still due, and must not be sent twice.
+    Attempts that end meanwhile are recorded together, one transaction (one commit) per batch."""
 
     settings: Settings
     db: Database
@@ -54,61 +58,94 @@ class Notifier:
     in_flight: Counter[str] = field(default_factory=Counter)
     running: set[str] = field(default_factory=set)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    ended: list[tuple[Outgoing, Attempt]] = field(default_factory=list)
+    ended_wake: asyncio.Event = field(default_factory=asyncio.Event)
+    closing: bool = False
     on_settled: Callable[[str, queue.Settled], None] | None = None
 
     async def run(self, stopping: asyncio.Event) -> None:
         log = get_logger(lane="notifications")
-        async with asyncio.TaskGroup() as group:
-            while not stopping.is_set():
-                try:
-                    for outgoing in await self._take_due():
-                        group.create_task(self._send(outgoing))
-                except Exception:  # the store hiccupped: try again at the next poll
-                    log.exception("notifications.poll_failed")
-                self.wake.clear()
-                waits = [asyncio.ensure_future(self.wake.wait()),
-                         asyncio.ensure_future(stopping.wait())]
-                await asyncio.wait(waits, timeout=POLL_S, return_when=asyncio.FIRST_COMPLETED)
-                for waiting in waits:
-                    waiting.cancel()
-        # the attempts under way finish (each is bounded by ATTEMPT_TIMEOUT_S)
+        recorder = asyncio.create_task(self._recorder())
+        try:
+            async with asyncio.TaskGroup() as group:
+                while not stopping.is_set():
+                    try:
+                        for outgoing in await self._take_due():
+                            group.create_task(self._send(outgoing))
+                    except Exception:  # the store hiccupped: try again at the next poll
+                        log.exception("notifications.poll_failed")
+                    self.wake.clear()
+                    waits = [asyncio.ensure_future(self.wake.wait()),
+                             asyncio.ensure_future(stopping.wait())]
+                    await asyncio.wait(waits, timeout=POLL_S,
+                                       return_when=asyncio.FIRST_COMPLETED)
+                    for waiting in waits:
+                        waiting.cancel()
+            # the attempts under way have finished (each bounded by ATTEMPT_TIMEOUT_S)
+        finally:
+            self.closing = True
+            self.ended_wake.set()
+            await recorder
 
     async def _take_due(self) -> list[Outgoing]:
         free = self.concurrency - len(self.running)
         if free <= 0:
             return []
         busy = [e for e, n in self.in_flight.items() if n >= PER_ENDPOINT_CONCURRENCY]
-        taken: list[Outgoing] = []
-        for delivery_id, endpoint_id in await queue.due(self.db, limit=free * 4, busy=busy):
-            if len(taken) >= free or delivery_id in self.running:
+        chosen: list[str] = []
+        slots = Counter(self.in_flight)
+        due = await queue.due(self.db, limit=free * 4 + len(self.running), busy=busy)
+        for delivery_id, endpoint_id in due:
+            if len(chosen) >= free:
+                break
+            if delivery_id in self.running or slots[endpoint_id] >= PER_ENDPOINT_CONCURRENCY:
                 continue
-            if self.in_flight[endpoint_id] >= PER_ENDPOINT_CONCURRENCY:
-                continue
-            outgoing = await queue.take(self.db, delivery_id)
-            if outgoing is None:
-                continue
-            self.running.add(delivery_id)
-            self.in_flight[endpoint_id] += 1
-            taken.append(outgoing)
+            slots[endpoint_id] += 1
+            chosen.append(delivery_id)
+        taken = await queue.take(self.db, chosen)
+        for outgoing in taken:
+            self.running.add(outgoing.delivery_id)
+            self.in_flight[outgoing.endpoint_id] += 1
         return taken
 
     async def _send(self, outgoing: Outgoing) -> None:
-        log = get_logger(delivery_id=outgoing.delivery_id, webhook_id=outgoing.event_id,
-                         endpoint_id=outgoing.endpoint_id)
         try:
             attempt = await attempt_delivery(self.client, self.settings, outgoing)
-            settled = await queue.settle(self.db, outgoing, attempt, schedule=self.schedule)
-            _log_settled(log, outgoing, attempt, settled)
+        except Exception as exc:  # a bug: recorded as a failed attempt, retried by schedule
+            get_logger(delivery_id=outgoing.delivery_id).exception("notification.attempt_error")
+            attempt = Attempt(None, 0, f"internal error: {type(exc).__name__}")
+        self.ended.append((outgoing, attempt))
+        self.ended_wake.set()
+
+    async def _recorder(self) -> None:
+        """Record the attempts that ended, a batch per transaction, until closing."""
+        while True:
+            await self.ended_wake.wait()
+            self.ended_wake.clear()
+            batch, self.ended = self.ended, []
+            if batch:
+                await self._record(batch)
+            if self.closing and not self.ended:
+                return
+
+    async def _record(self, batch: list[tuple[Outgoing, Attempt]]) -> None:
+        try:
+            settled = await queue.settle_many(self.db, batch, schedule=self.schedule)
+        except Exception:  # not recorded: the rows are still due and are sent again
+            get_logger(lane="notifications").exception("notifications.record_failed")
+            settled = []
+        for (outgoing, attempt), result in zip(batch, settled, strict=False):
+            log = get_logger(delivery_id=outgoing.delivery_id, webhook_id=outgoing.event_id,
+                             endpoint_id=outgoing.endpoint_id)
+            _log_settled(log, outgoing, attempt, result)
             if self.on_settled is not None:
-                self.on_settled(outgoing.delivery_id, settled)
-        except Exception:  # a bug or the store: the lease makes it due again later
-            log.exception("notification.attempt_error")
-        finally:
+                self.on_settled(outgoing.delivery_id, result)
+        for outgoing, _ in batch:
             self.running.discard(outgoing.delivery_id)
             self.in_flight[outgoing.endpoint_id] -= 1
             if self.in_flight[outgoing.endpoint_id] <= 0:
                 del self.in_flight[outgoing.endpoint_id]
-            self.wake.set()
+        self.wake.set()
 
 
 def _log_settled(log: Any, outgoing: Outgoing, attempt: Attempt,

@@ -2,15 +2,16 @@
 settled after each attempt; listed and replayed for the endpoint's partner.
 
 A delivery is `pending` until a 2xx (`delivered`) or until its retries are used up or its
-endpoint is disabled (`failed`). Taking one pushes its `next_attempt_at` past the attempt's
-longest possible run (the lease): a worker killed mid-attempt leaves it due again then, with the
-same event and so the same `webhook-id`. A delivery waits while an earlier event of the same
-receipt to the same endpoint is still pending: per receipt, in order; across receipts, none.
+endpoint is disabled (`failed`). While an attempt runs the row is left as it is, pending and due:
+the worker (one per database) knows it is in flight; killed mid-attempt, the next worker sends
+it again, with the same event and so the same `webhook-id` (at least once). A delivery waits
+while an earlier event of the same receipt to the same endpoint is still pending: per receipt,
+in order; across receipts, none.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -31,7 +32,6 @@ from sync.notifications.records import (
 )
 from sync.store.db import Database, Row, utcnow
 
-LEASE_S = 60.0  # longer than an attempt can run (ATTEMPT_TIMEOUT_S plus resolution)
 _PENDING, _FAILED, _DELIVERED = DeliveryState.PENDING, DeliveryState.FAILED, DeliveryState.DELIVERED
 
 
@@ -64,32 +64,30 @@ async def due(
     return [(str(r[0]), str(r[1])) for r in rows]
 
 
-async def take(db: Database, delivery_id: str, *, lease_s: float = LEASE_S) -> Outgoing | None:
-    """Hold a due delivery for one attempt; what to send (None: no longer due)."""
-    now = utcnow()
-    async with db.transaction() as conn:
-        cursor = await conn.execute(
-            "UPDATE notification_deliveries SET next_attempt_at = ?, updated_at = ?"
-            " WHERE id = ? AND state = ? AND next_attempt_at <= ?",
-            (at(lease_s), now, delivery_id, _PENDING, now),
-        )
-        if cursor.rowcount == 0:
-            return None
-        cursor = await conn.execute(
-            "SELECT d.id, d.event_id, d.endpoint_id, d.attempts, e.body, w.url, w.secret_enc,"
-            " w.old_secret_enc, w.old_secret_expires_at FROM notification_deliveries AS d"
-            " JOIN notification_events AS e ON e.id = d.event_id"
-            " JOIN webhook_endpoints AS w ON w.id = d.endpoint_id WHERE d.id = ?",
-            (delivery_id,),
-        )
-        row = await cursor.fetchone()
-    assert row is not None
-    return Outgoing(
+_OUTGOING = (
+    "SELECT d.id, d.event_id, d.endpoint_id, d.attempts, e.body, w.url, w.secret_enc,"
+    " w.old_secret_enc, w.old_secret_expires_at FROM notification_deliveries AS d"
+    " JOIN notification_events AS e ON e.id = d.event_id"
+    " JOIN webhook_endpoints AS w ON w.id = d.endpoint_id"
+    " WHERE d.state = ? AND w.state = ? AND d.id IN ({ids})"
+)
+
+
+async def take(db: Database, delivery_ids: Collection[str]) -> list[Outgoing]:
+    """What to send for these deliveries, those still pending (one read, no write: while an
+    attempt runs, the row stays `pending` and due, known to be in flight to this worker only;
+    a worker killed meanwhile leaves it due, to be sent again with the same `webhook-id`)."""
+    if not delivery_ids:
+        return []
+    ids = list(delivery_ids)
+    rows = await db.fetchall(_OUTGOING.format(ids=", ".join("?" for _ in ids)),
+                             (_PENDING, EndpointState.ENABLED, *ids))
+    return [Outgoing(
         delivery_id=row["id"], event_id=row["event_id"], endpoint_id=row["endpoint_id"],
         url=row["url"], body=row["body"], attempts=int(row["attempts"]),
         secret_enc=row["secret_enc"], old_secret_enc=row["old_secret_enc"],
         old_secret_expires_at=row["old_secret_expires_at"],
-    )
+    ) for row in rows]
 
 
 @dataclass(frozen=True)
@@ -122,8 +120,27 @@ async def settle(
     db: Database, outgoing: Outgoing, attempt: Attempt, *,
     schedule: tuple[float, ...] = RETRY_SCHEDULE_S, disable_after_s: float = DISABLE_AFTER_S,
 ) -> Settled:
-    """Record the attempt on the delivery (and the endpoint's failure streak) in one
-    transaction."""
+    """Record one attempt (see `settle_many`)."""
+    [settled] = await settle_many(db, [(outgoing, attempt)], schedule=schedule,
+                                  disable_after_s=disable_after_s)
+    return settled
+
+
+async def settle_many(
+    db: Database, attempts: Sequence[tuple[Outgoing, Attempt]], *,
+    schedule: tuple[float, ...] = RETRY_SCHEDULE_S, disable_after_s: float = DISABLE_AFTER_S,
+) -> list[Settled]:
+    """Record attempts on their deliveries (and their endpoints' failure streaks), all in one
+    transaction: one commit for however many attempts ended meanwhile."""
+    async with db.transaction() as conn:
+        return [await _settle_in(conn, outgoing, attempt, schedule, disable_after_s)
+                for outgoing, attempt in attempts]
+
+
+async def _settle_in(
+    conn: aiosqlite.Connection, outgoing: Outgoing, attempt: Attempt,
+    schedule: tuple[float, ...], disable_after_s: float,
+) -> Settled:
     now_dt = datetime.now(UTC)
     now = now_dt.isoformat(timespec="microseconds")
     attempts = outgoing.attempts + 1
@@ -132,21 +149,20 @@ async def settle(
         state, next_at = _DELIVERED, None
     else:
         state, next_at = (_FAILED, None) if delay is None else (_PENDING, at(delay, now_dt))
-    async with db.transaction() as conn:
-        await conn.execute(
-            "UPDATE notification_deliveries SET state = ?, attempts = ?, next_attempt_at = ?,"
-            " last_attempt_at = ?, last_status = ?, last_latency_ms = ?, last_error = ?,"
-            " delivered_at = ?, updated_at = ? WHERE id = ? AND state = ?",
-            (state, attempts, next_at, now, attempt.status, attempt.latency_ms, attempt.error,
-             now if attempt.delivered else None, now, outgoing.delivery_id, _PENDING),
-        )
-        if attempt.delivered:
-            await conn.execute("UPDATE webhook_endpoints SET failing_since = NULL WHERE id = ?"
-                               " AND failing_since IS NOT NULL", (outgoing.endpoint_id,))
-            return Settled(state)
-        reason = await _failing(conn, outgoing.endpoint_id, attempt, now_dt, disable_after_s)
-        if reason is not None and await disable_in(conn, outgoing.endpoint_id, reason):
-            return Settled(_FAILED, None, reason)
+    await conn.execute(
+        "UPDATE notification_deliveries SET state = ?, attempts = ?, next_attempt_at = ?,"
+        " last_attempt_at = ?, last_status = ?, last_latency_ms = ?, last_error = ?,"
+        " delivered_at = ?, updated_at = ? WHERE id = ? AND state = ?",
+        (state, attempts, next_at, now, attempt.status, attempt.latency_ms, attempt.error,
+         now if attempt.delivered else None, now, outgoing.delivery_id, _PENDING),
+    )
+    if attempt.delivered:
+        await conn.execute("UPDATE webhook_endpoints SET failing_since = NULL WHERE id = ?"
+                           " AND failing_since IS NOT NULL", (outgoing.endpoint_id,))
+        return Settled(state)
+    reason = await _failing(conn, outgoing.endpoint_id, attempt, now_dt, disable_after_s)
+    if reason is not None and await disable_in(conn, outgoing.endpoint_id, reason):
+        return Settled(_FAILED, None, reason)
     return Settled(state, next_at)
 
 

@@ -184,8 +184,7 @@ async def test_every_attempt_failing_for_the_disable_period_disables_the_endpoin
                            " '2026-01-01T00:00:00+00:00' WHERE id = ?", (endpoint,))
     async with build_client() as client:
         [(delivery_id, _), _] = await queue.due(setup.db, limit=5)
-        outgoing = await queue.take(setup.db, delivery_id)
-        assert outgoing is not None
+        [outgoing] = await queue.take(setup.db, [delivery_id])
         settled = await queue.settle(setup.db, outgoing,
                                      await attempt_delivery(client, setup.settings, outgoing))
     assert settled.disabled is not None
@@ -242,8 +241,7 @@ async def test_a_private_address_is_refused_at_delivery_unless_allowed(
     strict = notify_settings(str(setup.db.path), PARTNER_WEBHOOKS_ALLOW_PRIVATE="false")
     async with build_client() as client:
         [(delivery_id, _)] = await queue.due(setup.db, limit=5)
-        outgoing = await queue.take(setup.db, delivery_id)
-        assert outgoing is not None
+        [outgoing] = await queue.take(setup.db, [delivery_id])
         attempt = await attempt_delivery(client, strict, outgoing)
     assert attempt.status is None
     assert "refused" in (attempt.error or "")
