@@ -12,7 +12,9 @@ it (`PARTNER_WEBHOOKS_CONCURRENCY`, 4 per endpoint).
 
     receipts/s     cached receipts without attachment, from a stored backlog to all final, with
                    the notifier running: submitted by a partner with no endpoint ("without"), or
-                   by one with an endpoint for every event ("with"); rounds alternate
+                   by one with an endpoint for every event ("with"); rounds alternate. First with
+                   Alegra not limiting (the local ceiling, where notifications compete for the
+                   worker's CPU), then paced at 150 requests per 6 s, 10× Alegra's real pace
     lag            receipt's `completed_at` → the receiver's arrival time, per receipt, "with"
     deliveries/s   a backlog of events (one per receipt) written at once, then the notifier
                    alone until the receiver has them all: to 1 endpoint, and spread over 4
@@ -49,12 +51,14 @@ from sync.notifications.records import EventType  # noqa: E402
 from sync.receipt_model import parse_submission  # noqa: E402
 from sync.settings import Settings, load_settings  # noqa: E402
 from sync.store import receipts  # noqa: E402
-from sync.store.db import Database  # noqa: E402
+from sync.store.db import Database, utcnow  # noqa: E402
 from sync.store.partners import create_partner  # noqa: E402
 from tests.support.procs import ManagedProcess, free_port  # noqa: E402
 
 SIM_EMAIL, SIM_TOKEN = "bench@example.com", "bench-token"
 LIMIT, WINDOW_S = 100_000, 60.0
+PACED_WINDOW_S = 6.0  # 150 requests per 6 s: the paced rounds' budget, 10× Alegra's pace
+PACED, PACED_EMAIL = "paced", "paced@example.com"  # a second company, its own simulated account
 
 
 class Run:
@@ -65,8 +69,9 @@ class Run:
         self.n = 0
         self.receiver_url = ""
 
-    async def store(self, partner_id: str, count: int) -> list[str]:
+    async def store(self, partner_id: str, count: int, company: str = "default") -> list[str]:
         ids = []
+        db = self.db.for_company(company)
         for _ in range(count):
             self.n += 1
             body = {"supplier": {"name": "Ferretería Ochoa, S.R.L.", "tax_id": "131246796"},
@@ -74,15 +79,19 @@ class Run:
                     "category": "Combustible y lubricantes",
                     "lines": [{"description": "Gasoil", "amount": "1000.00", "tax_rate": 18}]}
             receipt_id, _ = await receipts.insert_receipt(
-                self.db, partner_id=partner_id, idempotency_key=f"n{self.n}",
+                db, partner_id=partner_id, idempotency_key=f"n{self.n}",
                 submission=parse_submission(body, max_attachment_bytes=1 << 20))
             ids.append(receipt_id)
         return ids
 
-    async def lane(self, ids: list[str]) -> float:
-        """Run the receipts lane until every receipt in `ids` is final; receipts per second."""
+    async def lane(self, ids: list[str], paced: tuple[AlegraClient, RateBudget] | None = None
+                   ) -> float:
+        """Run the receipts lane until every receipt in `ids` is final; receipts per second
+        (`paced`: the company `paced`, its own simulated account and budget)."""
         stopping = asyncio.Event()
-        ctx = WorkerContext(replace(self.settings), self.db, self.client, self.budget, stopping)
+        client, budget = paced or (self.client, self.budget)
+        db = self.db.for_company(PACED) if paced else self.db
+        ctx = WorkerContext(replace(self.settings), db, client, budget, stopping)
         marks = ",".join("?" for _ in ids)
         started = time.monotonic()
         task = asyncio.create_task(receipts_lane.run(ctx))
@@ -150,8 +159,14 @@ async def bench(args: argparse.Namespace, work: Path, sim_url: str) -> dict[str,
     budget = RateBudget(limit=LIMIT, window_s=WINDOW_S)
     client = AlegraClient(f"{sim_url}/api/v1", SIM_EMAIL, SIM_TOKEN, budget)
     run = Run(args, settings, db, client, budget)
-    quiet, _ = await create_partner(db, "quiet")
-    heard, _ = await create_partner(db, "heard")
+    async with httpx.AsyncClient() as http:
+        (await http.post(f"{sim_url}/_sim/accounts", json={
+            "email": PACED_EMAIL, "token": SIM_TOKEN, "rate_limit": 150,
+            "window_s": PACED_WINDOW_S})).raise_for_status()
+    await db.execute("INSERT INTO companies(id, name, created_at, updated_at)"
+                     " VALUES (?, ?, ?, ?)", (PACED, PACED, utcnow(), utcnow()))
+    quiet, _ = await create_partner(db, "quiet", companies=("default", PACED))
+    heard, _ = await create_partner(db, "heard", companies=("default", PACED))
     port = free_port()
     run.receiver_url = f"http://127.0.0.1:{port}"
     made = [await endpoints.create_endpoint(db, settings, partner_id=heard.id,
@@ -165,7 +180,8 @@ async def bench(args: argparse.Namespace, work: Path, sim_url: str) -> dict[str,
                      work, run.receiver_url + "/arrivals")
     stopping = asyncio.Event()
     notifier = asyncio.create_task(delivery.run(settings, db, stopping))
-    out: dict[str, Any] = {"without": [], "with": [], "lag": []}
+    out: dict[str, Any] = {"without": [], "with": [], "lag": [], "paced_without": [],
+                           "paced_with": []}
     try:
         await run.lane(await run.store(quiet.id, 30))  # warm: supplier, account, taxes cached
         for _ in range(args.rounds):
@@ -173,6 +189,19 @@ async def bench(args: argparse.Namespace, work: Path, sim_url: str) -> dict[str,
             ids = await run.store(heard.id, args.receipts)
             out["with"].append(await run.lane(ids))
             out["lag"] += await run.lags(ids, await run.arrivals(len(ids)))
+        slow = RateBudget(limit=150, window_s=PACED_WINDOW_S)
+        paced = AlegraClient(f"{sim_url}/api/v1", PACED_EMAIL, SIM_TOKEN, slow)
+        try:  # Alegra's pace (10× its real one), not the CPU, bounds these rounds
+            await run.lane(await run.store(quiet.id, 30, PACED), (paced, slow))  # warm
+            for _ in range(args.rounds):
+                for name, partner in (("paced_without", quiet), ("paced_with", heard)):
+                    await asyncio.sleep(PACED_WINDOW_S)  # a fresh window
+                    ids = await run.store(partner.id, args.paced_receipts, PACED)
+                    out[name].append(await run.lane(ids, (paced, slow)))
+                    if partner is heard:
+                        await run.arrivals(len(ids))
+        finally:
+            await paced.aclose()
         out["one"] = await run.backlog(heard.id, [made[0].endpoint.id], args.events)
         await db.execute("UPDATE webhook_endpoints SET state = 'enabled'")
         out["four"] = await run.backlog(heard.id, [m.endpoint.id for m in made], args.events)
@@ -195,6 +224,8 @@ def main() -> int:
     parser.add_argument("--receipts", type=int, default=300, help="receipts per round")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of each variant")
     parser.add_argument("--events", type=int, default=2000, help="events in each backlog")
+    parser.add_argument("--paced-receipts", type=int, default=451,
+                        help="receipts per paced round (451: 3 windows and 1)")
     args = parser.parse_args()
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="bench-notifications-") as tmp:
@@ -217,6 +248,13 @@ def main() -> int:
         shown = ", ".join(f"{v:.0f}" for v in values)
         print(f"{name + ' (receipts/s)':<34}{statistics.median(values):>10.1f}{shown:>30}")
     print(f"with / without: {with_ / without:.1%}")
+    paced_without = statistics.median(r["paced_without"])
+    paced_with = statistics.median(r["paced_with"])
+    print(f"\nAt 150 Alegra requests per {PACED_WINDOW_S:g} s (10× Alegra's pace), "
+          f"{args.paced_receipts} receipts per round: without {paced_without:.1f}/s "
+          f"({', '.join(f'{v:.1f}' for v in r['paced_without'])}), with {paced_with:.1f}/s "
+          f"({', '.join(f'{v:.1f}' for v in r['paced_with'])}): {paced_with / paced_without:.1%}"
+          f"; bound {150 / PACED_WINDOW_S:.1f}/s")
     lag = r["lag"]
     print(f"\nCompletion → delivery lag ({len(lag)} receipts, verified): p50 "
           f"{statistics.median(lag):.1f} ms, p99 {pct(lag, 0.99):.1f} ms, max {max(lag):.1f} ms")

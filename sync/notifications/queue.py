@@ -1,4 +1,4 @@
-"""The deliveries as a queue: what is due (in each receipt's order), taken under a lease,
+"""The deliveries as a queue: what is due (in each receipt's order), read for an attempt,
 settled after each attempt; listed and replayed for the endpoint's partner.
 
 A delivery is `pending` until a 2xx (`delivered`) or until its retries are used up or its
