@@ -279,3 +279,20 @@ async def pending_figures(db: Database) -> dict[str, float | int]:
     age = 0.0 if not oldest else (datetime.now(UTC) - datetime.fromisoformat(oldest)
                                   ).total_seconds()
     return {"pending": count, "oldest_pending_age_s": round(age, 3)}
+
+
+async def prune_delivered_batch(db: Database, *, before: str, limit: int) -> int:
+    """Retention: delete up to `limit` deliveries `delivered` before `before`, then up to
+    `limit` events from before then that no delivery points at any more; how many deliveries.
+    Pending and failed ones are kept whatever their age (a failed one may be replayed)."""
+    async with db.transaction() as conn:
+        cursor = await conn.execute(
+            "DELETE FROM notification_deliveries WHERE id IN (SELECT id FROM"
+            " notification_deliveries WHERE state = ? AND updated_at < ? LIMIT ?)",
+            (_DELIVERED, before, limit))
+        deleted = int(cursor.rowcount)
+        await conn.execute(
+            "DELETE FROM notification_events WHERE id IN (SELECT e.id FROM notification_events"
+            " AS e WHERE e.created_at < ? AND NOT EXISTS (SELECT 1 FROM notification_deliveries"
+            " AS d WHERE d.event_id = e.id) LIMIT ?)", (before, limit))
+    return deleted

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import pytest
 from starlette.applications import Starlette
 from starlette.routing import Route
 
+from sync.jobs.retention import prune_notifications
 from sync.notifications import endpoints, queue
 from sync.notifications.delivery import Notifier, attempt_delivery, build_client
 from sync.notifications.outbox import write_event
@@ -254,3 +256,23 @@ def _app(rec: Receiver) -> Any:
 
 async def _states_are(setup: Setup, endpoint: str, wanted: list[str]) -> bool:
     return await setup.states(endpoint) == wanted
+
+
+async def test_retention_deletes_old_delivered_notifications_and_keeps_the_rest(
+    setup: Setup, receiver: Receiver,
+) -> None:
+    """Delivered long ago: deleted with its event; pending and failed ones stay, however old."""
+    endpoint = await setup.endpoint(receiver)
+    ids = [await setup.event([endpoint], f"rcp_{n}") for n in range(3)]
+    for event_id, state in zip(ids, ("delivered", "failed", "pending"), strict=True):
+        await setup.db.execute(
+            "UPDATE notification_deliveries SET state = ?,"
+            " updated_at = '2026-01-01T00:00:00+00:00' WHERE event_id = ?", (state, event_id))
+    await setup.db.execute(
+        "UPDATE notification_events SET created_at = '2026-01-01T00:00:00+00:00'")
+    now = datetime(2026, 3, 1, tzinfo=UTC)
+    assert (await prune_notifications(setup.db, 30, now)).deleted == 1
+    assert await setup.states(endpoint) == ["failed", "pending"]
+    kept = await setup.db.fetchall("SELECT id FROM notification_events ORDER BY seq, id")
+    assert {r[0] for r in kept} == set(ids[1:])
+    assert (await prune_notifications(setup.db, 0, now + timedelta(days=999))).deleted == 0

@@ -55,4 +55,6 @@ CREATE INDEX notification_deliveries_in_order
 CREATE INDEX notification_deliveries_by_endpoint
     ON notification_deliveries(endpoint_id, created_at);
 CREATE INDEX notification_deliveries_by_company ON notification_deliveries(company_id);
+CREATE INDEX notification_deliveries_settled ON notification_deliveries(state, updated_at);
+CREATE INDEX notification_events_by_time ON notification_events(created_at);
 CREATE INDEX notification_events_by_company ON notification_events(company_id);
