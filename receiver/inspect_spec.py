@@ -137,7 +137,11 @@ STATUS = {"type": "object", "required": ["trustworthy", "reasons"], "properties"
         "heartbeat_age_s": _NULL_NUMBER,
         "budget": {"type": ["object", "null"], "additionalProperties": True,
                    "description": "The rate budget at the last heartbeat: limit, remaining, "
-                   "reset_in_s, in_flight, waiting by priority."}}},
+                   "reset_in_s, in_flight, waiting by priority."},
+        "holder": {"type": ["string", "null"], "description": "The worker (host:pid:random) "
+                   "holding this company's lease, which runs its work; null: none holds it now."},
+        "lease_expires_at": _NULL_TIME,
+        "live_workers": {"type": "integer", "description": "Workers beating now."}}},
     "drift": {"type": ["object", "null"], "properties": {
         "id": {"type": "integer"}, "created_at": _TIME, "complete": {"type": "boolean"},
         "missing": {"type": "integer"}, "extra": {"type": "integer"},
@@ -150,6 +154,21 @@ STATUS = {"type": "object", "required": ["trustworthy", "reasons"], "properties"
             "id": {"type": "string"}, "partner": {"type": "string"},
             "reason": _TEXT, "since": _TIME}}},
         "pending": {"type": "integer"}, "oldest_pending_age_s": {"type": "number"}}},
+    "doctor": {"type": "object", "description": "`alegra-sync doctor`'s latest run on the "
+               "company (by the command or after its first backfill): each guess's verdict, "
+               "and the settings its data showed instead, which its writes now follow.",
+               "properties": {
+        "checked_at": _NULL_TIME, "contradicted": {"type": "integer"},
+        "findings": {"type": "array", "items": {"type": "object", "properties": {
+            "check_name": {"type": "string", "example": "identification_types"},
+            "guess": {"type": "string"},
+            "verdict": {"type": "string", "enum": ["confirmed", "contradicted", "no evidence"]},
+            "evidence": {"type": "string"}, "checked_at": _TIME,
+            "ran_by": {"type": "string", "enum": ["command", "backfill"]}}}},
+        "learned": {"type": "array", "items": {"type": "object", "properties": {
+            "setting": {"type": "string", "example": "identification_type.CEDULA"},
+            "value": {"type": "string"}, "evidence": {"type": "string"},
+            "learned_at": _TIME}}}}},
 }}
 
 

@@ -16,6 +16,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
@@ -316,13 +317,23 @@ class Scrapes:
 @asynccontextmanager
 async def lifespan(app: Starlette) -> AsyncIterator[None]:
     """The metrics' own read-only connection (the main one has applied the migrations)."""
-    db = await Database.open(app.state.settings.database_path, migrate=False)
-    await db.conn.execute("PRAGMA query_only = ON")
+    db = await Database.open(_read_only(app.state.settings.database_target), migrate=False)
+    if db.engine == "sqlite":
+        await db.conn.execute("PRAGMA query_only = ON")
     app.state.scrapes = Scrapes(db)
     try:
         yield
     finally:
         await db.close()
+
+
+def _read_only(target: Path | str) -> Path | str:
+    """A PostgreSQL URL whose sessions start every transaction read-only (SQLite's file is made
+    read-only by `PRAGMA query_only` once opened)."""
+    if isinstance(target, Path):
+        return target
+    joiner = "&" if "?" in target else "?"
+    return f"{target}{joiner}options=-c%20default_transaction_read_only%3Don"
 
 
 async def metrics(request: Request) -> Response:

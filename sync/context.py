@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from sync.alegra.budget import RateBudget
-from sync.alegra.client import AlegraClient
+from sync.alegra.client import AlegraAccount, AlegraClient
 from sync.settings import Settings
 from sync.store.db import DEFAULT_COMPANY, Database
 
@@ -29,6 +29,9 @@ class WorkerContext:
     # sync/fleet.py); without them (a CLI job, a test) the lanes poll the table themselves.
     receipts_ready: asyncio.Event | None = None
     events_due: asyncio.Event | None = None
+    # The account `alegra` calls as, set by the fleet: what `doctor` reads with, on `budget`,
+    # after the company's first backfill (None: a CLI job or a test; no doctor then).
+    account: AlegraAccount | None = None
 
     def __post_init__(self) -> None:
         # Once stopping, no lane waits out a rate window: `acquire` raises `Stopping` instead.

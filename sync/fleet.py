@@ -13,6 +13,15 @@ slot or a request another company could use.
 Credentials Alegra refuses (401, 402, 403) put the company in `needs_attention`: its lanes stop
 (receipts wait, queued, instead of failing), and every `ATTENTION_PROBE_S` one cheap request asks
 whether they work again; when they do the company is active and its lanes start again.
+
+Any number of workers may share the database: a company's lanes (and its probe) run only in the
+worker that holds its lease, one per Alegra user (`sync/leasing.py`). Each refresh first settles
+the leases (hand over above the fair share, take below it), then starts and stops lanes to
+match; a lease lost (taken, or not renewed in time) revokes its runs' fences and stops their
+lanes at once. A lease taken frees the claims on its companies' receipts in `processing`: their
+earlier holder sends nothing any more, so the receipts resume here without waiting out their
+own claim. What lives in this process per company (the budget's view, the creation locks, the
+events lane's grouping of deliveries) is therefore only ever used by the company's holder.
 """
 
 from __future__ import annotations
@@ -27,6 +36,8 @@ from sync.alegra.budget import Priority, RateBudget
 from sync.alegra.client import AlegraAccount, AlegraClient, build_client
 from sync.alegra.errors import AlegraError
 from sync.context import Lane, WorkerContext
+from sync.lease_records import lease_key
+from sync.leasing import Fence, LeaseKeeper
 from sync.logs import get_logger
 from sync.settings import Settings
 from sync.states import CompanyState
@@ -37,6 +48,8 @@ COMPANIES_POLL_S = 2.0
 RECEIPTS_LOOK_S = 0.1  # how often one read asks which companies have receipts ready
 EVENTS_LOOK_S = 0.5  # ... and webhook deliveries to work
 ATTENTION_PROBE_S = 60.0
+RENEW_RETRY_S = 1.0  # after a failed renewal, try again this soon
+OVERDUE_LOOK_S = 0.5  # how often leases whose sending time ran out are looked for
 REFUSED = frozenset({401, 402, 403})
 
 
@@ -47,6 +60,11 @@ class CompanyAccount:
     company: str
     state: CompanyState
     account: AlegraAccount
+
+    @property
+    def lease(self) -> str:
+        """The lease that holds it: its Alegra user's (one rate budget, one holder)."""
+        return lease_key(self.account.user)
 
 
 LoadCompanies = Callable[[], Awaitable[list[CompanyAccount]]]
@@ -60,7 +78,12 @@ class _Running:
 
     ctx: WorkerContext
     task: asyncio.Task[None]
+    fence: Fence
     refused: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def lease(self) -> str:
+        return self.fence.held.key
 
 
 class Fleet:
@@ -76,6 +99,7 @@ class Fleet:
         load: LoadCompanies,
         set_state: SetState,
         on_response: OnResponse | None = None,
+        worker_id: str | None = None,
     ) -> None:
         self.settings, self.db, self.stopping = settings, db, stopping
         self.lanes, self.load, self.set_state = lanes, load, set_state
@@ -83,7 +107,14 @@ class Fleet:
         self.budgets: dict[tuple[str, str], RateBudget] = {}
         self.running: dict[str, _Running] = {}
         self.paused: dict[str, asyncio.Task[None]] = {}
-        self.log = get_logger(component="fleet")
+        self.leases = LeaseKeeper.for_settings(db, settings, worker_id)
+        self.known: dict[str, str] = {}  # live company → its lease, as of the last refresh
+        self.balanced = False  # a first refresh settled the leases
+        self.log = get_logger(component="fleet", worker=self.leases.worker_id)
+
+    def holds(self, company: str) -> bool:
+        """Whether this worker holds the company's lease (it runs, or may run, its lanes)."""
+        return self.known.get(company) in self.leases.held
 
     def budget_for(self, account: AlegraAccount) -> RateBudget:
         """The budget of the account's Alegra user, shared by its companies."""
@@ -100,11 +131,53 @@ class Fleet:
         then stop every company's lanes."""
         try:
             async with asyncio.TaskGroup() as group:
+                group.create_task(self.keep_leases())
+                group.create_task(self._every(OVERDUE_LOOK_S, self.drop_overdue))
                 group.create_task(self._every(COMPANIES_POLL_S, self.refresh))
                 group.create_task(self._every(RECEIPTS_LOOK_S, self.wake_receipts))
                 group.create_task(self._every(EVENTS_LOOK_S, self.wake_events))
         finally:
             await self._stop_all()
+            await self._retire()
+
+    async def keep_leases(self) -> None:
+        """Renew this worker's leases every WORKER_LEASE_RENEW_S (RENEW_RETRY_S after a
+        failure); a lease another worker took stops its companies' lanes at once."""
+        while not self.stopping.is_set():
+            wait = self.settings.worker_lease_renew_s
+            try:
+                for key in await self.leases.renew():
+                    self._lose(key, reason="taken")
+            except Exception as exc:  # the store did not answer: the fences count down
+                self.log.warning("lease.renew_failed", error=f"{type(exc).__name__}: {exc}"[:300])
+                wait = min(wait, RENEW_RETRY_S)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), wait)
+
+    async def drop_overdue(self) -> None:
+        """Stop the lanes of leases not renewed in time (their fences refuse already)."""
+        for key in self.leases.overdue():
+            self._lose(key, reason="not_renewed")
+
+    def _lose(self, key: str, *, reason: str) -> None:
+        """The lease is no longer ours: nothing more is sent for its companies, their lanes
+        stop (the next refresh collects them) and their probes end."""
+        companies = [c for c, r in self.running.items() if r.lease == key]
+        for company in companies:
+            self.running[company].fence.revoke()
+            self.running[company].ctx.stopping.set()
+        for company in [c for c in self.paused if self._lease_of(c) == key]:
+            self.paused.pop(company).cancel()
+        self.log.warning("lease.lost", lease=key, reason=reason, companies=companies)
+
+    def _lease_of(self, company: str) -> str | None:
+        return self.known.get(company)
+
+    async def _retire(self) -> None:
+        try:
+            await self.leases.retire()
+        except Exception:  # the store is gone: the leases run out by themselves
+            self.log.exception("lease.retire_failed")
 
     async def _every(self, period_s: float, look: Callable[[], Awaitable[None]]) -> None:
         while not self.stopping.is_set():
@@ -130,17 +203,53 @@ class Fleet:
                 running.ctx.events_due.set()
 
     async def refresh(self) -> None:
-        """Start lanes for new active companies, pause refused ones, stop removed ones."""
+        """Settle the leases; then, among the companies they hold, start lanes for new active
+        ones, pause refused ones; stop the lanes of every other company."""
         companies = {c.company: c for c in await self.load()}
-        for company in [c for c in self.running if c not in companies]:
-            await self._stop(company, reason="removed")
-        for company in [c for c in self.paused if c not in companies]:
+        self.known = {company: entry.lease for company, entry in companies.items()}
+        held = await self._balance(companies)
+        ours = {c: entry for c, entry in companies.items() if entry.lease in held}
+        for company in [c for c in self.running if c not in ours]:
+            await self._stop(company, reason="removed" if company not in companies else "not_held")
+        for company in [c for c in self.paused if c not in ours]:
             self.paused.pop(company).cancel()
-        for entry in companies.values():
+        for entry in ours.values():
             await self._follow(entry)
 
+    async def _balance(self, companies: dict[str, CompanyAccount]) -> set[str]:
+        """Hand over the leases above the fair share (lanes stopped first), take what is free
+        below it; returns the leases held now."""
+        wanted: dict[str, list[str]] = {}
+        for company, entry in companies.items():
+            wanted.setdefault(entry.lease, []).append(company)
+        plan = await self.leases.plan(wanted)
+        for key in plan.release:
+            await self._hand_over(key)
+        for key in plan.take:
+            if await self.leases.take(key, wanted[key]):
+                self.log.info("lease.taken", lease=key, companies=wanted[key])
+                for company in wanted[key]:
+                    await receipt_work.free_claims(self.db.for_company(company))
+        await self.leases.describe(wanted)
+        self.balanced = True
+        return set(self.leases.held)
+
+    async def _hand_over(self, key: str) -> None:
+        """Stop the lease's lanes (each after its current step), then free it for another."""
+        for company in [c for c, r in self.running.items() if r.lease == key]:
+            await self._stop(company, reason="handed_over")
+        for company in [c for c in self.paused if self._lease_of(c) == key]:
+            self.paused.pop(company).cancel()
+        await self.leases.release(key)
+        self.log.info("lease.handed_over", lease=key)
+
     async def _follow(self, entry: CompanyAccount) -> None:
+        if entry.lease not in self.leases.held:  # lost since the leases were settled
+            return
         running = self.running.get(entry.company)
+        if running is not None and running.ctx.stopping.is_set() and not running.refused.is_set():
+            await self._stop(entry.company, reason="lease_lost")  # collected: held again now
+            running = None
         refused = running is not None and running.refused.is_set()
         if entry.state == CompanyState.NEEDS_ATTENTION or refused:
             await self._stop(entry.company, reason="needs_attention")
@@ -157,17 +266,19 @@ class Fleet:
     def _start(self, entry: CompanyAccount) -> None:
         budget = self.budget_for(entry.account)
         refused, stopping = asyncio.Event(), asyncio.Event()
+        fence = self.leases.fence(entry.lease)
         client = build_client(  # the company's stop ends its own waits on the shared budget
             self.settings, budget, account=entry.account, stopping=stopping,
-            on_response=self._observer(entry.company, refused),
+            on_response=self._observer(entry.company, refused), guard=fence.check,
         )
         ctx = WorkerContext(
             self.settings, self.db.for_company(entry.company), client, budget, stopping,
             company=entry.company, receipts_ready=asyncio.Event(), events_due=asyncio.Event(),
+            account=entry.account,
         )
         budget.stop_waiting_on(self.stopping)  # shared: the worker's stop, not one company's
         task = asyncio.create_task(self._lanes(ctx), name=f"company:{entry.company}")
-        self.running[entry.company] = _Running(ctx, task, refused)
+        self.running[entry.company] = _Running(ctx, task, fence, refused)
         self.log.info("company.started", company=entry.company)
 
     def _observer(
@@ -207,7 +318,8 @@ class Fleet:
 
     async def _probe(self, entry: CompanyAccount) -> None:
         """Every ATTENTION_PROBE_S, one cheap request; when it is answered, active again."""
-        client = build_client(self.settings, self.budget_for(entry.account), account=entry.account)
+        client = build_client(self.settings, self.budget_for(entry.account), account=entry.account,
+                              guard=self.leases.fence(entry.lease).check)
         try:
             while not self.stopping.is_set():
                 if await credentials_work(client):

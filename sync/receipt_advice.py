@@ -27,6 +27,12 @@ _BY_CODE = {
     "no_expense_parent": "Set EXPENSE_PARENT_ACCOUNT_ID to the Alegra id of the account new"
                          " expense accounts go under (GET /v1/cache/accounts?view=tree lists"
                          " them), restart the worker, then retry: " + RETRY,
+    "identification_type_refused": "Alegra refused the identification type code sent for the new"
+                                   " supplier (the built-in guess): run `alegra-sync doctor"
+                                   " --company <company>`, which learns the company's own codes"
+                                   " from its contacts (type one supplier with its RNC or cédula"
+                                   " in Alegra's web app first if it has none), then retry: "
+                                   + RETRY,
     "attachment_missing": "The bill exists but the stored file is gone: attach the receipt's"
                           " file to the bill in Alegra by hand.",
     "missing_id": "Alegra's answer carried no id for a step (see steps): report it with this"

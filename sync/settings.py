@@ -45,7 +45,7 @@ class Settings:
     alegra_email: str | None
     alegra_token: Secret | None
     alegra_base_url: str
-    database_path: Path
+    database_path: Path  # SQLite's file; os.devnull when database_url is PostgreSQL's
     secret_keys: tuple[Secret, ...]
     public_url: str
     port: int
@@ -75,6 +75,18 @@ class Settings:
     partner_webhooks_allow_private: bool = False
     partner_webhooks_concurrency: int = 16
     partner_webhooks_retry_s: tuple[float, ...] = RETRY_SCHEDULE_S
+    # A worker holds a company for WORKER_LEASE_S after each renewal; it renews every
+    # WORKER_LEASE_RENEW_S and stops calling Alegra for the company once
+    # WORKER_LEASE_S - WORKER_LEASE_RENEW_S have passed without one (sync/leasing.py).
+    worker_lease_s: float = 30.0
+    worker_lease_renew_s: float = 10.0
+    # DATABASE_URL when it names PostgreSQL (`postgresql://…`); None: SQLite at database_path.
+    database_url: str | None = None
+
+    @property
+    def database_target(self) -> Path | str:
+        """What `Database.open` takes: the PostgreSQL URL, else the SQLite file."""
+        return self.database_url or self.database_path
 
     @property
     def simulated(self) -> bool:
@@ -84,7 +96,7 @@ class Settings:
     def __repr__(self) -> str:  # secrets never reach a repr, a log line or a traceback
         return (
             f"Settings(alegra_base_url={self.alegra_base_url!r}, "
-            f"database_path={str(self.database_path)!r}, public_url={self.public_url!r})"
+            f"database={shown_url(str(self.database_target))!r}, public_url={self.public_url!r})"
         )
 
 
@@ -98,26 +110,49 @@ def shown_url(url: str) -> str:
     return f"{scheme}{sep}***@{host}"
 
 
+POSTGRESQL_SCHEMES = ("postgresql://", "postgres://")
+_EXPECTED_URL = "sqlite:///path/to/file.db or postgresql://user:password@host:port/dbname"
+
+
 def database_path_from_url(url: str) -> Path:
     """`sqlite:///./data/x.db` → `./data/x.db`; `sqlite:////abs/x.db` → `/abs/x.db`.
 
-    Raises SettingsError for anything but a sqlite URL: SQLite is the only store this build has.
-    """
+    Raises SettingsError for anything but a sqlite URL (a PostgreSQL URL has no file)."""
     prefix = "sqlite:///"
     if not url.startswith(prefix) or len(url) == len(prefix):
-        raise SettingsError(
-            "DATABASE_URL", f"expected sqlite:///path/to/file.db, got {shown_url(url)!r}"
-        )
+        raise SettingsError("DATABASE_URL", f"expected {_EXPECTED_URL}, got {shown_url(url)!r}")
     return Path(url[len(prefix) :])
 
 
-def _database_path(config: Config) -> Path:
-    """DATABASE_URL's file, refused at once when it can be neither opened nor created."""
-    path = database_path_from_url(config("DATABASE_URL", default=DEFAULT_DATABASE_URL))
+def _database(config: Config) -> tuple[Path, str | None]:
+    """(SQLite's file, PostgreSQL's URL) from DATABASE_URL: a file that can be neither opened nor
+    created, or a PostgreSQL URL that does not parse, is refused at once. Whether PostgreSQL
+    answers is found when the database is opened (DatabaseUnavailable)."""
+    url = str(config("DATABASE_URL", default=DEFAULT_DATABASE_URL))
+    if url.startswith(POSTGRESQL_SCHEMES):
+        return Path(os.devnull), _postgresql_url(url)
+    path = database_path_from_url(url)
     problem = _unusable(path)
     if problem:
         raise SettingsError("DATABASE_URL", f"cannot use {path}: {problem}")
-    return path
+    return path, None
+
+
+def _postgresql_url(url: str) -> str:
+    from psycopg.conninfo import conninfo_to_dict  # noqa: PLC0415 -- only for PostgreSQL
+
+    try:
+        parts = conninfo_to_dict(url)
+    except Exception as exc:  # psycopg.ProgrammingError: not a connection string
+        raise SettingsError(
+            "DATABASE_URL", f"expected {_EXPECTED_URL}, got {shown_url(url)!r}") from exc
+    port = str(parts.get("port") or "5432")
+    if not all(one.isdigit() for one in port.split(",")):
+        raise SettingsError("DATABASE_URL", f"the port must be a number, got {shown_url(url)!r}")
+    if not parts.get("dbname"):
+        raise SettingsError(
+            "DATABASE_URL", f"name the database: {_EXPECTED_URL}, got {shown_url(url)!r}")
+    return url
 
 
 def _unusable(path: Path) -> str | None:
@@ -232,17 +267,21 @@ def load_settings(
     public_url = str(config("PUBLIC_URL", default=f"http://127.0.0.1:{port}")).rstrip("/")
     if not public_url.startswith(("http://", "https://")):
         raise SettingsError("PUBLIC_URL", f"expected an http(s) URL, got {shown_url(public_url)!r}")
+    numbers = {field: _number(config, name, cast, _default(field))
+               for field, (name, cast) in _NUMBERS.items()}
+    _check_lease(numbers["worker_lease_s"], numbers["worker_lease_renew_s"])
+    database_path, database_url = _database(config)
     return Settings(
         alegra_email=email,
         alegra_token=token if email else None,
         alegra_base_url=base_url,
-        database_path=_database_path(config),
+        database_path=database_path,
+        database_url=database_url,
         secret_keys=_secret_keys(config("SECRET_KEY", default=None)),
         public_url=public_url,
         port=port,
         expense_parent_account_id=config("EXPENSE_PARENT_ACCOUNT_ID", default=None) or None,
-        **{field: _number(config, name, cast, _default(field)) for field, (name, cast) in
-           _NUMBERS.items()},
+        **numbers,
         strict_duplicate_check=_flag(config, "STRICT_DUPLICATE_CHECK",
                                      _default("strict_duplicate_check")),
         inbox_retention_days=_days(config, "INBOX_RETENTION_DAYS",
@@ -288,7 +327,19 @@ _NUMBERS: dict[str, tuple[str, type[int] | type[float]]] = {
     "max_body_bytes_in_flight": ("MAX_BODY_BYTES_IN_FLIGHT", int),
     "simulator_port": ("SIMULATOR_PORT", int),
     "partner_webhooks_concurrency": ("PARTNER_WEBHOOKS_CONCURRENCY", int),
+    "worker_lease_s": ("WORKER_LEASE_S", float),
+    "worker_lease_renew_s": ("WORKER_LEASE_RENEW_S", float),
 }
+
+
+def _check_lease(lease_s: float, renew_s: float) -> None:
+    """A worker must be able to miss one renewal and still send: renew every third of the lease
+    at most (sync/leasing.py)."""
+    if renew_s * 3 > lease_s:
+        raise SettingsError(
+            "WORKER_LEASE_RENEW_S",
+            f"must be at most a third of WORKER_LEASE_S ({lease_s:g} s), got {renew_s:g}",
+        )
 
 
 def _default(field: str) -> Any:

@@ -19,9 +19,10 @@ from sync.notifications.endpoints import disabled_endpoints, endpoint_counts
 from sync.notifications.queue import pending_figures
 from sync.settings import Settings
 from sync.states import PENDING_INBOX_STATES, JobOutcome
-from sync.store import jobs, ops_queries
+from sync.store import jobs, leases, ops_queries
 from sync.store.companies import company_state
 from sync.store.db import Database
+from sync.store.doctor import doctor_view
 from sync.store.inbox import state_counts
 
 WORKER_STALE_S = 30.0
@@ -167,6 +168,7 @@ async def cache_status(
         "worker": await worker_summary(db, now),
         "drift": await _drift(db),
         "notifications": await notification_figures(db),
+        "doctor": await doctor_view(db),
     }
     reasons = verdict(status, now, Limits.from_settings(settings))
     reasons += company_rule(await company_state(db, db.company))
@@ -203,11 +205,26 @@ def _text(value: object) -> object:
 
 
 async def worker_summary(db: Database, now: datetime) -> dict[str, Any]:
+    """The last heartbeat, and which worker holds the company's lease (runs its lanes) among
+    the live ones (sync/leasing.py)."""
+    held = await _holder(db, now)
     row = await ops_queries.worker_state(db)
     if row is None:
-        return {"pid": None, "heartbeat_at": None, "heartbeat_age_s": None, "budget": None}
+        return {"pid": None, "heartbeat_at": None, "heartbeat_age_s": None, "budget": None,
+                **held}
     return {"pid": row["pid"], "heartbeat_at": row["beat_at"],
-            "heartbeat_age_s": age_s(row["beat_at"], now), "budget": json.loads(row["budget"])}
+            "heartbeat_age_s": age_s(row["beat_at"], now), "budget": json.loads(row["budget"]),
+            **held}
+
+
+async def _holder(db: Database, now: datetime) -> dict[str, Any]:
+    stamp = now.isoformat(timespec="microseconds")
+    lease = await leases.lease_of(db, db.company)
+    live = await leases.live_workers(db, stamp)
+    if lease is None or lease.holder is None or (lease.expires_at or "") < stamp:
+        return {"holder": None, "lease_expires_at": None, "live_workers": len(live)}
+    return {"holder": lease.holder, "lease_expires_at": lease.expires_at,
+            "live_workers": len(live)}
 
 
 async def _webhooks(db: Database) -> dict[str, Any]:

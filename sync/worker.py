@@ -5,8 +5,10 @@ For every live company (`sync/fleet.py`) it runs lanes side by side, sharing tha
 scheduled jobs (BACKGROUND); and one heartbeat for the process. Work lives in SQLite rows; the
 lanes only pick rows up, so a restart resumes.
 SIGTERM sets `ctx.stopping`; each lane finishes or checkpoints its current step and returns.
-One worker per database (`sync/instance.py`): it holds the database's worker lock, and refuses to
-start while another worker holds it or beats in `worker_state`.
+One worker per SQLite database (`sync/instance.py`): it holds the database's worker lock, and
+refuses to start while another worker holds it or beats in `worker_state`. On PostgreSQL any
+number of workers, on any hosts, share the database: the fleet runs a company's lanes only
+while it holds the company's lease (`sync/leasing.py`).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from sync.notifications import delivery as notifications
 from sync.settings import Settings
 from sync.states import CompanyState
 from sync.store import companies
-from sync.store.db import Database, utcnow
+from sync.store.db import DEFAULT_COMPANY, Database, utcnow
 from sync.store.ops_queries import worker_state
 
 HEARTBEAT_S = 2.0
@@ -47,22 +49,37 @@ def lanes() -> list[tuple[str, Lane]]:
 
 async def heartbeat(fleet: Fleet) -> None:
     """Record that the worker is alive, with a snapshot of the default company's rate budget
-    (the one `/readyz` and `status` show), for /readyz; store the metrics counted meanwhile."""
+    (the one `/readyz` and `status` show), for /readyz; store the metrics counted meanwhile.
+    Only the holder of the default company's lease (or a worker that has not settled its leases
+    yet) writes the budget: another worker's copy of it is not the one being spent."""
     default_budget = fleet.budget_for(settings_account(fleet.settings))  # its lanes share it
     while True:
-        budget = default_budget.snapshot()
-        await fleet.db.execute(
-            "INSERT INTO worker_state(id, pid, beat_at, budget) VALUES (1, ?, ?, ?)"
-            " ON CONFLICT(id) DO UPDATE SET pid=excluded.pid, beat_at=excluded.beat_at,"
-            " budget=excluded.budget",
-            (os.getpid(), utcnow(), json.dumps(budget)),
-        )
+        if fleet.holds(DEFAULT_COMPANY) or not fleet.balanced:
+            await _beat(fleet.db, default_budget.snapshot())
+        else:
+            await _beat(fleet.db, None)
         await flush_metrics(fleet.db)
         try:
             await asyncio.wait_for(fleet.stopping.wait(), HEARTBEAT_S)
         except TimeoutError:
             continue
         return
+
+
+async def _beat(db: Database, budget: dict[str, object] | None) -> None:
+    if budget is None:
+        await db.execute(
+            "INSERT INTO worker_state(id, pid, beat_at) VALUES (1, ?, ?)"
+            " ON CONFLICT(id) DO UPDATE SET pid=excluded.pid, beat_at=excluded.beat_at",
+            (os.getpid(), utcnow()),
+        )
+        return
+    await db.execute(
+        "INSERT INTO worker_state(id, pid, beat_at, budget) VALUES (1, ?, ?, ?)"
+        " ON CONFLICT(id) DO UPDATE SET pid=excluded.pid, beat_at=excluded.beat_at,"
+        " budget=excluded.budget",
+        (os.getpid(), utcnow(), json.dumps(budget)),
+    )
 
 
 async def flush_metrics(db: Database) -> None:
@@ -76,17 +93,26 @@ async def flush_metrics(db: Database) -> None:
 async def run_worker(settings: Settings) -> None:
     """Open the store and the client, run every lane until SIGTERM/SIGINT, then close cleanly.
 
-    Raises InstanceBusy, before any lane starts, when another worker runs on the database."""
+    Raises InstanceBusy, before any lane starts, when another worker runs on the SQLite database.
+    On PostgreSQL any number of workers run: the leases share the companies out."""
+    if settings.database_url is not None:
+        await _open_and_run(settings, single=False)
+        return
     lock = instance.acquire(settings.database_path, instance.Role.WORKER)
     try:
-        db = await Database.open(settings.database_path)
-        try:
-            await refuse_if_another_beats(db)
-            await _run_lanes(settings, db)
-        finally:
-            await db.close()
+        await _open_and_run(settings, single=True)
     finally:
         lock.release()
+
+
+async def _open_and_run(settings: Settings, *, single: bool) -> None:
+    db = await Database.open(settings.database_target)
+    try:
+        if single:
+            await refuse_if_another_beats(db)
+        await _run_lanes(settings, db)
+    finally:
+        await db.close()
 
 
 async def refuse_if_another_beats(db: Database, now: dt.datetime | None = None) -> None:
@@ -122,7 +148,8 @@ async def _run_lanes(settings: Settings, db: Database) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
-    log.info("worker.started", alegra=settings.alegra_base_url, pid=os.getpid())
+    log.info("worker.started", alegra=settings.alegra_base_url, pid=os.getpid(),
+             worker=fleet.leases.worker_id)
     try:
         async with asyncio.TaskGroup() as group:
             group.create_task(fleet.run(), name="fleet")

@@ -61,7 +61,7 @@ def test_choices_and_flags_are_read() -> None:
 
 
 @pytest.mark.parametrize(("name", "url"), [
-    ("DATABASE_URL", "postgresql://sync:s3cr3t-pw@db.example.com:5432/alegra"),
+    ("DATABASE_URL", "mysql://sync:s3cr3t-pw@db.example.com:3306/alegra"),
     ("ALEGRA_BASE_URL", "ftp://s3cr3t-pw@alegra.example.com/api/v1"),
     ("PUBLIC_URL", "sync:s3cr3t-pw@sync.example.com"),
 ])
@@ -73,3 +73,24 @@ def test_a_refused_url_is_named_without_its_password(name: str, url: str) -> Non
     assert name in str(refused.value)
     assert "s3cr3t-pw" not in str(refused.value)
     assert "***" in str(refused.value)
+
+
+def test_a_postgresql_url_is_taken_as_it_is_and_shown_without_its_password() -> None:
+    """DATABASE_URL=postgresql://… runs the store on PostgreSQL: the URL is what the database is
+    opened with (there is no SQLite file), and the settings' repr hides its password."""
+    url = "postgresql://sync:s3cr3t-pw@db.example.com:5432/alegra"
+    settings = load_settings(env_file=None, environ={**BASE, "DATABASE_URL": url})
+    assert settings.database_url == url
+    assert settings.database_target == url
+    assert "s3cr3t-pw" not in repr(settings)
+    sqlite = load_settings(env_file=None, environ=BASE)
+    assert sqlite.database_url is None
+    assert sqlite.database_target == sqlite.database_path
+
+
+@pytest.mark.parametrize("url", ["postgresql://sync:s3cr3t-pw@db.example.com:5432",
+                                 "postgresql://sync:s3cr3t-pw@db.example.com:port/alegra"])
+def test_a_postgresql_url_without_a_database_or_malformed_is_refused(url: str) -> None:
+    with pytest.raises(SettingsError, match="DATABASE_URL") as refused:
+        load_settings(env_file=None, environ={**BASE, "DATABASE_URL": url})
+    assert "s3cr3t-pw" not in str(refused.value)

@@ -26,8 +26,6 @@ from typing import Any, TypeVar
 from sync.logs import configure_logging, get_logger
 from sync.store.db import utcnow
 from sync.store.inbox import (
-    DELIVERY_ROW,
-    INSERT_DELIVERIES,
     INSERT_DELIVERY,
     INSERT_HANDSHAKE,
     DeliveryRow,
@@ -35,7 +33,8 @@ from sync.store.inbox import (
     NewHandshake,
     delivery_params,
     handshake_params,
-    ids_for,
+    ids_in_order,
+    insert_deliveries_sql,
 )
 
 LOCK_WAIT_S = 2.5  # less than the receiver's deadline: a batch that cannot lock fails, not hangs
@@ -126,12 +125,12 @@ def _insert_batch(
     handshakes: list[tuple[object, ...]], lock_wait_s: float,
 ) -> list[int]:
     if not handshakes:  # the usual batch: ONE statement, which is its own transaction
-        last = retry_locked(lambda: _insert_deliveries(conn, deliveries), lock_wait_s)
-        return ids_for(items, last)
+        ids = retry_locked(lambda: _insert_deliveries(conn, deliveries), lock_wait_s)
+        return ids_in_order(items, ids)
     with _transaction(conn, lock_wait_s):
         conn.executemany(INSERT_HANDSHAKE, handshakes)
-        last = _insert_deliveries(conn, deliveries) if deliveries else 0
-    return ids_for(items, last)
+        ids = _insert_deliveries(conn, deliveries) if deliveries else []
+    return ids_in_order(items, ids)
 
 
 def insert_row_by_row(
@@ -151,14 +150,14 @@ def insert_row_by_row(
                 continue
             [row] = delivery_params([item], at)
             try:
-                cursor = conn.execute(INSERT_DELIVERY, row)
+                [(new_id,)] = conn.execute(INSERT_DELIVERY, row).fetchall()
             except Exception as exc:
                 if _is_locked(exc) or not conn.in_transaction:
                     raise
                 get_logger().warning("webhook.row_refused", error=type(exc).__name__)
                 row = malformed_row(row)
-                cursor = conn.execute(INSERT_DELIVERY, row)
-            ids.append(int(cursor.lastrowid or 0))
+                [(new_id,)] = conn.execute(INSERT_DELIVERY, row).fetchall()
+            ids.append(int(new_id))
             rows.append(row)
     return ids, rows
 
@@ -184,14 +183,14 @@ def _is_locked(exc: BaseException) -> bool:
     return isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
 
 
-def _insert_deliveries(conn: sqlite3.Connection, rows: list[DeliveryRow]) -> int:
-    """Every delivery in ONE multi-row INSERT (rows keep their order); returns the last rowid.
+def _insert_deliveries(conn: sqlite3.Connection, rows: list[DeliveryRow]) -> list[int]:
+    """Every delivery in ONE multi-row INSERT (rows keep their order); returns their ids.
     Outside BEGIN (autocommit) the statement is a transaction of its own: it takes the write
     lock, inserts every row and commits in that one step; if it cannot lock, nothing was written.
     """
-    sql = INSERT_DELIVERIES + ", ".join([DELIVERY_ROW] * len(rows))
-    cursor = conn.execute(sql, [value for row in rows for value in row])
-    return int(cursor.lastrowid or 0)
+    values = [value for row in rows for value in row]
+    cursor = conn.execute(insert_deliveries_sql(len(rows)), values)
+    return [int(row[0]) for row in cursor.fetchall()]
 
 
 def retry_locked(write: Callable[[], T], lock_wait_s: float) -> T:

@@ -5,7 +5,10 @@ it, and only the exceptions of `errors.py` leave this module. Reads (GET, and DE
 idempotent) are retried with capped exponential backoff and full jitter. A write (POST, PUT) is
 repeated only when it provably never left (connection refused, pool timeout); once it may have
 reached Alegra, a missing or 5xx answer raises `OutcomeUnknown`. A 429 was not processed, so
-any method waits out the window and is repeated, a bounded number of times.
+any method waits out the window and is repeated, a bounded number of times. A worker's client
+asks its `guard` before every request (before waiting for the budget, and again right before
+sending): once the company's lease may have run out it raises `LeaseExpired` and nothing leaves
+(sync/leasing.py).
 """
 
 from __future__ import annotations
@@ -41,6 +44,9 @@ SIMULATOR_EMAIL = "simulator@localhost"
 SIMULATOR_TOKEN = "simulated"  # noqa: S105 - not a secret: only the local simulator accepts it
 
 OnResponse = Callable[[str, str, int | None, float], None]
+# Asked right before a request is sent, with its method and path; raises (`LeaseExpired`) when
+# the request must not leave this process: the company's lease may have run out (sync/leasing.py).
+Guard = Callable[[str, str], None]
 
 
 @dataclass(frozen=True)
@@ -67,6 +73,7 @@ class AlegraClient:
         backoff_cap_s: float = 30.0,
         on_response: OnResponse | None = None,
         stopping: asyncio.Event | None = None,
+        guard: Guard | None = None,
     ) -> None:
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/"),
@@ -80,6 +87,7 @@ class AlegraClient:
         self._backoff = Backoff(backoff_base_s, backoff_cap_s, FULL_JITTER)
         self._on_response = on_response
         self._stopping = stopping  # this client's own stop (a company's): ends budget waits
+        self._guard = guard
         self._log = get_logger(component="alegra")
 
     async def aclose(self) -> None:
@@ -174,7 +182,13 @@ class AlegraClient:
     async def _attempt(
         self, method: str, path: str, priority: Priority, send: dict[str, Any]
     ) -> Any:
+        self._check(method, path)  # not even a wait for the budget once refused
         ticket = await self._budget.acquire(priority, stopping=self._stopping)
+        try:
+            self._check(method, path)  # the wait may have been long: asked again, right before
+        except BaseException:
+            self._budget.observe_no_response(ticket)
+            raise
         started = time.monotonic()
         try:
             response = await self._http.request(method, path, **send)
@@ -197,6 +211,10 @@ class AlegraClient:
             reason=response.reason_phrase,
             default_reset_s=self._budget.window_s,
         )
+
+    def _check(self, method: str, path: str) -> None:
+        if self._guard is not None:
+            self._guard(method, path)
 
     def _report(self, method: str, path: str, status: int | None, started: float) -> None:
         seconds = time.monotonic() - started
@@ -257,11 +275,13 @@ def build_client(
     on_response: OnResponse | None = None,
     account: AlegraAccount | None = None,
     stopping: asyncio.Event | None = None,
+    guard: Guard | None = None,
 ) -> AlegraClient:
     """A client for `account` (default: the environment's, or the simulator without one).
-    `stopping`: its caller's own stop signal, which ends a wait on the (shared) budget."""
+    `stopping`: its caller's own stop signal, which ends a wait on the (shared) budget.
+    `guard`: asked before every request is sent (the worker's company lease, sync/leasing.py)."""
     account = account or settings_account(settings)
     return AlegraClient(
         account.base_url, account.email, account.token, budget, on_response=on_response,
-        stopping=stopping,
+        stopping=stopping, guard=guard,
     )

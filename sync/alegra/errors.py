@@ -83,3 +83,8 @@ class NotFound(Rejected):
 
 class Stopping(Exception):
     """The worker is stopping: this request was not sent, and will not wait for a slot."""
+
+
+class LeaseExpired(Stopping):
+    """This worker's lease on the company may have run out (or another worker holds it): the
+    request was not sent. Only the lease's holder calls Alegra for a company (sync/leasing.py)."""

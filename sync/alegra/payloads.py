@@ -21,11 +21,13 @@ from sync.dominican import TaxId, compact_ncf
 from sync.receipt_model import Receipt
 
 # [unverified] Alegra DR's identification type codes: "RNC" for a 9-digit company number and
-# "CED" for an 11-digit cédula. The one mapping to change if Alegra answers 400 on them.
+# "CED" for an 11-digit cédula. The built-in guess: `alegra-sync doctor` replaces it per company
+# when the company's own contacts show other codes (sync/learned.py, `id_types` below).
 IDENTIFICATION_TYPES = {"RNC": "RNC", "CEDULA": "CED"}
 
 # [unverified] Where Alegra DR keeps a supplier bill's NCF: sent as `numberTemplate.number`
-# (seen in public clients); read back from every shape a bill is known to come in (`bill_number`).
+# (seen in public clients), unless `doctor` learned the company's own field (`ncf_field` below);
+# read back from every shape a bill is known to come in (`bill_number`).
 NCF_FIELD = ("numberTemplate", "number")
 
 # The bill's free-text field that carries our receipt id, so a bill whose POST answer was lost
@@ -55,13 +57,15 @@ def json_number(value: Decimal) -> int | float:
 
 
 def contact_payload(
-    name: str, tax_id: TaxId | None, email: str | None = None, phone: str | None = None
+    name: str, tax_id: TaxId | None, email: str | None = None, phone: str | None = None,
+    *, id_types: Mapping[str, str] = IDENTIFICATION_TYPES,
 ) -> dict[str, Any]:
-    """A new supplier. `identification` is written as an object (reads return a string)."""
+    """A new supplier. `identification` is written as an object (reads return a string);
+    `id_types`: the company's codes when `alegra-sync doctor` learned them (sync.learned)."""
     body: dict[str, Any] = {"name": name, "type": ["provider"]}
     if tax_id is not None:
         body["identification"] = {
-            "type": IDENTIFICATION_TYPES[tax_id.kind],
+            "type": id_types[tax_id.kind],
             "number": tax_id.number,
         }
     if email:
@@ -91,9 +95,11 @@ def receipt_marker(receipt_id: str) -> str:
 
 
 def bill_payload(
-    receipt: Receipt, receipt_id: str, provider_id: str, lines: Sequence[BillLine]
+    receipt: Receipt, receipt_id: str, provider_id: str, lines: Sequence[BillLine],
+    *, ncf_field: Sequence[str] = NCF_FIELD,
 ) -> dict[str, Any]:
-    """The POST /bills body for a receipt whose supplier, accounts and taxes are resolved."""
+    """The POST /bills body for a receipt whose supplier, accounts and taxes are resolved.
+    `ncf_field`: where the NCF goes (a path), the company's own when `doctor` learned it."""
     body: dict[str, Any] = {
         "date": receipt.date.isoformat(),
         "dueDate": receipt.due_date.isoformat(),
@@ -102,11 +108,18 @@ def bill_payload(
         MARKER_FIELD: receipt_marker(receipt_id),
     }
     if receipt.ncf is not None:
-        outer, inner = NCF_FIELD
-        body[outer] = {inner: receipt.ncf.number}
+        body.update(nested(ncf_field, receipt.ncf.number))
     if receipt.currency != DEFAULT_CURRENCY:
         body["currency"] = currency_field(receipt.currency, receipt.exchange_rate)
     return body
+
+
+def nested(path: Sequence[str], value: Any) -> dict[str, Any]:
+    """`("numberTemplate", "number")`, v → `{"numberTemplate": {"number": v}}`."""
+    body: Any = value
+    for key in reversed(path):
+        body = {key: body}
+    return dict(body)
 
 
 def currency_field(code: str, exchange_rate: Decimal | None) -> dict[str, Any]:

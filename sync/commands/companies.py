@@ -17,7 +17,8 @@ import argparse
 import asyncio
 import getpass
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -34,6 +35,7 @@ from sync.receipt_contract import json_path, message
 from sync.settings import Settings, shown_url
 from sync.states import CompanyState
 from sync.store import companies
+from sync.store import doctor as doctor_store
 from sync.store.companies import CompanyExists, CompanyNotFound, CompanyRecord, DefaultCompany
 from sync.store.db import DEFAULT_COMPANY, Database
 from sync.subscriptions import remove_subscriptions
@@ -138,24 +140,40 @@ def refusal(exc: ValidationError) -> str:
 async def _list(settings: Settings, db: Database, _: argparse.Namespace) -> int:
     records = await companies.list_companies(db)
     records.sort(key=lambda record: not record.is_default)  # default first, then by id
-    print(format_companies(records, settings))
+    doctors = {r.id: await doctor_store.doctor_view(db.for_company(r.id)) for r in records}
+    print(format_companies(records, settings, doctors))
     return 0
 
 
-def format_companies(records: list[CompanyRecord], settings: Settings) -> str:
-    """A table with a header row: id, name, e-mail, state (and why). Never a token."""
-    rows = [("ID", "NAME", "E-MAIL", "STATE")]
+def format_companies(
+    records: list[CompanyRecord], settings: Settings,
+    doctors: Mapping[str, Mapping[str, Any]] | None = None,
+) -> str:
+    """A table with a header row: id, name, e-mail, doctor (its latest verdict and what it
+    learned), state (and why). Never a token."""
+    rows = [("ID", "NAME", "E-MAIL", "DOCTOR", "STATE")]
     for record in records:
         state = str(record.state)
         if record.state_reason:
             state += f": {record.state_reason}"
-        rows.append((record.id, record.name, _email(record, settings), state))
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+        seen = (doctors or {}).get(record.id)
+        rows.append((record.id, record.name, _email(record, settings), doctor_cell(seen), state))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
     return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True))
-        + "  " + row[3]
+        "  ".join(cell.ljust(width) for cell, width in zip(row[:4], widths, strict=True))
+        + "  " + row[4]
         for row in rows
     )
+
+
+def doctor_cell(view: Mapping[str, Any] | None) -> str:
+    """`-` (never ran), `ok`, or `N-contradicted`; `+learned:SETTING=VALUE,…` when it learned."""
+    if view is None or view["checked_at"] is None:
+        cell = "-"
+    else:
+        cell = f"{view['contradicted']}-contradicted" if view["contradicted"] else "ok"
+    learned = ",".join(f"{s['setting']}={s['value']}" for s in (view or {}).get("learned", []))
+    return f"{cell}+learned:{learned}" if learned else cell
 
 
 def _email(record: CompanyRecord, settings: Settings) -> str:

@@ -93,6 +93,9 @@ def _worker(worker: dict[str, Any], now: datetime) -> str:
     budget = worker["budget"] or {}
     if "remaining" in budget and "limit" in budget:
         text += f"; Alegra budget {budget['remaining']}/{budget['limit']} left in this window"
+    if worker.get("live_workers", 0) > 1:  # several workers: say which one runs this company
+        text += f"; held by worker {worker.get('holder') or '(none now)'}"
+        text += f" of {worker['live_workers']} live"
     return text
 
 

@@ -21,6 +21,7 @@ from sync.flow.context import PRIORITY, FlowEnv, StepResult, StepScope
 from sync.logs import get_logger
 from sync.receipt_model import Receipt
 from sync.store import bills
+from sync.store.doctor import company_write_shape
 
 SOURCE = "receipt"
 # Alegra codes of a refused bill that may exist anyway: stamping failed (3051). Treated as an
@@ -42,7 +43,9 @@ async def create_bill(
         existing = await find_our_bill(env, receipt_id, receipt, provider_id)
         if existing is not None:
             return _record(scope, receipt, existing, "found")
-    body = payloads.bill_payload(receipt, receipt_id, provider_id, lines)
+    shape = await company_write_shape(env.db)
+    body = payloads.bill_payload(receipt, receipt_id, provider_id, lines,
+                                 ncf_field=shape.ncf_field)
     await scope.attempting()
     try:
         created = await resources.create_bill(env.alegra, body, priority=PRIORITY)

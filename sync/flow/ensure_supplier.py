@@ -12,11 +12,14 @@ from __future__ import annotations
 from typing import Any
 
 from sync.alegra import payloads, resources
+from sync.alegra.errors import Rejected
 from sync.alegra.records import ContactRecord, contact_from_alegra
-from sync.flow.context import PRIORITY, FlowEnv, StepResult, StepScope
+from sync.flow.context import PRIORITY, FlowEnv, FlowFailed, StepResult, StepScope
+from sync.learned import ID_TYPE_SETTING, WriteShape
 from sync.names import name_key
 from sync.receipt_model import Supplier
 from sync.store import contacts
+from sync.store.doctor import company_write_shape
 
 SOURCE = "receipt"
 
@@ -98,9 +101,37 @@ async def _use(
 
 
 async def _create(env: FlowEnv, supplier: Supplier, scope: StepScope) -> StepResult:
-    body = payloads.contact_payload(supplier.name, supplier.tax_id, supplier.email, supplier.phone)
+    shape = await company_write_shape(env.db)
+    body = payloads.contact_payload(supplier.name, supplier.tax_id, supplier.email, supplier.phone,
+                                    id_types=shape.id_types)
     await scope.attempting()
-    created = await resources.create_contact(env.alegra, body, priority=PRIORITY)
+    try:
+        created = await resources.create_contact(env.alegra, body, priority=PRIORITY)
+    except Rejected as exc:
+        refusal = _refused(exc, supplier, shape, env.db.company)
+        if refusal is None:
+            raise
+        raise refusal from exc
     record = contact_from_alegra(created)
     await contacts.upsert_contacts(env.db, [record], source=SOURCE)
     return StepResult("created", record.alegra_id, {"name": record.name})
+
+
+def _refused(
+    exc: Rejected, supplier: Supplier, shape: WriteShape, company: str
+) -> FlowFailed | None:
+    """Alegra's 400 to a new supplier whose tax id went with the built-in type code: the
+    likeliest cause is that code, and `doctor` settles it. None: Alegra's refusal as it is."""
+    tax_id = supplier.tax_id
+    if exc.status != 400 or tax_id is None:
+        return None
+    if ID_TYPE_SETTING.format(kind=tax_id.kind) in shape.learned:
+        return None  # the company's own code, learned: something else is refused
+    code = shape.id_types[tax_id.kind]
+    return FlowFailed(
+        "identification_type_refused",
+        f"Alegra refused the new supplier (400: {exc.message}) whose {tax_id.kind} was sent with"
+        f" the built-in identification type code {code!r}: `alegra-sync doctor --company"
+        f" {company}` learns this company's codes from its own contacts; then retry",
+        status=exc.status, alegra_code=exc.code, alegra_message=exc.message,
+        identification_type=code, method=exc.method, path=exc.path)

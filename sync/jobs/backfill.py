@@ -14,10 +14,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from sync import doctor_reading
 from sync.alegra import resources
 from sync.alegra.budget import Priority
+from sync.alegra.errors import AlegraError
 from sync.alegra.pages import MAX_PAGE_SIZE
 from sync.alegra.records import contact_from_alegra
+from sync.doctor import Verdict
 from sync.jobs import accounts, bills, schedule
 from sync.jobs.paged import store_pages
 from sync.jobs.prefetch import fetcher
@@ -95,6 +98,7 @@ async def run(job: JobRun) -> JobResult:
     detail: dict[str, Any] = {"resumed_from": dict(checkpoint)}
     for phase in PHASES[PHASES.index(checkpoint["phase"]):]:
         if phase == "done":
+            detail["doctor"] = await run_doctor(job)
             return JobResult(JobOutcome.SUCCESS, detail)
         if job.stopping:
             return JobResult(JobOutcome.INCOMPLETE, detail, error="stopped", interrupted=True)
@@ -103,6 +107,25 @@ async def run(job: JobRun) -> JobResult:
             return JobResult(JobOutcome.INCOMPLETE, detail, error="stopped", interrupted=True)
         checkpoint = await _advance(job, PHASES[PHASES.index(phase) + 1])
     return JobResult(JobOutcome.SUCCESS, detail)
+
+
+async def run_doctor(job: JobRun) -> dict[str, Any]:
+    """`alegra-sync doctor` on the company just backfilled (the worker's, which knows its
+    account): its findings stored, what they show learned. Never fails the backfill: an error
+    is logged and kept in the job's detail."""
+    account = job.ctx.account
+    if account is None:
+        return {"ran": False}
+    try:
+        findings, learned = await doctor_reading.examine_and_store(
+            job.db, account, job.ctx.budget, ran_by=SOURCE, stopping=job.ctx.stopping)
+    except (AlegraError, RuntimeError) as exc:
+        job.log.warning("doctor.failed", error=str(exc))
+        return {"ran": False, "error": str(exc)}
+    contradicted = [str(f.check) for f in findings if f.verdict == Verdict.CONTRADICTED]
+    job.log.info("doctor.done", contradicted=contradicted,
+                 learned={s.setting: s.value for s in learned})
+    return {"ran": True, "contradicted": contradicted, "learned": [s.setting for s in learned]}
 
 
 async def _run_phase(

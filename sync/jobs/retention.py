@@ -11,6 +11,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 from sync import metrics
 from sync.jobs.runner import JobResult, JobRun
@@ -45,7 +46,7 @@ class Pruned:
     interrupted: bool = False
 
 
-Batcher = Callable[[int], Awaitable[retention.Batch]]
+K = TypeVar("K", int, str)
 
 
 def cutoff(now: datetime, days: int) -> str:
@@ -61,7 +62,7 @@ async def prune_inbox(
         return Pruned(0)
     before = cutoff(now, days)
     return await _walk(lambda after: retention.prune_inbox_batch(
-        db, before=before, after=after, limit=INBOX_BATCH), stopping)
+        db, before=before, after=after, limit=INBOX_BATCH), 0, stopping)
 
 
 async def prune_attachments(
@@ -73,7 +74,7 @@ async def prune_attachments(
     before = cutoff(now, days)
     return await _walk(lambda after: retention.prune_attachments_batch(
         db, before=before, after=after, limit=ATTACHMENT_BATCH,
-        max_bytes=ATTACHMENT_BATCH_BYTES), stopping)
+        max_bytes=ATTACHMENT_BATCH_BYTES), "", stopping)
 
 
 async def prune_notifications(
@@ -94,9 +95,12 @@ async def prune_notifications(
         await asyncio.sleep(0)  # the other lanes between transactions
 
 
-async def _walk(batch: Batcher, stopping: Callable[[], bool]) -> Pruned:
-    """Batches from the oldest row until the walk is over (or the worker stops)."""
-    after, deleted = 0, 0
+async def _walk(
+    batch: Callable[[K], Awaitable[retention.Batch[K]]], start: K, stopping: Callable[[], bool]
+) -> Pruned:
+    """Batches from the first row (after `start`) until the walk is over (or the worker
+    stops)."""
+    after, deleted = start, 0
     while True:
         if stopping():
             return Pruned(deleted, interrupted=True)

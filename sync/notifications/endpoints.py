@@ -13,13 +13,11 @@ import secrets as random_ids
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-import aiosqlite
-
 from sync import credentials
 from sync.notifications.records import DeliveryState, Endpoint, EndpointState
 from sync.notifications.signer import new_secret
 from sync.settings import Settings
-from sync.store.db import Database, Row, utcnow
+from sync.store.db import Connection, Database, Row, utcnow
 
 ROTATION_OVERLAP_S = 24 * 3600.0  # the replaced secret keeps signing beside the new one
 
@@ -116,13 +114,13 @@ async def rotate_secret(
     return WithSecret(endpoint, secret)
 
 
-async def disable_in(conn: aiosqlite.Connection, endpoint_id: str, reason: str) -> bool:
+async def disable_in(conn: Connection, endpoint_id: str, reason: str) -> bool:
     """Disable an enabled endpoint (inside the caller's transaction); its pending deliveries
     end `failed` (a replay sends them again). True if it was enabled."""
     return await _set_state(conn, endpoint_id, EndpointState.DISABLED, reason)
 
 
-async def enable_in(conn: aiosqlite.Connection, endpoint_id: str) -> None:
+async def enable_in(conn: Connection, endpoint_id: str) -> None:
     """A disabled endpoint enabled again (a replay asked for it), its failure streak reset."""
     await conn.execute(
         "UPDATE webhook_endpoints SET state = ?, state_reason = NULL, failing_since = NULL,"
@@ -132,7 +130,7 @@ async def enable_in(conn: aiosqlite.Connection, endpoint_id: str) -> None:
 
 
 async def _set_state(
-    conn: aiosqlite.Connection, endpoint_id: str, state: EndpointState, reason: str,
+    conn: Connection, endpoint_id: str, state: EndpointState, reason: str,
     *, partner_id: str | None = None,
 ) -> bool:
     now = utcnow()

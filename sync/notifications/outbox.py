@@ -20,15 +20,14 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-import aiosqlite
-
 from sync import money
 from sync.alegra.payloads import marked_receipt_id
 from sync.notifications.records import DeliveryState, EndpointState, EventType, event_body
 from sync.states import ReceiptStatus
-from sync.store.db import utcnow
+from sync.store.db import Connection, Row, utcnow
+from sync.store.sql_lists import marks
 
-Conn = aiosqlite.Connection
+Conn = Connection
 ANOTHER_PARTNER = "another_partner"
 # Errors that leave a receipt waiting rather than failing, and what the event calls them.
 WAITING_CODES = {"ncf_in_flight": "ncf_held", "ncf_held_by_failed_receipt": "ncf_held"}
@@ -60,19 +59,14 @@ def retry_may_help(error: dict[str, Any]) -> bool:
             or str(error.get("code")) in TRANSIENT_CODES)
 
 
-def _marks(count: int) -> str:
-    """`?, ?, ?`: one placeholder per value of an IN list."""
-    return ", ".join("?" for _ in range(count))
-
-
-async def _rows(conn: Conn, sql: str, params: Iterable[Any]) -> list[aiosqlite.Row]:
+async def _rows(conn: Conn, sql: str, params: Iterable[Any]) -> list[Row]:
     cursor = await conn.execute(sql, tuple(params))
     return list(await cursor.fetchall())
 
 
-async def _one(conn: Conn, sql: str, params: Iterable[Any]) -> aiosqlite.Row | None:
+async def _one(conn: Conn, sql: str, params: Iterable[Any]) -> Row | None:
     cursor = await conn.execute(sql, tuple(params))
-    row: aiosqlite.Row | None = await cursor.fetchone()
+    row: Row | None = await cursor.fetchone()
     return row
 
 
@@ -120,7 +114,7 @@ async def write_event(
     return event_id
 
 
-async def _emit(conn: Conn, company: str, receipt: aiosqlite.Row, event_type: EventType,
+async def _emit(conn: Conn, company: str, receipt: Row, event_type: EventType,
                 data: dict[str, Any]) -> bool:
     partner_id = str(receipt["partner_id"])
     endpoints = await _listeners(conn, partner_id, company, event_type)
@@ -133,13 +127,13 @@ async def _emit(conn: Conn, company: str, receipt: aiosqlite.Row, event_type: Ev
     return True
 
 
-async def _receipt(conn: Conn, company: str, receipt_id: str) -> aiosqlite.Row | None:
+async def _receipt(conn: Conn, company: str, receipt_id: str) -> Row | None:
     return await _one(
         conn, "SELECT id, partner_id, idempotency_key, status, bill_id, error, next_attempt_at,"
         " payload FROM receipts WHERE id = ? AND company_id = ?", (receipt_id, company))
 
 
-async def _steps(conn: Conn, receipt_id: str) -> dict[str, aiosqlite.Row]:
+async def _steps(conn: Conn, receipt_id: str) -> dict[str, Row]:
     rows = await _rows(conn, "SELECT step, state, outcome, alegra_id, detail FROM receipt_steps"
                        " WHERE receipt_id = ?", (receipt_id,))
     return {str(r["step"]): r for r in rows}
@@ -180,7 +174,7 @@ async def _last_waiting(conn: Conn, receipt_id: str) -> str | None:
     return str(json.loads(row["body"])["data"].get("reason"))
 
 
-async def _completed(conn: Conn, receipt: aiosqlite.Row) -> dict[str, Any]:
+async def _completed(conn: Conn, receipt: Row) -> dict[str, Any]:
     steps = await _steps(conn, str(receipt["id"]))
     payload = json.loads(receipt["payload"])
     bill = steps.get("bill")
@@ -196,7 +190,7 @@ async def _completed(conn: Conn, receipt: aiosqlite.Row) -> dict[str, Any]:
     }
 
 
-async def _duplicate(conn: Conn, company: str, receipt: aiosqlite.Row) -> dict[str, Any]:
+async def _duplicate(conn: Conn, company: str, receipt: Row) -> dict[str, Any]:
     steps = await _steps(conn, str(receipt["id"]))
     check = steps.get("duplicate_check")
     detail = json.loads(check["detail"] or "{}") if check is not None else {}
@@ -209,7 +203,7 @@ async def _duplicate(conn: Conn, company: str, receipt: aiosqlite.Row) -> dict[s
 
 
 async def _error_view(
-    conn: Conn, company: str, receipt: aiosqlite.Row, error: dict[str, Any]
+    conn: Conn, company: str, receipt: Row, error: dict[str, Any]
 ) -> dict[str, Any]:
     """The error as the receipt's partner may read it: another partner's holder hidden."""
     holder = error.get("holder")
@@ -235,7 +229,7 @@ async def may_name_bill(conn: Conn, company: str, partner_id: str, bill_id: str)
     if not makers:
         return True
     sql = ("SELECT DISTINCT partner_id FROM receipts WHERE company_id = ?"  # noqa: S608 -- placeholders only
-           f" AND id IN ({_marks(len(makers))})")
+           f" AND id IN ({marks(len(makers))})")
     owners = {str(r[0]) for r in await _rows(conn, sql, (company, *sorted(makers)))}
     return not owners or partner_id in owners
 
@@ -269,7 +263,7 @@ async def bill_snapshot(conn: Conn, company: str, bill_ids: Iterable[str]) -> di
     if not ids:
         return {}
     sql = ("SELECT alegra_id, deleted, status, total, ncf_key, bill_date, provider_id"  # noqa: S608 -- placeholders only
-           f" FROM bills WHERE company_id = ? AND alegra_id IN ({_marks(len(ids))})")
+           f" FROM bills WHERE company_id = ? AND alegra_id IN ({marks(len(ids))})")
     rows = await _rows(conn, sql, (company, *ids))
     return {str(r["alegra_id"]): BillFacts(bool(r["deleted"]), r["status"], _amount(r["total"]),
                                            r["ncf_key"], r["bill_date"], r["provider_id"])
@@ -315,7 +309,7 @@ async def bills_changed(conn: Conn, company: str, before: dict[str, BillFacts],
     return written
 
 
-async def _bill_receipts(conn: Conn, company: str, bill_id: str) -> list[aiosqlite.Row]:
+async def _bill_receipts(conn: Conn, company: str, bill_id: str) -> list[Row]:
     """Our receipts that made this bill (a `duplicate` only points at it)."""
     return await _rows(
         conn, "SELECT id, partner_id, idempotency_key, status, bill_id, error, next_attempt_at,"

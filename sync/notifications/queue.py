@@ -15,8 +15,6 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-import aiosqlite
-
 from sync.notifications.endpoints import disable_in, enable_in
 from sync.notifications.outbox import write_event
 from sync.notifications.records import (
@@ -30,7 +28,8 @@ from sync.notifications.records import (
     Outgoing,
     retry_delay,
 )
-from sync.store.db import Database, Row, utcnow
+from sync.store.db import Connection, Database, Row, utcnow
+from sync.store.sql_lists import marks
 
 _PENDING, _FAILED, _DELIVERED = DeliveryState.PENDING, DeliveryState.FAILED, DeliveryState.DELIVERED
 
@@ -56,7 +55,7 @@ async def due(
 ) -> list[tuple[str, str]]:
     """(delivery id, endpoint id) of deliveries due now, oldest due first, none behind an
     earlier pending event of its receipt; endpoints in `busy` left out (their slots are full)."""
-    exclude = f" AND d.endpoint_id NOT IN ({', '.join('?' for _ in busy)})" if busy else ""
+    exclude = f" AND d.endpoint_id NOT IN ({marks(len(busy))})" if busy else ""
     rows = await db.fetchall(
         _DUE.format(exclude=exclude),
         (_PENDING, now or utcnow(), EndpointState.ENABLED, *busy, _PENDING, limit),
@@ -80,7 +79,7 @@ async def take(db: Database, delivery_ids: Collection[str]) -> list[Outgoing]:
     if not delivery_ids:
         return []
     ids = list(delivery_ids)
-    rows = await db.fetchall(_OUTGOING.format(ids=", ".join("?" for _ in ids)),
+    rows = await db.fetchall(_OUTGOING.format(ids=marks(len(ids))),
                              (_PENDING, EndpointState.ENABLED, *ids))
     return [Outgoing(
         delivery_id=row["id"], event_id=row["event_id"], endpoint_id=row["endpoint_id"],
@@ -138,7 +137,7 @@ async def settle_many(
 
 
 async def _settle_in(
-    conn: aiosqlite.Connection, outgoing: Outgoing, attempt: Attempt,
+    conn: Connection, outgoing: Outgoing, attempt: Attempt,
     schedule: tuple[float, ...], disable_after_s: float,
 ) -> Settled:
     now_dt = datetime.now(UTC)
@@ -166,7 +165,7 @@ async def _settle_in(
     return Settled(state, next_at)
 
 
-async def _failing(conn: aiosqlite.Connection, endpoint_id: str, attempt: Attempt,
+async def _failing(conn: Connection, endpoint_id: str, attempt: Attempt,
                    now: datetime, disable_after_s: float) -> str | None:
     """Extend the endpoint's failure streak; why it must be disabled, if it must."""
     stamp = now.isoformat(timespec="microseconds")

@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from sync.simulator import bills, categories, contacts, errors, listing, webhooks
+from sync.simulator import bills, categories, contacts, contrary, errors, listing, webhooks
 from sync.simulator.deliveries import handshake
 from sync.simulator.errors import SimError, bad_request
 from sync.simulator.gate import account_of
@@ -73,7 +73,7 @@ async def delete_contact(state: SimState, request: Request) -> Response:
 async def list_categories(state: SimState, request: Request) -> Response:
     params = request.query_params
     rows = categories.listing(state, params)
-    if state.config.categories_paged:
+    if state.config.categories_paged and not state.config.contrary:
         return JSONResponse(listing.paged(rows, params, state.ids["categories"].sequence))
     return JSONResponse(listing.with_metadata(rows, len(rows), params))
 
@@ -178,6 +178,8 @@ def subscription_handlers(client: ClientSource) -> dict[str, Handler]:
 async def list_subscriptions(state: SimState, request: Request) -> Response:
     with state.lock:
         rows = list(state.subscriptions.values())
+    if state.config.contrary:
+        rows = [{**row, "url": contrary.listed_url(str(row["url"]))} for row in rows]
     return JSONResponse({"subscriptions": rows})
 
 

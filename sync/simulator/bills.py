@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Any
 
-from sync.simulator import categories, errors
+from sync.simulator import categories, contrary, errors
 from sync.simulator.errors import SimError, bad_request
 from sync.simulator.fields import amount, iso_date, object_field
 
@@ -30,9 +30,11 @@ DISCOUNT_IS_PERCENT = False
 CENT = Decimal("0.01")
 
 
-def create(state: SimState, body: dict[str, Any]) -> dict[str, Any]:
+def create(state: SimState, body: dict[str, Any], *, typed_by_person: bool = False
+           ) -> dict[str, Any]:
     """POST /bills. Raises SimError(400) with Alegra's code for each refusal."""
     _refuse_read_only(body)
+    body = body if typed_by_person else _as_kept(state, body)
     with state.lock:
         record = {"id": state.ids["bills"].next(), **_build(state, body),
                   "status": "open", "payments": [], "retentions": [], "warehouse": None,
@@ -46,6 +48,7 @@ def create(state: SimState, body: dict[str, Any]) -> dict[str, Any]:
 def update(state: SimState, bill_id: str, body: dict[str, Any]) -> dict[str, Any]:
     """PUT /bills/{id}: a partial update, validated as a whole. Raises SimError(404 / 400)."""
     _refuse_read_only(body)
+    body = _as_kept(state, body)
     with state.lock:
         current = get(state, bill_id)
         record = {**current, **_build(state, {**write_shape(current), **body})}
@@ -80,13 +83,15 @@ def get(state: SimState, bill_id: str) -> dict[str, Any]:
 
 def search(state: SimState, params: Mapping[str, str]) -> list[dict[str, Any]]:
     """Bills filtered by `client_id` (the provider), `date`, `date_afterOrNow` (on or after;
-    the product's [unverified] guess for Alegra's bills, see alegra/resources.py) and `status`."""
+    the product's [unverified] guess for Alegra's bills, see alegra/resources.py; ignored in
+    contrary mode) and `status`."""
     with state.lock:
         rows = list(state.bills.values())
     return [row for row in rows
             if params.get("client_id", row["provider"]["id"]) == row["provider"]["id"]
             and params.get("date", row["date"]) == row["date"]
-            and params.get("date_afterOrNow", row["date"]) <= row["date"]
+            and (state.config.contrary
+                 or params.get("date_afterOrNow", row["date"]) <= row["date"])
             and params.get("status", row["status"]) == row["status"]]
 
 
@@ -111,6 +116,13 @@ def write_shape(bill: dict[str, Any]) -> dict[str, Any]:
     shape = {"date": bill["date"], "dueDate": bill["dueDate"],
              "provider": {"id": bill["provider"]["id"]}, "purchases": {"categories": lines}}
     return {**shape, **{k: copy.deepcopy(bill[k]) for k in _ECHOED if k in bill}}
+
+
+def _as_kept(state: SimState, body: dict[str, Any]) -> dict[str, Any]:
+    """An API write's body as the account keeps it (contrary mode: its own `numberTemplate`)."""
+    if not state.config.contrary or "numberTemplate" not in body:
+        return body
+    return {**body, "numberTemplate": contrary.number_template(body["numberTemplate"])}
 
 
 def _refuse_read_only(body: dict[str, Any]) -> None:

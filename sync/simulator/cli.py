@@ -21,6 +21,7 @@ from sync.simulator.app import create_simulator
 from sync.simulator.state import SimConfig
 
 ACCOUNTS_VARIABLE = "SIMULATOR_ACCOUNTS"
+CONTRARY_VARIABLE = "SIMULATOR_CONTRARY"  # "1": contrary mode, as `--contrary`
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,10 @@ def add_parser(subparsers: Any) -> None:
                         metavar="EMAIL:TOKEN[:LIMIT[:WINDOW_S]]",
                         help=f"another account, with its own data (repeatable; also "
                              f"{ACCOUNTS_VARIABLE}, space-separated)")
+    parser.add_argument("--contrary", action="store_true",
+                        help="answer the other way on each of the product's guesses, seeded with"
+                             f" data typed by hand (sync/simulator/contrary.py; also "
+                             f"{CONTRARY_VARIABLE}=1)")
     parser.add_argument("--seed-contacts", type=int, default=0, metavar="N",
                         help="start with N realistic contacts (in the default account)")
     parser.set_defaults(handler=run)
@@ -81,10 +86,16 @@ def add_accounts(accounts: Accounts, specs: list[AccountSpec]) -> None:
         accounts.add(spec.email, spec.token, rate_limit=spec.rate_limit, window_s=spec.window_s)
 
 
+def contrary_mode(args: argparse.Namespace, environ: dict[str, str] | None = None) -> bool:
+    """`--contrary`, or SIMULATOR_CONTRARY=1 (so `alegra-sync run` passes it on)."""
+    value = (os.environ if environ is None else environ).get(CONTRARY_VARIABLE, "")
+    return bool(args.contrary) or value.strip() == "1"
+
+
 def run(args: argparse.Namespace) -> int:
     """Serve until interrupted; prints the base URL and credentials to use first."""
     config = SimConfig(email=args.email, token=args.token, rate_limit=args.rate_limit,
-                       window_s=args.window_s)
+                       window_s=args.window_s, contrary=contrary_mode(args))
     app, state = create_simulator(config)
     accounts: Accounts = app.state.accounts
     try:

@@ -12,6 +12,7 @@ import copy
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from sync.simulator import contrary
 from sync.simulator.errors import bad_request, not_found
 from sync.simulator.fields import object_field, required_text, timestamp
 
@@ -36,7 +37,7 @@ def create(state: SimState, body: dict[str, Any], *, typed_by_person: bool = Fal
         "seller": None, "priceList": None, "term": None, "internalContacts": [],
         "created_at": now, "updated_at": now,
     }
-    _apply(record, body, typed_by_person)
+    _apply(record, body, typed_by_person, state.config.contrary)
     with state.lock:
         record = {"id": state.ids["contacts"].next(), **record}
         state.contacts[record["id"]] = record
@@ -52,7 +53,8 @@ def update(state: SimState, contact_id: str, body: dict[str, Any], *,
         required_text(body, "name")
     with state.lock:
         record = copy.deepcopy(get(state, contact_id))
-        _apply(record, body, typed_by_person)  # on a copy: a rejected update changes nothing
+        # on a copy: a rejected update changes nothing
+        _apply(record, body, typed_by_person, state.config.contrary)
         record["updated_at"] = timestamp()
         state.contacts[contact_id] = record
         state.emit("edit-client", record)
@@ -83,13 +85,15 @@ def search(state: SimState, params: Mapping[str, str]) -> list[dict[str, Any]]:
         rows = list(state.contacts.values())
     if not any(name in params for name in _FILTERS):
         return rows  # a plain listing (backfill, reconciliation): every row, without the scan
-    return [row for row in rows if _matches(row, params)]
+    return [row for row in rows if _matches(row, params, exact_names=state.config.contrary)]
 
 
-def _matches(row: dict[str, Any], params: Mapping[str, str]) -> bool:
+def _matches(row: dict[str, Any], params: Mapping[str, str], *, exact_names: bool) -> bool:
     if "identification" in params and row["identification"] != params["identification"]:
         return False
-    if "name" in params and params["name"].lower() not in row["name"].lower():
+    if "name" in params and not (
+            contrary.name_matches(row["name"], params["name"]) if exact_names
+            else params["name"].lower() in row["name"].lower()):
         return False
     if "type" in params and params["type"] not in row["type"]:
         return False
@@ -102,11 +106,12 @@ def _matches(row: dict[str, Any], params: Mapping[str, str]) -> bool:
     return query in haystack
 
 
-def _apply(record: dict[str, Any], body: dict[str, Any], typed_by_person: bool) -> None:
+def _apply(record: dict[str, Any], body: dict[str, Any], typed_by_person: bool,
+           contrary_mode: bool = False) -> None:
     if "name" in body:
         record["name"] = body["name"]
     if "identification" in body:
-        _apply_identification(record, body, typed_by_person)
+        _apply_identification(record, body, typed_by_person, contrary_mode)
     if "type" in body:
         record["type"] = _types(body["type"])
     if "status" in body:
@@ -121,7 +126,8 @@ def _apply(record: dict[str, Any], body: dict[str, Any], typed_by_person: bool) 
             record[name] = body[name]
 
 
-def _apply_identification(record: dict[str, Any], body: dict[str, Any], loose: bool) -> None:
+def _apply_identification(record: dict[str, Any], body: dict[str, Any], loose: bool,
+                          contrary_mode: bool) -> None:
     value = body["identification"]
     if loose and isinstance(value, str):  # the web app takes whatever the person typed
         value = {"type": body.get("identificationType"), "number": value}
@@ -132,6 +138,8 @@ def _apply_identification(record: dict[str, Any], body: dict[str, Any], loose: b
     # answered 400, so the write/read asymmetry cannot go unnoticed in tests.
     if not isinstance(value, dict) or not isinstance(value.get("number"), str):
         raise bad_request('identification debe ser un objeto {"type", "number"}')
+    if contrary_mode and not loose:
+        contrary.check_identification_type(value)
     record["identification"] = value["number"]
     record["identificationObject"] = {"type": value.get("type"), "number": value["number"]}
 

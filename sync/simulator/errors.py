@@ -18,6 +18,7 @@ PROVIDER_DISABLED = 2094
 NO_LINES = 11040
 BILL_NOT_FOUND = 11110
 INVALID_ATTACHMENT = 904
+INVALID_IDENTIFICATION = 11059  # contrary mode refuses a type code (one of Alegra's tax-id codes)
 
 # Same event + URL subscribed twice: Alegra answers 400, 409 or 422 [unverified which]; change here.
 DUPLICATE_SUBSCRIPTION_STATUS = 409

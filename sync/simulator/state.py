@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sync.simulator import bills, categories, contacts, seed, webhooks
+from sync.simulator import bills, categories, contacts, contrary, seed, webhooks
 from sync.simulator.deliveries import DeliveryAttempt, Outbox
 from sync.simulator.faults import Faults
 from sync.simulator.ids import IdMaker
@@ -36,6 +36,8 @@ class SimConfig:
     categories_paged: bool = False  # whether GET /categories pages by 30 ([unverified] in Alegra)
     webhook_name_style: str = "mixed"  # "string" | "object" | "mixed": contact name in webhooks
     numeric_ids: int = 5  # each resource's first N new records get numeric ids, later ones UUIDs
+    contrary: bool = False  # answer the other way on each of the product's guesses (contrary.py)
+    contrary_seed: bool = True  # in contrary mode, start with contacts and bills typed by hand
 
     def __post_init__(self) -> None:
         if self.webhook_name_style not in webhooks.NAME_STYLES:
@@ -83,6 +85,8 @@ class SimState:
         self._seeded_contacts = 0
         self._name_turn = 0
         self._load_seed()
+        if self.config.contrary and self.config.contrary_seed:
+            contrary.seed(self)
 
     def _load_seed(self) -> None:
         for node in seed.chart_of_accounts():
@@ -152,7 +156,7 @@ class SimState:
 
     def person_create_bill(self, **fields: Any) -> dict[str, Any]:
         """A bill entered by hand, in the API's write shape and under the same rules."""
-        return bills.create(self, fields)
+        return bills.create(self, fields, typed_by_person=True)
 
     def person_void_bill(self, bill_id: str) -> dict[str, Any]:
         return bills.void(self, bill_id)

@@ -73,7 +73,7 @@ async def find_expense_account(db: Database, key: str) -> AccountRecord | None:
     row = await db.fetchone(
         "SELECT * FROM accounts"
         " WHERE company_id = ? AND type = 'expense' AND name_key = ? AND deleted = 0"
-        " ORDER BY (status = 'inactive'), is_leaf DESC, alegra_id LIMIT 1",
+        " ORDER BY (status = 'inactive') NULLS FIRST, is_leaf DESC, alegra_id LIMIT 1",
         (db.company, key),
     )
     return record_from_row(row) if row else None
@@ -93,8 +93,8 @@ async def root_expense_account(db: Database) -> AccountRecord | None:
         "SELECT a.* FROM accounts a"
         " LEFT JOIN accounts p ON p.company_id = a.company_id AND p.alegra_id = a.parent_id"
         " WHERE a.company_id = ? AND a.type = 'expense' AND a.deleted = 0"
-        " AND (p.alegra_id IS NULL OR p.type IS NOT 'expense')"
-        " ORDER BY a.code, a.alegra_id LIMIT 1",
+        " AND (p.alegra_id IS NULL OR COALESCE(p.type, '') != 'expense')"
+        " ORDER BY a.code NULLS FIRST, a.alegra_id LIMIT 1",
         (db.company,),
     )
     return record_from_row(row) if row else None

@@ -15,8 +15,6 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-import aiosqlite
-
 from sync.alegra.records import BillRecord
 from sync.duplicate_rules import BillSeen, OtherReceipt
 from sync.names import name_key
@@ -24,7 +22,7 @@ from sync.notifications import outbox
 from sync.notifications.records import EventType
 from sync.states import ReceiptStatus, StepState
 from sync.store.bills import record_seen_bills_in
-from sync.store.db import Database, Row, utcnow
+from sync.store.db import Connection, Database, Row, utcnow
 
 _BILL_COLUMNS = (
     "alegra_id, provider_id, provider_tax_id, ncf_key, bill_date, total, status, receipt_id, source"
@@ -35,13 +33,13 @@ def _bill(row: Row) -> BillSeen:
     return BillSeen(**{key: row[key] for key in row.keys()})  # noqa: SIM118 -- sqlite3.Row
 
 
-async def _rows(conn: aiosqlite.Connection, sql: str, params: Sequence[Any]) -> list[Row]:
+async def _rows(conn: Connection, sql: str, params: Sequence[Any]) -> list[Row]:
     cursor = await conn.execute(sql, params)
     return list(await cursor.fetchall())
 
 
 async def bills_with_ncf(
-    conn: aiosqlite.Connection, ncf_key: str, *, company: str
+    conn: Connection, ncf_key: str, *, company: str
 ) -> list[BillSeen]:
     """Every cached bill, not deleted, carrying this NCF (whatever the supplier or status)."""
     rows = await _rows(
@@ -53,7 +51,7 @@ async def bills_with_ncf(
     return [_bill(r) for r in rows]
 
 
-async def bills_on_date(conn: aiosqlite.Connection, date: str, *, company: str) -> list[BillSeen]:
+async def bills_on_date(conn: Connection, date: str, *, company: str) -> list[BillSeen]:
     """Every cached bill, not deleted, dated `date`."""
     rows = await _rows(
         conn,
@@ -65,7 +63,7 @@ async def bills_on_date(conn: aiosqlite.Connection, date: str, *, company: str) 
 
 
 async def provider_ids(
-    conn: aiosqlite.Connection, tax_id: str | None, supplier_name_key: str, *, company: str
+    conn: Connection, tax_id: str | None, supplier_name_key: str, *, company: str
 ) -> set[str]:
     """Ids of every cached contact (deleted ones too: their bills remain) with this tax id or,
     without one, this normalised name (an empty one matches nothing)."""
@@ -102,7 +100,7 @@ _OTHER = (
 
 
 async def receipts_on_date(
-    conn: aiosqlite.Connection, date: str, *, besides: str, company: str
+    conn: Connection, date: str, *, besides: str, company: str
 ) -> list[OtherReceipt]:
     """Our receipts dated `date`, except `besides`."""
     rows = await _rows(
@@ -113,7 +111,7 @@ async def receipts_on_date(
 
 
 async def claim_holder(
-    conn: aiosqlite.Connection, claim_key: str, *, company: str
+    conn: Connection, claim_key: str, *, company: str
 ) -> OtherReceipt | None:
     """The receipt that claimed this fiscal document, with its current status."""
     rows = await _rows(
@@ -126,7 +124,7 @@ async def claim_holder(
 
 
 async def take_claim(
-    conn: aiosqlite.Connection, claim_key: str, receipt_id: str, *, company: str
+    conn: Connection, claim_key: str, receipt_id: str, *, company: str
 ) -> None:
     """This receipt may bill the document now (the caller decided the old claim is stale)."""
     await conn.execute(
@@ -139,7 +137,7 @@ async def take_claim(
 
 
 async def settle_duplicate(
-    conn: aiosqlite.Connection, receipt_id: str, *, owner: str, bill_id: str,
+    conn: Connection, receipt_id: str, *, owner: str, bill_id: str,
     detail: dict[str, Any], company: str,
 ) -> bool:
     """Finish the receipt as `duplicate` of `bill_id`, with the evidence on its
@@ -170,7 +168,7 @@ async def settle_duplicate(
 
 
 async def add_flags(
-    conn: aiosqlite.Connection, receipt_id: str, flags: Iterable[str], *, company: str
+    conn: Connection, receipt_id: str, flags: Iterable[str], *, company: str
 ) -> list[str]:
     """Add flags the receipt does not carry yet (others stay); returns the ones added."""
     cursor = await conn.execute(

@@ -13,12 +13,10 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 
-import aiosqlite
-
 from sync.alegra.records import BillRecord
 from sync.notifications import outbox
 from sync.store.bills import record_seen_bills_in
-from sync.store.db import Database
+from sync.store.db import Connection, Database
 
 SOURCE = "webhook"
 BILL_FLAGS = ("bill_voided", "bill_deleted")
@@ -41,7 +39,7 @@ async def record_confirmed_bill(
 
 
 async def flag_receipts_in(
-    conn: aiosqlite.Connection, bills: Iterable[BillRecord], *, company: str, confirmed_at: str
+    conn: Connection, bills: Iterable[BillRecord], *, company: str, confirmed_at: str
 ) -> None:
     """After a page of bills was stored (inside its transaction): flag or unflag the receipts
     they came from, for each bill whose stored answer is this one (not a newer one)."""
@@ -83,7 +81,7 @@ async def record_bill_gone(
     return receipt_id
 
 
-async def _receipt_of(conn: aiosqlite.Connection, bill_id: str, company: str) -> str | None:
+async def _receipt_of(conn: Connection, bill_id: str, company: str) -> str | None:
     """The receipt that made this bill: the bills row says so, or the receipt names the bill."""
     cursor = await conn.execute(
         "SELECT receipt_id FROM bills"
@@ -96,7 +94,7 @@ async def _receipt_of(conn: aiosqlite.Connection, bill_id: str, company: str) ->
 
 
 async def _set_bill_flag(
-    conn: aiosqlite.Connection, receipt_id: str, flag: str | None, at: str, company: str
+    conn: Connection, receipt_id: str, flag: str | None, at: str, company: str
 ) -> None:
     """Replace the receipt's bill-fate flag with `flag` (None clears it); other flags stay."""
     cursor = await conn.execute(

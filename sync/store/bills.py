@@ -13,11 +13,9 @@ from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
 
-import aiosqlite
-
 from sync.alegra.records import BillRecord
 from sync.store import cache, contacts
-from sync.store.db import Database, Row
+from sync.store.db import Connection, Database, Row
 
 TABLE = "bills"
 COLUMNS = (
@@ -47,7 +45,7 @@ async def record_bill(
 
 
 async def record_bill_in(
-    conn: aiosqlite.Connection,
+    conn: Connection,
     bill: BillRecord,
     *,
     company: str,
@@ -78,7 +76,7 @@ _UPSERT_SEEN = (
 
 
 async def record_seen_bills_in(
-    conn: aiosqlite.Connection,
+    conn: Connection,
     bills: Iterable[BillRecord],
     *,
     company: str,

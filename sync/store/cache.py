@@ -14,9 +14,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-import aiosqlite
-
-from sync.store.db import Database, utcnow
+from sync.store.db import Connection, Database, utcnow
 
 KEY = ("company_id", "alegra_id")
 
@@ -32,7 +30,7 @@ def _upsert_sql(table: str, columns: Sequence[str]) -> str:
 
 
 async def upsert(
-    conn: aiosqlite.Connection,
+    conn: Connection,
     table: str,
     columns: Sequence[str],
     rows: Iterable[Mapping[str, Any]],

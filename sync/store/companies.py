@@ -11,14 +11,11 @@ rows: whether a granted company is removed is the caller's concern (its receipts
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
-
-from aiosqlite import Connection
 
 from sync.company_contract import company_id
 from sync.states import CompanyState
-from sync.store.db import DEFAULT_COMPANY, Database, Row, utcnow
+from sync.store.db import DEFAULT_COMPANY, Connection, Database, IntegrityError, Row, utcnow
 
 
 class CompanyExists(ValueError):
@@ -73,7 +70,7 @@ async def add_company(
             (new_id, name, email, token_enc.decode("ascii"), base_url, CompanyState.ACTIVE, now,
              now),
         )
-    except sqlite3.IntegrityError as exc:
+    except IntegrityError as exc:
         raise await _exists(db, new_id) from exc
     return CompanyRecord(new_id, name, email, base_url, CompanyState.ACTIVE, None, now)
 
@@ -96,10 +93,10 @@ async def list_companies(
     db: Database, *, after: str | None = None, limit: int | None = None
 ) -> list[CompanyRecord]:
     """Every company (removed ones too) by id; keyset-paged: those after `after`."""
+    limited = "" if limit is None else " LIMIT ?"
     rows = await db.fetchall(
-        f"SELECT {_COLUMNS} FROM companies WHERE (? IS NULL OR id > ?)"  # noqa: S608
-        " ORDER BY id LIMIT ?",
-        (after, after, -1 if limit is None else limit),
+        f"SELECT {_COLUMNS} FROM companies WHERE id > ? ORDER BY id{limited}",  # noqa: S608
+        (after or "", *(() if limit is None else (limit,))),
     )
     return [_record(row) for row in rows]
 
@@ -111,8 +108,9 @@ async def set_state(
     company stays removed: only `remove_company` leads there, and nothing leads back."""
     changed = await db.execute(
         "UPDATE companies SET state = ?, state_reason = ?, updated_at = ?"
-        " WHERE id = ? AND (state != ? OR ? = ?)",
-        (state, reason, utcnow(), company, CompanyState.REMOVED, state, CompanyState.REMOVED),
+        " WHERE id = ? AND (state != ? OR ? = 1)",
+        (state, reason, utcnow(), company, CompanyState.REMOVED,
+         int(state == CompanyState.REMOVED)),
     )
     return changed > 0
 
@@ -130,28 +128,30 @@ async def remove_company(db: Database, company: str) -> CompanyRecord:
 
 # Every row of one company, children before the rows they reference, the company last.
 _PURGE = (
-    ("notification_deliveries", "DELETE FROM notification_deliveries WHERE company_id = :company"),
-    ("notification_events", "DELETE FROM notification_events WHERE company_id = :company"),
-    ("bill_claims", "DELETE FROM bill_claims WHERE company_id = :company OR receipt_id IN"
-                    " (SELECT id FROM receipts WHERE company_id = :company)"),
+    ("notification_deliveries", "DELETE FROM notification_deliveries WHERE company_id = ?"),
+    ("notification_events", "DELETE FROM notification_events WHERE company_id = ?"),
+    ("bill_claims", "DELETE FROM bill_claims WHERE company_id = ? OR receipt_id IN"
+                    " (SELECT id FROM receipts WHERE company_id = ?)"),
     ("receipt_steps", "DELETE FROM receipt_steps WHERE receipt_id IN"
-                      " (SELECT id FROM receipts WHERE company_id = :company)"),
+                      " (SELECT id FROM receipts WHERE company_id = ?)"),
     ("receipt_attachments", "DELETE FROM receipt_attachments WHERE receipt_id IN"
-                            " (SELECT id FROM receipts WHERE company_id = :company)"),
-    ("receipts", "DELETE FROM receipts WHERE company_id = :company"),
-    ("drift_reports", "DELETE FROM drift_reports WHERE company_id = :company OR job_run_id IN"
-                      " (SELECT id FROM job_runs WHERE company_id = :company)"),
-    ("job_runs", "DELETE FROM job_runs WHERE company_id = :company"),
-    ("jobs", "DELETE FROM jobs WHERE company_id = :company"),
-    ("inbox", "DELETE FROM inbox WHERE company_id = :company"),
-    ("webhook_handshakes", "DELETE FROM webhook_handshakes WHERE company_id = :company"),
-    ("subscriptions", "DELETE FROM subscriptions WHERE company_id = :company"),
-    ("contacts", "DELETE FROM contacts WHERE company_id = :company"),
-    ("accounts", "DELETE FROM accounts WHERE company_id = :company"),
-    ("taxes", "DELETE FROM taxes WHERE company_id = :company"),
-    ("bills", "DELETE FROM bills WHERE company_id = :company"),
-    ("partner_grants", "DELETE FROM partner_grants WHERE company_id = :company"),
-    ("companies", "DELETE FROM companies WHERE id = :company"),
+                            " (SELECT id FROM receipts WHERE company_id = ?)"),
+    ("receipts", "DELETE FROM receipts WHERE company_id = ?"),
+    ("drift_reports", "DELETE FROM drift_reports WHERE company_id = ? OR job_run_id IN"
+                      " (SELECT id FROM job_runs WHERE company_id = ?)"),
+    ("job_runs", "DELETE FROM job_runs WHERE company_id = ?"),
+    ("jobs", "DELETE FROM jobs WHERE company_id = ?"),
+    ("inbox", "DELETE FROM inbox WHERE company_id = ?"),
+    ("webhook_handshakes", "DELETE FROM webhook_handshakes WHERE company_id = ?"),
+    ("subscriptions", "DELETE FROM subscriptions WHERE company_id = ?"),
+    ("contacts", "DELETE FROM contacts WHERE company_id = ?"),
+    ("accounts", "DELETE FROM accounts WHERE company_id = ?"),
+    ("taxes", "DELETE FROM taxes WHERE company_id = ?"),
+    ("bills", "DELETE FROM bills WHERE company_id = ?"),
+    ("doctor_findings", "DELETE FROM doctor_findings WHERE company_id = ?"),
+    ("doctor_learned", "DELETE FROM doctor_learned WHERE company_id = ?"),
+    ("partner_grants", "DELETE FROM partner_grants WHERE company_id = ?"),
+    ("companies", "DELETE FROM companies WHERE id = ?"),
 )
 
 
@@ -162,7 +162,7 @@ async def purge_company(db: Database, company: str) -> dict[str, int]:
     deleted: dict[str, int] = {}
     async with db.transaction() as conn:
         for table, statement in _PURGE:
-            cursor = await conn.execute(statement, {"company": company})
+            cursor = await conn.execute(statement, (company,) * statement.count("?"))
             deleted[table] = cursor.rowcount
         if not deleted["companies"]:
             raise CompanyNotFound(f"no company {company!r}")
@@ -187,16 +187,13 @@ async def write_token(db: Database, company: str, token_enc: bytes, *,
     """Store a company's encrypted token; with `replacing`, only if that is still the one
     stored (a rotation never overwrites a token written meanwhile). Raises DefaultCompany."""
     _refuse_default(company, "given a stored token")
+    still = "" if replacing is None else " AND token_enc = ?"
     changed = await db.execute(
-        "UPDATE companies SET token_enc = ?, updated_at = ? WHERE id = ?"
-        " AND (? IS NULL OR token_enc = ?)",
-        (token_enc.decode("ascii"), utcnow(), company, *([_text(replacing)] * 2)),
+        f"UPDATE companies SET token_enc = ?, updated_at = ? WHERE id = ?{still}",  # noqa: S608
+        (token_enc.decode("ascii"), utcnow(), company,
+         *(() if replacing is None else (replacing.decode("ascii"),))),
     )
     return changed > 0
-
-
-def _text(value: bytes | None) -> str | None:
-    return None if value is None else value.decode("ascii")
 
 
 async def stored_tokens(db: Database) -> list[tuple[str, bytes]]:
@@ -225,8 +222,8 @@ async def grant(db: Database, partner_id: str, company: str) -> bool:
     async with db.transaction() as conn:
         await require_live(conn, company)
         cursor = await conn.execute(
-            "INSERT OR IGNORE INTO partner_grants(partner_id, company_id, granted_at)"
-            " VALUES (?, ?, ?)",
+            "INSERT INTO partner_grants(partner_id, company_id, granted_at) VALUES (?, ?, ?)"
+            " ON CONFLICT(partner_id, company_id) DO NOTHING",
             (partner_id, company, utcnow()),
         )
         return cursor.rowcount > 0

@@ -12,6 +12,11 @@ from sync.store import cache
 from sync.store.db import Database, Row
 
 TABLE = "contacts"
+# Active before inactive (a NULL status first, as SQLite always sorted it), suppliers before
+# clients (`types` is a JSON list; LOWER: LIKE ignores ASCII case on SQLite only), newest first.
+_BEST_FIRST = (
+    "(status = 'inactive') NULLS FIRST, (LOWER(types) NOT LIKE '%provider%'), confirmed_at DESC"
+)
 COLUMNS = (
     "alegra_id", "name", "name_key", "tax_id", "id_type", "types", "status", "email", "phone",
 )
@@ -56,9 +61,8 @@ async def mark_contact_deleted(
 async def find_supplier_by_tax_id(db: Database, tax_id: str) -> ContactRecord | None:
     """The live contact with this tax id, preferring active suppliers over clients."""
     row = await db.fetchone(
-        "SELECT * FROM contacts WHERE company_id = ? AND tax_id = ? AND deleted = 0"
-        " ORDER BY (status = 'inactive'), (types NOT LIKE '%provider%'), confirmed_at DESC"
-        " LIMIT 1",
+        "SELECT * FROM contacts WHERE company_id = ? AND tax_id = ? AND deleted = 0"  # noqa: S608
+        f" ORDER BY {_BEST_FIRST} LIMIT 1",
         (db.company, tax_id),
     )
     return record_from_row(row) if row else None
@@ -70,8 +74,8 @@ async def find_contacts_by_name_key(db: Database, key: str) -> list[ContactRecor
     if not key:
         return []
     rows = await db.fetchall(
-        "SELECT * FROM contacts WHERE company_id = ? AND name_key = ? AND deleted = 0"
-        " ORDER BY (status = 'inactive'), (types NOT LIKE '%provider%'), confirmed_at DESC",
+        "SELECT * FROM contacts WHERE company_id = ? AND name_key = ? AND deleted = 0"  # noqa: S608
+        f" ORDER BY {_BEST_FIRST}",
         (db.company, key),
     )
     return [record_from_row(r) for r in rows]

@@ -16,8 +16,7 @@ token it came in on), and every worker-side function reads and writes `db.compan
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -25,6 +24,7 @@ from sync.alegra.webhook_body import parse_delivery
 from sync.inbox_records import Group, InboxEvent, PendingDelivery, UnusableDelivery
 from sync.states import InboxState
 from sync.store.db import DEFAULT_COMPANY, Database, Row, utcnow
+from sync.store.sql_lists import chunks, marks
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,8 @@ INSERT_DELIVERIES = (
     " company_id) VALUES "
 )
 DELIVERY_ROW = f"(?, ?, ?, ?, ?, ?, '{InboxState.RECEIVED}', ?, ?)"
-INSERT_DELIVERY = INSERT_DELIVERIES + DELIVERY_ROW
+INSERT_DELIVERY = INSERT_DELIVERIES + DELIVERY_ROW + " RETURNING id"
+DELIVERIES_PER_INSERT = 500  # 4,000 bound values: below either engine's limit per statement
 INSERT_HANDSHAKE = (
     "INSERT INTO webhook_handshakes(received_at, key_index, company_id) VALUES (?, ?, ?)"
 )
@@ -84,14 +85,17 @@ def handshake_params(items: Sequence[Item], at: str) -> list[tuple[object, ...]]
     return [(at, i.key_index, i.company_id) for i in items if isinstance(i, NewHandshake)]
 
 
-def ids_for(items: Sequence[Item], last_rowid: int) -> list[int]:
-    """Each item's inbox id (0 for a handshake), given the rowid of the batch's last delivery.
+def insert_deliveries_sql(count: int) -> str:
+    """ONE INSERT of `count` deliveries (rows in order) that answers their ids."""
+    return INSERT_DELIVERIES + ", ".join([DELIVERY_ROW] * count) + " RETURNING id"
 
-    AUTOINCREMENT under BEGIN IMMEDIATE (no other writer meanwhile) numbers one batch's rows
-    consecutively, in insertion order.
-    """
-    count = sum(1 for i in items if isinstance(i, NewDelivery))
-    ids = iter(range(last_rowid - count + 1, last_rowid + 1))
+
+def ids_in_order(items: Sequence[Item], delivery_ids: Iterable[int]) -> list[int]:
+    """Each item's inbox id (0 for a handshake), given the ids its deliveries' INSERTs answered.
+
+    Ids grow in the order the rows are inserted (on both engines), but the order of RETURNING's
+    rows is not promised: sorted, they are the deliveries' ids in order."""
+    ids = iter(sorted(delivery_ids))
     return [next(ids) if isinstance(i, NewDelivery) else 0 for i in items]
 
 
@@ -100,13 +104,14 @@ async def write_batch(db: Database, items: Sequence[Item]) -> list[int]:
     writes, through the shared connection), each in its own item's company. Returns each item's
     inbox id, in order."""
     at = utcnow()
+    delivery_ids: list[int] = []
     async with db.transaction() as conn:
         await conn.executemany(INSERT_HANDSHAKE, handshake_params(items, at))
-        await conn.executemany(INSERT_DELIVERY, delivery_params(items, at))  # last: ids_for
-        cursor = await conn.execute("SELECT last_insert_rowid()")
-        row = await cursor.fetchone()
-    assert row is not None  # last_insert_rowid() always answers one row
-    return ids_for(items, int(row[0]))
+        for rows in chunks(delivery_params(items, at), DELIVERIES_PER_INSERT):
+            cursor = await conn.execute(insert_deliveries_sql(len(rows)),
+                                        [value for row in rows for value in row])
+            delivery_ids.extend(int(r[0]) for r in await cursor.fetchall())
+    return ids_in_order(items, delivery_ids)
 
 
 SCAN_PER_GROUP = 25  # due_groups reads at most this many pending rows per group it may return
@@ -114,22 +119,22 @@ SCAN_PER_GROUP = 25  # due_groups reads at most this many pending rows per group
 QUIET_LOOKBACK = 1000
 
 
-_DUE_GROUPS = (  # built from constants only
+_DUE_GROUPS = (  # built from constants only; parameters in order: see `due_groups`
     "SELECT resource, resource_id, MIN(id) AS first_id FROM ("  # noqa: S608
     "  SELECT * FROM (SELECT id, resource, resource_id, received_at FROM inbox"
-    f"   WHERE company_id = :company AND state = '{InboxState.RECEIVED}'"
+    f"   WHERE company_id = ? AND state = '{InboxState.RECEIVED}'"
     "    AND next_attempt_at IS NULL AND shape = 'ok'"
-    "   ORDER BY id LIMIT :scan)"
+    "   ORDER BY id LIMIT ?) AS fresh"
     "  UNION ALL"
     "  SELECT * FROM (SELECT id, resource, resource_id, received_at FROM inbox"
-    f"   WHERE company_id = :company AND state = '{InboxState.FAILED}'"
-    "    AND next_attempt_at <= :now AND shape = 'ok'"
-    "   ORDER BY next_attempt_at LIMIT :scan))"
-    " WHERE COALESCE((SELECT received_at FROM inbox WHERE +company_id = :company"
-    "   AND id > (SELECT COALESCE(MAX(id), 0) FROM inbox) - :lookback"
-    "   ORDER BY id DESC LIMIT 1), '') <= :quiet"
-    "   OR received_at <= :waited"
-    " GROUP BY resource, resource_id ORDER BY first_id LIMIT :limit"
+    f"   WHERE company_id = ? AND state = '{InboxState.FAILED}'"
+    "    AND next_attempt_at <= ? AND shape = 'ok'"
+    "   ORDER BY next_attempt_at LIMIT ?) AS retried) AS pending"
+    " WHERE COALESCE((SELECT received_at FROM inbox WHERE company_id || '' = ?"
+    "   AND id > (SELECT COALESCE(MAX(id), 0) FROM inbox) - ?"
+    "   ORDER BY id DESC LIMIT 1), '') <= ?"
+    "   OR received_at <= ?"
+    " GROUP BY resource, resource_id ORDER BY first_id LIMIT ?"
 )
 # Per company, one look through `inbox_company_pending` that stops at its first due delivery.
 _COMPANIES_DUE = (
@@ -155,11 +160,11 @@ async def due_groups(
     waiting; the company's newest delivery is looked for among the last QUIET_LOOKBACK of every
     company (one row read when it is the newest of all; older than that counts as quiet), so
     another company's burst neither slows this look nor holds this company's work back."""
-    rows = await db.fetchall(_DUE_GROUPS, {
-        "company": db.company, "scan": limit * SCAN_PER_GROUP, "now": utcnow(),
-        "quiet": quiet_before, "waited": waited_before, "lookback": QUIET_LOOKBACK,
-        "limit": limit,
-    })
+    scan = limit * SCAN_PER_GROUP
+    rows = await db.fetchall(_DUE_GROUPS, (
+        db.company, scan, db.company, utcnow(), scan,
+        db.company, QUIET_LOOKBACK, quiet_before, waited_before, limit,
+    ))
     return [(r["resource"], r["resource_id"]) for r in rows]
 
 
@@ -192,12 +197,16 @@ async def mark_done(
     db: Database, ids: Sequence[int], *, state: InboxState, note: str | None
 ) -> None:
     """Finish rows as `applied` or `skipped` (with the reason in `last_error` for skipped)."""
+    if not ids:
+        return
     applied_at = utcnow() if state == InboxState.APPLIED else None
-    await db.execute(
-        "UPDATE inbox SET state = ?, last_error = ?, next_attempt_at = NULL, applied_at = ?"
-        " WHERE id IN (SELECT value FROM json_each(?)) AND company_id = ?",
-        (state, note, applied_at, json.dumps(list(ids)), db.company),
-    )
+    async with db.transaction() as conn:
+        for some in chunks(list(ids)):
+            await conn.execute(
+                "UPDATE inbox SET state = ?, last_error = ?, next_attempt_at = NULL,"  # noqa: S608
+                f" applied_at = ? WHERE id IN ({marks(len(some))}) AND company_id = ?",
+                (state, note, applied_at, *some, db.company),
+            )
 
 
 async def mark_retry(
@@ -217,7 +226,7 @@ async def skip_unusable(db: Database, *, limit: int = 500) -> list[UnusableDeliv
     nothing to skip, takes no write lock and reads no pending row.)"""
     if await db.fetchone(
         f"SELECT 1 FROM inbox WHERE state = '{InboxState.RECEIVED}' AND shape != 'ok'"  # noqa: S608
-        " AND +company_id = ? LIMIT 1",
+        " AND company_id || '' = ? LIMIT 1",
         (db.company,),
     ) is None:
         return []
@@ -225,7 +234,7 @@ async def skip_unusable(db: Database, *, limit: int = 500) -> list[UnusableDeliv
         cursor = await conn.execute(
             f"UPDATE inbox SET state = '{InboxState.SKIPPED}', last_error = 'shape ' || shape"  # noqa: S608
             f" WHERE id IN (SELECT id FROM inbox WHERE state = '{InboxState.RECEIVED}'"
-            " AND shape != 'ok' AND +company_id = ?"
+            " AND shape != 'ok' AND company_id || '' = ?"
             " LIMIT ?) RETURNING id, shape",
             (db.company, limit),
         )

@@ -15,14 +15,12 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
-import aiosqlite
-
 from sync.alegra.records import BillRecord, ContactRecord
 from sync.job_records import JobRunRecord, JobState
 from sync.notifications import outbox
 from sync.states import JobOutcome
 from sync.store import bill_status, bills, cache, contacts
-from sync.store.db import Database, Row, utcnow
+from sync.store.db import Connection, Cursor, Database, Row, utcnow
 
 _STATE_COLUMNS = (
     "name, checkpoint, last_started_at, last_finished_at, last_outcome, last_duration_s,"
@@ -140,10 +138,10 @@ async def start_run(db: Database, name: str) -> int:
             (now, db.company, name),
         )
         cursor = await conn.execute(
-            "INSERT INTO job_runs(company_id, name, started_at) VALUES (?, ?, ?)",
+            "INSERT INTO job_runs(company_id, name, started_at) VALUES (?, ?, ?) RETURNING id",
             (db.company, name, now),
         )
-        return int(cursor.lastrowid or 0)
+        return await _new_id(cursor)
 
 
 async def finish_run(
@@ -252,7 +250,7 @@ async def save_bills_page(
 
 
 async def _write_checkpoint(
-    conn: aiosqlite.Connection, name: str, checkpoint: dict[str, Any] | None, *, company: str
+    conn: Connection, name: str, checkpoint: dict[str, Any] | None, *, company: str
 ) -> None:
     await conn.execute(
         "UPDATE jobs SET checkpoint = ? WHERE company_id = ? AND name = ?",
@@ -265,18 +263,24 @@ async def save_drift_report(db: Database, run_id: int | None, report: dict[str, 
     async with db.transaction() as conn:
         cursor = await conn.execute(
             "INSERT INTO drift_reports(company_id, job_run_id, created_at, complete, missing,"
-            " extra, different, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            " extra, different, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (db.company, run_id, utcnow(), int(report["complete"]), report["missing"],
              report["extra"], report["different"], json.dumps(report, ensure_ascii=False)),
         )
-        return int(cursor.lastrowid or 0)
+        return await _new_id(cursor)
+
+
+async def _new_id(cursor: Cursor) -> int:
+    """The id an `INSERT … RETURNING id` gave its row."""
+    [row] = await cursor.fetchall()  # to the end: the statement is done before COMMIT
+    return int(row[0])
 
 
 async def last_drift_report(db: Database) -> dict[str, Any] | None:
     """The latest drift report: counts, whether the scan was complete, ids and field diffs.
     (Newest first by id: one row read when the newest report is the company's.)"""
     row = await db.fetchone(
-        "SELECT * FROM drift_reports WHERE +company_id = ? ORDER BY id DESC LIMIT 1",
+        "SELECT * FROM drift_reports WHERE company_id || '' = ? ORDER BY id DESC LIMIT 1",
         (db.company,),
     )
     return _report(row) if row else None

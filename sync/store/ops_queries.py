@@ -7,12 +7,15 @@ replay or retry goes through the same idempotent paths as the first attempt.
 Everything about a company's data reads or writes `db.company`'s rows only. The deployment's
 own figures are not scoped: the worker's heartbeat, its metric counters, the count of deliveries
 ever stored, and partners. Where an unscoped query's plan was already the right one (a walk by
-id, the small index of unusable rows), the company is a filter (`+company_id`) that leaves it so.
+id, the small index of unusable rows), the company is a filter (`company_id || ''`: no index
+reads an expression) that leaves it so.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from sync.inbox_records import InboxEvent
@@ -47,7 +50,8 @@ async def contacts_page(
         "company_id = ?": db.company,
         "tax_id = ?": tax_id,
         "name_key LIKE ? ESCAPE '\\'": _like_fragment(name_fragment) if name_fragment else None,
-        "EXISTS (SELECT 1 FROM json_each(types) WHERE value = ?)": contact_type,
+        # `types` is a JSON list: the type, quoted as JSON, is one of its elements.
+        "REPLACE(types, ?, '') != types": contact_type and json.dumps(contact_type),
         "status = ?": status,
     }
     clauses = [clause for clause, value in wanted.items() if value is not None]
@@ -67,15 +71,15 @@ async def contacts_page(
 async def all_accounts(db: Database, *, include_deleted: bool = False) -> list[Row]:
     """The whole cached chart of accounts (a chart is hundreds of rows, not millions)."""
     return await db.fetchall(
-        "SELECT * FROM accounts WHERE company_id = ? AND (deleted = 0 OR ?)"
-        " ORDER BY code, name_key, alegra_id",
+        "SELECT * FROM accounts WHERE company_id = ? AND (deleted = 0 OR ? = 1)"
+        " ORDER BY code NULLS FIRST, name_key, alegra_id",
         (db.company, int(include_deleted)),
     )
 
 
 async def all_taxes(db: Database, *, include_deleted: bool = False) -> list[Row]:
     return await db.fetchall(
-        "SELECT * FROM taxes WHERE company_id = ? AND (deleted = 0 OR ?) ORDER BY alegra_id",
+        "SELECT * FROM taxes WHERE company_id = ? AND (deleted = 0 OR ? = 1) ORDER BY alegra_id",
         (db.company, int(include_deleted)),
     )
 
@@ -208,7 +212,7 @@ async def add_to_metric_counters(
     """Add each (series name, labels JSON) increment to its stored value, in one transaction."""
     await db.executemany(
         "INSERT INTO metric_counters(name, labels, value, updated_at) VALUES (?, ?, ?, ?)"
-        " ON CONFLICT(name, labels) DO UPDATE SET value = value + excluded.value,"
+        " ON CONFLICT(name, labels) DO UPDATE SET value = metric_counters.value + excluded.value,"
         " updated_at = excluded.updated_at",
         [(name, labels, amount, at) for (name, labels), amount in increments.items()],
     )
@@ -220,20 +224,33 @@ async def metric_counter_rows(db: Database) -> list[Row]:
 
 async def recent_webhook_lags(db: Database, window: int = 500) -> list[float]:
     """Seconds from arrival to applied, for the company's applied rows among the last `window`
-    deliveries (of every company). (`+state`, `+company_id`: through the id range, never the
-    index of every applied row.)"""
+    deliveries (of every company). (`state || ''`, `company_id || ''`: filters on the id range,
+    never a look through the index of every applied row.)"""
     rows = await db.fetchall(
-        "SELECT (julianday(applied_at) - julianday(received_at)) * 86400.0 FROM inbox"  # noqa: S608
+        "SELECT received_at, applied_at FROM inbox"  # noqa: S608
         " WHERE id > (SELECT COALESCE(MAX(id), 0) FROM inbox) - ?"
-        f" AND +state = '{InboxState.APPLIED}' AND +company_id = ? AND applied_at IS NOT NULL",
+        f" AND state || '' = '{InboxState.APPLIED}' AND company_id || '' = ?"
+        " AND applied_at IS NOT NULL",
         (window, db.company),
     )
-    return [max(0.0, float(r[0])) for r in rows if r[0] is not None]
+    return [max(0.0, _seconds_between(r[0], r[1])) for r in rows]
+
+
+def _seconds_between(earlier: str, later: str) -> float:
+    """Seconds from one store timestamp to another (computed here, not in SQL)."""
+    return (datetime.fromisoformat(later) - datetime.fromisoformat(earlier)).total_seconds()
 
 
 async def deliveries_stored(db: Database) -> int:
-    """Deliveries ever stored (the inbox's id counter; rows pruned later still count)."""
-    value = await db.scalar("SELECT seq FROM sqlite_sequence WHERE name = 'inbox'")
+    """Deliveries ever stored (the inbox's id counter; rows pruned later still count): where
+    each engine keeps the counter is its own (SQLite: AUTOINCREMENT's `sqlite_sequence`;
+    PostgreSQL: the identity column's sequence, NULL before its first value)."""
+    if db.engine == "sqlite":
+        value = await db.scalar("SELECT seq FROM sqlite_sequence WHERE name = 'inbox'")
+    else:
+        value = await db.scalar(
+            "SELECT pg_sequence_last_value(CAST(pg_get_serial_sequence('inbox', 'id') AS regclass))"
+        )
     return int(value or 0)
 
 
@@ -263,7 +280,7 @@ async def events_page(
     """Inbox rows, newest first, before the keyset `before_id`; at most `limit`. (The company
     is a filter on the walk down the ids, as are the others without an index of their own.)"""
     wanted: dict[str, Any] = {
-        "+company_id = ?": db.company,
+        "company_id || '' = ?": db.company,
         "state = ?": state, "subject = ?": subject, "resource = ?": resource,
         "resource_id = ?": resource_id,
         "id < ?": before_id,

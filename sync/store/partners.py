@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from sync.store.companies import require_live
-from sync.store.db import DEFAULT_COMPANY, Database, utcnow
+from sync.store.db import DEFAULT_COMPANY, Database, IntegrityError, utcnow
 
 KEY_PREFIX = "as_"
 SHOWN_PREFIX_CHARS = 8  # `as_` + 5 random characters: enough to tell keys apart, useless to guess
@@ -107,7 +107,7 @@ async def create_partner(
                 "INSERT INTO partner_grants(partner_id, company_id, granted_at) VALUES (?, ?, ?)",
                 [(partner.id, company, now) for company in dict.fromkeys(companies)],
             )
-    except sqlite3.IntegrityError as exc:
+    except IntegrityError as exc:
         raise await _name_taken(db, name) from exc
     return partner, key
 
@@ -220,17 +220,29 @@ async def restore_partners(db: Database, rows: list[dict[str, Any]]) -> int:
     """Put `saved_partners` rows back (the columns this schema has); returns how many."""
     if not rows:
         return 0
-    columns = [r["name"] for r in await db.fetchall("PRAGMA table_info(partners)")]
-    kept = [c for c in columns if c in rows[0]]
+    kept = [c for c in await _partner_columns(db) if c in rows[0]]
     await db.executemany(
-        f"INSERT OR IGNORE INTO partners({', '.join(kept)})"  # noqa: S608 - column names from the schema
-        f" VALUES ({', '.join('?' for _ in kept)})",
+        f"INSERT INTO partners({', '.join(kept)})"  # noqa: S608 - column names from the schema
+        f" VALUES ({', '.join('?' for _ in kept)}) ON CONFLICT DO NOTHING",
         [[row[c] for c in kept] for row in rows],
     )
     await db.execute(  # the fresh store has only `default`: each partner reaches it, as before
-        "INSERT OR IGNORE INTO partner_grants(partner_id, company_id, granted_at)"
+        "INSERT INTO partner_grants(partner_id, company_id, granted_at)"
         " SELECT id, ?, ? FROM partners"
-        " WHERE id NOT IN (SELECT partner_id FROM partner_grants)",
+        " WHERE id NOT IN (SELECT partner_id FROM partner_grants)"
+        " ON CONFLICT(partner_id, company_id) DO NOTHING",
         (DEFAULT_COMPANY, utcnow()),
     )
     return len(rows)
+
+
+async def _partner_columns(db: Database) -> list[str]:
+    """The partners table's columns in this store's schema (each engine describes its own)."""
+    if db.engine == "sqlite":
+        return [r["name"] for r in await db.fetchall("PRAGMA table_info(partners)")]
+    rows = await db.fetchall(
+        "SELECT column_name FROM information_schema.columns"
+        " WHERE table_schema = current_schema() AND table_name = 'partners'"
+        " ORDER BY ordinal_position"
+    )
+    return [str(r[0]) for r in rows]

@@ -12,20 +12,19 @@ back from `done`. `StepLog` is how the flow records them with few transactions (
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
-
-import aiosqlite
 
 from sync.notifications import outbox
 from sync.notifications.records import EventType
 from sync.receipt_records import StepRecord
 from sync.states import ReceiptStatus, StepState
-from sync.store.db import Database, Row, utcnow
+from sync.store.db import Connection, Database, Row, utcnow
+from sync.store.sql_lists import marks
 
-Write = Callable[[aiosqlite.Connection], Awaitable[int]]
+Write = Callable[[Connection], Awaitable[int]]
 WRITE_METHODS = frozenset({"POST", "PUT", "DELETE"})
 
 
@@ -54,46 +53,59 @@ def timestamp_in(seconds: float) -> str:
     return (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat(timespec="microseconds")
 
 
-_DUE = " AND (next_attempt_at IS NULL OR next_attempt_at <= :now)"
+_DUE = " AND (next_attempt_at IS NULL OR next_attempt_at <= ?)"
 
 
-def _ready_kinds(company: str) -> tuple[str, str]:
-    """The two kinds of ready receipt of `company` (an SQL parameter or column), as WHERE
-    conditions: queued, and processing under a lease that ran out or whose holder is dead
-    (:dead, a JSON list); either one only once its next attempt is due (:now). Each is one range
-    of `receipts_company_ready` (company_id, status, next_attempt_at), so they are asked apart."""
-    queued = f"company_id = {company} AND status = '{ReceiptStatus.QUEUED}'" + _DUE
-    taken_over = (
-        f"company_id = {company} AND status = '{ReceiptStatus.PROCESSING}'"  # noqa: S608
-        " AND (lease_until IS NULL"
-        "      OR lease_until < :now OR lease_owner IN (SELECT value FROM json_each(:dead)))" + _DUE
+@dataclass(frozen=True)
+class _Ready:
+    """The two kinds of ready receipt, as WHERE conditions with their parameters in order:
+    queued, and processing under a lease that ran out or whose holder is dead; either one only
+    once its next attempt is due. `company` is `?` (then `company_params` holds the id) or a
+    column of an outer query. Each kind is one range of `receipts_company_ready` (company_id,
+    status, next_attempt_at), so they are asked apart."""
+
+    now: str
+    dead: tuple[str, ...]
+    company: str = "?"
+    company_params: tuple[str, ...] = ()
+
+    def queued(self) -> tuple[str, list[Any]]:
+        return (f"company_id = {self.company} AND status = '{ReceiptStatus.QUEUED}'" + _DUE,
+                [*self.company_params, self.now])
+
+    def taken_over(self) -> tuple[str, list[Any]]:
+        dead = f" OR lease_owner IN ({marks(len(self.dead))})" if self.dead else ""
+        return (
+            f"company_id = {self.company} AND status = '{ReceiptStatus.PROCESSING}'"
+            f" AND (lease_until IS NULL OR lease_until < ?{dead})" + _DUE,
+            [*self.company_params, self.now, *self.dead, self.now],
+        )
+
+    def exists_either(self) -> tuple[str, list[Any]]:
+        """`EXISTS (a queued one) OR EXISTS (one to take over)`: each stops at its first row."""
+        (queued, first), (taken_over, second) = self.queued(), self.taken_over()
+        return (f"EXISTS (SELECT 1 FROM receipts WHERE {queued})"  # noqa: S608 -- constants
+                f" OR EXISTS (SELECT 1 FROM receipts WHERE {taken_over})", [*first, *second])
+
+
+def _claim_sql(
+    ready: _Ready, running: Sequence[str], lease_until: str, owner: str
+) -> tuple[str, list[Any]]:
+    """One UPDATE … RETURNING that takes the first ready receipt not in `running`."""
+    (queued, first), (taken_over, second) = ready.queued(), ready.taken_over()
+    not_running = f" WHERE id NOT IN ({marks(len(running))})" if running else ""
+    sql = (  # built from constants only; every value is bound
+        f"UPDATE receipts SET status = '{ReceiptStatus.PROCESSING}', lease_until = ?,"  # noqa: S608
+        " lease_owner = ?, attempts = attempts + 1, updated_at = ?"
+        " WHERE id = (SELECT id FROM ("
+        f"   SELECT id, next_attempt_at, created_at FROM receipts WHERE {queued}"
+        "   UNION ALL"
+        f"   SELECT id, next_attempt_at, created_at FROM receipts WHERE {taken_over}) AS ready"
+        f"{not_running}"
+        "   ORDER BY COALESCE(next_attempt_at, created_at), created_at LIMIT 1)"
+        " RETURNING id, payload, attempts, created_at, retried_at"
     )
-    return queued, taken_over
-
-
-_QUEUED, _TAKEN_OVER = _ready_kinds(":company")
-_CLAIM = (  # built from constants only
-    f"UPDATE receipts SET status = '{ReceiptStatus.PROCESSING}', lease_until = :lease_until,"  # noqa: S608
-    " lease_owner = :owner,"
-    " attempts = attempts + 1, updated_at = :now"
-    " WHERE id = (SELECT id FROM ("
-    "   SELECT id, next_attempt_at, created_at FROM receipts WHERE " + _QUEUED +
-    "   UNION ALL"
-    "   SELECT id, next_attempt_at, created_at FROM receipts WHERE " + _TAKEN_OVER + ")"
-    "   WHERE id NOT IN (SELECT value FROM json_each(:running))"
-    "   ORDER BY COALESCE(next_attempt_at, created_at), created_at LIMIT 1)"
-    " RETURNING id, payload, attempts, created_at, retried_at"
-)
-_READY = (  # built from constants only
-    "SELECT EXISTS (SELECT 1 FROM receipts WHERE " + _QUEUED + ")"  # noqa: S608
-    " OR EXISTS (SELECT 1 FROM receipts WHERE " + _TAKEN_OVER + ")"
-)
-# Per company, two looks through `receipts_company_ready` that stop at the first ready receipt.
-_COMPANIES_READY = (
-    "SELECT id FROM companies WHERE EXISTS (SELECT 1 FROM receipts WHERE "  # noqa: S608
-    + ") OR EXISTS (SELECT 1 FROM receipts WHERE ".join(_ready_kinds("companies.id"))
-    + ") ORDER BY id"
-)
+    return sql, [lease_until, owner, ready.now, *first, *second, *running]
 
 
 async def claim_next(
@@ -107,12 +119,9 @@ async def claim_next(
     """Take `db.company`'s next ready receipt under a lease of `lease_s` seconds, or None if none
     is ready. `running`: receipts this worker is still working on — never claimed twice, even
     when their lease ran out because renewals kept failing."""
-    params = {
-        **_ready_params(db, dead_owners), "lease_until": timestamp_in(lease_s), "owner": owner,
-        "running": json.dumps(list(running)),
-    }
+    sql, params = _claim_sql(_ready(db, dead_owners), list(running), timestamp_in(lease_s), owner)
     async with db.transaction() as conn:
-        cursor = await conn.execute(_CLAIM, params)
+        cursor = await conn.execute(sql, params)
         row = await cursor.fetchone()
     if row is None:
         return None
@@ -122,23 +131,27 @@ async def claim_next(
     )
 
 
-def _ready_params(db: Database, dead_owners: list[str] | None) -> dict[str, Any]:
-    return {"company": db.company, "now": utcnow(), "dead": json.dumps(dead_owners or [])}
+def _ready(db: Database, dead_owners: list[str] | None, company: str = "?") -> _Ready:
+    scoped = (db.company,) if company == "?" else ()
+    return _Ready(utcnow(), tuple(dead_owners or ()), company, scoped)
 
 
 async def any_ready(db: Database, *, dead_owners: list[str] | None = None) -> bool:
     """Whether `claim_next` would find a receipt: a plain read, so an idle worker polling it
     never takes the write lock the web process needs."""
-    return bool(await db.scalar(_READY, _ready_params(db, dead_owners)))
+    either, params = _ready(db, dead_owners).exists_either()
+    return bool(await db.scalar(f"SELECT {either}", params))
 
 
 async def companies_with_ready_work(
     db: Database, *, dead_owners: list[str] | None = None
 ) -> list[str]:
     """The companies (by id) that have a receipt `claim_next` would take now, whatever the
-    handle's company: one read, one index look per company. Whether a company's work may run
-    (removed, or waiting on its credentials) is the dispatcher's call."""
-    rows = await db.fetchall(_COMPANIES_READY, _ready_params(db, dead_owners))
+    handle's company: one read, one index look per company (two looks through
+    `receipts_company_ready` that stop at the first ready receipt). Whether a company's work may
+    run (removed, or waiting on its credentials) is the dispatcher's call."""
+    either, params = _ready(db, dead_owners, company="companies.id").exists_either()
+    rows = await db.fetchall(f"SELECT id FROM companies WHERE {either} ORDER BY id", params)  # noqa: S608
     return [str(r[0]) for r in rows]
 
 
@@ -226,11 +239,11 @@ def _fail_step_sql(
         "INSERT INTO receipt_steps(receipt_id, step, state, detail, started_at, updated_at)"  # noqa: S608
         f" VALUES (?, ?, '{StepState.FAILED}', ?, ?, ?)"
         " ON CONFLICT(receipt_id, step) DO UPDATE SET state = CASE"
-        f"   WHEN receipt_steps.state = '{StepState.ATTEMPTING}' AND ?"
+        f"   WHEN receipt_steps.state = '{StepState.ATTEMPTING}' AND ? = 1"
         f" THEN '{StepState.ATTEMPTING}' ELSE '{StepState.FAILED}' END,"
         " detail = excluded.detail, updated_at = excluded.updated_at"
         f" WHERE receipt_steps.state != '{StepState.DONE}'",
-        (receipt_id, step, json.dumps({"error": error}), now, now, unknown),
+        (receipt_id, step, json.dumps({"error": error}), now, now, int(unknown)),
     )
 
 
@@ -261,7 +274,7 @@ def _final_sql(
     )
 
 
-async def _held(conn: aiosqlite.Connection, company: str, receipt_id: str, owner: str) -> bool:
+async def _held(conn: Connection, company: str, receipt_id: str, owner: str) -> bool:
     cursor = await conn.execute(
         "SELECT 1 FROM receipts WHERE id = ? AND company_id = ?"  # noqa: S608
         f" AND status = '{ReceiptStatus.PROCESSING}' AND lease_owner = ?",
@@ -273,7 +286,7 @@ async def _held(conn: aiosqlite.Connection, company: str, receipt_id: str, owner
 def statement(sql: str, params: tuple[Any, ...]) -> Write:
     """One SQL statement as a deferred write; it returns the number of rows it changed."""
 
-    async def write(conn: aiosqlite.Connection) -> int:
+    async def write(conn: Connection) -> int:
         cursor = await conn.execute(sql, params)
         return int(cursor.rowcount)
 
@@ -337,7 +350,7 @@ class StepLog:
         sql = _final_sql(self.db.company, self.receipt_id, self.owner, assignments, params)
         company, receipt_id = self.db.company, self.receipt_id
 
-        async def notify(conn: aiosqlite.Connection) -> int:
+        async def notify(conn: Connection) -> int:
             assert event is not None
             return int(await outbox.receipt_settled(conn, company, receipt_id, event))
 
@@ -356,3 +369,16 @@ class StepLog:
             if changed > 0 and then is not None:
                 await then(conn)
             return changed
+
+
+async def free_claims(db: Database) -> int:
+    """Let `db.company`'s receipts in `processing` be claimed at once, whoever claimed them: for
+    a worker that has just taken the company's lease (sync/leasing.py). Their earlier holder sends
+    nothing more to Alegra for the company, and its own records are fenced by `lease_owner`
+    (`StepLog`), so a receipt a dead worker held resumes without waiting out its claim; its
+    steps left `attempting` look their write up first. Returns how many were freed."""
+    return await db.execute(
+        "UPDATE receipts SET lease_until = NULL WHERE company_id = ?"  # noqa: S608
+        f" AND status = '{ReceiptStatus.PROCESSING}' AND lease_until IS NOT NULL",
+        (db.company,),
+    )

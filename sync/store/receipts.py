@@ -17,13 +17,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from aiosqlite import Connection
-
 from sync.receipt_model import Submission
 from sync.receipt_records import ReceiptRecord, StepRecord
 from sync.states import ReceiptStatus
-from sync.store.db import Database, Row, utcnow
+from sync.store.db import Connection, Database, Row, utcnow
 from sync.store.receipt_work import load_steps
+from sync.store.sql_lists import chunks, marks
 
 
 class IdempotencyConflict(Exception):
@@ -169,12 +168,15 @@ async def partners_of(db: Database, receipt_ids: Sequence[str]) -> set[str]:
     """The partners the given receipts of `db.company` belong to."""
     if not receipt_ids:
         return set()
-    rows = await db.fetchall(
-        "SELECT DISTINCT partner_id FROM receipts"
-        " WHERE id IN (SELECT value FROM json_each(?)) AND company_id = ?",
-        (json.dumps(list(receipt_ids)), db.company),
-    )
-    return {str(r["partner_id"]) for r in rows}
+    found: set[str] = set()
+    for some in chunks(list(receipt_ids)):
+        rows = await db.fetchall(
+            f"SELECT DISTINCT partner_id FROM receipts WHERE id IN ({marks(len(some))})"  # noqa: S608
+            " AND company_id = ?",
+            (*some, db.company),
+        )
+        found.update(str(r["partner_id"]) for r in rows)
+    return found
 
 
 async def receipts_that_made(db: Database, bill_id: str) -> list[str]:

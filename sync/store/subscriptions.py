@@ -29,11 +29,11 @@ async def record_present(
         " ON CONFLICT(company_id, event) DO UPDATE SET alegra_id = excluded.alegra_id,"
         " url_key_index = excluded.url_key_index, present = 1,"
         " last_checked_at = excluded.last_checked_at,"
-        " created_at = CASE WHEN ? THEN excluded.created_at ELSE subscriptions.created_at END,"
+        " created_at = CASE WHEN ? = 1 THEN excluded.created_at ELSE subscriptions.created_at END,"
         " recreated_count = subscriptions.recreated_count + excluded.recreated_count,"
         " missing_since = NULL",
         (db.company, event, alegra_id, key_index, now if created else None, now, int(recreated),
-         created),
+         int(created)),
     )
 
 

@@ -53,8 +53,8 @@ def test_add_prints_the_slug_id_last_and_list_shows_it_without_the_token(
 
     assert cli("companies", "list") == 0
     header, *rows = capsys.readouterr().out.splitlines()
-    assert header.split() == ["ID", "NAME", "E-MAIL", "STATE"]
-    assert rows[0].split() == ["default", "default", "(simulator)", "active"]
+    assert header.split() == ["ID", "NAME", "E-MAIL", "DOCTOR", "STATE"]
+    assert rows[0].split() == ["default", "default", "(simulator)", "-", "active"]
     assert rows[1].split()[0] == "ferreteria-ochoa-s-r-l"
     assert "ops@ochoa.do" in rows[1]
     assert rows[1].endswith("active")

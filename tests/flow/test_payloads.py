@@ -7,6 +7,7 @@ from decimal import Decimal
 from sync.alegra import payloads
 from sync.alegra.payloads import BillLine
 from sync.dominican import TaxId
+from sync.learned import write_shape
 from sync.receipt_model import parse_submission
 from tests.flow.conftest import receipt_body
 
@@ -93,3 +94,21 @@ def test_marker_identifies_our_bill_only() -> None:
     assert not payloads.bill_has_marker(bill, "rcp_2")
     assert not payloads.bill_has_marker({"observations": "alegra-sync receipt rcp_10"}, "rcp_1")
     assert not payloads.bill_has_marker({}, "rcp_1")
+
+
+def test_a_company_s_learned_codes_and_ncf_field_shape_its_writes() -> None:
+    """What `doctor` learned for a company replaces the built-in guesses in its bodies."""
+    shape = write_shape({"identification_type.CEDULA": "CE",
+                         "ncf_field": "numberTemplate.fullNumber"})
+    contact = payloads.contact_payload("Juan Pérez", TaxId("00113918205", "CEDULA"),
+                                       id_types=shape.id_types)
+    assert contact["identification"] == {"type": "CE", "number": "00113918205"}
+    rnc = payloads.contact_payload("Ochoa", TaxId("131246796", "RNC"), id_types=shape.id_types)
+    assert rnc["identification"]["type"] == "RNC"  # not learned: the built-in guess
+    bill = payloads.bill_payload(_receipt(), "rcp_1", "7", [LINE],  # type: ignore[arg-type]
+                                 ncf_field=shape.ncf_field)
+    assert bill["numberTemplate"] == {"fullNumber": "B0100000001"}
+    root = payloads.bill_payload(_receipt(), "rcp_1", "7", [LINE],  # type: ignore[arg-type]
+                                 ncf_field=("billNumber",))
+    assert root["billNumber"] == "B0100000001"
+    assert "numberTemplate" not in root

@@ -117,7 +117,7 @@ async def add_receipt(
     )
     await db.execute(
         "INSERT INTO receipt_attachments(receipt_id, filename, content_type, size, data)"
-        " VALUES (?, 'r.jpg', 'image/jpeg', 4, x'ffd8ffe0')", (receipt_id,))
+        " VALUES (?, 'r.jpg', 'image/jpeg', 4, ?)", (receipt_id, b"\xff\xd8\xff\xe0"))
     await db.execute(
         "INSERT INTO receipt_steps(receipt_id, step, state, updated_at)"
         " VALUES (?, 'bill', 'done', ?)", (receipt_id, days_ago(created)))
@@ -162,7 +162,7 @@ async def test_a_batch_of_files_stops_at_its_byte_bound(
     for n in range(3):
         await add_receipt(db, partner.id, "completed", created=40 + n, completed=40)
     batch = await retention_store.prune_attachments_batch(
-        db, before=days_ago(30), after=0, limit=50, max_bytes=1)
+        db, before=days_ago(30), after="", limit=50, max_bytes=1)
     assert (batch.deleted, batch.done) == (1, False)
     assert await retention.prune_attachments(db, 30, NOW) == retention.Pruned(2)
     assert await with_files(db) == set()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import sqlite3
 from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
@@ -13,7 +12,7 @@ import pytest
 from sync.alegra.records import ContactRecord, contact_from_alegra
 from sync.store import jobs as job_store
 from sync.store.contacts import get_cached_contact
-from sync.store.db import Database, utcnow
+from sync.store.db import Database, IntegrityError, utcnow
 
 pytestmark = pytest.mark.anyio
 LATER = "2999-01-01T00:00:00.000000+00:00"
@@ -49,7 +48,7 @@ async def test_a_page_that_fails_to_store_leaves_the_checkpoint_where_it_was(db:
     """If writing the rows fails, the checkpoint does not move past them (one transaction)."""
     await job_store.save_checkpoint(db, "backfill", {"phase": "contacts", "start": 30})
     broken = dataclasses.replace(a_contact("9"), name=None)  # NOT NULL: the insert fails
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(IntegrityError):
         await job_store.save_contacts_page(db, "backfill", [a_contact("8"), broken],
                                            source="backfill", confirmed_at=utcnow(),
                                            checkpoint={"phase": "contacts", "start": 60})

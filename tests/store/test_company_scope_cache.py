@@ -59,22 +59,19 @@ class Pair:
     a: Database
     b: Database
     partner_id: str
-    path: Path
+    target: Path | str  # the SQLite file, or the PostgreSQL URL
 
 
 @pytest.fixture
-async def pair(tmp_path: Path) -> AsyncIterator[Pair]:
-    db = await Database.open(tmp_path / "two.db")
-    try:
-        now = utcnow()
-        await db.execute(
-            "INSERT INTO companies(id, name, created_at, updated_at) VALUES ('beta', 'Beta', ?, ?)",
-            (now, now),
-        )
-        partner, _ = await create_partner(db, "acme")
-        yield Pair(db, db.for_company("beta"), partner.id, tmp_path / "two.db")
-    finally:
-        await db.close()
+async def pair(database: Database, database_target: Path | str) -> AsyncIterator[Pair]:
+    """The companies `default` and `beta` on one store, on each engine."""
+    now = utcnow()
+    await database.execute(
+        "INSERT INTO companies(id, name, created_at, updated_at) VALUES ('beta', 'Beta', ?, ?)",
+        (now, now),
+    )
+    partner, _ = await create_partner(database, "acme")
+    return Pair(database, database.for_company("beta"), partner.id, database_target)
 
 
 def contact(name: str, *, alegra_id: str = "7", tax_id: str = RNC) -> ContactRecord:
@@ -204,7 +201,8 @@ async def test_a_webhook_for_one_company_flags_only_its_own_receipt(pair: Pair) 
 async def envs(pair: Pair) -> AsyncIterator[tuple[FlowEnv, FlowEnv]]:
     """The duplicate check's environment for each company (no Alegra call is made)."""
     settings = load_settings(env_file=None, environ={
-        "SECRET_KEY": "x" * 32, "DATABASE_URL": f"sqlite:///{pair.path}",
+        "SECRET_KEY": "x" * 32, "DATABASE_URL": (
+            f"sqlite:///{pair.target}" if isinstance(pair.target, Path) else pair.target),
         "ALEGRA_BASE_URL": "http://127.0.0.1:9", "ALEGRA_EMAIL": "a@example.com",
         "ALEGRA_TOKEN": "t",
     })

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
@@ -27,13 +26,11 @@ ANCIENT = "2000-01-01T00:00:00.000000+00:00"
 
 
 @pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    """A database with the companies `default`, `beta` and `gamma`."""
-    database = await Database.open(tmp_path / "work.db")
+async def db(database: Database) -> AsyncIterator[Database]:
+    """A database with the companies `default`, `beta` and `gamma`, on each engine."""
     for name in ("Beta", "Gamma"):
         await add_company(database, name, f"{name.lower()}@example.do", b"sealed")
-    yield database
-    await database.close()
+    return database
 
 
 def _submission() -> Submission:
