@@ -9,6 +9,7 @@ import json
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,9 +27,11 @@ from tests.support.servers import ServerThread
 CREDENTIALS_KEY = Fernet.generate_key().decode()
 
 
-def notify_settings(database: str, **extra: str) -> Settings:
+def notify_settings(database: str | Path, **extra: str) -> Settings:
+    """Settings for a SQLite file or a PostgreSQL URL, loopback allowed, short retries."""
+    url = database if isinstance(database, str) and "://" in database else f"sqlite:///{database}"
     return load_settings(env_file=None, environ={
-        "SECRET_KEY": "x" * 32, "DATABASE_URL": f"sqlite:///{database}",
+        "SECRET_KEY": "x" * 32, "DATABASE_URL": url,
         "CREDENTIALS_KEY": CREDENTIALS_KEY, "PARTNER_WEBHOOKS_ALLOW_PRIVATE": "true",
         "PARTNER_WEBHOOKS_RETRY_S": "0.2,0.4,0.6", **extra,
     })

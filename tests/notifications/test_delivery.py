@@ -34,6 +34,7 @@ class Setup:
     db: Database
     settings: Settings
     partner_id: str
+    target: Path | str
 
     async def endpoint(self, receiver: Receiver, url: str | None = None) -> str:
         made = await endpoints.create_endpoint(
@@ -56,12 +57,13 @@ class Setup:
 
 
 @pytest.fixture
-async def setup(tmp_path: Path) -> AsyncIterator[Setup]:
-    settings = notify_settings(str(tmp_path / "n.db"))
-    db = await Database.open(settings.database_path)
+async def setup(database_target: Path | str) -> AsyncIterator[Setup]:
+    """A store on each engine (SQLite, PostgreSQL) with a partner."""
+    settings = notify_settings(database_target)
+    db = await Database.open(database_target)
     partner, _ = await create_partner(db, "acme")
     try:
-        yield Setup(db, settings, partner.id)
+        yield Setup(db, settings, partner.id, database_target)
     finally:
         await db.close()
 
@@ -100,7 +102,7 @@ async def test_each_event_arrives_once_in_its_receipts_order_with_a_valid_signat
     for n in range(5):
         for receipt in ("rcp_a", "rcp_b"):
             ids[(receipt, n)] = await setup.event([endpoint], receipt, n=n)
-    await until(lambda: len(receiver.got) == 10)
+    await until(lambda: _states_are(setup, endpoint, ["delivered"] * 10))
     await asyncio.sleep(0.3)  # nothing more comes
     assert len(receiver.got) == 10
     assert receiver.bad_signatures == 0
@@ -126,7 +128,7 @@ async def test_a_receiver_down_for_a_while_gets_the_retries_with_the_same_ids_in
     endpoint = await setup.endpoint(receiver)
     first = await setup.event([endpoint], "rcp_a", n=1)
     second = await setup.event([endpoint], "rcp_a", EventType.BILL_VOIDED, n=2)
-    await until(lambda: len(receiver.got) == 2)
+    await until(lambda: _states_are(setup, endpoint, ["delivered", "delivered"]))
     assert refusals == [first, first, first]  # the second waited behind the first
     assert [r.webhook_id for r in receiver.got] == [first, second]
     [later, earlier] = await queue.list_deliveries(setup.db, endpoint)
@@ -240,7 +242,7 @@ async def test_a_private_address_is_refused_at_delivery_unless_allowed(
     """A private address is refused at delivery unless allowed."""
     endpoint = await setup.endpoint(receiver)
     await setup.event([endpoint], "rcp_a")
-    strict = notify_settings(str(setup.db.path), PARTNER_WEBHOOKS_ALLOW_PRIVATE="false")
+    strict = notify_settings(setup.target, PARTNER_WEBHOOKS_ALLOW_PRIVATE="false")
     async with build_client() as client:
         [(delivery_id, _)] = await queue.due(setup.db, limit=5)
         [outgoing] = await queue.take(setup.db, [delivery_id])
