@@ -30,7 +30,14 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import RowMaker as PsycopgRowMaker
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from sync.store.sql import DatabaseUnavailable, Row, RowMaker, to_pyformat
+from sync.store.sql import (
+    DatabaseUnavailable,
+    PgIntegrityError,
+    PgOperationalError,
+    Row,
+    RowMaker,
+    to_pyformat,
+)
 
 POOL_MIN = 1
 POOL_MAX = 10
@@ -158,16 +165,31 @@ class PgConnection:
     async def execute(self, sql: str, parameters: Any = None) -> PgCursor:
         cursor = self.raw.cursor()
         params = _params(parameters or ())
-        if params:
-            await cursor.execute(to_pyformat(sql), params)
-        else:
-            await cursor.execute(sql)  # no parameters: the text as written, `%` and `?` too
+        with store_errors():
+            if params:
+                await cursor.execute(to_pyformat(sql), params)
+            else:
+                await cursor.execute(sql)  # no parameters: the text as written, `%` and `?` too
         return PgCursor(cursor)
 
     async def executemany(self, sql: str, parameters: Iterable[Iterable[Any]]) -> PgCursor:
         cursor = self.raw.cursor()
-        await cursor.executemany(to_pyformat(sql), [_params(row) for row in parameters])
+        with store_errors():
+            await cursor.executemany(to_pyformat(sql), [_params(row) for row in parameters])
         return PgCursor(cursor)
+
+
+@contextmanager
+def store_errors() -> Iterator[None]:
+    """psycopg's integrity and (non-connection) operational errors as the store's own types."""
+    try:
+        yield
+    except psycopg.IntegrityError as exc:
+        raise PgIntegrityError(_one_line(exc)) from exc
+    except psycopg.OperationalError as exc:
+        if gone(exc):
+            raise
+        raise PgOperationalError(_one_line(exc)) from exc
 
 
 def _params(parameters: Any) -> Sequence[Any] | dict[str, Any]:

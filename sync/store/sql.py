@@ -16,14 +16,23 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-import psycopg
-
 Row = sqlite3.Row
 Params = Sequence[Any] | dict[str, Any]
 
+
+class PgIntegrityError(Exception):
+    """psycopg's IntegrityError as the PostgreSQL engine re-raises it (`__cause__` holds the
+    driver's). Defined here so that only a PostgreSQL deployment imports psycopg: every process
+    imports this module, and psycopg costs ~0.1 s of start-up (the webhook committer's too)."""
+
+
+class PgOperationalError(Exception):
+    """psycopg's OperationalError that is not a lost server (that is DatabaseUnavailable)."""
+
+
 # What the store catches, whichever engine raised it.
-IntegrityError: tuple[type[Exception], ...] = (sqlite3.IntegrityError, psycopg.IntegrityError)
-OperationalError: tuple[type[Exception], ...] = (sqlite3.OperationalError, psycopg.OperationalError)
+IntegrityError: tuple[type[Exception], ...] = (sqlite3.IntegrityError, PgIntegrityError)
+OperationalError: tuple[type[Exception], ...] = (sqlite3.OperationalError, PgOperationalError)
 
 
 class DatabaseUnavailable(Exception):
