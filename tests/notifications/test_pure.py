@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -17,6 +18,7 @@ from sync.notifications.addresses import (
     check_url,
     refused_address,
 )
+from sync.notifications.outbox import BillFacts, bill_change
 from sync.notifications.records import (
     JITTER,
     RETRY_SCHEDULE_S,
@@ -143,3 +145,19 @@ def test_the_retry_delays_are_jittered_within_bounds() -> None:
     assert len(seen) > 1
     low, high = JITTER
     assert all(d is not None and 295 * low <= d <= 295 * high for d in seen)
+
+
+def test_what_a_partner_hears_when_its_bill_changes() -> None:
+    """Deleted and voided are said once; any other change of status, total, number, date or
+    provider is `bill.updated` (a restored void bill too); the same facts say nothing."""
+    live = BillFacts(False, "open", "118.00", "B0100000001", "2024-05-01", "7")
+    void = replace(live, status="void")
+    gone = replace(live, deleted=True)
+    assert bill_change(live, live) is None
+    assert bill_change(live, void) is EventType.BILL_VOIDED
+    assert bill_change(void, void) is None
+    assert bill_change(live, gone) is EventType.BILL_DELETED
+    assert bill_change(gone, gone) is None
+    assert bill_change(live, replace(live, total="120.00")) is EventType.BILL_UPDATED
+    assert bill_change(void, live) is EventType.BILL_UPDATED
+    assert bill_change(None, live) is None  # first seen: nothing changed for the partner
