@@ -62,6 +62,7 @@ class Notifier:
     ended_wake: asyncio.Event = field(default_factory=asyncio.Event)
     closing: bool = False
     on_settled: Callable[[str, queue.Settled], None] | None = None
+    scope: Callable[[], queue.Scope] | None = None  # None: every delivery (one worker)
 
     async def run(self, stopping: asyncio.Event) -> None:
         log = get_logger(lane="notifications")
@@ -94,7 +95,8 @@ class Notifier:
         busy = [e for e, n in self.in_flight.items() if n >= PER_ENDPOINT_CONCURRENCY]
         chosen: list[str] = []
         slots = Counter(self.in_flight)
-        due = await queue.due(self.db, limit=free * 4 + len(self.running), busy=busy)
+        due = await queue.due(self.db, limit=free * 4 + len(self.running), busy=busy,
+                              scope=None if self.scope is None else self.scope())
         for delivery_id, endpoint_id in due:
             if len(chosen) >= free:
                 break
@@ -241,8 +243,10 @@ def build_client() -> httpx.AsyncClient:
     )
 
 
-async def run(settings: Settings, db: Database, stopping: asyncio.Event) -> None:
-    """The notifier until `stopping` (`sync/worker.py` runs it beside the fleet)."""
+async def run(settings: Settings, db: Database, stopping: asyncio.Event,
+              scope: Callable[[], queue.Scope] | None = None) -> None:
+    """The notifier until `stopping` (`sync/worker.py` runs it beside the fleet; `scope`: which
+    deliveries this worker sends, its leased companies')."""
     if settings.partner_webhooks_allow_private:
         get_logger(lane="notifications").warning(
             "notifications.private_addresses_allowed",
@@ -251,5 +255,5 @@ async def run(settings: Settings, db: Database, stopping: asyncio.Event) -> None
         )
     async with build_client() as client:
         notifier = Notifier(settings, db, client, settings.partner_webhooks_concurrency,
-                            settings.partner_webhooks_retry_s)
+                            settings.partner_webhooks_retry_s, scope=scope)
         await notifier.run(stopping)

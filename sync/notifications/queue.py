@@ -2,9 +2,10 @@
 settled after each attempt; listed and replayed for the endpoint's partner.
 
 A delivery is `pending` until a 2xx (`delivered`) or until its retries are used up or its
-endpoint is disabled (`failed`). While an attempt runs the row is left as it is, pending and due:
-the worker (one per database) knows it is in flight; killed mid-attempt, the next worker sends
-it again, with the same event and so the same `webhook-id` (at least once). A delivery waits
+endpoint is disabled (`failed`). While an attempt runs the row is left as it is, pending and
+due: the one worker that sends it (see `Scope`) knows it is in flight; killed mid-attempt, the
+next worker sends it again, with the same event and so the same `webhook-id` (at least once).
+A delivery waits
 while an earlier event of the same receipt to the same endpoint is still pending: per receipt,
 in order; across receipts, none.
 """
@@ -42,7 +43,7 @@ def at(seconds: float, now: datetime | None = None) -> str:
 _DUE = (
     "SELECT d.id, d.endpoint_id FROM notification_deliveries AS d"
     " JOIN webhook_endpoints AS w ON w.id = d.endpoint_id"
-    " WHERE d.state = ? AND d.next_attempt_at <= ? AND w.state = ?{exclude}"
+    " WHERE d.state = ? AND d.next_attempt_at <= ? AND w.state = ?{exclude}{scope}"
     " AND NOT EXISTS (SELECT 1 FROM notification_deliveries AS p"
     "   WHERE p.endpoint_id = d.endpoint_id AND p.receipt_id = d.receipt_id AND p.seq < d.seq"
     "   AND p.state = ?)"
@@ -50,15 +51,42 @@ _DUE = (
 )
 
 
+@dataclass(frozen=True)
+class Scope:
+    """The deliveries one worker sends (many workers: each its leased companies' ones). `held`:
+    the companies whose leases it holds; `rest`: it also sends those of no company (pings) or of
+    a company not in `live` (removed since): the holder of the company `default` does."""
+
+    held: tuple[str, ...]
+    live: tuple[str, ...]
+    rest: bool
+
+    def sql(self) -> tuple[str, list[str]]:
+        parts, params = [], list(self.held)
+        if self.held:
+            parts.append(f"d.company_id IN ({marks(len(self.held))})")
+        if self.rest:
+            others = f" OR d.company_id NOT IN ({marks(len(self.live))})" if self.live else ""
+            parts.append(f"(d.company_id IS NULL{others})")
+            params += self.live if self.live else []
+        if not parts:
+            return " AND 1 = 0", []
+        return f" AND ({' OR '.join(parts)})", params
+
+
 async def due(
-    db: Database, *, limit: int, busy: Collection[str] = (), now: str | None = None
+    db: Database, *, limit: int, busy: Collection[str] = (), now: str | None = None,
+    scope: Scope | None = None,
 ) -> list[tuple[str, str]]:
     """(delivery id, endpoint id) of deliveries due now, oldest due first, none behind an
-    earlier pending event of its receipt; endpoints in `busy` left out (their slots are full)."""
+    earlier pending event of its receipt; endpoints in `busy` left out (their slots are full);
+    only those of `scope` (None: every one)."""
     exclude = f" AND d.endpoint_id NOT IN ({marks(len(busy))})" if busy else ""
+    scoped, scope_params = scope.sql() if scope is not None else ("", [])
     rows = await db.fetchall(
-        _DUE.format(exclude=exclude),
-        (_PENDING, now or utcnow(), EndpointState.ENABLED, *busy, _PENDING, limit),
+        _DUE.format(exclude=exclude, scope=scoped),
+        (_PENDING, now or utcnow(), EndpointState.ENABLED, *busy, *scope_params, _PENDING,
+         limit),
     )
     return [(str(r[0]), str(r[1])) for r in rows]
 

@@ -278,3 +278,30 @@ async def test_retention_deletes_old_delivered_notifications_and_keeps_the_rest(
     kept = await setup.db.fetchall("SELECT id FROM notification_events ORDER BY seq, id")
     assert {r[0] for r in kept} == set(ids[1:])
     assert (await prune_notifications(setup.db, 0, now + timedelta(days=999))).deleted == 0
+
+
+async def test_with_many_workers_each_sends_only_its_leased_companies_deliveries(
+    setup: Setup, receiver: Receiver,
+) -> None:
+    """A worker sends the deliveries of the companies it holds; the holder of `default` also
+    sends pings and those of companies no longer live."""
+    endpoint = await setup.endpoint(receiver)
+    ours = await setup.event([endpoint], "rcp_a")  # company default
+    async with setup.db.transaction() as conn:
+        theirs = await write_event(conn, partner_id=setup.partner_id, endpoint_ids=[endpoint],
+                                   event_type=EventType.RECEIPT_COMPLETED, data={},
+                                   company="acme", receipt_id="rcp_b")
+        gone = await write_event(conn, partner_id=setup.partner_id, endpoint_ids=[endpoint],
+                                 event_type=EventType.RECEIPT_COMPLETED, data={},
+                                 company="removed-co", receipt_id="rcp_c")
+    ping = await setup.event([endpoint], None, EventType.PING)
+    live = ("acme", "default")
+
+    async def events(scope: queue.Scope) -> set[str]:
+        ids = [d for d, _ in await queue.due(setup.db, limit=10, scope=scope)]
+        return {o.event_id for o in await queue.take(setup.db, ids)}
+
+    assert await events(queue.Scope(("acme",), live, rest=False)) == {theirs}
+    assert await events(queue.Scope(("default",), live, rest=True)) == {ours, gone, ping}
+    assert await events(queue.Scope((), live, rest=False)) == set()
+    assert await events(queue.Scope(live, live, rest=True)) == {ours, theirs, gone, ping}
