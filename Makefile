@@ -46,6 +46,7 @@ bench: install
 	$(BIN)/python bench/backfill.py
 	$(BIN)/python bench/metrics.py
 	$(BIN)/python bench/companies.py
+	$(BIN)/python bench/notifications.py
 
 clean:
 	rm -rf $(VENV) data .mypy_cache .ruff_cache .pytest_cache .hypothesis .schemathesis

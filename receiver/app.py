@@ -16,7 +16,17 @@ from types import ModuleType
 
 from starlette.applications import Starlette
 
-from receiver import admin, errors, inspect, openapi, ops, prometheus, receipts, webhooks
+from receiver import (
+    admin,
+    errors,
+    inspect,
+    openapi,
+    ops,
+    prometheus,
+    receipts,
+    webhook_endpoints,
+    webhooks,
+)
 from sync.credentials import check_stored_tokens
 from sync.logs import configure_logging, register_secrets
 from sync.settings import CONFIG_ERROR_EXIT, Settings, SettingsError, load_settings
@@ -25,7 +35,7 @@ from sync.store.db import Database, DatabaseUnavailable, check_openable
 # Webhooks first: Alegra's deliveries are the hottest path and must answer within 5 s; their
 # route is matched before any other.
 COMPONENTS: tuple[ModuleType, ...] = (
-    webhooks, receipts, inspect, admin, ops, prometheus, openapi
+    webhooks, receipts, inspect, admin, webhook_endpoints, ops, prometheus, openapi
 )
 
 

@@ -28,6 +28,8 @@ from sync.fleet import Fleet
 from sync.flow.lane import run as receipts_lane
 from sync.jobs.scheduler import run as jobs_lane
 from sync.logs import get_logger
+from sync.notifications import delivery as notifications
+from sync.notifications.queue import Scope
 from sync.settings import Settings
 from sync.states import CompanyState
 from sync.store import companies
@@ -139,6 +141,14 @@ async def _set_state(db: Database, company: str, state: CompanyState, reason: st
     await companies.set_state(db, company, state, reason)
 
 
+def _scope(fleet: Fleet) -> Scope:
+    """The notifications this worker sends: its leased companies' (and, holding `default`,
+    pings and removed companies'), so that with many workers each delivery has one sender."""
+    live = tuple(sorted(fleet.known))
+    held = tuple(company for company in live if fleet.holds(company))
+    return Scope(held=held, live=live, rest=DEFAULT_COMPANY in held)
+
+
 async def _run_lanes(settings: Settings, db: Database) -> None:
     log = get_logger(process="worker")
     stopping = asyncio.Event()
@@ -157,6 +167,9 @@ async def _run_lanes(settings: Settings, db: Database) -> None:
         async with asyncio.TaskGroup() as group:
             group.create_task(fleet.run(), name="fleet")
             group.create_task(heartbeat(fleet), name="heartbeat")
+            # Partners' notifications: beside the fleet, not a company lane (no Alegra budget).
+            group.create_task(notifications.run(settings, db, stopping, lambda: _scope(fleet)),
+                              name="notifications")
     finally:
         await flush_metrics(db)
         log.info("worker.stopped")
