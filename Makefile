@@ -47,6 +47,7 @@ bench: install
 	$(BIN)/python bench/metrics.py
 	$(BIN)/python bench/companies.py
 	$(BIN)/python bench/scale.py
+	$(BIN)/python bench/notifications.py
 
 clean:
 	rm -rf $(VENV) data .mypy_cache .ruff_cache .pytest_cache .hypothesis .schemathesis

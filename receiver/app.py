@@ -16,7 +16,17 @@ from types import ModuleType
 
 from starlette.applications import Starlette
 
-from receiver import admin, errors, inspect, openapi, ops, prometheus, receipts, webhooks
+from receiver import (
+    admin,
+    errors,
+    inspect,
+    openapi,
+    ops,
+    prometheus,
+    receipts,
+    webhook_endpoints,
+    webhooks,
+)
 from sync.credentials import check_stored_tokens
 from sync.logs import configure_logging, register_secrets
 from sync.settings import CONFIG_ERROR_EXIT, Settings, SettingsError, load_settings
@@ -25,7 +35,7 @@ from sync.store.db import Database, DatabaseUnavailable, check_openable
 # Webhooks first: Alegra's deliveries are the hottest path and must answer within 5 s; their
 # route is matched before any other.
 COMPONENTS: tuple[ModuleType, ...] = (
-    webhooks, receipts, inspect, admin, ops, prometheus, openapi
+    webhooks, receipts, inspect, admin, webhook_endpoints, ops, prometheus, openapi
 )
 
 
@@ -63,7 +73,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
 def _settings_or_exit() -> Settings:
     """The settings from the environment, and a database that opens; a bad one ends the process
-    with one line naming it and CONFIG_ERROR_EXIT, before uvicorn starts the app (a failure in
+    with one line naming it and CONFIG_ERROR_EXIT (75 for a PostgreSQL server that does not
+    answer: systemd restarts on it), before uvicorn starts the app (a failure in
     the app's start-up would be uvicorn's traceback and exit status 3). Stored company tokens
     must decrypt under CREDENTIALS_KEY."""
     try:
@@ -71,7 +82,10 @@ def _settings_or_exit() -> Settings:
         if settings.database_url is None:  # PostgreSQL's reachability is found at start-up
             check_openable(settings.database_path)
         check_stored_tokens(settings)
-    except (SettingsError, DatabaseUnavailable) as exc:
+    except SettingsError as exc:
         print(f"alegra-sync web: configuration error: {exc}", file=sys.stderr, flush=True)
         raise SystemExit(CONFIG_ERROR_EXIT) from None
+    except DatabaseUnavailable as exc:  # a server that may come back exits 75: restarted
+        print(f"alegra-sync web: {exc.heading}: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(exc.exit_status) from None
     return settings

@@ -146,6 +146,14 @@ STATUS = {"type": "object", "required": ["trustworthy", "reasons"], "properties"
         "id": {"type": "integer"}, "created_at": _TIME, "complete": {"type": "boolean"},
         "missing": {"type": "integer"}, "extra": {"type": "integer"},
         "different": {"type": "integer"}}},
+    "notifications": {"type": "object", "description": "Partners' notifications, the whole "
+                      "deployment's (not one company's): endpoints by state, the disabled ones "
+                      "and why, deliveries pending.", "properties": {
+        "endpoints": _COUNTS,
+        "disabled": {"type": "array", "items": {"type": "object", "properties": {
+            "id": {"type": "string"}, "partner": {"type": "string"},
+            "reason": _TEXT, "since": _TIME}}},
+        "pending": {"type": "integer"}, "oldest_pending_age_s": {"type": "number"}}},
     "doctor": {"type": "object", "description": "`alegra-sync doctor`'s latest run on the "
                "company (by the command or after its first backfill): each guess's verdict, "
                "and the settings its data showed instead, which its writes now follow.",

@@ -35,6 +35,8 @@ from starlette.routing import BaseRoute
 from receiver.admin_spec import METRICS
 from receiver.openapi import ApiRoute
 from sync.metrics import COMPANY, FAMILIES
+from sync.notifications.endpoints import endpoint_counts
+from sync.notifications.queue import pending_figures
 from sync.states import InboxState, ReceiptStatus
 from sync.status import NEEDS_ATTENTION, worker_summary
 from sync.store import jobs, ops_queries
@@ -154,7 +156,24 @@ async def table_families(db: Database, now: datetime) -> list[Metric]:
         per_company += await company_families(db.for_company(company), now)
     deliveries = counter("webhook_deliveries", "Webhook deliveries stored.",
                          {(): await ops_queries.deliveries_stored(db)})
-    return [*merged(per_company), deliveries, *await _worker_gauges(db, now)]
+    return [*merged(per_company), deliveries, *await _notification_families(db),
+            *await _worker_gauges(db, now)]
+
+
+async def _notification_families(db: Database) -> list[Metric]:
+    """Partners' notifications: endpoints by state (a disabled one needs its partner), and the
+    deliveries pending with the oldest one's age (the deployment's, no company label)."""
+    endpoints = await endpoint_counts(db)
+    pending = await pending_figures(db)
+    return [
+        gauge("partner_webhook_endpoints", "Partners' notification endpoints by state "
+              "(disabled: 410 Gone, or 3 days of failed attempts).",
+              {(state,): float(n) for state, n in endpoints.items()}, ("state",)),
+        gauge("partner_webhook_deliveries_pending", "Notifications waiting to be delivered.",
+              {(): float(pending["pending"])}),
+        gauge("partner_webhook_oldest_pending_age_seconds", "Age of the oldest notification "
+              "not delivered yet.", {(): float(pending["oldest_pending_age_s"])}),
+    ]
 
 
 async def company_families(db: Database, now: datetime) -> list[Metric]:

@@ -138,8 +138,11 @@ def _deployment_settings(*, needs_alegra: bool, env_file: str | Path) -> Setting
             f"{where} (`make run` starts one): no Alegra to talk to{elsewhere}",
         )
     elif settings.database_url is None and settings.database_path == SIMULATOR_DATABASE:
+        state = ("the demo is not running" if demo is None else  # else: a demo on PostgreSQL
+                 f"the running demo, pid {demo.pid}, uses {demo.database_path}: set its "
+                 "DATABASE_URL to act on it")
         note(f"no ALEGRA_EMAIL/ALEGRA_TOKEN: acting on the demo's database "
-             f"{settings.database_path} (the demo is not running)")
+             f"{settings.database_path} ({state})")
     return settings
 
 

@@ -160,7 +160,7 @@ def count_settled(state: str, rows: int, company: str = DEFAULT_COMPANY) -> None
 
 
 def count_pruned(kind: str, rows: int) -> None:
-    """The retention job deleted `rows` of `kind` (inbox | attachment)."""
+    """The retention job deleted `rows` of `kind` (inbox | attachment | notification)."""
     if rows:
         RECORDER.inc("alegra_sync_pruned", float(rows), kind=kind)
 

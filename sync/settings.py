@@ -17,6 +17,8 @@ from typing import Any
 from starlette.config import Config
 from starlette.datastructures import Secret
 
+from sync.notifications.records import RETRY_SCHEDULE_S
+
 PRODUCTION_BASE_URL = "https://api.alegra.com/api/v1"
 DEFAULT_DATABASE_URL = "sqlite:///./data/alegra-sync.db"
 
@@ -68,6 +70,11 @@ class Settings:
     # Fernet keys, newest first, encrypting the companies' Alegra tokens (sync/credentials.py);
     # none: no company with a token may be stored.
     credentials_keys: tuple[Secret, ...] = ()
+    # Partner notifications (sync/notifications/): http:// and private addresses allowed (demos,
+    # tests); attempts at once; when the retries come, in seconds after the first attempt.
+    partner_webhooks_allow_private: bool = False
+    partner_webhooks_concurrency: int = 16
+    partner_webhooks_retry_s: tuple[float, ...] = RETRY_SCHEDULE_S
     # A worker holds a company for WORKER_LEASE_S after each renewal; it renews every
     # WORKER_LEASE_RENEW_S and stops calling Alegra for the company once
     # WORKER_LEASE_S - WORKER_LEASE_RENEW_S have passed without one (sync/leasing.py).
@@ -284,7 +291,25 @@ def load_settings(
         log_format=_choice(config, "LOG_FORMAT", "log_format", ("auto", "json", "console")),
         log_level=_choice(config, "LOG_LEVEL", "log_level", ("debug", "info", "warning", "error")),
         credentials_keys=_credentials_keys(config("CREDENTIALS_KEY", default=None)),
+        partner_webhooks_allow_private=_flag(config, "PARTNER_WEBHOOKS_ALLOW_PRIVATE",
+                                             _default("partner_webhooks_allow_private")),
+        partner_webhooks_retry_s=_schedule(config("PARTNER_WEBHOOKS_RETRY_S", default=None)),
     )
+
+
+def _schedule(raw: str | None) -> tuple[float, ...]:
+    """PARTNER_WEBHOOKS_RETRY_S: seconds after the first attempt, comma-separated, increasing."""
+    if raw is None or not raw.strip():
+        return tuple(_default("partner_webhooks_retry_s"))
+    try:
+        offsets = tuple(float(part) for part in raw.split(","))
+    except ValueError:
+        raise SettingsError("PARTNER_WEBHOOKS_RETRY_S", "expected numbers of seconds, "
+                            "comma-separated (e.g. 5,300,1800)") from None
+    if any(b <= a for a, b in zip((0.0, *offsets), offsets, strict=False)):
+        raise SettingsError("PARTNER_WEBHOOKS_RETRY_S", "each offset must be greater than zero "
+                            "and than the one before")
+    return offsets
 
 
 # The numeric settings: field → (variable, type). Their defaults are the fields' own.
@@ -301,6 +326,7 @@ _NUMBERS: dict[str, tuple[str, type[int] | type[float]]] = {
     "bill_backfill_days": ("BILL_BACKFILL_DAYS", int),
     "max_body_bytes_in_flight": ("MAX_BODY_BYTES_IN_FLIGHT", int),
     "simulator_port": ("SIMULATOR_PORT", int),
+    "partner_webhooks_concurrency": ("PARTNER_WEBHOOKS_CONCURRENCY", int),
     "worker_lease_s": ("WORKER_LEASE_S", float),
     "worker_lease_renew_s": ("WORKER_LEASE_RENEW_S", float),
 }

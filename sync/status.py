@@ -15,6 +15,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sync.job_records import JobState
+from sync.notifications.endpoints import disabled_endpoints, endpoint_counts
+from sync.notifications.queue import pending_figures
 from sync.settings import Settings
 from sync.states import PENDING_INBOX_STATES, JobOutcome
 from sync.store import jobs, leases, ops_queries
@@ -165,6 +167,7 @@ async def cache_status(
         "receipts": await _receipts(db, now),
         "worker": await worker_summary(db, now),
         "drift": await _drift(db),
+        "notifications": await notification_figures(db),
         "doctor": await doctor_view(db),
     }
     reasons = verdict(status, now, Limits.from_settings(settings))
@@ -260,3 +263,10 @@ async def _receipts(db: Database, now: datetime) -> dict[str, Any]:
 async def _drift(db: Database) -> dict[str, Any] | None:
     report = await jobs.last_drift_report(db)
     return None if report is None else {k: report.get(k) for k in _DRIFT_KEYS}
+
+
+async def notification_figures(db: Database) -> dict[str, Any]:
+    """Partners' notifications across the deployment: endpoints by state, the disabled ones
+    (by partner name, with why), deliveries pending and the oldest one's age."""
+    return {"endpoints": await endpoint_counts(db), "disabled": await disabled_endpoints(db),
+            **await pending_figures(db)}

@@ -28,6 +28,8 @@ from sync.fleet import Fleet
 from sync.flow.lane import run as receipts_lane
 from sync.jobs.scheduler import run as jobs_lane
 from sync.logs import get_logger
+from sync.notifications import delivery as notifications
+from sync.notifications.queue import Scope
 from sync.settings import Settings
 from sync.states import CompanyState
 from sync.store import companies
@@ -53,11 +55,10 @@ async def heartbeat(fleet: Fleet) -> None:
     yet) writes the budget: another worker's copy of it is not the one being spent."""
     default_budget = fleet.budget_for(settings_account(fleet.settings))  # its lanes share it
     while True:
+        budget = default_budget.snapshot() if (
+            fleet.holds(DEFAULT_COMPANY) or not fleet.balanced) else None
         try:
-            if fleet.holds(DEFAULT_COMPANY) or not fleet.balanced:
-                await _beat(fleet.db, default_budget.snapshot())
-            else:
-                await _beat(fleet.db, None)
+            await _beat(fleet.db, budget)
         except DatabaseUnavailable as exc:  # the worker keeps going; the metrics wait too
             fleet.outage.failed(exc, "heartbeat")
         else:
@@ -140,6 +141,14 @@ async def _set_state(db: Database, company: str, state: CompanyState, reason: st
     await companies.set_state(db, company, state, reason)
 
 
+def _scope(fleet: Fleet) -> Scope:
+    """The notifications this worker sends: its leased companies' (and, holding `default`,
+    pings and removed companies'), so that with many workers each delivery has one sender."""
+    live = tuple(sorted(fleet.known))
+    held = tuple(company for company in live if fleet.holds(company))
+    return Scope(held=held, live=live, rest=DEFAULT_COMPANY in held)
+
+
 async def _run_lanes(settings: Settings, db: Database) -> None:
     log = get_logger(process="worker")
     stopping = asyncio.Event()
@@ -158,6 +167,9 @@ async def _run_lanes(settings: Settings, db: Database) -> None:
         async with asyncio.TaskGroup() as group:
             group.create_task(fleet.run(), name="fleet")
             group.create_task(heartbeat(fleet), name="heartbeat")
+            # Partners' notifications: beside the fleet, not a company lane (no Alegra budget).
+            group.create_task(notifications.run(settings, db, stopping, lambda: _scope(fleet)),
+                              name="notifications")
     finally:
         await flush_metrics(db)
         log.info("worker.stopped")

@@ -55,8 +55,23 @@ def format_status(status: dict[str, Any], now: datetime, paint: Paint) -> str:
         _line("Webhooks", _webhooks(status["webhooks"], status["subscriptions"], now)),
         _receipts(status["receipts"], now, paint),
         _line("Drift", _drift(status["drift"], now)),
+        _line("Notify", _notifications(status.get("notifications"))),
     ]
     return "\n".join(sections)
+
+
+def _notifications(figures: dict[str, Any] | None) -> str:
+    """Partners' notifications: endpoints, pending deliveries, each disabled endpoint."""
+    if not figures:
+        return "none"
+    counts = figures["endpoints"]
+    text = (f"{counts.get('enabled', 0)} endpoints enabled, {counts.get('disabled', 0)} "
+            f"disabled; {figures['pending']} deliveries pending")
+    if figures["pending"]:
+        text += f" (oldest {figures['oldest_pending_age_s']:.0f} s)"
+    for gone in figures["disabled"]:
+        text += f"\n           disabled {gone['id']} ({gone['partner']}): {gone['reason']}"
+    return text
 
 
 def _line(label: str, text: str) -> str:

@@ -80,6 +80,10 @@ async def _keep_lease(env: FlowEnv, receipt_id: str, held: Lease) -> None:
             ours = await receipt_work.renew_lease(
                 env.db, receipt_id, owner=held.owner, lease_s=lease.LEASE_S
             )
+        except DatabaseUnavailable as exc:  # gone for now (the worker logs it): next renewal
+            get_logger(receipt_id=receipt_id).warning(
+                "receipt.lease_renewal_failed", error=str(exc)[:300])
+            continue
         except Exception:  # the store hiccupped: try again at the next renewal
             get_logger(receipt_id=receipt_id).exception("receipt.lease_renewal_failed")
             continue

@@ -1,6 +1,7 @@
-"""The `retention` job: every hour, in short batches, deletes settled inbox rows after
-`INBOX_RETENTION_DAYS` and final receipts' files after `ATTACHMENT_RETENTION_DAYS` (0: kept
-for ever); never a receipt, a step, a claim, a cached row or a job run. No Alegra call.
+"""The `retention` job: every hour, in short batches, deletes settled inbox rows and delivered
+partner notifications after `INBOX_RETENTION_DAYS` and final receipts' files after
+`ATTACHMENT_RETENTION_DAYS` (0: kept for ever); never a receipt, a step, a claim, a cached row
+or a job run. No Alegra call.
 Design: docs/sync.md ("Retention").
 """
 
@@ -14,6 +15,7 @@ from typing import TypeVar
 
 from sync import metrics
 from sync.jobs.runner import JobResult, JobRun
+from sync.notifications.queue import prune_delivered_batch
 from sync.settings import Settings
 from sync.states import JobOutcome
 from sync.store import retention
@@ -75,6 +77,24 @@ async def prune_attachments(
         max_bytes=ATTACHMENT_BATCH_BYTES), "", stopping)
 
 
+async def prune_notifications(
+    db: Database, days: int, now: datetime, stopping: Callable[[], bool] = lambda: False
+) -> Pruned:
+    """Delete partners' notifications delivered more than `days` before `now` (the inbox's
+    retention: both are webhook deliveries, one each way)."""
+    if not days:
+        return Pruned(0)
+    before, deleted = cutoff(now, days), 0
+    while True:
+        if stopping():
+            return Pruned(deleted, interrupted=True)
+        batch = await prune_delivered_batch(db, before=before, limit=INBOX_BATCH)
+        deleted += batch
+        if batch < INBOX_BATCH:
+            return Pruned(deleted)
+        await asyncio.sleep(0)  # the other lanes between transactions
+
+
 async def _walk(
     batch: Callable[[K], Awaitable[retention.Batch[K]]], start: K, stopping: Callable[[], bool]
 ) -> Pruned:
@@ -92,13 +112,14 @@ async def _walk(
 
 
 async def run(job: JobRun) -> JobResult:
-    """The `retention` job: prune the inbox, then the attachments."""
+    """The `retention` job: prune the inbox, the attachments, then partners' notifications."""
     policy = Policy.from_settings(job.settings)
     now = datetime.now(UTC)
     detail: dict[str, int] = {}
     interrupted = False
     for kind, prune, days in (("inbox", prune_inbox, policy.inbox_days),
-                              ("attachment", prune_attachments, policy.attachment_days)):
+                              ("attachment", prune_attachments, policy.attachment_days),
+                              ("notification", prune_notifications, policy.inbox_days)):
         pruned = await prune(job.db, days, now, lambda: job.stopping)
         metrics.count_pruned(kind, pruned.deleted)
         detail[f"{kind}_deleted"] = pruned.deleted

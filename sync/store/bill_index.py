@@ -18,6 +18,8 @@ from typing import Any
 from sync.alegra.records import BillRecord
 from sync.duplicate_rules import BillSeen, OtherReceipt
 from sync.names import name_key
+from sync.notifications import outbox
+from sync.notifications.records import EventType
 from sync.states import ReceiptStatus, StepState
 from sync.store.bills import record_seen_bills_in
 from sync.store.db import Connection, Database, Row, utcnow
@@ -161,6 +163,7 @@ async def settle_duplicate(
         " updated_at = excluded.updated_at",
         (receipt_id, bill_id, json.dumps(detail), now, now),
     )
+    await outbox.receipt_settled(conn, company, receipt_id, EventType.RECEIPT_DUPLICATE)
     return True
 
 

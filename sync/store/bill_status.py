@@ -14,6 +14,7 @@ import json
 from collections.abc import Iterable
 
 from sync.alegra.records import BillRecord
+from sync.notifications import outbox
 from sync.store.bills import record_seen_bills_in
 from sync.store.db import Connection, Database
 
@@ -26,12 +27,14 @@ async def record_confirmed_bill(
     """Store the bill as Alegra returned it and flag its receipt if it is void (or unflag it).
     Returns the receipt id the bill came from, if one of ours did."""
     async with db.transaction() as conn:
+        before = await outbox.bill_snapshot(conn, db.company, [bill.alegra_id])
         changed = await record_seen_bills_in(
             conn, [bill], company=db.company, source=source, confirmed_at=confirmed_at
         )
         receipt_id = await _receipt_of(conn, bill.alegra_id, db.company)
         if receipt_id is not None and changed > 0:  # 0: a newer answer is stored
             await _set_bill_flag(conn, receipt_id, _flag(bill), confirmed_at, db.company)
+            await outbox.bills_changed(conn, db.company, before, [bill.alegra_id])
     return receipt_id
 
 
@@ -60,6 +63,7 @@ async def record_bill_gone(
     """Alegra no longer has the bill: soft-delete its row and flag its receipt. Returns the
     receipt id the bill came from, if one of ours did."""
     async with db.transaction() as conn:
+        before = await outbox.bill_snapshot(conn, db.company, [bill_id])
         await conn.execute(
             "UPDATE bills SET deleted = 1, source = ?, confirmed_at = ?, updated_at = ?"
             " WHERE company_id = ? AND alegra_id = ? AND confirmed_at <= ?",
@@ -73,6 +77,7 @@ async def record_bill_gone(
         receipt_id = await _receipt_of(conn, bill_id, db.company)
         if receipt_id is not None and newer is None:
             await _set_bill_flag(conn, receipt_id, "bill_deleted", confirmed_at, db.company)
+            await outbox.bills_changed(conn, db.company, before, [bill_id])
     return receipt_id
 
 

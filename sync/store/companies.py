@@ -128,6 +128,8 @@ async def remove_company(db: Database, company: str) -> CompanyRecord:
 
 # Every row of one company, children before the rows they reference, the company last.
 _PURGE = (
+    ("notification_deliveries", "DELETE FROM notification_deliveries WHERE company_id = ?"),
+    ("notification_events", "DELETE FROM notification_events WHERE company_id = ?"),
     ("bill_claims", "DELETE FROM bill_claims WHERE company_id = ? OR receipt_id IN"
                     " (SELECT id FROM receipts WHERE company_id = ?)"),
     ("receipt_steps", "DELETE FROM receipt_steps WHERE receipt_id IN"

@@ -31,7 +31,14 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import RowMaker as PsycopgRowMaker
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from sync.store.sql import DatabaseUnavailable, Row, RowMaker, to_pyformat
+from sync.store.sql import (
+    DatabaseUnavailable,
+    PgIntegrityError,
+    PgOperationalError,
+    Row,
+    RowMaker,
+    to_pyformat,
+)
 
 POOL_MIN = 1
 POOL_MAX = 10
@@ -165,16 +172,31 @@ class PgConnection:
     async def execute(self, sql: str, parameters: Any = None) -> PgCursor:
         cursor = self.raw.cursor()
         params = _params(parameters or ())
-        if params:
-            await cursor.execute(to_pyformat(sql), params)
-        else:
-            await cursor.execute(sql)  # no parameters: the text as written, `%` and `?` too
+        with store_errors():
+            if params:
+                await cursor.execute(to_pyformat(sql), params)
+            else:
+                await cursor.execute(sql)  # no parameters: the text as written, `%` and `?` too
         return PgCursor(cursor)
 
     async def executemany(self, sql: str, parameters: Iterable[Iterable[Any]]) -> PgCursor:
         cursor = self.raw.cursor()
-        await cursor.executemany(to_pyformat(sql), [_params(row) for row in parameters])
+        with store_errors():
+            await cursor.executemany(to_pyformat(sql), [_params(row) for row in parameters])
         return PgCursor(cursor)
+
+
+@contextmanager
+def store_errors() -> Iterator[None]:
+    """psycopg's integrity and (non-connection) operational errors as the store's own types."""
+    try:
+        yield
+    except psycopg.IntegrityError as exc:
+        raise PgIntegrityError(_one_line(exc)) from exc
+    except psycopg.OperationalError as exc:
+        if gone(exc):
+            raise
+        raise PgOperationalError(_one_line(exc)) from exc
 
 
 def _params(parameters: Any) -> Sequence[Any] | dict[str, Any]:
@@ -279,15 +301,17 @@ def read_now(url: str, sql: str) -> list[tuple[Any, ...]]:
     """`sql`'s rows on a short-lived synchronous connection, for start-up checks made before any
     event loop runs (sync/credentials.py); [] when its table does not exist yet (a database not
     migrated holds nothing). DatabaseUnavailable when the server cannot be reached."""
+    try:  # as `PgEngine.open`: any refusal to connect says why, as DatabaseUnavailable
+        conn = psycopg.connect(url, autocommit=True, **_connection_defaults(url))
+    except psycopg.Error as exc:
+        raise DatabaseUnavailable(describe(url), _one_line(exc)) from exc
     try:
-        with psycopg.connect(url, autocommit=True, **_connection_defaults(url)) as conn:
+        with conn, store_errors():
             return list(conn.execute(to_pyformat(sql)).fetchall())
     except psycopg.errors.UndefinedTable:
         return []
-    except psycopg.OperationalError as exc:
-        if gone(exc):
-            raise DatabaseUnavailable(describe(url), _one_line(exc)) from exc
-        raise
+    except psycopg.OperationalError as exc:  # gone (store_errors re-raised it as it was)
+        raise DatabaseUnavailable(describe(url), _one_line(exc)) from exc
 
 
 def _one_line(exc: BaseException) -> str:

@@ -17,6 +17,7 @@ from typing import Any
 
 from sync.alegra.records import BillRecord, ContactRecord
 from sync.job_records import JobRunRecord, JobState
+from sync.notifications import outbox
 from sync.states import JobOutcome
 from sync.store import bill_status, bills, cache, contacts
 from sync.store.db import Connection, Cursor, Database, Row, utcnow
@@ -234,13 +235,16 @@ async def save_bills_page(
     A bill's `receipt_id` is never overwritten (a bill the flow just recorded keeps its receipt);
     the receipt a stored bill came from gets its bill-fate flag as a webhook would set it."""
     known = list(known)
+    ids = [bill.alegra_id for bill in known]
     async with db.transaction() as conn:
+        before = await outbox.bill_snapshot(conn, db.company, ids)
         count = await bills.record_seen_bills_in(
             conn, known, company=db.company, source=source, confirmed_at=confirmed_at
         )
         await bill_status.flag_receipts_in(
             conn, known, company=db.company, confirmed_at=confirmed_at
         )
+        await outbox.bills_changed(conn, db.company, before, ids)
         await _write_checkpoint(conn, name, checkpoint, company=db.company)
         return count
 

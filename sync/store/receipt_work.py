@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sync.notifications import outbox
+from sync.notifications.records import EventType
 from sync.receipt_records import StepRecord
 from sync.states import ReceiptStatus, StepState
 from sync.store.db import Connection, Database, Row, utcnow
@@ -325,32 +327,48 @@ class StepLog:
         await self._commit(statement(*_attempting_sql(self.receipt_id, step)), fence=True)
 
     async def complete(self) -> bool:
-        return await self._final(_COMPLETE, (utcnow(),))
+        return await self._final(_COMPLETE, (utcnow(),), EventType.RECEIPT_COMPLETED)
 
     async def fail(self, error: dict[str, Any], step: str | None) -> bool:
         """`failed`, with the error also kept on `step` (None: the error belongs to no step)."""
         if step is not None:
             self._pending.append(statement(*_fail_step_sql(self.receipt_id, step, error)))
-        return await self._final(_FAIL, (utcnow(), json.dumps(error)))
+        return await self._final(_FAIL, (utcnow(), json.dumps(error)), EventType.RECEIPT_FAILED)
 
     async def reschedule(self, error: dict[str, Any], delay_s: float) -> bool:
-        return await self._final(_RESCHEDULE, (timestamp_in(delay_s), json.dumps(error)))
+        waits = outbox.waiting_reason(error) is not None
+        return await self._final(_RESCHEDULE, (timestamp_in(delay_s), json.dumps(error)),
+                                 EventType.RECEIPT_WAITING if waits else None)
 
     async def release(self) -> bool:
         return await self._final(_RELEASE, ())
 
-    async def _final(self, assignments: str, params: tuple[Any, ...]) -> bool:
+    async def _final(
+        self, assignments: str, params: tuple[Any, ...], event: EventType | None = None
+    ) -> bool:
+        """End the hold; the partner's notification (`event`) commits with it, if it landed."""
         sql = _final_sql(self.db.company, self.receipt_id, self.owner, assignments, params)
-        return await self._commit(statement(*sql)) > 0
+        company, receipt_id = self.db.company, self.receipt_id
 
-    async def _commit(self, last: Write, *, fence: bool = False) -> int:
+        async def notify(conn: Connection) -> int:
+            assert event is not None
+            return int(await outbox.receipt_settled(conn, company, receipt_id, event))
+
+        return await self._commit(statement(*sql), then=None if event is None else notify) > 0
+
+    async def _commit(self, last: Write, *, fence: bool = False, then: Write | None = None) -> int:
+        """The pending writes and `last` in one transaction; `then` too when `last` changed a
+        row."""
         writes, self._pending = [*self._pending, last], []
         async with self.db.transaction() as conn:
             if fence and not await _held(conn, self.db.company, self.receipt_id, self.owner):
                 raise LeaseLost(self.receipt_id)
             for write in writes[:-1]:
                 await write(conn)
-            return await last(conn)
+            changed = await last(conn)
+            if changed > 0 and then is not None:
+                await then(conn)
+            return changed
 
 
 async def free_claims(db: Database) -> int:

@@ -16,10 +16,6 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-import psycopg
-
-from sync.settings import CONFIG_ERROR_EXIT
-
 # The exit status of a process that stops on a database that may come back (EX_TEMPFAIL of
 # sysexits.h): the systemd units restart on it, unlike CONFIG_ERROR_EXIT (deploy/*.service).
 UNAVAILABLE_EXIT = 75
@@ -27,9 +23,20 @@ UNAVAILABLE_EXIT = 75
 Row = sqlite3.Row
 Params = Sequence[Any] | dict[str, Any]
 
+
+class PgIntegrityError(Exception):
+    """psycopg's IntegrityError as the PostgreSQL engine re-raises it (`__cause__` holds the
+    driver's). Defined here so that only a PostgreSQL deployment imports psycopg: every process
+    imports this module, and psycopg costs ~0.1 s of start-up (the webhook committer's too)."""
+
+
+class PgOperationalError(Exception):
+    """psycopg's OperationalError that is not a lost server (that is DatabaseUnavailable)."""
+
+
 # What the store catches, whichever engine raised it.
-IntegrityError: tuple[type[Exception], ...] = (sqlite3.IntegrityError, psycopg.IntegrityError)
-OperationalError: tuple[type[Exception], ...] = (sqlite3.OperationalError, psycopg.OperationalError)
+IntegrityError: tuple[type[Exception], ...] = (sqlite3.IntegrityError, PgIntegrityError)
+OperationalError: tuple[type[Exception], ...] = (sqlite3.OperationalError, PgOperationalError)
 
 
 class DatabaseUnavailable(Exception):
@@ -53,6 +60,8 @@ class DatabaseUnavailable(Exception):
     def exit_status(self) -> int:
         """What a process stopping on this exits with: UNAVAILABLE_EXIT (restarted by the
         systemd units) when the server may come back, else CONFIG_ERROR_EXIT (not restarted)."""
+        from sync.settings import CONFIG_ERROR_EXIT  # noqa: PLC0415 -- starlette: when stopping
+
         return UNAVAILABLE_EXIT if self.transient else CONFIG_ERROR_EXIT
 
     @property

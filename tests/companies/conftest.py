@@ -49,7 +49,8 @@ def last_line(text: str) -> str:
 
 
 PER_COMPANY = ("contacts", "accounts", "taxes", "bills", "receipts", "bill_claims", "inbox",
-               "webhook_handshakes", "subscriptions", "jobs", "job_runs", "drift_reports")
+               "webhook_handshakes", "subscriptions", "jobs", "job_runs", "drift_reports",
+               "notification_events", "notification_deliveries")
 _SEED = (
     "INSERT INTO contacts(alegra_id, name, name_key, raw, source, confirmed_at, updated_at,"
     " company_id) VALUES ('1', 'A', 'a', '{}', 'backfill', :t, :t, :c)",
@@ -76,6 +77,13 @@ _SEED = (
     "INSERT INTO job_runs(name, started_at, company_id) VALUES ('backfill', :t, :c)",
     "INSERT INTO drift_reports(job_run_id, created_at, complete, missing, extra, different,"
     " company_id) VALUES (last_insert_rowid(), :t, 1, 0, 0, 0, :c)",
+    "INSERT INTO webhook_endpoints(id, partner_id, url, events, secret_enc, state, created_at,"
+    " updated_at) VALUES ('whe_' || :c, :p, 'https://x.example', '[]', 'x', 'enabled', :t, :t)",
+    "INSERT INTO notification_events(id, partner_id, company_id, receipt_id, seq, type, body,"
+    " created_at) VALUES ('msg_' || :c, :p, :c, 'rcp_' || :c, 1, 'receipt.completed', '{}', :t)",
+    "INSERT INTO notification_deliveries(id, event_id, endpoint_id, company_id, receipt_id, seq,"
+    " state, created_at, updated_at) VALUES ('dlv_' || :c, 'msg_' || :c, 'whe_' || :c, :c,"
+    " 'rcp_' || :c, 1, 'pending', :t, :t)",
     "INSERT OR IGNORE INTO partner_grants(partner_id, company_id, granted_at)"
     " VALUES (:p, :c, :t)",
 )

@@ -252,13 +252,19 @@ def test_rejected_bill_fails_with_alegra_status_code_and_message(stack: Stack) -
     assert len(stack.sim.state.bills) == 1
 
 
-def test_run_without_credentials_bills_the_printed_sample(tmp_path: Path) -> None:
-    """`alegra-sync run` with no credentials starts the simulator and bills the sample receipt."""
+def test_run_without_credentials_bills_the_printed_sample(
+    tmp_path: Path, engine: str, request: pytest.FixtureRequest
+) -> None:
+    """`alegra-sync run` with no credentials starts the simulator and bills the sample receipt:
+    in its own SQLite file, or in DATABASE_URL's PostgreSQL database, where its one lock is a
+    file under data/ named for the database and a command on that database acts on the demo."""
     shutil.copy(ROOT / "Procfile", tmp_path / "Procfile")
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("ALEGRA_", "DATABASE_", "SECRET_", "PUBLIC_", "DEMO_"))}
     port, sim_port = free_port(), free_port()
     env.update(PORT=str(port), LOG_FORMAT="json")
+    if engine == "postgresql":
+        env["DATABASE_URL"] = str(request.getfixturevalue("database_target"))
     out = (tmp_path / "run.log").open("wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "sync.cli", "run", "--simulator-port", str(sim_port)],
@@ -277,7 +283,16 @@ def test_run_without_credentials_bills_the_printed_sample(tmp_path: Path) -> Non
         answer = eventually(lambda: _post_when_up(url, headers), 20, "the web process")
         assert answer.status_code == 201, answer.text
         assert answer.json()["status"] == "completed"
-        assert (tmp_path / "data" / "alegra-sync-simulator.db").exists()
+        if engine == "sqlite":
+            assert (tmp_path / "data" / "alegra-sync-simulator.db").exists()
+        else:
+            assert not (tmp_path / "data" / "alegra-sync-simulator.db").exists()
+            assert [p.name for p in (tmp_path / "data").glob("postgresql-*.run.lock")]
+            status = subprocess.run([sys.executable, "-m", "sync.cli", "status"], cwd=tmp_path,
+                                    env=env, capture_output=True, text=True, timeout=60,
+                                    check=False)
+            assert "acting on the running demo" in status.stderr, status.stderr
+            assert "completed 1" in status.stdout, status.stdout
     finally:
         os.killpg(proc.pid, signal.SIGINT)
         try:

@@ -185,7 +185,7 @@ async def test_the_retention_job_is_declared_runs_before_the_backfill_and_record
     [new] = await write_batch(ctx.db, [NewDelivery(b"{}", 0)])
     result = await run_once(ctx, schedule.RETENTION, retention.run)
     assert (result.outcome, result.detail) == (
-        "success", {"inbox_deleted": 1, "attachment_deleted": 0})
+        "success", {"inbox_deleted": 1, "attachment_deleted": 0, "notification_deleted": 0})
     assert await inbox_ids(ctx.db) == {new}
     [run] = await job_store.recent_runs(ctx.db, schedule.RETENTION)
     assert run.outcome == "success"

@@ -100,12 +100,12 @@ def test_the_check_does_not_pass_for_want_of_a_server() -> None:
     assert raised.value.exit_status == UNAVAILABLE_EXIT
 
 
-@pytest.mark.parametrize("process", ["cli", "status", "worker"])
+@pytest.mark.parametrize("process", ["cli", "status", "worker", "web"])
 def test_an_unreachable_server_exits_with_the_status_systemd_restarts(
     process: str, tmp_path: Path
 ) -> None:
-    """The CLI and the worker say in one line that PostgreSQL does not answer (no password,
-    no traceback) and exit UNAVAILABLE_EXIT; no lock file is made for it."""
+    """Every process says in one line that PostgreSQL does not answer (no password, no
+    traceback) and exits UNAVAILABLE_EXIT."""
     env = _env(NO_SERVER.replace("postgres@", "postgres:hunter2@"), CREDENTIALS_KEY=KEY_A)
 
     result = _run(process, env, ROOT)

@@ -103,6 +103,19 @@ async def _add_rows_to_tables_added_since_the_release(db: Database, company: str
     await db.execute(
         "INSERT INTO company_leases(lease_key, holder, expires_at, acquired_at, companies)"
         " VALUES ('k1', 'h:1:a', ?, ?, ?)", (at, at, f'["{company}"]'))
+    await db.execute(
+        "INSERT INTO webhook_endpoints(id, partner_id, url, events, secret_enc, state,"
+        " created_at, updated_at) VALUES ('whe_1', 'ptn_a1', 'https://hooks.example/x', '[]',"
+        " 'sealed', 'enabled', ?, ?)", (at, at))
+    await db.execute(
+        "INSERT INTO notification_events(id, partner_id, company_id, receipt_id, seq, type,"
+        " body, created_at) VALUES ('msg_1', 'ptn_a1', ?, 'rcp_1', 1, 'receipt.completed',"
+        " '{\"type\":\"receipt.completed\"}', ?)", (company, at))
+    await db.execute(
+        "INSERT INTO notification_deliveries(id, event_id, endpoint_id, company_id, receipt_id,"
+        " seq, state, attempts, next_attempt_at, last_status, created_at, updated_at)"
+        " VALUES ('dlv_1', 'msg_1', 'whe_1', ?, 'rcp_1', 1, 'pending', 2, ?, 503, ?, ?)",
+        (company, at, at, at))
 
 
 @pytest.fixture(params=ENGINES)

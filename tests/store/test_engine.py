@@ -5,7 +5,10 @@ concurrent migrations and recovery from lost connections."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -290,8 +293,21 @@ async def test_a_lost_connection_inside_a_transaction_is_database_unavailable(
     assert await one.scalar("SELECT state_reason FROM companies") is None  # nothing committed
 
 
-def test_the_driver_error_is_caught_as_the_portable_one() -> None:
-    assert issubclass(psycopg.errors.UniqueViolation, IntegrityError)
+async def test_the_driver_error_is_caught_as_the_portable_one(database: Database) -> None:
+    with pytest.raises(IntegrityError) as caught:
+        await database.execute(
+            "INSERT INTO companies(id, name, created_at, updated_at)"
+            " VALUES ('default', 'x', '2026-01-01', '2026-01-01')")
+    if database.engine == "postgresql":
+        assert isinstance(caught.value.__cause__, psycopg.errors.UniqueViolation)
+
+
+def test_a_sqlite_process_does_not_import_the_postgresql_driver() -> None:
+    """psycopg costs every process ~0.1 s of start-up (the webhook committer's restart too)."""
+    probe = "import sys, sync.store.db, sync.store.inbox; print('psycopg' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True, cwd=Path(__file__).resolve().parents[2])
+    assert out.stdout.strip() == "False"
 
 
 async def test_booleans_are_stored_as_sqlite_stores_them_and_serve_as_conditions(
