@@ -23,7 +23,8 @@ a server on this machine, whose backends' CPU it reads from /proc).
                         PostgreSQL backends serving the database, and of the simulator (which
                         shares the machine's cores), divided by the receipts completed; and
                         PostgreSQL's transactions per receipt (pg_stat_database), the polling
-                        of this bench (5 reads a second) included
+                        of this bench (5 reads a second) included; and what its active
+                        backends wait for (pg_stat_activity sampled every 20 ms)
     take-over           two workers on PostgreSQL, each as if on a machine of its own (its host
                         name replaced, so neither can see the other's pid die), WORKER_LEASE_S /
                         WORKER_LEASE_RENEW_S as given; kill -9 of the one holding more leases, a
@@ -43,7 +44,9 @@ import os
 import signal
 import sys
 import tempfile
+import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -81,6 +84,7 @@ class Throughput:
     cpu_s: dict[str, float] = field(default_factory=dict)  # process → CPU over the span
     transactions: int = 0  # PostgreSQL's, over the span (this bench's polling included)
     idle: dict[str, float] = field(default_factory=dict)  # process → share of a core, idle
+    waits: Counter[str] = field(default_factory=Counter)  # PostgreSQL's active backends
 
     @property
     def per_s(self) -> float:
@@ -215,18 +219,21 @@ async def throughput(stage: Stage, label: str, workers: int, args: argparse.Name
         await until(started, "the leases settled and a first completion", every_s=0.005)
         pids = {f"worker {n + 1}": int(p.proc.pid) for n, p in enumerate(procs)  # type: ignore[union-attr]
                 } | {"simulator": sim_pid(stage.bench)}
+        sampler = WaitSampler(stage.store.pg_name)
+        sampler.start()
         cpu0 = {name: _CO.cpu_seconds(pid) for name, pid in pids.items()}
         pg0, xact0 = stage.backend_cpu_s(), transactions(stage)
         t0, done0 = time.monotonic(), await count_completed(db)
         await _CO.wait_final(db, ids, what=f"{label}'s backlog", within_s=600)
         t1, done1 = time.monotonic(), await count_completed(db)
+        sampler.stop()
         cpu = {name: _CO.cpu_seconds(pid) - cpu0[name] for name, pid in pids.items()}
         if stage.store.pg_name is not None:
             cpu["PostgreSQL"] = stage.backend_cpu_s() - pg0
         idle = await idle_cpu(stage, pids)
         stage.stop_workers()  # their backends exit, which flushes their statistics
         xacts = transactions(stage) - xact0
-        return Throughput(label, done1 - done0, t1 - t0, cpu, xacts, idle)
+        return Throughput(label, done1 - done0, t1 - t0, cpu, xacts, idle, sampler.waits)
     finally:
         stage.stop_workers()
         await db.close()
@@ -244,6 +251,37 @@ async def idle_cpu(stage: Stage, pids: dict[str, int], seconds: float = 5.0
     if stage.store.pg_name is not None:
         found["PostgreSQL"] = (stage.backend_cpu_s() - pg0) / seconds
     return found
+
+
+WAIT_CLASSES = {("IO", "WALSync"): "WAL flush", ("LWLock", "WALWrite"): "WAL flush",
+               ("Lock", "advisory"): "company lock", ("Client", "ClientRead"): "the worker",
+               (None, None): "CPU"}
+
+
+class WaitSampler(threading.Thread):
+    """What the database's active backends wait for, sampled every 20 ms (pg_stat_activity):
+    on the CPU, on a WAL flush (the commit's fsync), on a company's advisory lock, on the
+    worker (ClientRead: a transaction open while the worker computes), or something else."""
+
+    def __init__(self, name: str | None) -> None:
+        super().__init__(daemon=True)
+        self.database = name
+        self.waits: Counter[str] = Counter()
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        if self.database is None:
+            return
+        with psycopg.connect(server_url(), autocommit=True) as conn:
+            while not self.done.wait(0.02):
+                for kind, event in conn.execute(
+                        "SELECT wait_event_type, wait_event FROM pg_stat_activity"
+                        " WHERE datname = %s AND state = 'active'", (self.database,)):
+                    self.waits[WAIT_CLASSES.get((kind, event), "other")] += 1
+
+    def stop(self) -> None:
+        self.done.set()
+        self.join()
 
 
 def transactions(stage: Stage) -> int:
@@ -330,6 +368,12 @@ def print_throughput(rows: list[Throughput]) -> None:
         xacts = f"{r.transactions / r.receipts:.1f}" if r.transactions and r.receipts else "–"
         print(f"| {r.label} | {r.receipts} | {r.per_s:.0f} | " + " | ".join(cells)
               + f" | {every:.2f} | {xacts} |")
+    print("\nPostgreSQL's active backends, share of samples every 20 ms:")
+    for r in rows:
+        total = sum(r.waits.values())
+        if total:
+            print(f"- {r.label}: " + ", ".join(
+                f"{k} {v / total:.0%}" for k, v in r.waits.most_common()))
     print("\nIdle afterwards (the backlog worked, nothing to do), share of a core:")
     for r in rows:
         print(f"- {r.label}: " + ", ".join(f"{n} {v:.1%}" for n, v in r.idle.items()))
