@@ -171,6 +171,11 @@ class LeaseKeeper:
         return plan(self.worker_id, list(self.held), wanted=wanted, rows=rows,
                     workers=len(workers), now=now, dead=set(self._dead.values()))
 
+    def held_by_dead(self, key: str) -> bool:
+        """Whether, at the last `plan`, the lease's holder was a worker known dead (not one whose
+        lease only ran out: that one may be alive, with a request still in flight)."""
+        return key in self._dead
+
     async def take(self, key: str, companies: Collection[str]) -> bool:
         """Take the lease if it is free or ran out (compare-and-set). True when taken."""
         async with self._lock:
