@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import traceback
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -299,7 +300,23 @@ async def test_the_driver_error_is_caught_as_the_portable_one(database: Database
             "INSERT INTO companies(id, name, created_at, updated_at)"
             " VALUES ('default', 'x', '2026-01-01', '2026-01-01')")
     if database.engine == "postgresql":
-        assert isinstance(caught.value.__cause__, psycopg.errors.UniqueViolation)
+        assert getattr(caught.value, "sqlstate", None) == psycopg.errors.UniqueViolation.sqlstate
+
+
+async def test_a_refused_row_s_values_are_not_in_the_error_nor_its_traceback(
+    database: Database,
+) -> None:
+    """PostgreSQL's DETAIL line repeats the refused row ("Failing row contains (…)"): what the
+    store raises, and the traceback a log would print, name the constraint, not the values."""
+    with pytest.raises(IntegrityError) as caught:
+        await database.execute(
+            "INSERT INTO companies(id, name, email, token_enc, created_at, updated_at)"
+            " VALUES ('c-x', 'Ferretería Privada', 'owner@private.do', 'sealed-token', ?, NULL)",
+            (utcnow(),))
+    printed = "".join(traceback.format_exception(caught.value))
+    for value in ("Ferretería Privada", "owner@private.do", "sealed-token"):
+        assert value not in printed
+    assert "updated_at" in str(caught.value)
 
 
 def test_a_sqlite_process_does_not_import_the_postgresql_driver() -> None:
