@@ -286,7 +286,10 @@ class PgEngine:
                     if not raw.broken:
                         await raw.execute("ROLLBACK")
                     raise
-                await raw.execute("COMMIT")
+                done = await raw.execute("COMMIT")
+                if done.statusmessage != "COMMIT":  # a statement failed, its error caught
+                    raise PgOperationalError(
+                        "the transaction was rolled back: a statement in it failed")
 
     @asynccontextmanager
     async def migrating(self) -> AsyncIterator[PgConnection]:
