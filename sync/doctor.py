@@ -287,9 +287,12 @@ CATEGORIES_GUESS = ("`/categories` honours `start` and `limit`, or ignores both 
 
 
 def judge_categories_paging(
-    first: Sequence[Mapping[str, Any]], second: Sequence[Mapping[str, Any]]
+    first: Sequence[Mapping[str, Any]], second: Sequence[Mapping[str, Any]],
+    wider: Sequence[Mapping[str, Any]] | None = None,
 ) -> Finding:
-    """`first`, `second`: the rows of `start=0&limit=1` and `start=1&limit=1`."""
+    """`first`, `second`: the rows of `start=0&limit=1` and `start=1&limit=1`; `wider`: those of
+    `start=0&limit=2`, read when both gave the same one category (None: not read). With one
+    category only, paging ignored (the whole list, of one) looks just like `start` ignored."""
     def found(verdict: Verdict, evidence: str) -> Finding:
         return Finding(Check.CATEGORIES_PAGING, CATEGORIES_GUESS, verdict, evidence)
 
@@ -300,6 +303,10 @@ def judge_categories_paging(
         return found(NO_EVIDENCE, "fewer than 2 categories: a chart of accounts with two or "
                      "more would settle it")
     a, b = _id(first[0]), [_id(r) for r in second]
+    if b == [a] and (wider is None or len(wider) < 2):
+        return found(NO_EVIDENCE, f"start=0 and start=1 (limit=1) both gave category {a}, and "
+                     "no second category was listed: a chart of accounts with two or more "
+                     "would settle it")
     if b == [a]:
         return found(CONTRADICTED, f"start=0 and start=1 (limit=1) both gave category {a}: "
                      "`limit` honoured, `start` ignored")

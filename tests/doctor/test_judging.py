@@ -110,9 +110,13 @@ def test_reset_countdown_in_seconds() -> None:
 def test_categories_paging_confirmed_contradicted_and_unknown() -> None:
     a, b = {"id": "5001"}, {"id": "5002"}
     assert doctor.judge_categories_paging([a], [b]).verdict == CONFIRMED
-    repeated = doctor.judge_categories_paging([a], [a])
+    repeated = doctor.judge_categories_paging([a], [a], [a, b])
     assert repeated.verdict == CONTRADICTED
     assert "both gave category 5001" in repeated.evidence
+    # One category only: paging ignored (the whole list, of one) reads the same as `start`
+    # ignored; a company with so little data is no evidence, never a contradiction.
+    assert doctor.judge_categories_paging([a], [a], [a]).verdict == NO_EVIDENCE
+    assert doctor.judge_categories_paging([a], [a]).verdict == NO_EVIDENCE
     whole = doctor.judge_categories_paging([a, b], [a, b])
     assert whole.verdict == CONFIRMED
     assert "whole list" in whole.evidence
