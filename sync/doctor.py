@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from sync.alegra.pages import MAX_PAGE_SIZE
 from sync.alegra.payloads import DEFAULT_CURRENCY, IDENTIFICATION_TYPES, NCF_FIELD
 from sync.alegra.responses import rate_headers
 from sync.dominican import compact_ncf, digits
@@ -377,6 +378,9 @@ def judge_name_search(
     contact, part = picked
     hits = _hits(_id(contact), found_by)
     held = f"contact {_id(contact)} is named {contact.get('name')!r}; {_shown(hits)}"
+    if not hits.get(part) and len(found_by.get(part, ())) >= MAX_PAGE_SIZE:
+        return Finding(Check.NAME_SEARCH, NAME_GUESS, NO_EVIDENCE, held + f" ({part!r} listed "
+                       f"a full page of {MAX_PAGE_SIZE} other contacts: it may be on a later one)")
     verdict = CONFIRMED if hits.get(part) else CONTRADICTED
     return Finding(Check.NAME_SEARCH, NAME_GUESS, verdict, held)
 

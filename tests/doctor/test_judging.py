@@ -148,6 +148,11 @@ def test_name_search_by_part_of_the_name() -> None:
     exact_only = doctor.judge_name_search(picked, {"Distribuidora": [], whole: [contact]})
     assert exact_only.verdict == CONTRADICTED
     assert "'Distribuidora': not found" in exact_only.evidence
+    # A common word fills Alegra's page with other contacts: not finding ours there is no
+    # evidence (it may be on a later page), not a contradiction.
+    others = [{"id": str(100 + i), "name": f"Distribuidora {i}"} for i in range(30)]
+    crowded = doctor.judge_name_search(picked, {"Distribuidora": others, whole: [contact]})
+    assert crowded.verdict == NO_EVIDENCE
     assert doctor.judge_name_search(None, {}).verdict == NO_EVIDENCE
     assert doctor.name_part([{"id": "1", "name": "Ana"}, {"id": "2", "name": "Ferreteria"}]) is None
 
