@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from sync.alegra.pages import MAX_PAGE_SIZE
 from sync.alegra.payloads import DEFAULT_CURRENCY, IDENTIFICATION_TYPES, NCF_FIELD
 from sync.alegra.responses import rate_headers
 from sync.dominican import compact_ncf, digits
@@ -287,9 +288,12 @@ CATEGORIES_GUESS = ("`/categories` honours `start` and `limit`, or ignores both 
 
 
 def judge_categories_paging(
-    first: Sequence[Mapping[str, Any]], second: Sequence[Mapping[str, Any]]
+    first: Sequence[Mapping[str, Any]], second: Sequence[Mapping[str, Any]],
+    wider: Sequence[Mapping[str, Any]] | None = None,
 ) -> Finding:
-    """`first`, `second`: the rows of `start=0&limit=1` and `start=1&limit=1`."""
+    """`first`, `second`: the rows of `start=0&limit=1` and `start=1&limit=1`; `wider`: those of
+    `start=0&limit=2`, read when both gave the same one category (None: not read). With one
+    category only, paging ignored (the whole list, of one) looks just like `start` ignored."""
     def found(verdict: Verdict, evidence: str) -> Finding:
         return Finding(Check.CATEGORIES_PAGING, CATEGORIES_GUESS, verdict, evidence)
 
@@ -300,6 +304,10 @@ def judge_categories_paging(
         return found(NO_EVIDENCE, "fewer than 2 categories: a chart of accounts with two or "
                      "more would settle it")
     a, b = _id(first[0]), [_id(r) for r in second]
+    if b == [a] and (wider is None or len(wider) < 2):
+        return found(NO_EVIDENCE, f"start=0 and start=1 (limit=1) both gave category {a}, and "
+                     "no second category was listed: a chart of accounts with two or more "
+                     "would settle it")
     if b == [a]:
         return found(CONTRADICTED, f"start=0 and start=1 (limit=1) both gave category {a}: "
                      "`limit` honoured, `start` ignored")
@@ -370,6 +378,9 @@ def judge_name_search(
     contact, part = picked
     hits = _hits(_id(contact), found_by)
     held = f"contact {_id(contact)} is named {contact.get('name')!r}; {_shown(hits)}"
+    if not hits.get(part) and len(found_by.get(part, ())) >= MAX_PAGE_SIZE:
+        return Finding(Check.NAME_SEARCH, NAME_GUESS, NO_EVIDENCE, held + f" ({part!r} listed "
+                       f"a full page of {MAX_PAGE_SIZE} other contacts: it may be on a later one)")
     verdict = CONFIRMED if hits.get(part) else CONTRADICTED
     return Finding(Check.NAME_SEARCH, NAME_GUESS, verdict, held)
 

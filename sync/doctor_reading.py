@@ -87,9 +87,13 @@ async def examine(client: AlegraClient, transport: ReadOnlyTransport) -> list[do
     bills = await _first_pages(client, resources.BILLS)
     first = await _rows(client, resources.CATEGORIES, {"format": "plain", "start": 0, "limit": 1})
     second: list[dict[str, Any]] = []
+    wider: list[dict[str, Any]] | None = None
     if first:
         second = await _rows(client, resources.CATEGORIES,
                              {"format": "plain", "start": 1, "limit": 1})
+    if len(first) == 1 and [row.get("id") for row in second] == [first[0].get("id")]:
+        wider = await _rows(client, resources.CATEGORIES,  # one category, or `start` ignored?
+                            {"format": "plain", "start": 0, "limit": 2})
     contact = doctor.pick_searchable(contacts)
     by_id = await _identification_searches(client, contact)
     named = doctor.name_part(contacts)
@@ -107,7 +111,7 @@ async def examine(client: AlegraClient, transport: ReadOnlyTransport) -> list[do
         doctor.judge_ncf_field(bills),
         doctor.judge_rate_headers(transport.headers),
         doctor.judge_reset_countdown(transport.answers),
-        doctor.judge_categories_paging(first, second),
+        doctor.judge_categories_paging(first, second, wider),
         doctor.judge_identification_search(contact, by_id),
         doctor.judge_name_search(named, by_name),
         doctor.judge_date_filter(bound, after),

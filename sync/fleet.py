@@ -18,10 +18,14 @@ Any number of workers may share the database: a company's lanes (and its probe) 
 worker that holds its lease, one per Alegra user (`sync/leasing.py`). Each refresh first settles
 the leases (hand over above the fair share, take below it), then starts and stops lanes to
 match; a lease lost (taken, or not renewed in time) revokes its runs' fences and stops their
-lanes at once. A lease taken frees the claims on its companies' receipts in `processing`: their
-earlier holder sends nothing any more, so the receipts resume here without waiting out their
-own claim. What lives in this process per company (the budget's view, the creation locks, the
-events lane's grouping of deliveries) is therefore only ever used by the company's holder.
+lanes at once. A lease taken from a worker known dead (its process gone from this host) frees
+the claims on its companies' receipts in `processing`, so they resume here at once. A lease that
+ran out does not: its earlier holder may be alive, with a write sent before its fence closed
+still in flight (the fence stops new requests, not answers that are late), so its receipts
+resume only once their own claims run out (`sync/flow/lease.py` LEASE_S), when a write that got
+through is found by its natural key. What lives in this process per company (the budget's
+view, the creation locks, the events lane's grouping of deliveries) is therefore only ever used
+by the company's holder.
 """
 
 from __future__ import annotations
@@ -261,10 +265,12 @@ class Fleet:
         for key in plan.release:
             await self._hand_over(key)
         for key in plan.take:
+            from_dead = self.leases.held_by_dead(key)
             if await self.leases.take(key, wanted[key]):
                 self.log.info("lease.taken", lease=key, companies=wanted[key])
-                for company in wanted[key]:
-                    await receipt_work.free_claims(self.db.for_company(company))
+                if from_dead:  # else its holder's claims run out first (module docstring)
+                    for company in wanted[key]:
+                        await receipt_work.free_claims(self.db.for_company(company))
         await self.leases.describe(wanted)
         self.balanced = True
         return set(self.leases.held)

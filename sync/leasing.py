@@ -24,14 +24,13 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-import socket
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from sync.alegra.errors import LeaseExpired
-from sync.flow.lease import holder_is_dead
+from sync.flow.lease import holder_is_dead, host_id
 from sync.lease_records import LeasePlan, WorkerRecord, plan
 from sync.settings import Settings
 from sync.store import leases
@@ -49,7 +48,7 @@ def new_worker_id() -> str:
     the form of the receipts' claim owners, so `holder_is_dead` reads both: a worker restarted
     on the host of one killed there (kill -9, OOM) takes its leases at once, without waiting
     for them to run out."""
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+    return f"{host_id()}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
 def _in(seconds: float) -> str:
@@ -170,6 +169,11 @@ class LeaseKeeper:
                    if not holder_is_dead(w.id, self.worker_id)]
         return plan(self.worker_id, list(self.held), wanted=wanted, rows=rows,
                     workers=len(workers), now=now, dead=set(self._dead.values()))
+
+    def held_by_dead(self, key: str) -> bool:
+        """Whether, at the last `plan`, the lease's holder was a worker known dead (not one whose
+        lease only ran out: that one may be alive, with a request still in flight)."""
+        return key in self._dead
 
     async def take(self, key: str, companies: Collection[str]) -> bool:
         """Take the lease if it is free or ran out (compare-and-set). True when taken."""

@@ -102,12 +102,15 @@ class Settings:
 
 def shown_url(url: str) -> str:
     """`url` fit for an error line: its user information (`postgresql://user:secret@host/db`, as
-    hosting providers hand out DATABASE_URL, or a token before an `@`) is replaced by `***`."""
+    hosting providers hand out DATABASE_URL, or a token before an `@`) is replaced by `***`, and
+    so is its query (libpq also takes `?password=…`)."""
+    url, question, _ = url.partition("?")
+    query = "?***" if question else ""
     scheme, sep, rest = url.rpartition("://")
     _, at, host = rest.rpartition("@")
     if not at:
-        return url
-    return f"{scheme}{sep}***@{host}"
+        return url + query
+    return f"{scheme}{sep}***@{host}{query}"
 
 
 POSTGRESQL_SCHEMES = ("postgresql://", "postgres://")

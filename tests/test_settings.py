@@ -88,6 +88,17 @@ def test_a_postgresql_url_is_taken_as_it_is_and_shown_without_its_password() -> 
     assert sqlite.database_target == sqlite.database_path
 
 
+def test_a_password_in_a_postgresql_url_s_query_is_not_shown() -> None:
+    """libpq also takes the password as a query parameter (`?password=…`): hidden as well."""
+    url = "postgresql://sync@db.example.com:5432/alegra?sslmode=require&password=s3cr3t-pw"
+    settings = load_settings(env_file=None, environ={**BASE, "DATABASE_URL": url})
+    assert settings.database_url == url
+    assert "s3cr3t-pw" not in repr(settings)
+    with pytest.raises(SettingsError) as refused:
+        load_settings(env_file=None, environ={**BASE, "DATABASE_URL": url.replace("5432", "x")})
+    assert "s3cr3t-pw" not in str(refused.value)
+
+
 @pytest.mark.parametrize("url", ["postgresql://sync:s3cr3t-pw@db.example.com:5432",
                                  "postgresql://sync:s3cr3t-pw@db.example.com:port/alegra"])
 def test_a_postgresql_url_without_a_database_or_malformed_is_refused(url: str) -> None:

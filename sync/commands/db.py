@@ -25,7 +25,7 @@ from pathlib import Path
 
 from sync.commands.store import missing_database
 from sync.deployment import command_settings
-from sync.settings import shown_url
+from sync.settings import load_settings, shown_url
 from sync.store.backup import BackupError, backup_database
 from sync.store.copy import CopyFailed, CopyRefused, TableCount, copy_database, open_database
 from sync.store.db import Database
@@ -53,11 +53,11 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def backup_command(args: argparse.Namespace) -> int:
-    settings = command_settings(needs_alegra=False)
-    if settings.database_url:
+    if load_settings().database_url:  # said before anything connects: the server may be down
         print("alegra-sync: db backup copies a SQLite database; DATABASE_URL is PostgreSQL: back it"
               " up with pg_dump (or the provider's backups)", file=sys.stderr)
         return 2
+    settings = command_settings(needs_alegra=False)
     complaint = missing_database(settings)
     if complaint is not None:
         print(complaint, file=sys.stderr)

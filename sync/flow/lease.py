@@ -1,8 +1,9 @@
 """Who holds a receipt, and whether that holder is still alive.
 
-A lease owner is "host:pid:boot". A worker restarted after a crash (kill -9, OOM) on the same
-host can tell that the previous holder is gone — its pid no longer runs, or it is our own pid
-with another boot token — and take the receipt back at once. A holder on another host, or a pid
+A lease owner is "host:pid:boot" (`host_id`: the host's name and its PID namespace). A worker
+restarted after a crash (kill -9, OOM) on the same host can tell that the previous holder is
+gone — its pid no longer runs, or it is our own pid with another boot token — and take the
+receipt back at once. A holder on another host, or a pid
 that is alive (perhaps reused), is left alone until its lease expires: waiting is always safe.
 """
 
@@ -18,9 +19,22 @@ LEASE_S = 60.0  # how long a claim holds without renewal
 RENEW_EVERY_S = 15.0  # a running receipt renews its lease this often
 
 
+def host_id() -> str:
+    """This host as owners name it: its name and, where Linux shows it, the PID namespace
+    ("name/4026531836"). Containers may share the host's name (Docker's host network,
+    Kubernetes' hostNetwork) while each numbers its pids from 1: a pid says whether a holder is
+    gone only within one namespace."""
+    name = socket.gethostname()
+    try:
+        namespace = os.readlink("/proc/self/ns/pid")  # "pid:[4026531836]"
+    except OSError:
+        return name
+    return f"{name}/{namespace.removeprefix('pid:[').removesuffix(']')}"
+
+
 def new_owner() -> str:
     """This process's owner string; a fresh boot token per worker start."""
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+    return f"{host_id()}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
 def holder_is_dead(holder: str, me: str) -> bool:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from typing import Any, TypeVar
 from sync.alegra.client import AlegraClient
 from sync.alegra.errors import AlegraError, Retryable, Stopping
 from sync.context import WorkerContext
+from sync.flow.lease import host_id
 from sync.jobs import schedule
 from sync.logs import get_logger
 from sync.settings import Settings
@@ -150,14 +150,14 @@ JobFn = Callable[[JobRun], Awaitable[JobResult]]
 
 
 def owner_id() -> str:
-    """This process, as a job holder: 'host:pid'."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """This process, as a job holder: 'host:pid' (`host_id`: with its PID namespace)."""
+    return f"{host_id()}:{os.getpid()}"
 
 
 def holder_gone(holder: str) -> bool:
     """True when `holder` is a process on this host that no longer exists (e.g. killed -9)."""
     host, _, pid = holder.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
+    if host != host_id() or not pid.isdigit():
         return False
     try:
         os.kill(int(pid), 0)

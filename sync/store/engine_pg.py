@@ -188,15 +188,28 @@ class PgConnection:
 
 @contextmanager
 def store_errors() -> Iterator[None]:
-    """psycopg's integrity and (non-connection) operational errors as the store's own types."""
+    """psycopg's integrity and (non-connection) operational errors as the store's own types,
+    with the server's primary message only: its DETAIL line repeats the refused row's values
+    ("Failing row contains (…)", "Key (…)=(…)"), which must reach no log. The driver's error is
+    left out of the chain for the same reason (a traceback prints its text); its SQLSTATE is
+    kept as `sqlstate`."""
     try:
         yield
     except psycopg.IntegrityError as exc:
-        raise PgIntegrityError(_one_line(exc)) from exc
+        raise _without_detail(PgIntegrityError, exc) from None
     except psycopg.OperationalError as exc:
         if gone(exc):
             raise
-        raise PgOperationalError(_one_line(exc)) from exc
+        raise _without_detail(PgOperationalError, exc) from None
+
+
+def _without_detail(
+    kind: type[PgIntegrityError] | type[PgOperationalError], exc: psycopg.Error
+) -> PgIntegrityError | PgOperationalError:
+    primary = exc.diag.message_primary or type(exc).__name__
+    error = kind(" ".join(primary.split()))
+    error.sqlstate = exc.sqlstate
+    return error
 
 
 def _params(parameters: Any) -> Sequence[Any] | dict[str, Any]:
@@ -273,7 +286,10 @@ class PgEngine:
                     if not raw.broken:
                         await raw.execute("ROLLBACK")
                     raise
-                await raw.execute("COMMIT")
+                done = await raw.execute("COMMIT")
+                if done.statusmessage != "COMMIT":  # a statement failed, its error caught
+                    raise PgOperationalError(
+                        "the transaction was rolled back: a statement in it failed")
 
     @asynccontextmanager
     async def migrating(self) -> AsyncIterator[PgConnection]:

@@ -373,10 +373,10 @@ class StepLog:
 
 async def free_claims(db: Database) -> int:
     """Let `db.company`'s receipts in `processing` be claimed at once, whoever claimed them: for
-    a worker that has just taken the company's lease (sync/leasing.py). Their earlier holder sends
-    nothing more to Alegra for the company, and its own records are fenced by `lease_owner`
-    (`StepLog`), so a receipt a dead worker held resumes without waiting out its claim; its
-    steps left `attempting` look their write up first. Returns how many were freed."""
+    a worker that has just taken the company's lease from a worker known dead (sync/fleet.py).
+    The dead holder sends nothing more to Alegra, and its own records are fenced by `lease_owner`
+    (`StepLog`), so its receipts resume without waiting out their claims; their steps left
+    `attempting` look their write up first. Returns how many were freed."""
     return await db.execute(
         "UPDATE receipts SET lease_until = NULL WHERE company_id = ?"  # noqa: S608
         f" AND status = '{ReceiptStatus.PROCESSING}' AND lease_until IS NOT NULL",

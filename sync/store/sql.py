@@ -25,13 +25,18 @@ Params = Sequence[Any] | dict[str, Any]
 
 
 class PgIntegrityError(Exception):
-    """psycopg's IntegrityError as the PostgreSQL engine re-raises it (`__cause__` holds the
-    driver's). Defined here so that only a PostgreSQL deployment imports psycopg: every process
-    imports this module, and psycopg costs ~0.1 s of start-up (the webhook committer's too)."""
+    """psycopg's IntegrityError as the PostgreSQL engine re-raises it: the server's primary
+    message and its `sqlstate`, never its DETAIL (the row's values). Defined here so that only a
+    PostgreSQL deployment imports psycopg: every process imports this module, and psycopg costs
+    ~0.1 s of start-up (the webhook committer's too)."""
+
+    sqlstate: str | None = None
 
 
 class PgOperationalError(Exception):
     """psycopg's OperationalError that is not a lost server (that is DatabaseUnavailable)."""
+
+    sqlstate: str | None = None
 
 
 # What the store catches, whichever engine raised it.

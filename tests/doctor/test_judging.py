@@ -110,9 +110,13 @@ def test_reset_countdown_in_seconds() -> None:
 def test_categories_paging_confirmed_contradicted_and_unknown() -> None:
     a, b = {"id": "5001"}, {"id": "5002"}
     assert doctor.judge_categories_paging([a], [b]).verdict == CONFIRMED
-    repeated = doctor.judge_categories_paging([a], [a])
+    repeated = doctor.judge_categories_paging([a], [a], [a, b])
     assert repeated.verdict == CONTRADICTED
     assert "both gave category 5001" in repeated.evidence
+    # One category only: paging ignored (the whole list, of one) reads the same as `start`
+    # ignored; a company with so little data is no evidence, never a contradiction.
+    assert doctor.judge_categories_paging([a], [a], [a]).verdict == NO_EVIDENCE
+    assert doctor.judge_categories_paging([a], [a]).verdict == NO_EVIDENCE
     whole = doctor.judge_categories_paging([a, b], [a, b])
     assert whole.verdict == CONFIRMED
     assert "whole list" in whole.evidence
@@ -144,6 +148,11 @@ def test_name_search_by_part_of_the_name() -> None:
     exact_only = doctor.judge_name_search(picked, {"Distribuidora": [], whole: [contact]})
     assert exact_only.verdict == CONTRADICTED
     assert "'Distribuidora': not found" in exact_only.evidence
+    # A common word fills Alegra's page with other contacts: not finding ours there is no
+    # evidence (it may be on a later page), not a contradiction.
+    others = [{"id": str(100 + i), "name": f"Distribuidora {i}"} for i in range(30)]
+    crowded = doctor.judge_name_search(picked, {"Distribuidora": others, whole: [contact]})
+    assert crowded.verdict == NO_EVIDENCE
     assert doctor.judge_name_search(None, {}).verdict == NO_EVIDENCE
     assert doctor.name_part([{"id": "1", "name": "Ana"}, {"id": "2", "name": "Ferreteria"}]) is None
 

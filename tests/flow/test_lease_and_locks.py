@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from sync.flow.lease import holder_is_dead, new_owner
+from sync.flow.lease import holder_is_dead, host_id, new_owner
 from sync.flow.locks import KeyedLocks
 
 
@@ -18,7 +18,7 @@ def test_holder_on_this_host_whose_process_is_gone_is_dead() -> None:
     """A holder pid that no longer runs on this host is known dead."""
     child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                            capture_output=True, text=True, check=True)
-    gone = f"{socket.gethostname()}:{child.stdout.strip()}:abcd"
+    gone = f"{host_id()}:{child.stdout.strip()}:abcd"
 
     assert holder_is_dead(gone, new_owner())
 
@@ -35,9 +35,24 @@ def test_our_own_pid_with_another_boot_is_a_previous_incarnation() -> None:
 def test_live_or_remote_holders_are_left_alone() -> None:
     """A running process, another host or an unreadable owner is never declared dead."""
     me = new_owner()
-    assert not holder_is_dead(f"{socket.gethostname()}:{os.getppid()}:ffff", me)
+    assert not holder_is_dead(f"{host_id()}:{os.getppid()}:ffff", me)
     assert not holder_is_dead("elsewhere:1:ffff", me)
     assert not holder_is_dead("garbage", me)
+
+
+def test_a_holder_in_another_pid_namespace_under_our_host_name_is_left_alone() -> None:
+    """Containers sharing the host's name (Docker's host network, Kubernetes' hostNetwork)
+    number their pids apart: another one's worker, at our very pid or at one we cannot see,
+    may be alive. Only a holder of our own PID namespace is judged by its pid."""
+    me = new_owner()
+    _, pid, _ = me.rsplit(":", 2)
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                           capture_output=True, text=True, check=True)
+    other = f"{socket.gethostname()}/4026599999"  # our host name, another PID namespace
+
+    assert not holder_is_dead(f"{other}:{pid}:0000", me)
+    assert not holder_is_dead(f"{other}:{child.stdout.strip()}:abcd", me)
+    assert not holder_is_dead(f"{socket.gethostname()}:{pid}:0000", me)  # namespace unknown
 
 
 @pytest.mark.anyio

@@ -5,8 +5,10 @@ concurrent migrations and recovery from lost connections."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import sys
+import traceback
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -14,7 +16,13 @@ import psycopg
 import pytest
 
 from sync.store import engine_pg, migrate
-from sync.store.db import Database, DatabaseUnavailable, IntegrityError, utcnow
+from sync.store.db import (
+    Database,
+    DatabaseUnavailable,
+    IntegrityError,
+    OperationalError,
+    utcnow,
+)
 from sync.store.sql import to_pyformat
 from tests.support.databases import PgServer
 
@@ -299,7 +307,43 @@ async def test_the_driver_error_is_caught_as_the_portable_one(database: Database
             "INSERT INTO companies(id, name, created_at, updated_at)"
             " VALUES ('default', 'x', '2026-01-01', '2026-01-01')")
     if database.engine == "postgresql":
-        assert isinstance(caught.value.__cause__, psycopg.errors.UniqueViolation)
+        assert getattr(caught.value, "sqlstate", None) == psycopg.errors.UniqueViolation.sqlstate
+
+
+async def test_a_refused_row_s_values_are_not_in_the_error_nor_its_traceback(
+    database: Database,
+) -> None:
+    """PostgreSQL's DETAIL line repeats the refused row ("Failing row contains (…)"): what the
+    store raises, and the traceback a log would print, name the constraint, not the values."""
+    with pytest.raises(IntegrityError) as caught:
+        await database.execute(
+            "INSERT INTO companies(id, name, email, token_enc, created_at, updated_at)"
+            " VALUES ('c-x', 'Ferretería Privada', 'owner@private.do', 'sealed-token', ?, NULL)",
+            (utcnow(),))
+    printed = "".join(traceback.format_exception(caught.value))
+    for value in ("Ferretería Privada", "owner@private.do", "sealed-token"):
+        assert value not in printed
+    assert "updated_at" in str(caught.value)
+
+
+async def test_a_transaction_postgresql_rolled_back_is_not_reported_committed(
+    two_processes: tuple[Database, Database],
+) -> None:
+    """A statement that failed inside a transaction, its error caught by the caller, leaves
+    PostgreSQL's transaction aborted: its COMMIT is a ROLLBACK. The transaction then raises
+    (an error, never a 2xx), rather than returning as if its other writes were committed."""
+    one, _ = two_processes
+
+    async def write_swallowing_a_failure() -> None:
+        async with one.transaction() as conn:
+            await conn.execute("UPDATE companies SET state_reason = 'kept?'")
+            with contextlib.suppress(IntegrityError):
+                await conn.execute("INSERT INTO companies(id, name, created_at, updated_at)"
+                                   " VALUES ('default', 'x', 'now', 'now')")
+
+    with pytest.raises(OperationalError):
+        await write_swallowing_a_failure()
+    assert await one.scalar("SELECT state_reason FROM companies") is None
 
 
 def test_a_sqlite_process_does_not_import_the_postgresql_driver() -> None:

@@ -22,13 +22,14 @@ from sync.alegra.client import AlegraAccount
 from sync.alegra.errors import LeaseExpired
 from sync.context import Lane, WorkerContext
 from sync.fleet import CompanyAccount, Fleet
+from sync.flow import lease as lease_module
 from sync.flow.lane import run as receipts_lane
 from sync.receipt_model import parse_submission
 from sync.receipt_resource import receipt_resource
 from sync.settings import Settings
 from sync.states import CompanyState
 from sync.status import worker_summary
-from sync.store import leases, receipts
+from sync.store import leases, receipt_work, receipts
 from sync.store.db import Connection, Database, Row
 from sync.store.partners import create_partner
 from sync.store.sql import Params
@@ -296,14 +297,53 @@ async def test_a_worker_cut_off_from_the_database_stops_sending_before_another_s
     assert sim.state.calls("POST", "/contacts") == len(sent)
 
 
+async def test_a_take_over_of_a_lease_that_ran_out_leaves_the_old_holders_receipt_claims(
+    deployment: Deployment, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Worker A (on another host, so not known dead) holds a receipt's claim; its company lease
+    ran out. Worker B takes the lease, but leaves the receipt alone while A's claim lasts: A may
+    be alive, its POST sent before its fence closed still in flight, and B's lookup would miss
+    what that POST creates a moment later. Once A's claim runs out, B completes the receipt."""
+    monkeypatch.setattr(lease_module, "LEASE_S", 3.0)
+    sim = deployment.simulator
+    deployment.add_company("default", AlegraAccount(sim.base_url, sim.email, sim.token))
+    b = await deployment.worker("b", [("receipts", receipts_lane)])
+    db = b.fleet.db
+    receipt_id = await _submit(db)
+    a_owner = f"host-a:{os.getpid()}:lane"
+    claimed = await receipt_work.claim_next(db, owner=a_owner, lease_s=lease_module.LEASE_S)
+    assert claimed is not None
+    assert claimed.receipt_id == receipt_id
+    key = deployment.companies["default"].lease
+    await leases.add_leases(db, [key])
+    ran_out = "2000-01-01T00:00:00.000000+00:00"
+    assert await leases.take(db, key, f"host-a:{os.getpid()}:a", now=ran_out,
+                             expires_at=ran_out, companies=["default"])
+
+    b.start()
+    await until(lambda: b.running() == {"default"})
+    await asyncio.sleep(0.5)  # many looks for ready receipts (every 0.1 s)
+    row = await db.fetchone("SELECT status, lease_owner FROM receipts WHERE id = ?",
+                            (receipt_id,))
+    assert row is not None
+    assert (row["status"], row["lease_owner"]) == ("processing", a_owner)
+
+    resource = await _completed(db, receipt_id)
+    assert resource["alegra"]["bill_id"] is not None
+    assert len(sim.state.bills) == 1
+
+
 @pytest.mark.parametrize("created", ["/contacts", "/categories", "/bills"])
 async def test_a_take_over_after_a_write_alegra_made_but_the_store_never_recorded_finds_it(
-    deployment: Deployment, created: str,
+    deployment: Deployment, created: str, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Worker A sends the receipt's POST (the supplier, the expense account or the bill) and
     Alegra creates it; A then freezes before its store records it (as a kill -9 would). Worker B
-    takes the company once A's lease has run out, resumes the receipt at that step, finds what A
-    created by its natural key, and completes the receipt: nothing is created twice."""
+    takes the company once A's lease has run out, resumes the receipt at that step once A's
+    claim on it has run out too (short here), finds what A created by its natural key, and
+    completes the receipt: nothing is created twice."""
+    monkeypatch.setattr(lease_module, "LEASE_S", 3.0)
+    monkeypatch.setattr(lease_module, "RENEW_EVERY_S", 0.5)
     sim = deployment.simulator
     deployment.add_company("default", AlegraAccount(sim.base_url, sim.email, sim.token))
     lanes: list[tuple[str, Lane]] = [("receipts", receipts_lane)]

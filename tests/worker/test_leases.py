@@ -4,7 +4,6 @@ and the client's guard that refuses to send once the lease may have run out."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -15,6 +14,7 @@ import pytest
 from sync.alegra.budget import Priority, RateBudget
 from sync.alegra.client import AlegraClient
 from sync.alegra.errors import LeaseExpired, Stopping
+from sync.flow.lease import host_id
 from sync.lease_records import LeaseRecord, WorkerRecord, fair_share, lease_key, plan
 from sync.leasing import LeaseKeeper
 from sync.settings import SettingsError, load_settings
@@ -249,7 +249,7 @@ async def test_a_lease_of_a_worker_killed_on_this_host_is_taken_at_once(
     leases: its process is gone, so they are taken now, and it is not counted as live. A live
     holder's lease, or one on another host, is left to run out."""
     db, _ = dbs
-    dead = f"{socket.gethostname()}:{gone_pid}:dead"
+    dead = f"{host_id()}:{gone_pid}:dead"
     await leases.add_leases(db, ["u1", "u2"])
     far = "2999-01-01T00:00:00.000000+00:00"
     await leases.renew(db, WorkerRecord(dead, "h", 1, EARLIER, EARLIER, far))
