@@ -11,7 +11,9 @@ between two hosts. Leases are short here (WORKER_LEASE_S=3, WORKER_LEASE_RENEW_S
   been committed by Alegra and never answered: every receipt completes, with exactly one bill
   each in its own company's account (the natural-key lookup after an unknown outcome holds
   across a take-over), and the surviving worker holds every company's lease within the lease
-  time.
+  time. The receipts the killed worker had in flight resume once their own claims run out
+  (60 s, sync/flow/lease.py): the survivor cannot tell a dead worker on another host from a live
+  one cut off, so this test takes over a minute.
 - The database gone in the middle of a webhook burst sent to both web processes for the three
   companies: every delivery acknowledged with a 2xx is in the inbox afterwards, both web
   processes serve again by themselves, and the workers carry on (the inbox is worked, a new
@@ -124,7 +126,9 @@ class System:
         found: dict[str, str | None] = {}
         for holder, companies in self.rows("SELECT holder, companies FROM company_leases"):
             for company in json.loads(str(companies or "[]")):
-                found[company] = None if holder is None else str(holder).split(":")[0]
+                # the holder is "host/pid namespace:pid:random" (sync/flow/lease.py)
+                found[company] = (None if holder is None
+                                  else str(holder).split(":")[0].split("/")[0])
         return found
 
     def post(self, web: str, company: str, ncf: str) -> httpx.Response:
@@ -240,7 +244,7 @@ def test_a_worker_killed_in_a_burst_of_receipts_loses_none_and_bills_none_twice(
     eventually(lambda: set(system.holders().values()) == {survivor}, TAKE_OVER_WITHIN_S,
                f"{survivor} holding every company\n{system.logs()}")
     taken_over_s = time.monotonic() - killed_at
-    eventually(lambda: all(s in FINAL for s in system.statuses().values()), 90,
+    eventually(lambda: all(s in FINAL for s in system.statuses().values()), 120,
                f"every receipt final\n{system.logs()}")
 
     statuses = system.statuses()
