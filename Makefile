@@ -36,8 +36,10 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
+# The end-to-end tests mostly wait on real processes and sockets: three processes share two cores.
+PYTEST_WORKERS ?= 3
 pytest: install
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(PYTEST_WORKERS)
 
 bench: install
 	$(BIN)/python bench/receipts.py

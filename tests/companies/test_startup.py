@@ -84,7 +84,8 @@ def test_a_key_that_decrypts_no_stored_token_stops_the_cli(
     assert "'acme'" in err
 
 
-@pytest.mark.parametrize("value", ["not-a-key", f"{KEY_A},short", KEY_A[:-2]])
+@pytest.mark.parametrize("value", ["not-a-key", f"{KEY_A},short", KEY_A[:-2]],
+                         ids=["not-a-key", "a-short-second-key", "a-truncated-key"])
 def test_a_malformed_key_stops_the_cli_even_with_no_company(
     env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], value: str
 ) -> None:
