@@ -36,4 +36,4 @@ def test_make_test_installs_the_development_tools(tmp_path: Path) -> None:
     commands = planned("test", tmp_path / "venv")
 
     assert f"{tmp_path}/venv/bin/pip install -q -e '.[dev]'" in commands
-    assert f"{tmp_path}/venv/bin/pytest" in commands
+    assert f"{tmp_path}/venv/bin/pytest -n 3" in commands
