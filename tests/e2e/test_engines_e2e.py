@@ -143,7 +143,8 @@ def test_webhooks_registered_then_a_contact_made_in_alegra_reaches_the_cache(
     delivered, stored and applied: it is in the cache, from the webhook."""
     code, out, err = stack.cli("webhooks", "register")
     assert code == 0, err
-    assert out.count("created") == len(EVENTS)
+    # "present": the worker's subscriptions job, started by the command's first rows, made it.
+    assert out.count("created") + out.count("present") == len(EVENTS)
 
     contact = stack.sim.state.person_create_contact(name="Papelera del Sol", type=["provider"])
 
@@ -152,7 +153,9 @@ def test_webhooks_registered_then_a_contact_made_in_alegra_reaches_the_cache(
         return rows[0] if rows else None
 
     row = eventually(cached, 30, "the new contact in the cache")
-    assert row["source"] == "webhook"
+    # The worker's first backfill, when still running as the contact is made, may read it first;
+    # the delivery is applied either way (below).
+    assert row["source"] in {"webhook", "backfill"}
     assert row["name"] == "Papelera del Sol"
 
     def inbox_states() -> set[str]:
