@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute
@@ -24,13 +23,12 @@ from receiver import query
 from receiver.auth import require_admin
 from receiver.company import company_db, receipt_scope
 from receiver.errors import ApiError
+from receiver.json_body import read_model
 from receiver.openapi import ApiRoute
-from receiver.receipts import read_bounded
 from sync import credentials
 from sync.company_contract import CompanyIn
 from sync.inbox_records import InboxEvent
 from sync.logs import get_logger
-from sync.receipt_contract import ReceiptInvalid, decode_json, json_path, message
 from sync.receipt_records import ReceiptRecord
 from sync.receipt_resource import receipt_resource
 from sync.settings import Settings, SettingsError
@@ -203,21 +201,7 @@ async def create_company(request: Request) -> JSONResponse:
 
 async def _company_body(request: Request) -> CompanyIn:
     """The JSON body as a CompanyIn. Raises ApiError 400/413/415/422 (nothing stored)."""
-    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    if not (media == "application/json" or media.endswith("+json")):
-        raise ApiError(415, "unsupported_media_type", "send the company as application/json")
-    try:
-        data = decode_json(await read_bounded(request, MAX_COMPANY_BODY))
-    except ReceiptInvalid as exc:
-        raise ApiError(exc.status, exc.code, exc.message) from exc
-    try:
-        return CompanyIn.model_validate(data)
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        field = json_path(error["loc"])
-        if field is None:
-            raise ApiError(422, "invalid_field", "the company must be a JSON object") from None
-        raise ApiError(422, "invalid_field", f"{field}: {message(error)}", field=field) from None
+    return await read_model(request, CompanyIn, max_bytes=MAX_COMPANY_BODY, noun="the company")
 
 
 async def list_companies(request: Request) -> JSONResponse:

@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -25,15 +25,14 @@ from receiver import query
 from receiver import webhook_endpoints_spec as spec
 from receiver.auth import authenticate
 from receiver.errors import ApiError
+from receiver.json_body import read_model
 from receiver.openapi import ApiRoute
-from receiver.receipts import read_bounded
 from sync.logs import get_logger
 from sync.notifications import endpoints, queue
 from sync.notifications.addresses import UnsafeUrl, check_url
 from sync.notifications.contract import EndpointIn, ReplayIn
 from sync.notifications.endpoints import WithSecret
 from sync.notifications.records import DeliveryState, Endpoint
-from sync.receipt_contract import ReceiptInvalid, decode_json, json_path, message
 from sync.settings import Settings, SettingsError
 from sync.store.db import Database
 from sync.store.partners import Partner
@@ -70,21 +69,7 @@ def _with_secret(made: WithSecret) -> dict[str, Any]:
 
 async def _body(request: Request, model: type[Model]) -> Model:
     """The JSON body as `model`. Raises ApiError 400/413/415/422 (nothing stored)."""
-    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    if not (media == "application/json" or media.endswith("+json")):
-        raise ApiError(415, "unsupported_media_type", "send the body as application/json")
-    try:
-        data = decode_json(await read_bounded(request, MAX_BODY))
-    except ReceiptInvalid as exc:
-        raise ApiError(exc.status, exc.code, exc.message) from exc
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        field = json_path(error["loc"])
-        if field is None:
-            raise ApiError(422, "invalid_field", "the body must be a JSON object") from None
-        raise ApiError(422, "invalid_field", f"{field}: {message(error)}", field=field) from None
+    return await read_model(request, model, max_bytes=MAX_BODY, noun="the body")
 
 
 async def _own(request: Request) -> tuple[Partner, Endpoint]:
