@@ -304,7 +304,7 @@ def check_partners_revoke(walk: Walk, result: Result) -> None:
         return sum("http.refused" in line and "401" in line
                    for line in walk.demo.output().splitlines())
 
-    eventually(lambda: refused() == len(keys), 10, "an http.refused line per refusal")
+    eventually(lambda: refused() == len(keys), 30, "an http.refused line per refusal")
 
 
 def check_webhooks_register(walk: Walk, result: Result) -> None:
