@@ -114,6 +114,9 @@ def test_a_worker_carries_on_by_itself_after_the_database_went_away(
 
         after = store.submit("after")
         eventually(lambda: store.status(after) == "completed", 90, "a receipt after the outage")
+        # The return is logged by the first heartbeat or look that succeeds, which may come
+        # after the receipt (the heartbeat writes every two seconds).
+        eventually(lambda: '"database.back"' in worker.logs(), 30, "the return logged")
         assert worker.alive
     finally:
         code = worker.stop()
