@@ -206,9 +206,10 @@ async def test_a_committer_that_stops_answering_is_replaced(
     """A committer frozen mid-life (SIGSTOP) fails its batch once the answer deadline passes,
     is killed, and the next batch goes to a new one."""
     monkeypatch.setattr(inbox_channel, "RESTART_EVERY_S", 0.0)
-    writer = InboxWriter(settings.database_path, options=CommitterOptions(answer_deadline_s=0.5))
+    writer = InboxWriter(settings.database_path)
     await writer.start()
-    await writer.submit(NewDelivery(b'{"first": 1}', 0))
+    await writer.submit(NewDelivery(b'{"first": 1}', 0))  # a slow machine's start-up: no deadline
+    writer.channel.options = CommitterOptions(answer_deadline_s=0.5)
     frozen = writer.channel.pid
     assert frozen is not None
     os.kill(frozen, signal.SIGSTOP)

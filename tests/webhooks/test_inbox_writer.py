@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import pytest
 
@@ -47,9 +48,11 @@ async def test_a_batch_that_cannot_lock_fails_and_the_writer_goes_on(
     once the lock is free, commits."""
     writer = InboxWriter(settings.database_path, options=CommitterOptions(lock_wait_s=0.1))
     await writer.start()
-    holder = hold_write_lock(settings.database_path, seconds=0.5)
+    release = threading.Event()  # held until the batch has failed, however slow the machine
+    holder = hold_write_lock(settings.database_path, seconds=30, release=release)
     with pytest.raises(Exception, match="locked"):
         await writer.submit(item(1))
+    release.set()
     await asyncio.to_thread(holder.join)
     assert await writer.submit(item(2)) > 0
     await writer.close()

@@ -215,15 +215,20 @@ def test_only_post_is_accepted(app_client: TestClient, token: str) -> None:
     assert app_client.get(f"/webhooks/alegra/{token}").status_code == 405
 
 
-def hold_write_lock(path: Path, seconds: float) -> threading.Thread:
-    """Hold SQLite's write lock from another connection for `seconds` (as a busy worker would)."""
+def hold_write_lock(path: Path, seconds: float,
+                    release: threading.Event | None = None) -> threading.Thread:
+    """Hold SQLite's write lock from another connection for `seconds` (as a busy worker would),
+    or until `release` is set if one is given (`seconds` then bounds the wait)."""
     locked = threading.Event()
 
     def hold() -> None:
         conn = sqlite3.connect(path, isolation_level=None)
         conn.execute("BEGIN IMMEDIATE")
         locked.set()
-        time.sleep(seconds)
+        if release is None:
+            time.sleep(seconds)
+        else:
+            release.wait(seconds)
         conn.execute("COMMIT")
         conn.close()
 
