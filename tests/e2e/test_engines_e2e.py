@@ -3,8 +3,9 @@ process, worker and CLI against the simulator, DATABASE_URL a SQLite file or a P
 nothing else different. A receipt POSTed becomes exactly one bill; webhooks registered, a
 contact made in "Alegra" reaches the cache; `status` reads the running deployment.
 
-The other e2e modules run on SQLite only; these few are the ones that show the whole service
-(web, worker, CLI) works unchanged on PostgreSQL.
+These, the receipts' e2e tests (test_receipts_e2e.py) and several machines' (PostgreSQL only)
+show the whole service (web, worker, CLI) works unchanged on PostgreSQL; the other e2e modules
+run on SQLite, their store code covered on both engines by the component suites.
 """
 
 from __future__ import annotations

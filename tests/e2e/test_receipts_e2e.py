@@ -13,7 +13,6 @@ import base64
 import os
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -29,6 +28,7 @@ from sync.commands.run import read_env_file, sample_receipt
 from sync.simulator.state import SimConfig
 from sync.store.db import Database
 from sync.store.partners import create_partner
+from tests.support.databases import run_async, url_of
 from tests.support.procs import (
     ROOT,
     ManagedProcess,
@@ -74,12 +74,13 @@ def outcomes(resource: dict[str, Any]) -> dict[str, str]:
 
 @dataclass
 class Stack:
-    """The simulator, the web process and the worker on one SQLite file, with a partner key."""
+    """The simulator, the web process and the worker on one store (a SQLite file or a
+    PostgreSQL database), with a partner key."""
 
     sim: RunningSimulator
     env: dict[str, str]
     log_dir: Path
-    db_path: Path
+    target: Path | str
     key: str
     web: ManagedProcess
     worker: ManagedProcess
@@ -108,9 +109,7 @@ class Stack:
         return eventually(done, timeout, f"receipt {receipt_id} to finish")
 
     def backfilled(self) -> bool:
-        with sqlite3.connect(self.db_path, timeout=10) as conn:
-            row = conn.execute("SELECT last_outcome FROM jobs WHERE name = 'backfill'").fetchone()
-        return bool(row and row[0] == "success")
+        return run_async(_backfill_succeeded(self.target))
 
     def bills_of(self, receipt_id: str) -> list[dict[str, Any]]:
         with self.sim.state.lock:
@@ -121,25 +120,36 @@ class Stack:
         return "\n".join(p.logs() for p in (self.web, self.worker))
 
 
+async def _backfill_succeeded(target: Path | str) -> bool:
+    db = await Database.open(target, migrate=False)
+    try:
+        row = await db.fetchone("SELECT last_outcome FROM jobs WHERE name = 'backfill'")
+    finally:
+        await db.close()
+    return bool(row and row[0] == "success")
+
+
 @pytest.fixture
-def stack(tmp_path: Path, simulator: RunningSimulator) -> Iterator[Stack]:
-    """A partner in a fresh database, then the real web process and worker against the simulator."""
-    db_path = tmp_path / "e2e.db"
+def stack(tmp_path: Path, simulator: RunningSimulator, database_target: Path | str
+          ) -> Iterator[Stack]:
+    """A partner in a fresh store of each engine (`engine`), then the real web process and
+    worker against the simulator."""
 
     async def make_partner() -> str:
-        db = await Database.open(db_path)
+        db = await Database.open(database_target)
         try:
             return (await create_partner(db, "acme"))[1]
         finally:
             await db.close()
 
     key = asyncio.run(make_partner())
-    env = product_env(db_path, alegra_base_url=simulator.base_url, email=simulator.email,
-                      token=simulator.token, port=free_port(),
+    env = product_env(tmp_path / "unused.db", alegra_base_url=simulator.base_url,
+                      email=simulator.email, token=simulator.token, port=free_port(),
+                      DATABASE_URL=url_of(database_target),
                       ALEGRA_RATE_WINDOW_S=str(WINDOW_S), LOG_LEVEL="info")
     web = start_web(env, tmp_path)
     worker = start_worker(env, tmp_path)
-    running = Stack(simulator, env, tmp_path, db_path, key, web, worker)
+    running = Stack(simulator, env, tmp_path, database_target, key, web, worker)
     try:
         yield running
     finally:

@@ -1,4 +1,5 @@
-"""The receipt flow in-process: a real SQLite file, the real client, the simulator on loopback."""
+"""The receipt flow in-process: a real store (SQLite and PostgreSQL), the real client, the
+simulator on loopback."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from sync.settings import load_settings
 from sync.store import receipt_work, receipts
 from sync.store.db import Database
 from sync.store.partners import create_partner
+from tests.support.databases import url_of
 from tests.support.servers import RunningSimulator
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
@@ -110,14 +112,15 @@ def error_of(resource: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.fixture
-async def flow(tmp_path: Path, simulator: RunningSimulator) -> AsyncIterator[Flow]:
-    """A FlowEnv on a fresh SQLite file, talking to the simulator with a short read timeout."""
+async def flow(database_target: Path | str, simulator: RunningSimulator) -> AsyncIterator[Flow]:
+    """A FlowEnv on a fresh store of each engine (`engine`), talking to the simulator with a
+    short read timeout."""
     settings = load_settings(env_file=None, environ={
-        "SECRET_KEY": "x" * 32, "DATABASE_URL": f"sqlite:///{tmp_path}/flow.db",
+        "SECRET_KEY": "x" * 32, "DATABASE_URL": url_of(database_target),
         "ALEGRA_BASE_URL": simulator.base_url,
         "ALEGRA_EMAIL": simulator.email, "ALEGRA_TOKEN": simulator.token,
     })
-    db = await Database.open(settings.database_path)
+    db = await Database.open(settings.database_target)
     budget = RateBudget(limit=simulator.config.rate_limit, window_s=simulator.config.window_s)
     client = AlegraClient(
         simulator.base_url, simulator.email, simulator.token, budget,

@@ -1,5 +1,6 @@
-"""Fixtures for the jobs suite: settings on a real SQLite file, and a worker context whose real
-`AlegraClient` talks to the simulator (with short backoffs so failure tests stay fast)."""
+"""Fixtures for the jobs suite: settings on a real store (SQLite, then PostgreSQL), and a worker
+context whose real `AlegraClient` talks to the simulator (with short backoffs so failure tests
+stay fast)."""
 
 from __future__ import annotations
 
@@ -18,19 +19,22 @@ from sync.jobs.runner import JobFn, JobResult, Progress, run_job
 from sync.settings import Settings, load_settings
 from sync.store.contacts import live_contacts
 from sync.store.db import Database
+from tests.support.databases import url_of
 from tests.support.procs import TEST_SECRET_KEY
 from tests.support.servers import RunningSimulator
 
 
-def sim_settings(simulator: RunningSimulator, tmp_path: Path, **env: str) -> Settings:
-    """Settings pointing at the simulator, with its rate limit, on `tmp_path/cache.db`."""
+def sim_settings(simulator: RunningSimulator, tmp_path: Path, *,
+                 database: Path | str | None = None, **env: str) -> Settings:
+    """Settings pointing at the simulator, with its rate limit, on `database` (a
+    `database_target`), else `tmp_path/cache.db`."""
     environ = {
         "ALEGRA_BASE_URL": simulator.base_url,
         "ALEGRA_EMAIL": simulator.email,
         "ALEGRA_TOKEN": simulator.token,
         "ALEGRA_RATE_LIMIT": str(simulator.config.rate_limit),
         "ALEGRA_RATE_WINDOW_S": str(simulator.config.window_s),
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'cache.db'}",
+        "DATABASE_URL": url_of(database or tmp_path / "cache.db"),
         "SECRET_KEY": TEST_SECRET_KEY,
         "LOG_FORMAT": "json",
         **env,
@@ -39,14 +43,16 @@ def sim_settings(simulator: RunningSimulator, tmp_path: Path, **env: str) -> Set
 
 
 @pytest.fixture
-def settings(simulator: RunningSimulator, tmp_path: Path) -> Settings:
-    return sim_settings(simulator, tmp_path)
+def settings(simulator: RunningSimulator, tmp_path: Path, database_target: Path | str
+             ) -> Settings:
+    """On each engine in turn (`engine`)."""
+    return sim_settings(simulator, tmp_path, database=database_target)
 
 
 @asynccontextmanager
 async def worker_context(settings: Settings) -> AsyncIterator[WorkerContext]:
     """What the worker gives its lanes: the store, one budget, one real client."""
-    db = await Database.open(settings.database_path)
+    db = await Database.open(settings.database_target)
     budget = RateBudget(limit=settings.rate_limit, window_s=settings.rate_window_s)
     client = AlegraClient(
         settings.alegra_base_url, settings.alegra_email or "", str(settings.alegra_token), budget,

@@ -1,7 +1,7 @@
-"""The duplicate check in-process: the real flow on a SQLite file, the simulator on loopback.
+"""The duplicate check in-process: the real flow on each engine's store, the simulator on loopback.
 
 `Flow`, `receipt_body` and `with_png` come from the flow suite; `make_flow` builds one with the
-settings a test needs (strict mode), and can give a second "worker" on the same database file.
+settings a test needs (strict mode), and can give a second "worker" on the same database.
 """
 
 from __future__ import annotations
@@ -23,13 +23,15 @@ from sync.settings import load_settings
 from sync.store.db import Database
 from sync.store.partners import create_partner
 from tests.flow.conftest import Flow
+from tests.support.databases import url_of
 from tests.support.servers import RunningSimulator
 
 MakeFlow = Callable[..., Awaitable[Flow]]
 
 
 @pytest.fixture
-async def make_flow(tmp_path: Path, simulator: RunningSimulator) -> AsyncIterator[MakeFlow]:
+async def make_flow(database_target: Path | str, simulator: RunningSimulator
+                    ) -> AsyncIterator[MakeFlow]:
     """Build `Flow`s on one database file: each has its own connection, client and locks, as
     separate worker processes would; `strict=True` turns on STRICT_DUPLICATE_CHECK."""
     async with AsyncExitStack() as stack:
@@ -37,11 +39,11 @@ async def make_flow(tmp_path: Path, simulator: RunningSimulator) -> AsyncIterato
 
         async def make(*, strict: bool = False) -> Flow:
             settings = load_settings(env_file=None, environ={
-                "SECRET_KEY": "x" * 32, "DATABASE_URL": f"sqlite:///{tmp_path}/safeguards.db",
+                "SECRET_KEY": "x" * 32, "DATABASE_URL": url_of(database_target),
                 "ALEGRA_BASE_URL": simulator.base_url, "ALEGRA_EMAIL": simulator.email,
                 "ALEGRA_TOKEN": simulator.token, "STRICT_DUPLICATE_CHECK": str(strict).lower(),
             })
-            db = await Database.open(settings.database_path)
+            db = await Database.open(settings.database_target)
             stack.push_async_callback(db.close)
             budget = RateBudget(limit=simulator.config.rate_limit,
                                 window_s=simulator.config.window_s)

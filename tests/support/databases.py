@@ -15,6 +15,7 @@ import os
 import secrets
 from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -32,6 +33,11 @@ T = TypeVar("T")
 
 def server_url() -> str:
     return os.environ.get("TEST_DATABASE_URL") or LOCAL_SERVER
+
+
+def url_of(target: Path | str) -> str:
+    """DATABASE_URL for a `database_target`: a SQLite file's path or a PostgreSQL URL."""
+    return target if isinstance(target, str) else f"sqlite:///{target}"
 
 
 def with_database(url: str, name: str) -> str:
