@@ -23,7 +23,7 @@ pytestmark = pytest.mark.anyio
 
 async def _endpoint(f: Flow, partner_id: str | None = None, events: list[str] | None = None
                     ) -> str:
-    settings = notify_settings(str(f.db.path))
+    settings = notify_settings(f.env.settings.database_target)
     made = await endpoints.create_endpoint(
         f.db, settings, partner_id=partner_id or f.partner_id, url="http://127.0.0.1:9/hook",
         events=events or [])
