@@ -11,6 +11,10 @@ Each company has its own URL (its token signs the company id) in its own Alegra 
 `--company` or `--all` the command works on the company `default` (the account configured in the
 environment), as it did before there were companies; `--all` works on every company that is not
 removed, one after the other, and fails if any of them failed.
+
+`register` and `remove` hold the company's `subscriptions` job while they work, so they never
+race the worker's own check (two processes each finding a subscription missing would both
+create it): while the worker runs that job the command waits for it, up to BUSY_WAIT_S.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import time
 from collections.abc import Awaitable, Callable
 
 from sync.alegra.budget import RateBudget
@@ -25,9 +30,12 @@ from sync.alegra.client import AlegraClient, build_client
 from sync.alegra.errors import AlegraError
 from sync.company_account import NoToken, stored_account
 from sync.deployment import command_settings
+from sync.jobs.runner import JobBusy, hold_job
+from sync.jobs.schedule import SUBSCRIPTIONS
 from sync.logs import configure_logging, register_secrets
 from sync.settings import Settings, SettingsError
 from sync.states import CompanyState
+from sync.store import jobs as job_store
 from sync.store.companies import CompanyRecord, get_company, live_companies
 from sync.store.db import DEFAULT_COMPANY, Database
 from sync.subscriptions import (
@@ -41,6 +49,10 @@ from sync.webhook_tokens import all_tokens, mask_url
 
 # An action gets the company's client and the store scoped to the company (`db.company`).
 Action = Callable[[AlegraClient, Database, Settings], Awaitable[int]]
+# How long `register`/`remove` wait for the worker's run of the subscriptions job to end (one
+# list and at most a create per event, each create after Alegra's handshake: seconds).
+BUSY_WAIT_S = 60.0
+BUSY_POLL_S = 0.5
 
 
 class CompanyUnavailable(Exception):
@@ -51,9 +63,10 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser = subparsers.add_parser("webhooks", help="manage Alegra webhook subscriptions")
     actions = parser.add_subparsers(dest="webhooks_command", required=True)
     for name, text, action in (
-        ("register", "subscribe client and bill events at PUBLIC_URL (idempotent)", _register),
+        ("register", "subscribe client and bill events at PUBLIC_URL (idempotent)",
+         _holding_subscriptions(_register)),
         ("list", "show Alegra's subscriptions and whether each points here", _list),
-        ("remove", "delete this service's subscriptions", _remove),
+        ("remove", "delete this service's subscriptions", _holding_subscriptions(_remove)),
     ):
         command = actions.add_parser(name, help=text)
         _company_options(command)
@@ -150,6 +163,40 @@ async def _client(settings: Settings, db: Database, company: CompanyRecord) -> A
         raise CompanyUnavailable(str(exc)) from exc
     budget = RateBudget(settings.rate_limit, settings.rate_window_s)
     return build_client(settings, budget, account=account)
+
+
+async def _hold_subscriptions(db: Database) -> str | None:
+    """The company's subscriptions job, held for this command (its owner), once the worker's
+    run of it has ended; None, with a message, if that took longer than BUSY_WAIT_S."""
+    deadline = time.monotonic() + BUSY_WAIT_S
+    told = False
+    while True:
+        try:
+            return await hold_job(db, SUBSCRIPTIONS)
+        except JobBusy as exc:
+            if time.monotonic() >= deadline:
+                print(f"alegra-sync: {exc}; it did not end within {BUSY_WAIT_S:.0f} s: try "
+                      "again later (`alegra-sync status` shows the job)", file=sys.stderr)
+                return None
+            if not told:
+                print(f"alegra-sync: waiting for {exc.holder} to finish checking the "
+                      "subscriptions", file=sys.stderr)
+                told = True
+        await asyncio.sleep(BUSY_POLL_S)
+
+
+def _holding_subscriptions(action: Action) -> Action:
+    """`action` run while this command holds the company's subscriptions job."""
+    async def held(client: AlegraClient, db: Database, settings: Settings) -> int:
+        owner = await _hold_subscriptions(db)
+        if owner is None:
+            return 1
+        try:
+            return await action(client, db, settings)
+        finally:
+            await job_store.release_job(db, SUBSCRIPTIONS, owner=owner)
+
+    return held
 
 
 async def _register(client: AlegraClient, db: Database, settings: Settings) -> int:

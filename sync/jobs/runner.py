@@ -213,6 +213,21 @@ async def run_job(
     return result
 
 
+async def hold_job(db: Database, name: str) -> str:
+    """Take job `name` for this process, without a run, while a command does the job's kind of
+    work beside the worker (`webhooks register|remove` and the `subscriptions` job): returns
+    the owner to give to `job_store.release_job`. Raises JobBusy when another live process
+    holds it. A job the worker has not made yet is made due now, as the worker would make it."""
+    await job_store.ensure_jobs(db, {name: _iso(datetime.now(UTC))})
+    owner = owner_id()
+    holder = await job_store.claim_job(
+        db, name, owner=owner, lease_until=_lease_until(), holder_gone=holder_gone
+    )
+    if holder is not None:
+        raise JobBusy(name, holder)
+    return owner
+
+
 async def _outcome_of(job: JobRun, fn: JobFn) -> JobResult:
     try:
         return await fn(job)

@@ -129,6 +129,15 @@ async def claim_job(
     return None
 
 
+async def release_job(db: Database, name: str, *, owner: str) -> None:
+    """Give the job back without recording a run (an operator's command held it)."""
+    await db.execute(
+        "UPDATE jobs SET owner = NULL, lease_until = NULL"
+        " WHERE company_id = ? AND name = ? AND owner = ?",
+        (db.company, name, owner),
+    )
+
+
 async def start_run(db: Database, name: str) -> int:
     """Record that a run of `name` started now; returns the run's id."""
     now = utcnow()

@@ -3,6 +3,8 @@ two simulated Alegra accounts and the real web app answering their handshakes.""
 
 from __future__ import annotations
 
+import sqlite3
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +13,7 @@ from cryptography.fernet import Fernet
 
 from receiver.app import create_app
 from sync.cli import main
+from sync.commands import webhooks as webhooks_command
 from sync.settings import load_settings
 from sync.subscriptions import EVENTS
 from sync.webhook_tokens import make_token, webhook_url
@@ -119,3 +122,69 @@ def test_an_unknown_company_is_refused_and_the_options_exclude_each_other(
     with pytest.raises(SystemExit) as usage:
         main(["webhooks", "list", "--company", "acme", "--all"])
     assert usage.value.code == 2
+
+
+def hold_subscriptions_job(database: Path, holder: str | None) -> None:
+    """The `subscriptions` job of `default` as a worker on another machine holds it while it
+    runs (`holder`), or as it leaves it when its run ends (None)."""
+    lease = "2999-01-01T00:00:00+00:00" if holder else None
+    with sqlite3.connect(database) as conn:
+        conn.execute(
+            "INSERT INTO jobs(company_id, name, next_run_at, owner, lease_until)"
+            " VALUES ('default', 'subscriptions', ?, ?, ?) ON CONFLICT(company_id, name)"
+            " DO UPDATE SET owner = excluded.owner, lease_until = excluded.lease_until",
+            (lease, holder, lease))
+    conn.close()
+
+
+def test_register_waits_for_the_workers_subscriptions_check_then_gives_up(
+    simulator: RunningSimulator, public_url: str, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """While the worker runs the subscriptions job the command does not race it (both would
+    create what is missing): it waits, and past BUSY_WAIT_S exits 1 having called nothing."""
+    monkeypatch.setattr(webhooks_command, "BUSY_WAIT_S", 0.3)
+    hold_subscriptions_job(tmp_path / "sync.db", "worker-2/4026531836:4242")
+    simulator.state.clear_log()
+
+    assert main(["webhooks", "register"]) == 1
+
+    err = capsys.readouterr().err
+    assert "waiting for worker-2/4026531836:4242" in err
+    assert "did not end within" in err
+    assert simulator.state.calls() == 0
+    assert simulator.state.subscriptions == {}
+    [row] = read_db(tmp_path / "sync.db", "SELECT owner FROM jobs WHERE name = 'subscriptions'")
+    assert row["owner"] == "worker-2/4026531836:4242"  # still the worker's
+
+
+def test_register_goes_on_once_the_workers_check_ends_and_gives_the_job_back(
+    simulator: RunningSimulator, public_url: str, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The worker's run ends while the command waits: the command registers, then leaves the
+    job free and scheduled for the worker."""
+    database = tmp_path / "sync.db"
+    hold_subscriptions_job(database, "worker-2/4026531836:4242")
+    ends = threading.Timer(0.8, hold_subscriptions_job, (database, None))
+    ends.start()
+    try:
+        assert main(["webhooks", "register"]) == 0
+    finally:
+        ends.join()
+
+    assert "waiting for worker-2/4026531836:4242" in capsys.readouterr().err
+    assert urls(simulator) == {webhook_url(public_url, [NEW_KEY])}
+    [row] = read_db(database, "SELECT owner, lease_until FROM jobs WHERE name = 'subscriptions'")
+    assert (row["owner"], row["lease_until"]) == (None, None)
+
+
+def test_register_on_a_new_database_leaves_the_job_due_for_the_worker(
+    simulator: RunningSimulator, public_url: str, tmp_path: Path
+) -> None:
+    """Run before the worker ever started: the job row the command made is due, not off."""
+    assert main(["webhooks", "register"]) == 0
+    [row] = read_db(tmp_path / "sync.db", "SELECT owner, next_run_at FROM jobs WHERE"
+                    " company_id = 'default' AND name = 'subscriptions'")
+    assert row["owner"] is None
+    assert row["next_run_at"] is not None
