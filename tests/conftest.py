@@ -31,8 +31,11 @@ def sim_config() -> SimConfig:
 
     Override this fixture in a test module (or parametrize it) for a different account.
     """
+    # Handshakes wait up to 5 s (Alegra's own bound is unknown): the web app's first answer can
+    # take seconds on a loaded machine (its committer process starting); none of these tests
+    # makes a handshake time out on purpose.
     return SimConfig(window_s=1.0, delivery_retry_delays=(0.05, 0.05, 0.05),
-                     handshake_timeout_s=1.0, delivery_timeout_s=1.0)
+                     handshake_timeout_s=5.0, delivery_timeout_s=1.0)
 
 
 @pytest.fixture

@@ -37,7 +37,7 @@ from sync.settings import Settings, SettingsError
 from sync.states import CompanyState
 from sync.store import jobs as job_store
 from sync.store.companies import CompanyRecord, get_company, live_companies
-from sync.store.db import DEFAULT_COMPANY, Database
+from sync.store.db import DEFAULT_COMPANY, Database, DatabaseUnavailable
 from sync.subscriptions import (
     Listed,
     Report,
@@ -53,6 +53,9 @@ Action = Callable[[AlegraClient, Database, Settings], Awaitable[int]]
 # list and at most a create per event, each create after Alegra's handshake: seconds).
 BUSY_WAIT_S = 60.0
 BUSY_POLL_S = 0.5
+# The command's own hold: long enough for one ensure, short enough that a command killed -9
+# (no release) keeps the worker's check waiting a couple of minutes, not the jobs' 10.
+HOLD_S = 120.0
 
 
 class CompanyUnavailable(Exception):
@@ -165,21 +168,23 @@ async def _client(settings: Settings, db: Database, company: CompanyRecord) -> A
     return build_client(settings, budget, account=account)
 
 
-async def _hold_subscriptions(db: Database) -> str | None:
+async def _hold_subscriptions(db: Database, settings: Settings) -> str | None:
     """The company's subscriptions job, held for this command (its owner), once the worker's
     run of it has ended; None, with a message, if that took longer than BUSY_WAIT_S."""
+    prefix = "" if db.company == DEFAULT_COMPANY else f"{db.company}: "
     deadline = time.monotonic() + BUSY_WAIT_S
     told = False
     while True:
         try:
-            return await hold_job(db, SUBSCRIPTIONS)
+            return await hold_job(db, settings, SUBSCRIPTIONS, lease_s=HOLD_S)
         except JobBusy as exc:
             if time.monotonic() >= deadline:
-                print(f"alegra-sync: {exc}; it did not end within {BUSY_WAIT_S:.0f} s: try "
-                      "again later (`alegra-sync status` shows the job)", file=sys.stderr)
+                print(f"alegra-sync: {prefix}{exc}; it did not end within {BUSY_WAIT_S:.0f} s "
+                      "(a holder that died lets go when its lease runs out: see `alegra-sync "
+                      "status`); nothing was changed, try again later", file=sys.stderr)
                 return None
             if not told:
-                print(f"alegra-sync: waiting for {exc.holder} to finish checking the "
+                print(f"alegra-sync: {prefix}waiting for {exc.holder} to finish checking the "
                       "subscriptions", file=sys.stderr)
                 told = True
         await asyncio.sleep(BUSY_POLL_S)
@@ -188,13 +193,18 @@ async def _hold_subscriptions(db: Database) -> str | None:
 def _holding_subscriptions(action: Action) -> Action:
     """`action` run while this command holds the company's subscriptions job."""
     async def held(client: AlegraClient, db: Database, settings: Settings) -> int:
-        owner = await _hold_subscriptions(db)
+        owner = await _hold_subscriptions(db, settings)
         if owner is None:
             return 1
         try:
             return await action(client, db, settings)
         finally:
-            await job_store.release_job(db, SUBSCRIPTIONS, owner=owner)
+            try:
+                await job_store.release_job(db, SUBSCRIPTIONS, owner=owner)
+            except DatabaseUnavailable:  # the hold runs out by itself after HOLD_S
+                print("alegra-sync: the database went away; the worker's subscriptions check "
+                      f"waits until this command's hold runs out ({HOLD_S:.0f} s)",
+                      file=sys.stderr)
 
     return held
 

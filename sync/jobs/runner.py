@@ -213,15 +213,18 @@ async def run_job(
     return result
 
 
-async def hold_job(db: Database, name: str) -> str:
-    """Take job `name` for this process, without a run, while a command does the job's kind of
-    work beside the worker (`webhooks register|remove` and the `subscriptions` job): returns
-    the owner to give to `job_store.release_job`. Raises JobBusy when another live process
-    holds it. A job the worker has not made yet is made due now, as the worker would make it."""
-    await job_store.ensure_jobs(db, {name: _iso(datetime.now(UTC))})
+async def hold_job(db: Database, settings: Settings, name: str, *, lease_s: float) -> str:
+    """Take job `name` for this process for up to `lease_s`, without a run, while a command does
+    the job's work beside the worker (`webhooks register|remove` and the `subscriptions` job):
+    returns the owner to give to `job_store.release_job`. Raises JobBusy when another live
+    process holds it. A job the worker has not made yet is made as the worker would make it
+    (`schedule.first_run_at`: for `subscriptions`, due now)."""
+    now = datetime.now(UTC)
+    await job_store.ensure_jobs(db, {name: _iso(schedule.first_run_at(settings, name, now))})
     owner = owner_id()
     holder = await job_store.claim_job(
-        db, name, owner=owner, lease_until=_lease_until(), holder_gone=holder_gone
+        db, name, owner=owner, lease_until=_iso(now + timedelta(seconds=lease_s)),
+        holder_gone=holder_gone,
     )
     if holder is not None:
         raise JobBusy(name, holder)

@@ -154,7 +154,7 @@ def add_partners(stack: Stack) -> None:
 def stack(tmp_path: Path) -> Iterator[Stack]:
     """Three companies with contacts typed in each account, partners, then web and worker."""
     config = SimConfig(window_s=1.0, delivery_retry_delays=(0.05, 0.05),
-                       handshake_timeout_s=2.0)
+                       handshake_timeout_s=5.0)
     with running_simulator(config) as sim:
         env = product_env(tmp_path / "e2e.db", alegra_base_url=sim.base_url, email=sim.email,
                           token=sim.token, port=free_port(), ALEGRA_RATE_WINDOW_S="1",

@@ -85,7 +85,7 @@ class Stack:
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[Stack]:
     config = SimConfig(token="tok-" + secrets.token_hex(8), window_s=1.0,
-                       delivery_retry_delays=(0.05, 0.05), handshake_timeout_s=2.0)
+                       delivery_retry_delays=(0.05, 0.05), handshake_timeout_s=5.0)
     receiver = Receiver()
     server = ServerThread(Starlette(routes=[Route("/hook", receiver.endpoint,
                                                   methods=["POST"])])).start()

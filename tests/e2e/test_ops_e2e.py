@@ -95,7 +95,7 @@ def _add_partner(env: dict[str, str], name: str, *flags: str) -> str:
 def stack(tmp_path: Path) -> Iterator[Stack]:
     """Everything running and registered, with the first backfill done."""
     config = SimConfig(token="tok-" + secrets.token_hex(8), window_s=1.0,
-                       delivery_retry_delays=(0.05, 0.05), handshake_timeout_s=2.0)
+                       delivery_retry_delays=(0.05, 0.05), handshake_timeout_s=5.0)
     with running_simulator(config) as sim:
         port = free_port()
         env = product_env(tmp_path / "e2e.db", alegra_base_url=sim.base_url, email=sim.email,

@@ -182,7 +182,7 @@ def system(pg_server: PgServer, tmp_path: Path) -> Iterator[System]:
     """Three companies, two web processes and two workers ("two machines") on one database."""
     url = pg_server.create()
     pg = ScratchDatabase(urlsplit(url).path.lstrip("/"), url)
-    config = SimConfig(window_s=1.0, delivery_retry_delays=(0.05, 0.05), handshake_timeout_s=2.0)
+    config = SimConfig(window_s=1.0, delivery_retry_delays=(0.05, 0.05), handshake_timeout_s=5.0)
     with running_simulator(config) as sim:
         env = product_env(tmp_path / "unused.db", alegra_base_url=sim.base_url,
                           email=sim.email, token=sim.token, port=free_port(), DATABASE_URL=url,

@@ -140,7 +140,7 @@ def tight_stack(tmp_path: Path) -> Iterator[Sync]:
 def roomy_stack(tmp_path: Path) -> Iterator[Sync]:
     """A simulator with room to spare (300 a second), subscription health every second."""
     config = SimConfig(rate_limit=300, window_s=1.0, delivery_retry_delays=(0.05, 0.05),
-                       handshake_timeout_s=2.0)
+                       handshake_timeout_s=5.0)
     yield from start_sync(tmp_path, config, SUBSCRIPTIONS_CHECK_S="1")
 
 

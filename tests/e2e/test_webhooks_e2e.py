@@ -77,7 +77,7 @@ class Stack:
 def stack(tmp_path: Path) -> Iterator[Stack]:
     """The simulator, the web process and the worker, nothing registered yet."""
     config = SimConfig(token="tok-" + secrets.token_hex(8), window_s=1.0,
-                       delivery_retry_delays=(0.05, 0.05), handshake_timeout_s=2.0)
+                       delivery_retry_delays=(0.05, 0.05), handshake_timeout_s=5.0)
     with running_simulator(config) as sim:
         port = free_port()
         db_path = tmp_path / "e2e.db"

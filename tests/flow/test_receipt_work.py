@@ -36,9 +36,9 @@ async def _status(db: Database, receipt_id: str) -> str | None:
     return await receipts.get_status(db, receipt_id)
 
 
-async def test_two_workers_never_claim_the_same_receipt(tmp_path: Path) -> None:
+async def test_two_workers_never_claim_the_same_receipt(database_target: Path | str) -> None:
     """Two connections (two worker processes) claiming at once share out the receipts."""
-    path = tmp_path / "w.db"
+    path = database_target
     first, second = await Database.open(path), await Database.open(path)
     try:
         ids = await _store(first, 20)
@@ -57,9 +57,11 @@ async def test_two_workers_never_claim_the_same_receipt(tmp_path: Path) -> None:
         await second.close()
 
 
-async def test_claimed_receipt_is_processing_and_counts_an_attempt(tmp_path: Path) -> None:
+async def test_claimed_receipt_is_processing_and_counts_an_attempt(
+    database_target: Path | str,
+) -> None:
     """A claim moves the receipt to processing with the payload the web process stored."""
-    db = await Database.open(tmp_path / "w.db")
+    db = await Database.open(database_target)
     [receipt_id] = await _store(db, 1)
 
     claimed = await receipt_work.claim_next(db, owner="h:1:a", lease_s=60)
@@ -73,9 +75,9 @@ async def test_claimed_receipt_is_processing_and_counts_an_attempt(tmp_path: Pat
     await db.close()
 
 
-async def test_expired_lease_is_claimed_again(tmp_path: Path) -> None:
+async def test_expired_lease_is_claimed_again(database_target: Path | str) -> None:
     """A crashed worker's receipt is taken over once its lease runs out, and not before."""
-    db = await Database.open(tmp_path / "w.db")
+    db = await Database.open(database_target)
     [receipt_id] = await _store(db, 1)
     await receipt_work.claim_next(db, owner="h:1:a", lease_s=0.2)
     assert await receipt_work.claim_next(db, owner="h:2:b", lease_s=60) is None
@@ -91,10 +93,12 @@ async def test_expired_lease_is_claimed_again(tmp_path: Path) -> None:
     await db.close()
 
 
-async def test_worker_never_claims_a_receipt_it_is_still_running(tmp_path: Path) -> None:
+async def test_worker_never_claims_a_receipt_it_is_still_running(
+    database_target: Path | str,
+) -> None:
     """A receipt whose lease ran out while its own worker still runs it (renewals kept failing)
     is not claimed a second time by that worker, which would run the flow twice at once."""
-    db = await Database.open(tmp_path / "w.db")
+    db = await Database.open(database_target)
     [receipt_id] = await _store(db, 1)
     await receipt_work.claim_next(db, owner="h:1:a", lease_s=0.1)
     await asyncio.sleep(0.2)
@@ -108,9 +112,9 @@ async def test_worker_never_claims_a_receipt_it_is_still_running(tmp_path: Path)
     await db.close()
 
 
-async def test_dead_holder_is_taken_over_before_its_lease_ends(tmp_path: Path) -> None:
+async def test_dead_holder_is_taken_over_before_its_lease_ends(database_target: Path | str) -> None:
     """A holder named dead (killed on this host) gives up its receipt at once."""
-    db = await Database.open(tmp_path / "w.db")
+    db = await Database.open(database_target)
     [receipt_id] = await _store(db, 1)
     await receipt_work.claim_next(db, owner="h:1:a", lease_s=600)
 
@@ -122,9 +126,9 @@ async def test_dead_holder_is_taken_over_before_its_lease_ends(tmp_path: Path) -
     await db.close()
 
 
-async def test_rescheduled_receipt_waits_for_its_time(tmp_path: Path) -> None:
+async def test_rescheduled_receipt_waits_for_its_time(database_target: Path | str) -> None:
     """A rescheduled receipt is queued with its error and is not claimed before next_attempt_at."""
-    db = await Database.open(tmp_path / "w.db")
+    db = await Database.open(database_target)
     [receipt_id] = await _store(db, 1)
     await receipt_work.claim_next(db, owner="h:1:a", lease_s=60)
     error = {"step": "bill", "retryable": True, "message": "boom"}
@@ -140,9 +144,9 @@ async def test_rescheduled_receipt_waits_for_its_time(tmp_path: Path) -> None:
     await db.close()
 
 
-async def test_done_step_is_never_reopened(tmp_path: Path) -> None:
+async def test_done_step_is_never_reopened(database_target: Path | str) -> None:
     """Once a step is done, marking it attempting or failing it again changes nothing."""
-    db = await Database.open(tmp_path / "w.db")
+    db = await Database.open(database_target)
     [receipt_id] = await _store(db, 1)
     await receipt_work.claim_next(db, owner="h:1:a", lease_s=60)
     log = StepLog(db, receipt_id, "h:1:a")
@@ -157,9 +161,9 @@ async def test_done_step_is_never_reopened(tmp_path: Path) -> None:
     await db.close()
 
 
-async def test_lease_renewal_fails_once_taken_over(tmp_path: Path) -> None:
+async def test_lease_renewal_fails_once_taken_over(database_target: Path | str) -> None:
     """A worker whose receipt was taken over learns it on its next renewal."""
-    db = await Database.open(tmp_path / "w.db")
+    db = await Database.open(database_target)
     [receipt_id] = await _store(db, 1)
     await receipt_work.claim_next(db, owner="h:1:a", lease_s=60)
     assert await receipt_work.renew_lease(db, receipt_id, owner="h:1:a", lease_s=60)
@@ -170,9 +174,11 @@ async def test_lease_renewal_fails_once_taken_over(tmp_path: Path) -> None:
     await db.close()
 
 
-async def test_step_log_commits_pending_results_with_the_next_commit_point(tmp_path: Path) -> None:
+async def test_step_log_commits_pending_results_with_the_next_commit_point(
+    database_target: Path | str,
+) -> None:
     """A `done` waits in memory until the next `attempting`, then both are committed together."""
-    db = await Database.open(tmp_path / "w.db")
+    db = await Database.open(database_target)
     [receipt_id] = await _store(db, 1)
     await receipt_work.claim_next(db, owner="h:1:a", lease_s=60)
     log = receipt_work.StepLog(db, receipt_id, "h:1:a")
@@ -187,9 +193,11 @@ async def test_step_log_commits_pending_results_with_the_next_commit_point(tmp_p
     await db.close()
 
 
-async def test_step_log_outcome_is_refused_once_the_receipt_is_not_ours(tmp_path: Path) -> None:
+async def test_step_log_outcome_is_refused_once_the_receipt_is_not_ours(
+    database_target: Path | str,
+) -> None:
     """Completing a receipt another worker took over changes nothing and says so."""
-    db = await Database.open(tmp_path / "w.db")
+    db = await Database.open(database_target)
     [receipt_id] = await _store(db, 1)
     await receipt_work.claim_next(db, owner="h:1:a", lease_s=60)
     await receipt_work.claim_next(db, owner="h:2:b", lease_s=60, dead_owners=["h:1:a"])
@@ -199,9 +207,9 @@ async def test_step_log_outcome_is_refused_once_the_receipt_is_not_ours(tmp_path
     await db.close()
 
 
-async def test_ready_check_agrees_with_claiming(tmp_path: Path) -> None:
+async def test_ready_check_agrees_with_claiming(database_target: Path | str) -> None:
     """The idle worker's read-only check sees a ready receipt, and nothing once it is claimed."""
-    db = await Database.open(tmp_path / "w.db")
+    db = await Database.open(database_target)
     assert not await receipt_work.any_ready(db)
     await _store(db, 1)
 
@@ -213,10 +221,10 @@ async def test_ready_check_agrees_with_claiming(tmp_path: Path) -> None:
 
 
 async def test_step_log_refuses_to_mark_a_write_once_the_receipt_is_not_ours(
-    tmp_path: Path,
+    database_target: Path | str,
 ) -> None:
     """A worker whose receipt was taken over may not start a write for it: nothing is committed."""
-    db = await Database.open(tmp_path / "w.db")
+    db = await Database.open(database_target)
     [receipt_id] = await _store(db, 1)
     await receipt_work.claim_next(db, owner="h:1:a", lease_s=60)
     await receipt_work.claim_next(db, owner="h:2:b", lease_s=60, dead_owners=["h:1:a"])
@@ -228,10 +236,10 @@ async def test_step_log_refuses_to_mark_a_write_once_the_receipt_is_not_ours(
     await db.close()
 
 
-async def test_operator_retry_restarts_the_retry_window(tmp_path: Path) -> None:
+async def test_operator_retry_restarts_the_retry_window(database_target: Path | str) -> None:
     """A failed receipt two days old, retried by an operator, gets a fresh 24 h retry window
     (counted from the retry), not a single attempt before failing again."""
-    db = await Database.open(tmp_path / "w.db")
+    db = await Database.open(database_target)
     [receipt_id] = await _store(db, 1)
     await db.execute(
         "UPDATE receipts SET status = 'failed', created_at = '2000-01-01T00:00:00+00:00'"

@@ -19,8 +19,9 @@ LATER = "2999-01-01T00:00:00.000000+00:00"
 
 
 @pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = await Database.open(tmp_path / "jobs.db")
+async def db(database_target: Path | str) -> AsyncIterator[Database]:
+    """On each engine (`engine`)."""
+    database = await Database.open(database_target)
     await job_store.ensure_jobs(database, {"backfill": utcnow()})
     yield database
     await database.close()

@@ -105,7 +105,7 @@ def _backfill_done(db_path: Path) -> bool:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """Simulator with a bill typed before connecting; web, worker, webhooks; backfill done."""
     tmp = tmp_path_factory.mktemp("safeguards-e2e")
-    config = SimConfig(window_s=1.0, delivery_retry_delays=(0.05, 0.05), handshake_timeout_s=2.0)
+    config = SimConfig(window_s=1.0, delivery_retry_delays=(0.05, 0.05), handshake_timeout_s=5.0)
     with running_simulator(config) as sim:
         backfilled = type_bill(sim, BACKFILLED_RNC, "B0100000050")
         port, db_path = free_port(), tmp / "safeguards.db"

@@ -215,6 +215,7 @@ async def test_a_committer_that_stops_answering_is_replaced(
     os.kill(frozen, signal.SIGSTOP)
     with pytest.raises(CommitterGone):
         await writer.submit(NewDelivery(b'{"unanswered": 1}', 0))
+    writer.channel.options = CommitterOptions()  # the new committer's start-up: no deadline
     assert await writer.submit(NewDelivery(b'{"after": 1}', 0)) > 0
     assert writer.channel.pid not in (None, frozen)
     await writer.close()

@@ -50,9 +50,11 @@ async def test_a_batch_that_cannot_lock_fails_and_the_writer_goes_on(
     await writer.start()
     release = threading.Event()  # held until the batch has failed, however slow the machine
     holder = hold_write_lock(settings.database_path, seconds=30, release=release)
-    with pytest.raises(Exception, match="locked"):
-        await writer.submit(item(1))
-    release.set()
+    try:
+        with pytest.raises(Exception, match="locked"):
+            await writer.submit(item(1))
+    finally:
+        release.set()
     await asyncio.to_thread(holder.join)
     assert await writer.submit(item(2)) > 0
     await writer.close()

@@ -15,6 +15,7 @@ from receiver.app import create_app
 from sync.cli import main
 from sync.commands import webhooks as webhooks_command
 from sync.settings import load_settings
+from sync.store.db import utcnow
 from sync.subscriptions import EVENTS
 from sync.webhook_tokens import make_token, webhook_url
 from tests.support.servers import RunningSimulator, ServerThread
@@ -144,18 +145,18 @@ def test_register_waits_for_the_workers_subscriptions_check_then_gives_up(
     """While the worker runs the subscriptions job the command does not race it (both would
     create what is missing): it waits, and past BUSY_WAIT_S exits 1 having called nothing."""
     monkeypatch.setattr(webhooks_command, "BUSY_WAIT_S", 0.3)
-    hold_subscriptions_job(tmp_path / "sync.db", "worker-2/4026531836:4242")
+    hold_subscriptions_job(tmp_path / "sync.db", "other-host.invalid/1:4242")
     simulator.state.clear_log()
 
     assert main(["webhooks", "register"]) == 1
 
     err = capsys.readouterr().err
-    assert "waiting for worker-2/4026531836:4242" in err
+    assert "waiting for other-host.invalid/1:4242" in err
     assert "did not end within" in err
     assert simulator.state.calls() == 0
     assert simulator.state.subscriptions == {}
     [row] = read_db(tmp_path / "sync.db", "SELECT owner FROM jobs WHERE name = 'subscriptions'")
-    assert row["owner"] == "worker-2/4026531836:4242"  # still the worker's
+    assert row["owner"] == "other-host.invalid/1:4242"  # still the worker's
 
 
 def test_register_goes_on_once_the_workers_check_ends_and_gives_the_job_back(
@@ -165,7 +166,7 @@ def test_register_goes_on_once_the_workers_check_ends_and_gives_the_job_back(
     """The worker's run ends while the command waits: the command registers, then leaves the
     job free and scheduled for the worker."""
     database = tmp_path / "sync.db"
-    hold_subscriptions_job(database, "worker-2/4026531836:4242")
+    hold_subscriptions_job(database, "other-host.invalid/1:4242")
     ends = threading.Timer(0.8, hold_subscriptions_job, (database, None))
     ends.start()
     try:
@@ -173,7 +174,7 @@ def test_register_goes_on_once_the_workers_check_ends_and_gives_the_job_back(
     finally:
         ends.join()
 
-    assert "waiting for worker-2/4026531836:4242" in capsys.readouterr().err
+    assert "waiting for other-host.invalid/1:4242" in capsys.readouterr().err
     assert urls(simulator) == {webhook_url(public_url, [NEW_KEY])}
     [row] = read_db(database, "SELECT owner, lease_until FROM jobs WHERE name = 'subscriptions'")
     assert (row["owner"], row["lease_until"]) == (None, None)
@@ -187,4 +188,23 @@ def test_register_on_a_new_database_leaves_the_job_due_for_the_worker(
     [row] = read_db(tmp_path / "sync.db", "SELECT owner, next_run_at FROM jobs WHERE"
                     " company_id = 'default' AND name = 'subscriptions'")
     assert row["owner"] is None
-    assert row["next_run_at"] is not None
+    assert row["next_run_at"] <= utcnow()  # due: the worker's scheduler runs it at once
+
+
+def test_remove_waits_for_the_workers_check_too(
+    simulator: RunningSimulator, public_url: str, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`remove` holds the job as `register` does: nothing deleted while the worker's run of it
+    has the job; once it is free, every subscription of ours goes."""
+    assert main(["webhooks", "register"]) == 0
+    monkeypatch.setattr(webhooks_command, "BUSY_WAIT_S", 0.3)
+    hold_subscriptions_job(tmp_path / "sync.db", "other-host.invalid/1:4242")
+
+    assert main(["webhooks", "remove"]) == 1
+    assert "did not end within" in capsys.readouterr().err
+    assert len(simulator.state.subscriptions) == len(EVENTS)
+
+    hold_subscriptions_job(tmp_path / "sync.db", None)
+    assert main(["webhooks", "remove"]) == 0
+    assert simulator.state.subscriptions == {}
