@@ -10,11 +10,12 @@ in CI (CI=true), where they fail: the CI must not pass without running them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import secrets
 from collections.abc import Coroutine
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -60,14 +61,24 @@ class PgServer:
         self._prefix = f"{PREFIX}{os.getpid()}_{secrets.token_hex(3)}"
         self._numbers = itertools.count()
         self._template: str | None = None
+        # The next test's migrated database, made while this one runs: a copy of the template
+        # takes ~0.5 s, nearly all of it the server's fsync, so it overlaps the test for free.
+        self._ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pg-ahead")
+        self._spare: Future[str] | None = None
 
     def _admin(self) -> psycopg.Connection[Any]:
         return psycopg.connect(self.url, autocommit=True, connect_timeout=5)
 
     def create(self, *, migrated: bool = True) -> str:
         """A new database's URL: migrated (a copy of the session's template), or empty."""
+        if not migrated:
+            return self._create("template0")
+        template = self._migrated_template()
+        spare, self._spare = self._spare, self._ahead.submit(self._create, template)
+        return spare.result() if spare is not None else self._create(template)
+
+    def _create(self, template: str) -> str:
         name = f"{self._prefix}_{next(self._numbers)}"
-        template = self._migrated_template() if migrated else "template0"
         with self._admin() as conn:
             conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
                 sql.Identifier(name), sql.Identifier(template)))
@@ -87,6 +98,10 @@ class PgServer:
         return self._template
 
     def close(self) -> None:
+        if self._spare is not None:
+            with contextlib.suppress(Exception):  # it failed: there is nothing to drop
+                self.drop(self._spare.result())
+        self._ahead.shutdown()
         if self._template is not None:
             self.drop(with_database(self.url, self._template))
 
