@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 
 import httpx
 import pytest
@@ -61,7 +62,7 @@ def test_accounts_hold_separate_data_under_the_same_ids(
     assert (simulator.state.calls("POST"), other.state.calls("POST")) == (1, 1)
 
 
-@pytest.mark.parametrize("sim_config", [SHORT_WINDOW])
+@pytest.mark.parametrize("sim_config", [replace(SHORT_WINDOW, window_s=60.0)])
 def test_one_account_exhausting_its_window_leaves_the_other_serving(
     api: httpx.Client, other: RunningSimulator
 ) -> None:
