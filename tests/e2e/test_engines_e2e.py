@@ -26,7 +26,7 @@ from sync.simulator.state import SimConfig
 from sync.store.db import Database, Row
 from sync.store.partners import create_partner
 from sync.subscriptions import EVENTS
-from tests.support.databases import run_async
+from tests.support.databases import run_async, url_of
 from tests.support.procs import (
     ManagedProcess,
     eventually,
@@ -45,10 +45,6 @@ pytestmark = pytest.mark.e2e
 def sim_config() -> SimConfig:
     """Short windows and quick webhook handshakes and retries."""
     return SimConfig(window_s=1.0, delivery_retry_delays=(0.05, 0.05), handshake_timeout_s=5.0)
-
-
-def database_url(target: Path | str) -> str:
-    return target if isinstance(target, str) else f"sqlite:///{target}"
 
 
 async def _rows(target: Path | str, sql: str, params: tuple[Any, ...]) -> list[Row]:
@@ -106,7 +102,7 @@ def stack(database_target: Path | str, simulator: RunningSimulator,
     key = run_async(make_partner())
     env = product_env(tmp_path / "unused.db", alegra_base_url=simulator.base_url,
                       email=simulator.email, token=simulator.token, port=free_port(),
-                      DATABASE_URL=database_url(database_target), ALEGRA_RATE_WINDOW_S="1",
+                      DATABASE_URL=url_of(database_target), ALEGRA_RATE_WINDOW_S="1",
                       LOG_LEVEL="info")
     running = Stack(simulator, database_target, env, key)
     try:

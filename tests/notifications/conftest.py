@@ -22,16 +22,17 @@ from starlette.routing import Route
 
 from sync.settings import Settings, load_settings
 from sync.store.db import Database
+from tests.support.databases import url_of
 from tests.support.servers import ServerThread
 
 CREDENTIALS_KEY = Fernet.generate_key().decode()
 
 
-def notify_settings(database: str | Path, **extra: str) -> Settings:
-    """Settings for a SQLite file or a PostgreSQL URL, loopback allowed, short retries."""
-    url = database if isinstance(database, str) and "://" in database else f"sqlite:///{database}"
+def notify_settings(database: Path | str, **extra: str) -> Settings:
+    """Settings for a `database_target` (a SQLite file or a PostgreSQL URL), loopback allowed,
+    short retries."""
     return load_settings(env_file=None, environ={
-        "SECRET_KEY": "x" * 32, "DATABASE_URL": url,
+        "SECRET_KEY": "x" * 32, "DATABASE_URL": url_of(database),
         "CREDENTIALS_KEY": CREDENTIALS_KEY, "PARTNER_WEBHOOKS_ALLOW_PRIVATE": "true",
         "PARTNER_WEBHOOKS_RETRY_S": "0.2,0.4,0.6", **extra,
     })

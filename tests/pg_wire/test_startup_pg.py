@@ -19,6 +19,7 @@ from sync.settings import CONFIG_ERROR_EXIT, SettingsError, load_settings
 from sync.store.companies import add_company
 from sync.store.db import UNAVAILABLE_EXIT, Database, DatabaseUnavailable
 from tests.companies.conftest import KEY_A, SECRET_KEY, TOKEN
+from tests.support.databases import url_of
 from tests.support.procs import ROOT, free_port
 
 PROCESSES = {
@@ -29,10 +30,6 @@ PROCESSES = {
 }
 # Nothing listens on port 1 of loopback: a refused connection, at once.
 NO_SERVER = "postgresql://postgres@127.0.0.1:1/alegra_nowhere"
-
-
-def database_url(target: Path | str) -> str:
-    return target if isinstance(target, str) else f"sqlite:///{target}"
 
 
 def _store_company(target: Path | str) -> None:
@@ -64,7 +61,7 @@ def _run(process: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedPr
 def test_the_check_reads_the_tokens_stored_in_postgresql(database_target: Path | str) -> None:
     """`check_stored_tokens` finds the token PostgreSQL holds, and a key that decrypts it."""
     _store_company(database_target)
-    environ = {"SECRET_KEY": SECRET_KEY, "DATABASE_URL": database_url(database_target)}
+    environ = {"SECRET_KEY": SECRET_KEY, "DATABASE_URL": url_of(database_target)}
 
     with pytest.raises(SettingsError, match="CREDENTIALS_KEY"):
         check_stored_tokens(load_settings(env_file=None, environ=environ))
@@ -81,7 +78,7 @@ def test_a_stored_token_without_credentials_key_stops_every_process_on_postgresq
     CREDENTIALS_KEY and CONFIG_ERROR_EXIT, never the token, as on SQLite."""
     _store_company(database_target)
 
-    result = _run(process, _env(database_url(database_target)), ROOT)
+    result = _run(process, _env(url_of(database_target)), ROOT)
 
     assert result.returncode == CONFIG_ERROR_EXIT, result.stderr
     lines = result.stderr.strip().splitlines()
